@@ -1,0 +1,1 @@
+"""Every side effect of the workflows: database, notifications, validation probes, monitoring."""

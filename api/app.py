@@ -1,0 +1,57 @@
+"""The FastAPI application: one Temporal client and one database engine per process, made in
+the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api import problems
+from api.routes import expansions, health, partners, tokens
+from kwanus.settings import Settings, get_settings
+from store.db import Database
+
+DESCRIPTION = """KWANUS OS partner expansion and migration governance.
+
+Every process is a durable Temporal workflow; this API starts them, sends the governance
+bodies' reviews and votes to them, and reads their state. Errors are `application/problem+json`
+(RFC 9457) with `errors` (field → message) and `rule` (an ID from the rule catalogue).
+"""
+
+
+def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(settings.database_url)
+        # Lazy: the API starts (and /readyz reports) even while Temporal is still coming up.
+        app.state.temporal = temporal or await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+            lazy=True,
+        )
+        try:
+            yield
+        finally:
+            app.state.db.dispose()
+
+    app = FastAPI(
+        title="KWANUS Partner Governance",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    v1 = APIRouter(prefix="/v1")
+    for module in (partners, tokens, expansions):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,105 @@
+"""Dependencies as annotated aliases: the settings, a store session, the one Temporal client
+(made in the lifespan, never per request) and the caller's principal (P-6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+from temporalio.client import Client
+
+from api.problems import Problem, not_found, unauthorized
+from kwanus.settings import Settings
+from policy.document import DEFAULT_POLICY, PolicyDocument
+from policy.vocabulary import Role
+from store import repo
+from store.db import Database
+from store.tables import utcnow
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    db: Database = request.app.state.db
+    with db.session() as session:
+        yield session
+
+
+def get_temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def get_policy() -> PolicyDocument:
+    """The policy version in force (shipped defaults until policy versions are stored)."""
+    return DEFAULT_POLICY
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+PolicyDep = Annotated[PolicyDocument, Depends(get_policy)]
+
+_bearer = HTTPBearer(auto_error=False, description="`kw1.<id>.<secret>` from POST /v1/tokens")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: one token, one role; a partner token is bound to its partner."""
+
+    token_id: str
+    role: Role
+    partner_id: str | None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"partner:{self.partner_id}" if self.role is Role.PARTNER else self.role.value
+
+    def can_see(self, partner_id: str) -> bool:
+        """P-6: a partner sees its own records only; every other role reads all."""
+        return self.role is not Role.PARTNER or self.partner_id == partner_id
+
+    def ensure_sees(self, partner_id: str, what: str) -> None:
+        """404, not 403: another partner's records are never revealed to exist."""
+        if not self.can_see(partner_id):
+            raise not_found(what)
+
+
+def current_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized()
+    token = repo.authenticate(session=session, raw=credentials.credentials, now=utcnow())
+    if token is None:
+        raise unauthorized("the bearer token is unknown, revoked or expired")
+    return Principal(token_id=token.id, role=Role(token.role), partner_id=token.partner_id)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency admitting only `roles` (403 for any other authenticated role)."""
+    allowed = frozenset(roles)
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Problem(403, f"role {principal.role.value} may not do this (allowed: {names})")
+        return principal
+
+    return dependency
+
+
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+PartnerDep = Annotated[Principal, Depends(require(Role.PARTNER))]

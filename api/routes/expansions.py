@@ -1,0 +1,192 @@
+"""Expansion proposals: submitted by partners, carried by the `PartnerExpansion` workflow."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import CurrentPrincipal, PartnerDep, PolicyDep, SessionDep, SettingsDep, TemporalDep
+from api.problems import Problem, not_found
+from kwanus import contract
+from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
+from policy.proposal import Proposal, check_submission
+from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus
+from store import repo
+from store.tables import Process
+from workflows.expansion import PartnerExpansion
+
+router = APIRouter(prefix="/expansions", tags=["expansions"])
+
+ExpansionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+class ExpansionCreate(Proposal):
+    id: ExpansionId | None = Field(
+        default=None,
+        description="Client-chosen id: submitting the same proposal under it again returns the "
+        "same process (P-1). Generated when absent.",
+    )
+
+
+class ExpansionAccepted(BaseModel):
+    id: str
+    workflow_id: str
+    stage: str
+
+
+class ProcessSummary(BaseModel):
+    id: str
+    workflow_id: str
+    partner_id: str
+    stage: str
+    status: ProcessStatus
+    next_deadline: datetime | None
+    awaiting: list[Awaiting]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExpansionAccepted)
+async def submit_expansion(
+    body: ExpansionCreate,
+    principal: PartnerDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> ExpansionAccepted:
+    """Submit a proposal (partner): refused with 422 before any workflow starts when incomplete
+    (E-2.1) or forbidden (E-5.2, E-6.3, E-8.3)."""
+    proposal = Proposal.model_validate(body.model_dump(exclude={"id"}))
+    decision = check_submission(proposal, policy)
+    if not decision.allowed:
+        raise Problem.refused(decision, "the proposal asks for something the rules forbid")
+    assert principal.partner_id is not None
+    expansion_id = body.id or secrets.token_hex(8)
+    workflow_id = contract.expansion_workflow_id(expansion_id)
+    sha = canonical_sha256(proposal)
+    try:
+        await client.start_workflow(
+            PartnerExpansion.run,
+            ExpansionInput(
+                expansion_id=expansion_id,
+                partner_id=principal.partner_id,
+                proposal=proposal,
+                proposal_sha256=sha,
+                policy=policy,
+                submitted_by=principal.token_id,
+            ),
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            # P-1: one business id, one run. FAIL (rather than USE_EXISTING) lets us tell an
+            # idempotent replay from a clash with someone else's proposal below.
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(contract.PARTNER_ID, principal.partner_id),
+                    SearchAttributePair(contract.PROCESS, ProcessKind.EXPANSION.value),
+                    SearchAttributePair(contract.STAGE, ExpansionStage.PROPOSAL.value),
+                ]
+            ),
+            memo={"partner_id": principal.partner_id, "proposal_sha256": sha},
+            static_summary=(
+                f"Expansion {expansion_id} · partner {principal.partner_id} · "
+                f"category {proposal.category.value}"
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        stage = await _existing_stage(client, workflow_id, principal.partner_id, sha)
+        return ExpansionAccepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
+    return ExpansionAccepted(
+        id=expansion_id, workflow_id=workflow_id, stage=ExpansionStage.PROPOSAL.value
+    )
+
+
+async def _existing_stage(client: Client, workflow_id: str, partner_id: str, sha: str) -> str:
+    """The same proposal under the same id is the same process (P-1); anything else is a clash,
+    reported without revealing whose the id is."""
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    memo = await desc.memo()
+    if memo.get("partner_id") != partner_id:
+        raise Problem(409, "this expansion id is already in use; choose another")
+    if memo.get("proposal_sha256") != sha:
+        raise Problem(
+            409, "this expansion id was already used for a different proposal; choose another"
+        )
+    return desc.typed_search_attributes.get(contract.STAGE) or ExpansionStage.PROPOSAL.value
+
+
+@router.get("", response_model=list[ProcessSummary])
+def list_expansions(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    stage: ExpansionStage | None = None,
+    status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
+    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ProcessSummary]:
+    """List expansions from the store (no Temporal query); a partner sees its own."""
+    rows = repo.list_processes(
+        session=session,
+        kind=ProcessKind.EXPANSION,
+        partner_id=principal.partner_id,
+        stage=stage,
+        status=status_,
+        after=after,
+        limit=limit,
+    )
+    return [_summary(r) for r in rows]
+
+
+def _summary(row: Process) -> ProcessSummary:
+    return ProcessSummary(
+        id=row.process_id,
+        workflow_id=row.workflow_id,
+        partner_id=row.partner_id,
+        stage=row.stage,
+        status=ProcessStatus(row.status),
+        next_deadline=repo.as_utc(row.next_deadline),
+        awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
+    )
+
+
+@router.get("/{expansion_id}", response_model=ExpansionStatus)
+async def get_expansion(
+    expansion_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+) -> ExpansionStatus:
+    """An expansion's live state (the workflow's `status` query); from the store once the run
+    has closed and left Temporal's retention, or while no worker answers."""
+    workflow_id = contract.expansion_workflow_id(expansion_id)
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is not None:
+        principal.ensure_sees(row.partner_id, "expansion")
+    state = await _live_state(client, workflow_id)
+    if state is None and row is not None and row.state:
+        state = ExpansionStatus.model_validate(row.state)
+    if state is None:
+        raise not_found("expansion")
+    principal.ensure_sees(state.partner_id, "expansion")
+    return state
+
+
+async def _live_state(client: Client, workflow_id: str) -> ExpansionStatus | None:
+    handle = client.get_workflow_handle_for(PartnerExpansion.run, workflow_id)
+    try:
+        return await handle.query(PartnerExpansion.status, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
+            return None
+        raise

@@ -1,0 +1,1 @@
+"""KWANUS Partner Governance: process-independent plumbing (settings, Temporal contract, CLI)."""

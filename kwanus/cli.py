@@ -1,0 +1,130 @@
+"""The `kwanus` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kwanus.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Flags override the environment (`KWANUS_*`), which overrides the defaults."""
+    overrides: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in ("state_dir", "api_port", "temporal_port", "ui_port")
+        if getattr(args, name, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from kwanus import dev
+    from kwanus.binaries import BinaryMissing
+
+    try:
+        return dev.run(_settings(args))
+    except (dev.DevError, BinaryMissing) as exc:
+        print(f"kwanus dev: {exc}", file=sys.stderr)
+        return 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    asyncio.run(worker.run_worker(_settings(args)))
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print(f"database at head: {settings.database_url}")
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from store import repo
+    from store.db import Database
+    from store.schemas import TokenCreate
+
+    try:
+        body = TokenCreate(role=args.role, partner_id=args.partner, label=args.label)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(x) for x in err["loc"]) or "token"
+            print(f"kwanus token create: {field}: {err['msg']}", file=sys.stderr)
+        return 2
+    db = Database(_settings(args).database_url)
+    try:
+        with db.session() as session:
+            created = repo.create_token(session=session, token=body)
+    except repo.UnknownPartner:
+        print(f"kwanus token create: partner {args.partner!r} is not registered", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
+    print(created.token)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, help="state folder (KWANUS_STATE_DIR)")
+    p = argparse.ArgumentParser(prog="kwanus", description="KWANUS Partner Governance")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("dev", parents=[common], help="run the whole product on embedded defaults")
+    d.add_argument("--api-port", type=int, help="API port (KWANUS_API_PORT, 8000)")
+    d.add_argument("--temporal-port", type=int, help="Temporal port (KWANUS_TEMPORAL_PORT, 7233)")
+    d.add_argument("--ui-port", type=int, help="Temporal UI port (KWANUS_UI_PORT, 8233)")
+    d.set_defaults(func=_dev)
+
+    sub.add_parser("worker", parents=[common], help="run the Temporal worker").set_defaults(
+        func=_worker
+    )
+    a = sub.add_parser("api", parents=[common], help="run the HTTP API")
+    a.add_argument("--api-port", type=int, help="API port (KWANUS_API_PORT, 8000)")
+    a.set_defaults(func=_api)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(
+        func=_db_upgrade
+    )
+
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
+    tc = tok.add_parser("create", parents=[common], help="issue a bearer token (printed once)")
+    tc.add_argument("--role", required=True, help="partner, TSC, SCO, ERC, CGB, ops or admin")
+    tc.add_argument("--partner", help="the partner id (role partner only)")
+    tc.add_argument("--label", default="", help="a note on what the token is for")
+    tc.set_defaults(func=_token_create)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The Temporal contract ops see in the UI and CLI (DESIGN.md "Temporal contract")."""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+EXPANSION_WORKFLOW = "PartnerExpansion"
+MIGRATION_WORKFLOW = "PartnerMigration"
+REMEDIATION_WORKFLOW = "Remediation"
+STEWARDSHIP_WORKFLOW = "StewardshipReview"
+
+PARTNER_ID = SearchAttributeKey.for_keyword("KwanusPartnerId")
+PROCESS = SearchAttributeKey.for_keyword("KwanusProcess")
+STAGE = SearchAttributeKey.for_keyword("KwanusStage")
+RISK_LEVEL = SearchAttributeKey.for_keyword("KwanusRiskLevel")
+NEXT_DEADLINE = SearchAttributeKey.for_datetime("KwanusNextDeadline")
+
+SEARCH_ATTRIBUTES = (PARTNER_ID, PROCESS, STAGE, RISK_LEVEL, NEXT_DEADLINE)
+
+
+def expansion_workflow_id(expansion_id: str) -> str:
+    return f"expansion-{expansion_id}"
+
+
+def search_attribute_flags() -> list[str]:
+    """`--search-attribute` arguments for `temporal server start-dev`."""
+    kinds = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
+    return [
+        arg
+        for key in SEARCH_ATTRIBUTES
+        for arg in ("--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}")
+    ]

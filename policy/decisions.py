@@ -1,0 +1,30 @@
+"""What every rule check returns: the findings and the rule IDs behind them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Finding(BaseModel):
+    """One reason a rule refused something: the field it concerns, the rule ID, a message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    rule: str
+    message: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    findings: tuple[Finding, ...] = ()
+    flags: tuple[Finding, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return not self.findings
+
+    @property
+    def rules(self) -> list[str]:
+        return sorted({f.rule for f in self.findings})

@@ -1,0 +1,30 @@
+"""Checks on a partner's registered profile."""
+
+from __future__ import annotations
+
+from policy.decisions import Decision, Finding
+from policy.document import PolicyDocument
+
+
+def check_profile(*, tier: str, permissions: list[str], policy: PolicyDocument) -> Decision:
+    """A partner is registered on a catalogue tier (E-7.3: tiers come from governance) and never
+    with an unbounded permission (E-5.2)."""
+    findings: list[Finding] = []
+    if tier not in policy.tiers:
+        findings.append(
+            Finding(
+                field="tier",
+                rule="E-7.3",
+                message=f"unknown tier {tier!r}; the tier catalogue is {', '.join(policy.tiers)}",
+            )
+        )
+    findings.extend(
+        Finding(
+            field=f"permissions.{i}",
+            rule="E-5.2",
+            message=f"permission {p!r} is unbounded (contains '*'): forbidden without exception",
+        )
+        for i, p in enumerate(permissions)
+        if "*" in p
+    )
+    return Decision(findings=tuple(findings))

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the engine, typed repository functions, Alembic migrations."""

@@ -1,0 +1,261 @@
+"""Typed, keyword-only repository functions: the only code that reads or writes tables."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from kwanus.models import RecordEvent
+from policy.vocabulary import PartnerStatus, ProcessKind, Role
+from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
+from store.tables import ApiToken, AuditEvent, Partner, Process, utcnow
+
+TOKEN_PREFIX = "kw1"  # noqa: S105 (the token format tag, not a secret)
+
+
+class AlreadyExists(Exception):
+    """A row with this key exists already."""
+
+
+class UnknownPartner(Exception):
+    """The partner does not exist."""
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every stored datetime is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _insert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, which knows ON CONFLICT and RETURNING on both databases."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"unsupported database dialect {name!r}")
+
+
+# --- partners -------------------------------------------------------------------------------
+
+
+def create_partner(*, session: Session, partner: PartnerCreate) -> Partner:
+    row = Partner(
+        id=partner.id,
+        name=partner.name,
+        tier=partner.tier,
+        status=PartnerStatus.ACTIVE,
+        os_version=partner.os_version,
+        api_version=partner.api_version,
+        runtime_name=partner.runtime.name,
+        runtime_version=partner.runtime.version,
+        capabilities=list(partner.capabilities),
+        permissions=list(partner.permissions),
+        created_at=utcnow(),
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise AlreadyExists(partner.id) from exc
+    return row
+
+
+def get_partner(*, session: Session, partner_id: str) -> Partner | None:
+    return session.get(Partner, partner_id)
+
+
+def list_partners(
+    *, session: Session, after: str | None = None, limit: int = 100, only: str | None = None
+) -> Sequence[Partner]:
+    """Keyset pagination by id; `only` restricts the list to one partner (a partner's view)."""
+    query = select(Partner).order_by(col(Partner.id)).limit(limit)
+    if after is not None:
+        query = query.where(col(Partner.id) > after)
+    if only is not None:
+        query = query.where(col(Partner.id) == only)
+    return session.exec(query).all()
+
+
+def partner_public(row: Partner) -> PartnerPublic:
+    return PartnerPublic(
+        id=row.id,
+        name=row.name,
+        tier=row.tier,
+        status=PartnerStatus(row.status),
+        os_version=row.os_version,
+        api_version=row.api_version,
+        runtime=Runtime(name=row.runtime_name, version=row.runtime_version),
+        capabilities=row.capabilities,
+        permissions=row.permissions,
+        created_at=as_utc(row.created_at) or row.created_at,
+    )
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(*, session: Session, token: TokenCreate) -> TokenCreated:
+    """A new bearer token `kw1.<id>.<secret>`; only sha256(secret) is stored, the token itself is
+    returned once."""
+    if token.partner_id is not None and session.get(Partner, token.partner_id) is None:
+        raise UnknownPartner(token.partner_id)
+    token_id = "tok_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    row = ApiToken(
+        id=token_id,
+        secret_sha256=_digest(secret),
+        role=token.role,
+        partner_id=token.partner_id,
+        label=token.label,
+        created_at=utcnow(),
+        expires_at=token.expires_at,
+    )
+    session.add(row)
+    session.commit()
+    return TokenCreated(
+        id=row.id,
+        role=token.role,
+        partner_id=row.partner_id,
+        label=row.label,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        token=f"{TOKEN_PREFIX}.{token_id}.{secret}",
+    )
+
+
+def authenticate(*, session: Session, raw: str, now: datetime) -> ApiToken | None:
+    """The live token behind a bearer string, or None. The lookup is by the public id and the
+    secret is compared in constant time, so response time reveals nothing about the secret."""
+    parts = raw.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    row = session.get(ApiToken, parts[1])
+    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
+        return None
+    if row.revoked_at is not None:
+        return None
+    expires = as_utc(row.expires_at)
+    if expires is not None and expires <= now:
+        return None
+    return row
+
+
+def role_of(token: ApiToken) -> Role:
+    return Role(token.role)
+
+
+# --- processes and the audit log (written only by workflow activities) ----------------------
+
+
+def record_event(*, session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply the projection in one transaction. Returns whether this call
+    wrote it: a retried activity finds the key taken and changes nothing (P-4). Inserts are
+    detected with RETURNING, which is exact on both databases (rowcount is not)."""
+    insert = _insert_for(session)
+    now = utcnow()
+    audit = (
+        insert(AuditEvent)
+        .values(
+            key=event.key,
+            at=event.at,
+            recorded_at=now,
+            workflow_id=event.workflow_id,
+            process=event.process,
+            process_id=event.process_id,
+            partner_id=event.partner_id,
+            event=event.event,
+            actor=event.actor,
+            stage=event.stage,
+            rules=list(event.rules),
+            data=event.data,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(AuditEvent.__table__.c.id)  # type: ignore[attr-defined]
+    )
+    inserted = session.execute(audit).first() is not None
+    if not inserted:
+        session.rollback()
+        return False
+    awaiting = [a.model_dump(mode="json") for a in event.awaiting]
+    projection = insert(Process).values(
+        workflow_id=event.workflow_id,
+        kind=event.process,
+        process_id=event.process_id,
+        partner_id=event.partner_id,
+        stage=event.stage,
+        status=event.status,
+        next_deadline=event.next_deadline,
+        awaiting=awaiting,
+        policy_version=event.policy_version,
+        state=event.state,
+        created_at=event.at,
+        updated_at=event.at,
+    )
+    projection = projection.on_conflict_do_update(
+        index_elements=["workflow_id"],
+        set_={
+            "stage": projection.excluded.stage,
+            "status": projection.excluded.status,
+            "next_deadline": projection.excluded.next_deadline,
+            "awaiting": projection.excluded.awaiting,
+            "state": projection.excluded.state,
+            "updated_at": projection.excluded.updated_at,
+        },
+    )
+    session.execute(projection)
+    session.commit()
+    return True
+
+
+def get_process(*, session: Session, workflow_id: str) -> Process | None:
+    return session.get(Process, workflow_id)
+
+
+def list_processes(
+    *,
+    session: Session,
+    kind: ProcessKind,
+    partner_id: str | None = None,
+    stage: str | None = None,
+    status: str | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> Sequence[Process]:
+    """Keyset pages ordered by workflow id, filtered on indexed columns."""
+    query = select(Process).where(col(Process.kind) == kind).order_by(col(Process.workflow_id))
+    if partner_id is not None:
+        query = query.where(col(Process.partner_id) == partner_id)
+    if stage is not None:
+        query = query.where(col(Process.stage) == stage)
+    if status is not None:
+        query = query.where(col(Process.status) == status)
+    if after is not None:
+        query = query.where(col(Process.workflow_id) > after)
+    return session.exec(query.limit(limit)).all()
+
+
+def audit_events(
+    *, session: Session, workflow_id: str | None = None, partner_id: str | None = None
+) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.id))
+    if workflow_id is not None:
+        query = query.where(col(AuditEvent.workflow_id) == workflow_id)
+    if partner_id is not None:
+        query = query.where(col(AuditEvent.partner_id) == partner_id)
+    return session.exec(query).all()

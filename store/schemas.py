@@ -1,0 +1,90 @@
+"""Request and response shapes of the admin data (partners, tokens): `XCreate` carries only what
+a caller may set; `XPublic` only what a caller may see."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from policy.proposal import Name, Permission, Version
+from policy.vocabulary import PartnerStatus, Role
+
+PartnerId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+class Runtime(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    version: Version
+
+
+class PartnerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: PartnerId = Field(description="Lower-case slug, 2-63 characters: letters, digits, '-'.")
+    name: Name
+    tier: Name
+    os_version: Version
+    api_version: Version
+    runtime: Runtime
+    capabilities: list[Name] = Field(default_factory=list, max_length=200)
+    permissions: list[Permission] = Field(default_factory=list, max_length=200)
+
+
+class PartnerPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    tier: str
+    status: PartnerStatus
+    os_version: str
+    api_version: str
+    runtime: Runtime
+    capabilities: list[str]
+    permissions: list[str]
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    partner_id: PartnerId | None = Field(
+        default=None, validate_default=True, description="Required for role `partner`, only then."
+    )
+    label: Annotated[str, StringConstraints(max_length=200)] = ""
+    expires_at: datetime | None = None
+
+    @field_validator("partner_id")
+    @classmethod
+    def _partner_binding(cls, value: str | None, info: ValidationInfo) -> str | None:
+        role = info.data.get("role")
+        if role is Role.PARTNER and value is None:
+            raise ValueError("required for role partner")
+        if role is not None and role is not Role.PARTNER and value is not None:
+            raise ValueError("only a partner token is bound to a partner")
+        return value
+
+
+class TokenPublic(BaseModel):
+    id: str
+    role: Role
+    partner_id: str | None
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The bearer token. Shown once; only its hash is stored.")

@@ -1,0 +1,106 @@
+"""SQLModel tables. Server-owned columns live only here; request and payload models are separate
+pydantic classes, so a request body can never set them (mass assignment)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+class Partner(SQLModel, table=True):
+    __tablename__ = "partner"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    tier: str = Field(max_length=64)
+    status: str = Field(default="active", max_length=16)
+    os_version: str = Field(max_length=32)
+    api_version: str = Field(max_length=32)
+    runtime_name: str = Field(max_length=64)
+    runtime_version: str = Field(max_length=32)
+    capabilities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    permissions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token bound to one role (P-6). Only the sha256 of its secret is stored."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(primary_key=True, max_length=32)
+    secret_sha256: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", max_length=64)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = _ts()
+    expires_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class Process(SQLModel, table=True):
+    """Projection of one process (expansion / migration / remediation), written only by workflow
+    activities; lists are served from here, never from Temporal queries."""
+
+    __tablename__ = "process"
+    __table_args__ = (
+        Index("ix_process_kind_partner", "kind", "partner_id"),
+        Index("ix_process_kind_stage", "kind", "stage"),
+    )
+
+    workflow_id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(max_length=16)
+    process_id: str = Field(max_length=100)
+    partner_id: str = Field(max_length=64, index=True)
+    stage: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    next_deadline: datetime | None = _ts(nullable=True, index=True)
+    awaiting: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    policy_version: int
+    state: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="The workflow's last `status`, served once its run has left Temporal.",
+    )
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only log: one row per governance event (P-4). `key` is unique, so an activity
+    retried after its commit writes nothing the second time."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    key: str = Field(max_length=200, unique=True)
+    at: datetime = _ts()
+    recorded_at: datetime = _ts()
+    workflow_id: str = Field(max_length=128, index=True)
+    process: str = Field(max_length=16)
+    process_id: str = Field(max_length=100)
+    partner_id: str = Field(max_length=64, index=True)
+    event: str = Field(max_length=64)
+    actor: str = Field(max_length=64)
+    stage: str = Field(max_length=32)
+    rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,103 @@
+"""Shared fixtures: one time-skipping server and one dev server per session (both from the
+wheels, nothing downloaded), a fresh migrated database per test on SQLite — and on PostgreSQL
+too when KWANUS_TEST_DATABASE_URL is set — and a worker on its own task queue per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import worker as worker_module
+from kwanus import binaries, contract
+from store.db import Database
+from store.migrate import upgrade
+
+PG_URL = os.environ.get("KWANUS_TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+
+
+def _pg_schema_url(base: str, schema: str) -> str:
+    url = make_url(base)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kwanus.db'}"
+        upgrade(url)
+        yield url
+        return
+    schema = f"kwtest_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = _pg_schema_url(PG_URL, schema)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: months pass in milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(binaries.temporal_test_server()),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server (search attributes, UI metadata, visibility)."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(binaries.temporal_cli()),
+        search_attributes=contract.SEARCH_ATTRIBUTES,
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--dynamic-config-value",
+            "frontend.namespaceCount=10000",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@asynccontextmanager
+async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
+    """A worker of the product's own workflows and activities on a fresh task queue."""
+    task_queue = f"kwanus-test-{uuid.uuid4().hex[:10]}"
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with worker_module.build_worker(
+            client, db, task_queue=task_queue, executor=executor, max_cached_workflows=100
+        ):
+            yield task_queue

@@ -1,0 +1,66 @@
+"""Valid inputs to build on: each test changes only what it is about."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kwanus.models import Awaiting, RecordEvent
+from policy.vocabulary import ProcessKind, ProcessStatus
+
+
+def partner_body(partner_id: str = "acme", **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": partner_id,
+        "name": f"{partner_id.title()} Corp",
+        "tier": "verified",
+        "os_version": "4.2",
+        "api_version": "2.1",
+        "runtime": {"name": "kwanus-runtime", "version": "3.0"},
+        "capabilities": ["orders-dashboard"],
+        "permissions": ["orders:read"],
+    }
+    body.update(changes)
+    return body
+
+
+def proposal_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "category": "A",
+        "description": "A read-only order analytics widget",
+        "justification": "Merchants ask for order trends in their dashboard",
+        "requested_tier": "verified",
+        "requested_capabilities": [
+            {"name": "order-trends", "kind": "read_only", "permissions": ["orders:read"]}
+        ],
+        "integrations": [{"name": "orders-api", "kind": "api"}],
+        "governance_alignment": "Uses only governed read APIs",
+        "compatibility_impact": "None: additive",
+        "security_impact": "Read-only, partner-scoped data",
+        "lifecycle_plan": "Supported for two OS major versions",
+        "risk_mitigation": "Feature flag per merchant",
+        "fallback_plan": "Disable the widget",
+        "monitoring_plan": "Error rate and latency dashboards",
+    }
+    body.update(changes)
+    return body
+
+
+def event(key: str = "expansion-x:submitted", **changes: Any) -> RecordEvent:
+    values: dict[str, Any] = {
+        "key": key,
+        "workflow_id": "expansion-x",
+        "process": ProcessKind.EXPANSION,
+        "process_id": "x",
+        "partner_id": "acme",
+        "event": "submitted",
+        "actor": "partner:acme",
+        "at": datetime(2026, 1, 1, tzinfo=UTC),
+        "stage": "Proposal",
+        "status": ProcessStatus.ACTIVE,
+        "awaiting": [Awaiting(actor="TSC", action="review")],
+        "rules": ["E-2.1"],
+        "policy_version": 1,
+    }
+    values.update(changes)
+    return RecordEvent(**values)

@@ -1,0 +1,124 @@
+"""The store on SQLite, and on PostgreSQL when KWANUS_TEST_DATABASE_URL is set."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from store import repo
+from store.db import Database
+from store.migrate import upgrade
+from store.schemas import PartnerCreate, TokenCreate
+from store.tables import ApiToken, AuditEvent, Process, utcnow
+from tests.factories import event, partner_body
+
+
+def test_migrations_create_every_table_and_rerun_cleanly(db_url: str) -> None:
+    upgrade(db_url)  # a second upgrade is a no-op
+    database = Database(db_url)
+    try:
+        names = set(sa.inspect(database.engine).get_table_names())
+    finally:
+        database.dispose()
+    assert {"partner", "api_token", "process", "audit_event", "alembic_version"} <= names
+
+
+def test_record_event_retried_in_sequence_writes_once(db: Database) -> None:
+    """P-4: a retried activity writes its audit row once, and the projection once."""
+    results = []
+    for _ in range(3):
+        with db.session() as session:
+            results.append(repo.record_event(session=session, event=event()))
+    assert results == [True, False, False]
+    with db.session() as session:
+        rows = session.exec(select(AuditEvent)).all()
+        assert [r.key for r in rows] == ["expansion-x:submitted"]
+        process = repo.get_process(session=session, workflow_id="expansion-x")
+        assert process is not None and process.stage == "Proposal"
+
+
+def test_record_event_concurrent_duplicates_write_once(db: Database) -> None:
+    """P-4: two attempts racing with the same key leave exactly one row."""
+
+    def attempt(_: int) -> bool:
+        with db.session() as session:
+            return repo.record_event(session=session, event=event())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(attempt, range(2)))
+    assert sorted(outcomes) == [False, True]
+    with db.session() as session:
+        assert len(session.exec(select(AuditEvent)).all()) == 1
+
+
+def test_projection_follows_events_and_keeps_timezone(db: Database) -> None:
+    deadline = datetime(2026, 1, 15, tzinfo=UTC)
+    with db.session() as session:
+        repo.record_event(session=session, event=event())
+        repo.record_event(
+            session=session,
+            event=event(
+                "expansion-x:stage:Evaluation",
+                stage="Evaluation",
+                event="stage_changed",
+                at=datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+                next_deadline=deadline,
+                state={"stage": "Evaluation"},
+            ),
+        )
+    with db.session() as session:
+        row = session.get(Process, "expansion-x")
+        assert row is not None
+        assert row.stage == "Evaluation"
+        assert repo.as_utc(row.next_deadline) == deadline
+        assert row.state == {"stage": "Evaluation"}
+        listed = repo.list_processes(session=session, kind="expansion", stage="Evaluation")
+        assert [p.workflow_id for p in listed] == ["expansion-x"]
+        assert repo.list_processes(session=session, kind="expansion", partner_id="other") == []
+
+
+def test_partner_registered_once(db: Database) -> None:
+    body = PartnerCreate.model_validate(partner_body())
+    with db.session() as session:
+        repo.create_partner(session=session, partner=body)
+    with db.session() as session, pytest.raises(repo.AlreadyExists):
+        repo.create_partner(session=session, partner=body)
+
+
+def test_tokens_are_stored_hashed_and_checked(db: Database) -> None:
+    """P-6: only a hash is stored; a wrong secret, a revoked or an expired token is refused."""
+    with db.session() as session:
+        repo.create_partner(session=session, partner=PartnerCreate.model_validate(partner_body()))
+        created = repo.create_token(
+            session=session, token=TokenCreate(role="partner", partner_id="acme")
+        )
+    secret = created.token.split(".")[2]
+    now = utcnow()
+    with db.session() as session:
+        row = session.get(ApiToken, created.id)
+        assert row is not None and secret not in row.secret_sha256
+        found = repo.authenticate(session=session, raw=created.token, now=now)
+        assert found is not None and found.partner_id == "acme"
+        assert repo.authenticate(session=session, raw=created.token + "x", now=now) is None
+        assert repo.authenticate(session=session, raw="not-a-token", now=now) is None
+        row.revoked_at = now
+        session.add(row)
+        session.commit()
+        assert repo.authenticate(session=session, raw=created.token, now=now) is None
+
+    with db.session() as session:
+        expiring = repo.create_token(
+            session=session, token=TokenCreate(role="ops", expires_at=now + timedelta(hours=1))
+        )
+        assert repo.authenticate(session=session, raw=expiring.token, now=now) is not None
+        later = now + timedelta(hours=2)
+        assert repo.authenticate(session=session, raw=expiring.token, now=later) is None
+
+
+def test_partner_token_needs_a_registered_partner(db: Database) -> None:
+    with db.session() as session, pytest.raises(repo.UnknownPartner):
+        repo.create_token(session=session, token=TokenCreate(role="partner", partner_id="ghost"))

@@ -1,0 +1,77 @@
+"""The Temporal worker: every workflow and activity on one task queue (`kwanus worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.governance import GovernanceActivities
+from kwanus.settings import Settings, get_settings
+from kwanus.temporal import connect
+from store.db import Database
+from workflows.expansion import PartnerExpansion
+
+WORKFLOWS = [PartnerExpansion]
+ACTIVITY_THREADS = 16
+log = logging.getLogger("kwanus.worker")
+
+
+def build_worker(
+    client: Client,
+    db: Database,
+    *,
+    task_queue: str,
+    executor: ThreadPoolExecutor,
+    max_cached_workflows: int = 10_000,
+) -> Worker:
+    acts = GovernanceActivities(db)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[acts.record_event],
+        activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
+        max_cached_workflows=max_cached_workflows,
+        # SIGTERM lets in-flight activities finish before the process exits.
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    db = Database(settings.database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(
+        max_workers=ACTIVITY_THREADS, thread_name_prefix="kwanus-activity"
+    ) as executor:
+        worker = build_worker(
+            client,
+            db,
+            task_queue=settings.task_queue,
+            executor=executor,
+            max_cached_workflows=settings.max_cached_workflows,
+        )
+        async with worker:
+            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight activities")
+    db.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    asyncio.run(run_worker(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
