@@ -34,3 +34,22 @@ async def connect(settings: Settings, *, wait: float = 60.0) -> Client:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Register the custom search attributes where a server was not started with them (the
+    time-skipping test server; a cluster without the compose set-up step)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from kwanus.contract import SEARCH_ATTRIBUTES
+
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+                for key in SEARCH_ATTRIBUTES
+            },
+        )
+    )

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
 from kwanus import binaries, contract
+from kwanus.temporal import register_search_attributes
 from store.db import Database
 from store.migrate import upgrade
 
@@ -70,6 +71,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(binaries.temporal_test_server()),
     )
+    await register_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 
@@ -96,7 +98,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
     """A worker of the product's own workflows and activities on a fresh task queue."""
     task_queue = f"kwanus-test-{uuid.uuid4().hex[:10]}"
-    with ThreadPoolExecutor(max_workers=8) as executor:
+    with ThreadPoolExecutor(max_workers=worker_module.ACTIVITY_THREADS) as executor:
         async with worker_module.build_worker(
             client, db, task_queue=task_queue, executor=executor, max_cached_workflows=100
         ):
