@@ -1,0 +1,76 @@
+"""docker-compose.yml wiring, checked against the settings and the Temporal contract (no Docker
+engine runs here, so the file is parsed, not started)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kwanus import contract
+from kwanus.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+APP_SERVICES = ("api", "worker", "migrate")
+# The shipped defaults, whatever this machine's KWANUS_* environment says.
+DEFAULT: dict[str, Any] = {name: f.default for name, f in Settings.model_fields.items()}
+
+
+def test_services_of_the_distributed_topology() -> None:
+    assert {
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "temporal-setup",
+        "migrate",
+        "api",
+        "worker",
+    } <= set(SERVICES)
+    for name in APP_SERVICES:
+        assert SERVICES[name]["build"] == "."
+    assert (ROOT / "Dockerfile").is_file()
+
+
+def test_app_env_names_are_settings_and_point_at_the_services() -> None:
+    fields = {f"KWANUS_{name.upper()}" for name in Settings.model_fields}
+    for name in APP_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert set(env) <= fields, set(env) - fields
+        assert env["KWANUS_TEMPORAL_ADDRESS"] == "temporal:7233"
+        assert env["KWANUS_TASK_QUEUE"] == DEFAULT["task_queue"]
+        assert env["KWANUS_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgresql:5432/" in env["KWANUS_DATABASE_URL"]
+        assert env["KWANUS_TEMPORAL_NAMESPACE"] == DEFAULT["temporal_namespace"]
+
+
+def test_ports_match_the_settings() -> None:
+    api = SERVICES["api"]
+    port = api["environment"]["KWANUS_API_PORT"]
+    assert int(port) == DEFAULT["api_port"]
+    assert f"{DEFAULT['api_port']}:{port}" in api["ports"]
+    assert f"{DEFAULT['ui_port']}:8080" in SERVICES["temporal-ui"]["ports"]
+    assert f"{DEFAULT['temporal_port']}:7233" in SERVICES["temporal"]["ports"]
+
+
+def test_start_order_waits_on_health_and_set_up() -> None:
+    for name in ("api", "worker"):
+        deps = SERVICES[name]["depends_on"]
+        assert deps["postgresql"]["condition"] == "service_healthy"
+        assert deps["temporal"]["condition"] == "service_healthy"
+        assert deps["temporal-setup"]["condition"] == "service_completed_successfully"
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("postgresql", "temporal", "api"):
+        assert "healthcheck" in SERVICES[name], name
+    assert SERVICES["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgresql"
+
+
+def test_setup_registers_exactly_our_search_attributes() -> None:
+    script = " ".join(SERVICES["temporal-setup"]["command"])
+    registered = dict(re.findall(r"(Kwanus\w+)=(\w+)", script))
+    kinds = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
+    expected = {k.name: kinds[k.indexed_value_type.name] for k in contract.SEARCH_ATTRIBUTES}
+    assert registered == expected
