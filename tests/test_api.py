@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,10 @@ from tests.conftest import running_worker
 from tests.factories import partner_body, proposal_body
 
 PROBLEM = "application/problem+json"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -182,7 +187,8 @@ async def test_duplicate_partner_is_409(api: Api) -> None:
 async def test_incomplete_proposal_names_every_missing_field_and_starts_nothing(api: Api) -> None:
     """E-2.1, E-2.1a: all missing fields in one 422; no workflow started, no row written."""
     acme = await api.partner("acme")
-    body = proposal_body(id="incomplete-1", category="B", description="  ")
+    eid = unique("incomplete")
+    body = proposal_body(id=eid, category="B", description="  ")
     for field in ("justification", "security_impact", "lifecycle_plan"):
         del body[field]
     body["requested_capabilities"][0]["kind"] = "teleport"
@@ -198,7 +204,7 @@ async def test_incomplete_proposal_names_every_missing_field_and_starts_nothing(
         "requested_capabilities.0.kind",
     }
     assert "E-2.1" in problem["rule"] and "E-2.1a" in problem["rule"]
-    assert not await api.workflow_exists("expansion-incomplete-1")
+    assert not await api.workflow_exists(f"expansion-{eid}")
     with api.db.session() as session:
         assert session.exec(select(Process)).all() == []
         assert session.exec(select(AuditEvent)).all() == []
@@ -208,8 +214,9 @@ async def test_forbidden_items_refused_at_submission(api: Api) -> None:
     """E-5.2, E-6.3, E-8.3: forbidden kinds and unbounded permissions refused before any
     workflow starts, each named by field and rule."""
     acme = await api.partner("acme")
+    eid = unique("forbidden")
     body = proposal_body(
-        id="forbidden-1",
+        id=eid,
         requested_capabilities=[
             {"name": "dump", "kind": "raw_data_access"},
             {"name": "all", "kind": "read_only", "permissions": ["*:read"]},
@@ -225,7 +232,7 @@ async def test_forbidden_items_refused_at_submission(api: Api) -> None:
         "requested_capabilities.1.permissions.0",
         "integrations.0.kind",
     }
-    assert not await api.workflow_exists("expansion-forbidden-1")
+    assert not await api.workflow_exists(f"expansion-{eid}")
 
 
 async def test_only_partners_submit_expansions(api: Api) -> None:
@@ -238,16 +245,18 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     in the API and the search attributes; P-6: another partner gets 404."""
     acme = await api.partner("acme")
     globex = await api.partner("globex")
-    body = proposal_body(id="thin-1")
+    eid = unique("thin")  # one dev server serves every test: ids must not collide
+    wid = f"expansion-{eid}"
+    body = proposal_body(id=eid)
     first = await api.http.post("/v1/expansions", json=body, headers=acme)
     assert first.status_code == 202, first.text
-    assert first.json() == {"id": "thin-1", "workflow_id": "expansion-thin-1", "stage": "Proposal"}
-    handle = api.env.client.get_workflow_handle("expansion-thin-1")
+    assert first.json() == {"id": eid, "workflow_id": wid, "stage": "Proposal"}
+    handle = api.env.client.get_workflow_handle(wid)
     run_id = (await handle.describe()).run_id
 
     again = await api.http.post("/v1/expansions", json=body, headers=acme)
     assert again.status_code == 202
-    assert again.json()["workflow_id"] == "expansion-thin-1"
+    assert again.json()["workflow_id"] == wid
     assert (await handle.describe()).run_id == run_id
 
     changed = await api.http.post(
@@ -259,7 +268,7 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     assert "acme" not in stolen.text
 
     async def in_evaluation() -> dict[str, Any] | None:
-        resp = await api.http.get("/v1/expansions/thin-1", headers=acme)
+        resp = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
         assert resp.status_code == 200, resp.text
         data: dict[str, Any] = resp.json()
         return data if data["stage"] == "Evaluation" else None
@@ -269,14 +278,14 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     assert state["status"] == "active"
     assert {a["actor"] for a in state["awaiting"]} == {"TSC", "SCO", "ERC", "CGB"}
 
-    assert (await api.http.get("/v1/expansions/thin-1", headers=globex)).status_code == 404
+    assert (await api.http.get(f"/v1/expansions/{eid}", headers=globex)).status_code == 404
     assert (await api.http.get("/v1/expansions/nope", headers=acme)).status_code == 404
     assert (
-        await api.http.get("/v1/expansions/thin-1", headers=api.token("ops"))
+        await api.http.get(f"/v1/expansions/{eid}", headers=api.token("ops"))
     ).status_code == 200
 
     listed = (await api.http.get("/v1/expansions", headers=acme)).json()
-    assert [e["id"] for e in listed] == ["thin-1"]
+    assert [e["id"] for e in listed] == [eid]
     assert (await api.http.get("/v1/expansions", headers=globex)).json() == []
 
     desc = await handle.describe()
@@ -288,18 +297,16 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     }
     assert attrs["KwanusNextDeadline"] is not None
     summary = await desc.static_summary()
-    assert summary is not None and "thin-1" in summary and "acme" in summary
+    assert summary is not None and eid in summary and "acme" in summary
 
     async def found() -> list[str]:
         query = "KwanusPartnerId='acme' AND KwanusStage='Evaluation'"
         return [wf.id async for wf in api.env.client.list_workflows(query)]
 
-    assert "expansion-thin-1" in await eventually(found)
+    assert wid in await eventually(found)
 
     with api.db.session() as session:
-        events = session.exec(
-            select(AuditEvent).where(AuditEvent.workflow_id == "expansion-thin-1")
-        ).all()
+        events = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == wid)).all()
     assert [e.event for e in events] == ["submitted", "stage_changed"]
     await handle.terminate("test over")
 
