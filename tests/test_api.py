@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -296,6 +297,9 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
         "Evaluation",
     }
     assert attrs["KwanusNextDeadline"] is not None
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "Stage: **Evaluation**" in metadata.current_details
+    assert "TSC (review)" in metadata.current_details
     summary = await desc.static_summary()
     assert summary is not None and eid in summary and "acme" in summary
 
