@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyDocument
+from policy.proposal import unbounded_findings
 
 
 def check_profile(*, tier: str, permissions: list[str], policy: PolicyDocument) -> Decision:
@@ -18,13 +19,5 @@ def check_profile(*, tier: str, permissions: list[str], policy: PolicyDocument) 
                 message=f"unknown tier {tier!r}; the tier catalogue is {', '.join(policy.tiers)}",
             )
         )
-    findings.extend(
-        Finding(
-            field=f"permissions.{i}",
-            rule="E-5.2",
-            message=f"permission {p!r} is unbounded (contains '*'): forbidden without exception",
-        )
-        for i, p in enumerate(permissions)
-        if "*" in p
-    )
+    findings.extend(unbounded_findings("permissions", permissions))
     return Decision(findings=tuple(findings))

@@ -3,7 +3,7 @@ E-8). The API, the workflows and the tests all ask these functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -160,10 +160,6 @@ class Proposal(BaseModel):
         )
 
 
-def _unbounded(permission: str) -> bool:
-    return "*" in permission
-
-
 def check_submission(proposal: Proposal, policy: PolicyDocument) -> Decision:
     """What must be refused before a proposal's workflow starts (E-5.2, E-6.3, E-8.3), and what
     is accepted but flagged as restricted (E-6.2, E-8.2)."""
@@ -194,61 +190,53 @@ def check_submission(proposal: Proposal, policy: PolicyDocument) -> Decision:
                 message="an unversioned breaking change is forbidden without exception",
             )
         )
-    for i, cap in enumerate(proposal.requested_capabilities):
-        where = f"requested_capabilities.{i}"
-        cls = policy.capability_classes[cap.kind]
-        if cls is Classification.FORBIDDEN:
-            findings.append(
-                Finding(
-                    field=f"{where}.kind",
-                    rule="E-6.3",
-                    message=f"capability kind {cap.kind} is forbidden",
+    # E-6 for capabilities, E-8 for integrations: the same three classes, their own rule IDs.
+    Item = CapabilityRequest | IntegrationRequest
+    lists: tuple[tuple[str, str, Sequence[Item], str, str], ...] = (
+        ("requested_capabilities", "capability", proposal.requested_capabilities, "E-6.3", "E-6.2"),
+        ("integrations", "integration", proposal.integrations, "E-8.3", "E-8.2"),
+    )
+    for name, noun, items, forbidden_rule, restricted_rule in lists:
+        for i, item in enumerate(items):
+            where = f"{name}.{i}"
+            cls = classify(item, policy)
+            if cls is Classification.FORBIDDEN:
+                findings.append(
+                    Finding(
+                        field=f"{where}.kind",
+                        rule=forbidden_rule,
+                        message=f"{noun} kind {item.kind} is forbidden",
+                    )
                 )
-            )
-        elif cls is Classification.RESTRICTED:
-            flags.append(
-                Finding(
-                    field=f"{where}.kind",
-                    rule="E-6.2",
-                    message=f"capability kind {cap.kind} is restricted: SCO must approve",
+            elif cls is Classification.RESTRICTED:
+                flags.append(
+                    Finding(
+                        field=f"{where}.kind",
+                        rule=restricted_rule,
+                        message=f"{noun} kind {item.kind} is restricted: SCO must approve",
+                    )
                 )
-            )
-        findings.extend(_unbounded_findings(where, cap.permissions))
-    for i, integ in enumerate(proposal.integrations):
-        where = f"integrations.{i}"
-        icls = policy.integration_classes[integ.kind]
-        if icls is Classification.FORBIDDEN:
-            findings.append(
-                Finding(
-                    field=f"{where}.kind",
-                    rule="E-8.3",
-                    message=f"integration kind {integ.kind} is forbidden",
-                )
-            )
-        elif icls is Classification.RESTRICTED:
-            flags.append(
-                Finding(
-                    field=f"{where}.kind",
-                    rule="E-8.2",
-                    message=f"integration kind {integ.kind} is restricted: SCO must approve",
-                )
-            )
-        findings.extend(_unbounded_findings(where, integ.permissions))
+            findings.extend(unbounded_findings(f"{where}.permissions", item.permissions))
     return Decision(findings=tuple(findings), flags=tuple(flags))
 
 
-def _unbounded_findings(where: str, permissions: list[str]) -> list[Finding]:
+def classify(
+    item: CapabilityRequest | IntegrationRequest, policy: PolicyDocument
+) -> Classification:
+    """E-6 / E-8: the policy's class of a requested capability or integration kind."""
+    if isinstance(item, CapabilityRequest):
+        return policy.capability_classes[item.kind]
+    return policy.integration_classes[item.kind]
+
+
+def unbounded_findings(field: str, permissions: Sequence[str]) -> list[Finding]:
+    """E-5.2: a permission with a `*` anywhere is unbounded, forbidden without exception."""
     return [
         Finding(
-            field=f"{where}.permissions.{j}",
+            field=f"{field}.{j}",
             rule="E-5.2",
             message=f"permission {perm!r} is unbounded (contains '*'): forbidden without exception",
         )
         for j, perm in enumerate(permissions)
-        if _unbounded(perm)
+        if "*" in perm
     ]
-
-
-def unbounded_permissions(permissions: list[str]) -> list[str]:
-    """E-5.2: permissions with a `*` anywhere are unbounded."""
-    return [p for p in permissions if _unbounded(p)]
