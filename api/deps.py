@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from api.problems import Problem, not_found, unauthorized
 from kwanus.settings import Settings
-from policy.document import DEFAULT_POLICY, PolicyDocument
+from policy.document import PolicyDocument
 from policy.vocabulary import Role
 from store import repo
 from store.db import Database
@@ -37,13 +37,15 @@ def get_temporal(request: Request) -> Client:
     return client
 
 
-def get_policy() -> PolicyDocument:
-    """The policy version in force (shipped defaults until policy versions are stored)."""
-    return DEFAULT_POLICY
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_policy(session: SessionDep) -> PolicyDocument:
+    """The policy version in force: what a process started now receives and keeps (P-5)."""
+    return repo.current_policy(session=session)
+
+
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 PolicyDep = Annotated[PolicyDocument, Depends(get_policy)]
 

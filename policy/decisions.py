@@ -21,6 +21,13 @@ class Decision(BaseModel):
     findings: tuple[Finding, ...] = ()
     flags: tuple[Finding, ...] = ()
 
+    @classmethod
+    def merge(cls, *decisions: Decision) -> Decision:
+        return cls(
+            findings=tuple(f for d in decisions for f in d.findings),
+            flags=tuple(f for d in decisions for f in d.flags),
+        )
+
     @property
     def allowed(self) -> bool:
         return not self.findings

@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from policy.decisions import Decision, Finding
-from policy.document import PolicyDocument
+from policy.document import PolicyContent
 from policy.vocabulary import CapabilityKind, Category, Classification, IntegrationKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
@@ -160,26 +160,18 @@ class Proposal(BaseModel):
         )
 
 
-def check_submission(proposal: Proposal, policy: PolicyDocument) -> Decision:
+def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
     """What must be refused before a proposal's workflow starts (E-5.2, E-6.3, E-8.3), and what
     is accepted but flagged as restricted (E-6.2, E-8.2)."""
     findings: list[Finding] = []
     flags: list[Finding] = []
-    if proposal.requested_tier not in policy.tiers:
+    if proposal.requested_tier not in policy.tier_names:
         findings.append(
             Finding(
                 field="requested_tier",
                 rule="E-7.3",
                 message=f"unknown tier {proposal.requested_tier!r}; the tier catalogue is "
-                f"{', '.join(policy.tiers)} (a new tier needs its own category B proposal)",
-            )
-        )
-    if proposal.category is Category.CAPABILITY and not proposal.requested_capabilities:
-        findings.append(
-            Finding(
-                field="requested_capabilities",
-                rule="E-3.1",
-                message="a category A proposal requests at least one capability",
+                f"{', '.join(policy.tier_names)} (a new tier needs its own category B proposal)",
             )
         )
     if proposal.breaking_change and proposal.release_version is None:
@@ -220,9 +212,7 @@ def check_submission(proposal: Proposal, policy: PolicyDocument) -> Decision:
     return Decision(findings=tuple(findings), flags=tuple(flags))
 
 
-def classify(
-    item: CapabilityRequest | IntegrationRequest, policy: PolicyDocument
-) -> Classification:
+def classify(item: CapabilityRequest | IntegrationRequest, policy: PolicyContent) -> Classification:
     """E-6 / E-8: the policy's class of a requested capability or integration kind."""
     if isinstance(item, CapabilityRequest):
         return policy.capability_classes[item.kind]

@@ -118,12 +118,100 @@ class Verdict(StrEnum):
     FAIL = "fail"
 
 
-class Recommendation(StrEnum):
-    APPROVE = "approve"
-    REJECT = "reject"
-
-
 class Severity(StrEnum):
     MINOR = "minor"
     MODERATE = "moderate"
     SEVERE = "severe"
+
+
+class VoteDecision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+Recommendation = VoteDecision  # a review recommends what a vote decides
+
+
+class Outcome(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class RiskCategory(StrEnum):
+    """E-11.1."""
+
+    TECHNICAL = "technical"
+    SECURITY = "security"
+    COMPLIANCE = "compliance"
+    ECOSYSTEM = "ecosystem"
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+RISK_ORDER: tuple[RiskLevel, ...] = (
+    RiskLevel.LOW,
+    RiskLevel.MEDIUM,
+    RiskLevel.HIGH,
+    RiskLevel.CRITICAL,
+)
+
+
+class TriggerClass(StrEnum):
+    """M-2.1 required, M-2.2 optional, M-2.3 forced."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+    FORCED = "forced"
+
+
+class Trigger(StrEnum):
+    OS_MAJOR_VERSION = "os_major_version"
+    API_DEPRECATION = "api_deprecation"
+    WORKFLOW_DEPRECATION = "workflow_deprecation"
+    PERMISSION_CHANGE = "permission_change"
+    RUNTIME_CHANGE = "runtime_change"
+    TIER_UPGRADE = "tier_upgrade"
+    TIER_DOWNGRADE = "tier_downgrade"
+    CAPABILITY_EXPANSION = "capability_expansion"
+    COMPLIANCE_VIOLATION = "compliance_violation"
+    SECURITY_VIOLATION = "security_violation"
+    PARTNER_INSTABILITY = "partner_instability"
+
+
+class MigrationType(StrEnum):
+    """M-3.1."""
+
+    VERSION = "version"
+    TIER = "tier"
+    RUNTIME = "runtime"
+    PERMISSION = "permission"
+    WORKFLOW = "workflow"
+
+
+class MatrixStatus(StrEnum):
+    SUPPORTED = "supported"
+    DEPRECATED = "deprecated"
+    RETIRED = "retired"
+
+
+class ComponentKind(StrEnum):
+    OS = "os"
+    API = "api"
+    RUNTIME = "runtime"
+    WORKFLOW = "workflow"
+    PERMISSION = "permission"
+
+
+class ForbiddenFinding(StrEnum):
+    """E-5.2: what no vote can approve, as a reviewer reports it."""
+
+    UNBOUNDED_PERMISSIONS = "unbounded_permissions"
+    UNGOVERNED_WORKFLOWS = "ungoverned_workflows"
+    UNVERSIONED_BREAKING_CHANGES = "unversioned_breaking_changes"
+    INCOMPATIBLE_RUNTIMES = "incompatible_runtimes"

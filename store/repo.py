@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from kwanus.models import RecordEvent
+from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.vocabulary import PartnerStatus, ProcessKind, Role
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
-from store.tables import ApiToken, AuditEvent, Partner, Process, utcnow
+from store.tables import ApiToken, AuditEvent, Partner, PolicyVersion, Process, utcnow
 
 TOKEN_PREFIX = "kw1"  # noqa: S105 (the token format tag, not a secret)
 
@@ -259,3 +260,48 @@ def audit_events(
     if partner_id is not None:
         query = query.where(col(AuditEvent.partner_id) == partner_id)
     return session.exec(query).all()
+
+
+# --- policy versions ------------------------------------------------------------------------
+
+
+def current_policy(*, session: Session) -> PolicyDocument:
+    """The version in force: the highest stored, or the shipped defaults (version 1)."""
+    row = session.exec(
+        select(PolicyVersion).order_by(col(PolicyVersion.version).desc()).limit(1)
+    ).first()
+    if row is None:
+        return DEFAULT_POLICY
+    return PolicyDocument.model_validate({**row.document, "version": row.version})
+
+
+def save_policy(*, session: Session, content: PolicyContent, actor: str) -> PolicyDocument:
+    """Store `content` as the next version and audit the change. Two concurrent saves cannot
+    both take the same number (primary key): the loser gets AlreadyExists."""
+    current = current_policy(session=session)
+    doc = PolicyDocument.model_validate({**content.model_dump(), "version": current.version + 1})
+    now = utcnow()
+    body = doc.model_dump(mode="json", exclude={"version"})
+    session.add(PolicyVersion(version=doc.version, document=body, created_at=now, created_by=actor))
+    session.add(
+        AuditEvent(
+            key=f"policy:v{doc.version}",
+            at=now,
+            recorded_at=now,
+            workflow_id="policy",
+            process="policy",
+            process_id=str(doc.version),
+            partner_id="",
+            event="policy_changed",
+            actor=actor,
+            stage="",
+            rules=["P-5"],
+            data={"version": doc.version, "previous": current.version},
+        )
+    )
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise AlreadyExists(f"policy version {doc.version}") from exc
+    return doc

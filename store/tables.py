@@ -104,3 +104,15 @@ class AuditEvent(SQLModel, table=True):
     stage: str = Field(max_length=32)
     rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class PolicyVersion(SQLModel, table=True):
+    """Every version of the policy document; the highest is in force. Running workflows carry
+    their own copy (P-5), so a new version never changes them."""
+
+    __tablename__ = "policy_version"
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=64)

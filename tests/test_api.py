@@ -319,3 +319,54 @@ async def test_health(api: Api) -> None:
     assert (await api.http.get("/healthz")).json() == {"status": "ok"}
     ready = await api.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+# --- the policy document (P-5) --------------------------------------------------------------
+
+
+async def test_policy_versions_and_running_workflows_keep_theirs(api: Api) -> None:
+    """P-5: a new policy version applies to processes started after it; a running one keeps
+    the version it started with. Loosening a floor is refused with the rule (M-6.2)."""
+    acme = await api.partner("acme")
+    cgb = api.token("CGB")
+    current = (await api.http.get("/v1/policy", headers=acme)).json()
+    assert current["version"] == 1
+
+    before = unique("p5-before")
+    resp = await api.http.post("/v1/expansions", json=proposal_body(id=before), headers=acme)
+    assert resp.status_code == 202
+
+    content = {k: v for k, v in current.items() if k != "version"}
+    loosened = {**content, "fallback_min_months": 5}
+    refused = await api.http.put("/v1/policy", json=loosened, headers=cgb)
+    assert refused.status_code == 422
+    assert refused.json()["rule"] == "M-6.2"
+    assert "fallback_min_months" in refused.json()["errors"]
+    with_version = await api.http.put("/v1/policy", json={**content, "version": 7}, headers=cgb)
+    assert with_version.status_code == 422  # the version is the server's
+    forbidden = await api.http.put("/v1/policy", json=content, headers=acme)
+    assert forbidden.status_code == 403
+
+    tightened = {**content, "fallback_default_months": 18}
+    made = await api.http.put("/v1/policy", json=tightened, headers=cgb)
+    assert made.status_code == 200, made.text
+    assert made.json()["version"] == 2
+    assert made.json()["fallback_default_months"] == 18
+    assert (await api.http.get("/v1/policy", headers=acme)).json()["version"] == 2
+
+    after = unique("p5-after")
+    resp = await api.http.post("/v1/expansions", json=proposal_body(id=after), headers=acme)
+    assert resp.status_code == 202
+
+    async def version_of(eid: str) -> int:
+        resp = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
+        assert resp.status_code == 200
+        return int(resp.json()["policy_version"])
+
+    assert await version_of(before) == 1
+    assert await version_of(after) == 2
+    with api.db.session() as session:
+        audit = session.exec(select(AuditEvent).where(AuditEvent.event == "policy_changed")).all()
+    assert [(a.actor, a.data["version"]) for a in audit] == [("CGB", 2)]
+    for eid in (before, after):
+        await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")

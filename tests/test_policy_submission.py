@@ -158,14 +158,6 @@ def test_unbounded_permission_and_unversioned_breaking_change_forbidden() -> Non
     assert check_submission(Proposal.model_validate(versioned), DEFAULT_POLICY).allowed
 
 
-def test_capability_proposal_requests_a_capability() -> None:
-    """E-3.1: a category A proposal is a capability expansion."""
-    decision = check_submission(
-        Proposal.model_validate(proposal_body(requested_capabilities=[])), DEFAULT_POLICY
-    )
-    assert decision.rules == ["E-3.1"]
-
-
 def test_unknown_tier_refused() -> None:
     """E-7.3: tiers come from the policy's catalogue; a new one needs its own governance."""
     decision = check_submission(

@@ -122,3 +122,20 @@ def test_tokens_are_stored_hashed_and_checked(db: Database) -> None:
 def test_partner_token_needs_a_registered_partner(db: Database) -> None:
     with db.session() as session, pytest.raises(repo.UnknownPartner):
         repo.create_token(session=session, token=TokenCreate(role="partner", partner_id="ghost"))
+
+
+def test_policy_versions_stored_in_order(db: Database) -> None:
+    """P-5: every version is kept; the highest is in force."""
+    from policy.document import DEFAULT_POLICY, PolicyContent
+
+    with db.session() as session:
+        assert repo.current_policy(session=session) == DEFAULT_POLICY
+        content = PolicyContent.model_validate(
+            {**DEFAULT_POLICY.model_dump(exclude={"version"}), "fallback_default_months": 15}
+        )
+        saved = repo.save_policy(session=session, content=content, actor="CGB")
+        assert saved.version == 2
+    with db.session() as session:
+        now_in_force = repo.current_policy(session=session)
+    assert now_in_force.version == 2 and now_in_force.fallback_default_months == 15
+    assert now_in_force.tiers == DEFAULT_POLICY.tiers

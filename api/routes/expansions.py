@@ -23,6 +23,8 @@ from api.deps import CurrentPrincipal, PartnerDep, PolicyDep, SessionDep, Settin
 from api.problems import Problem, not_found
 from kwanus import contract
 from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
+from policy.decisions import Decision
+from policy.expansion import check_category
 from policy.proposal import Proposal, check_submission
 from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus
 from store import repo
@@ -64,16 +66,24 @@ async def submit_expansion(
     body: ExpansionCreate,
     principal: PartnerDep,
     policy: PolicyDep,
+    session: SessionDep,
     settings: SettingsDep,
     client: TemporalDep,
 ) -> ExpansionAccepted:
     """Submit a proposal (partner): refused with 422 before any workflow starts when incomplete
-    (E-2.1) or forbidden (E-5.2, E-6.3, E-8.3)."""
-    proposal = Proposal.model_validate(body.model_dump(exclude={"id"}))
-    decision = check_submission(proposal, policy)
-    if not decision.allowed:
-        raise Problem.refused(decision, "the proposal asks for something the rules forbid")
+    (E-2.1), malformed for its category (E-3.x) or forbidden (E-5.2, E-6.3, E-8.3)."""
     assert principal.partner_id is not None
+    proposal = Proposal.model_validate(body.model_dump(exclude={"id"}))
+    partner = await run_in_threadpool(
+        repo.get_partner, session=session, partner_id=principal.partner_id
+    )
+    if partner is None:
+        raise not_found("partner")
+    decision = Decision.merge(
+        check_submission(proposal, policy), check_category(proposal, partner.tier)
+    )
+    if not decision.allowed:
+        raise Problem.refused(decision, "the proposal breaks a governance rule")
     expansion_id = body.id or secrets.token_hex(8)
     workflow_id = contract.expansion_workflow_id(expansion_id)
     sha = canonical_sha256(proposal)

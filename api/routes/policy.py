@@ -1,0 +1,40 @@
+"""The policy document: readable by every role; a new version by CGB or admin (P-5: running
+workflows keep the version they started with)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from api.deps import CurrentPrincipal, Principal, SessionDep, require
+from api.problems import Problem
+from policy.document import PolicyContent, PolicyDocument, check_update
+from policy.vocabulary import Role
+from store import repo
+
+router = APIRouter(prefix="/policy", tags=["policy"])
+
+
+@router.get("", response_model=PolicyDocument)
+def get_policy(_: CurrentPrincipal, session: SessionDep) -> PolicyDocument:
+    """The policy version in force."""
+    return repo.current_policy(session=session)
+
+
+@router.put("", response_model=PolicyDocument)
+def put_policy(
+    body: PolicyContent,
+    principal: Annotated[Principal, Depends(require(Role.CGB, Role.ADMIN))],
+    session: SessionDep,
+) -> PolicyDocument:
+    """Make a new policy version (CGB, admin). It may tighten the spec's hard floors, never
+    loosen them: a loosening is refused with the rule it would break."""
+    current = repo.current_policy(session=session)
+    decision = check_update(current, body)
+    if not decision.allowed:
+        raise Problem.refused(decision, "the policy would loosen a rule of the spec")
+    try:
+        return repo.save_policy(session=session, content=body, actor=principal.actor)
+    except repo.AlreadyExists:
+        raise Problem(409, "another policy change landed first; read it and try again") from None

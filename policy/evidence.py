@@ -1,0 +1,82 @@
+"""Recorded evidence the rules judge: partner telemetry, violations, the compatibility matrix.
+Plain models: the store keeps them, activities load them, the rules read them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from policy.vocabulary import ComponentKind, MatrixStatus, Severity
+
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class Telemetry(BaseModel):
+    """One telemetry report (`POST /v1/partners/{id}/telemetry`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period_start: datetime
+    period_end: datetime
+    workflow_success_rate: Rate
+    api_error_rate: Rate
+    permission_usage: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    deprecated_calls: int = Field(default=0, ge=0)
+
+
+class Violation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    severity: Severity
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    resolved_at: datetime | None = None
+
+
+class MatrixEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: ComponentKind
+    name: str
+    version: str
+    status: MatrixStatus
+
+
+class CompatibilityMatrix(BaseModel):
+    """Versions of OS, API and runtimes, each supported, deprecated or retired (E-9, M-5)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entries: tuple[MatrixEntry, ...] = ()
+
+    def status_of(self, kind: ComponentKind, name: str, version: str) -> MatrixStatus | None:
+        for entry in self.entries:
+            if (entry.kind, entry.name, entry.version) == (kind, name, version):
+                return entry.status
+        return None
+
+
+class WorkflowDecl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str | None = None
+    governed: bool = True
+
+
+class PartnerState(BaseModel):
+    """What a partner runs and holds, as declared and recorded (validated by M-8.1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    partner_id: str
+    tier: str
+    os_version: str
+    api_version: str
+    runtime_name: str
+    runtime_version: str
+    capabilities: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
+    workflows: tuple[WorkflowDecl, ...] = ()

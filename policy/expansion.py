@@ -1,0 +1,107 @@
+"""Expansion-wide rules beyond submission: the category's shape (E-3.x), the governance update
+a release makes (E-2.7), and the annual stewardship tasks (E-13.1, M-10.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from policy.decisions import Decision, Finding
+from policy.evidence import PartnerState
+from policy.proposal import Proposal
+from policy.vocabulary import Body, Category
+
+
+def check_category(proposal: Proposal, partner_tier: str) -> Decision:
+    """E-3.1 a capability expansion requests capabilities; E-3.2 a tier expansion changes the
+    tier, and only it does; E-3.3 an integration expansion requests integrations; E-3.4 a
+    governance expansion changes rules, not grants."""
+    out: list[Finding] = []
+    cat = proposal.category
+    if cat is Category.CAPABILITY and not proposal.requested_capabilities:
+        out.append(
+            Finding(
+                field="requested_capabilities",
+                rule="E-3.1",
+                message="a category A proposal requests at least one capability",
+            )
+        )
+    if cat is Category.TIER and proposal.requested_tier == partner_tier:
+        out.append(
+            Finding(
+                field="requested_tier",
+                rule="E-3.2",
+                message=f"a category B proposal changes the tier (the partner is {partner_tier})",
+            )
+        )
+    if cat is not Category.TIER and proposal.requested_tier != partner_tier:
+        out.append(
+            Finding(
+                field="requested_tier",
+                rule="E-3.2",
+                message=f"a tier change is a category B proposal (the partner is {partner_tier})",
+            )
+        )
+    if cat is Category.INTEGRATION and not proposal.integrations:
+        out.append(
+            Finding(
+                field="integrations",
+                rule="E-3.3",
+                message="a category C proposal requests at least one integration",
+            )
+        )
+    if cat is Category.GOVERNANCE and (proposal.requested_capabilities or proposal.integrations):
+        out.append(
+            Finding(
+                field="requested_capabilities",
+                rule="E-3.4",
+                message="a category D proposal changes rules; grants are category A or C",
+            )
+        )
+    return Decision(findings=tuple(out))
+
+
+def governance_update(partner: PartnerState, proposal: Proposal) -> PartnerState:
+    """E-2.7: what a release grants — the requested tier, capabilities and permissions, less what
+    the proposal removes. Computed here, applied only at the Release stage."""
+    removed = set(proposal.removes)
+    capabilities = {*partner.capabilities, *(c.name for c in proposal.requested_capabilities)}
+    capabilities |= {i.name for i in proposal.integrations}
+    permissions = {*partner.permissions}
+    for cap in proposal.requested_capabilities:
+        permissions |= set(cap.permissions)
+    for integ in proposal.integrations:
+        permissions |= set(integ.permissions)
+    return partner.model_copy(
+        update={
+            "tier": proposal.requested_tier,
+            "capabilities": tuple(sorted(capabilities - removed)),
+            "permissions": tuple(sorted(permissions - removed)),
+        }
+    )
+
+
+# E-13.1 and M-10.1: the annual stewardship review's sections, signed off by all four bodies.
+EXPANSION_STEWARDSHIP = (
+    "review_expansion_outcomes",
+    "update_expansion_rules",
+    "update_governance",
+    "update_compatibility_matrix",
+)
+MIGRATION_STEWARDSHIP = (
+    "migration_review",
+    "compatibility_update",
+    "lifecycle_update",
+    "sustainability_review",
+)
+
+
+def stewardship_signed_off(signed: Set[Body]) -> Decision:
+    """M-10.1: the annual review is done when TSC, SCO, ERC and CGB have all signed it off."""
+    missing = [b.value for b in Body if b not in signed]
+    if not missing:
+        return Decision()
+    return Decision(
+        findings=(
+            Finding(field="signoffs", rule="M-10.1", message=f"awaiting {', '.join(missing)}"),
+        )
+    )

@@ -1,0 +1,351 @@
+"""Migration rules (Migration Playbook): trigger classes and what each allows (M-2), types
+(M-3), fallback (M-6), validation (M-8), monitoring and completion (M-4.6, M-4.7)."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from policy.decisions import Decision, Finding
+from policy.document import PolicyContent
+from policy.evidence import CompatibilityMatrix, PartnerState, Telemetry
+from policy.vocabulary import (
+    ComponentKind,
+    MatrixStatus,
+    MigrationStage,
+    MigrationType,
+    Trigger,
+    TriggerClass,
+)
+
+TRIGGER_CLASS: dict[Trigger, TriggerClass] = {
+    # M-2.1
+    Trigger.OS_MAJOR_VERSION: TriggerClass.REQUIRED,
+    Trigger.API_DEPRECATION: TriggerClass.REQUIRED,
+    Trigger.WORKFLOW_DEPRECATION: TriggerClass.REQUIRED,
+    Trigger.PERMISSION_CHANGE: TriggerClass.REQUIRED,
+    Trigger.RUNTIME_CHANGE: TriggerClass.REQUIRED,
+    # M-2.2
+    Trigger.TIER_UPGRADE: TriggerClass.OPTIONAL,
+    Trigger.TIER_DOWNGRADE: TriggerClass.OPTIONAL,
+    Trigger.CAPABILITY_EXPANSION: TriggerClass.OPTIONAL,
+    # M-2.3
+    Trigger.COMPLIANCE_VIOLATION: TriggerClass.FORCED,
+    Trigger.SECURITY_VIOLATION: TriggerClass.FORCED,
+    Trigger.PARTNER_INSTABILITY: TriggerClass.FORCED,
+}
+
+# M-3.1: the subtypes of each type.
+SUBTYPES: dict[MigrationType, frozenset[str]] = {
+    MigrationType.VERSION: frozenset({"os", "api", "workflow"}),
+    MigrationType.TIER: frozenset({"upgrade", "downgrade"}),
+    MigrationType.RUNTIME: frozenset({"extension", "workflow", "intelligence"}),
+    MigrationType.PERMISSION: frozenset({"reduction", "governed_expansion", "restructuring"}),
+    MigrationType.WORKFLOW: frozenset({"trigger", "handler", "permission"}),
+}
+
+# Which types a trigger can lead to; a forced trigger may take any remedy.
+TRIGGER_TYPES: dict[Trigger, frozenset[MigrationType]] = {
+    Trigger.OS_MAJOR_VERSION: frozenset({MigrationType.VERSION}),
+    Trigger.API_DEPRECATION: frozenset({MigrationType.VERSION}),
+    Trigger.WORKFLOW_DEPRECATION: frozenset({MigrationType.VERSION, MigrationType.WORKFLOW}),
+    Trigger.PERMISSION_CHANGE: frozenset({MigrationType.PERMISSION, MigrationType.WORKFLOW}),
+    Trigger.RUNTIME_CHANGE: frozenset({MigrationType.RUNTIME}),
+    Trigger.TIER_UPGRADE: frozenset({MigrationType.TIER}),
+    Trigger.TIER_DOWNGRADE: frozenset({MigrationType.TIER}),
+    Trigger.CAPABILITY_EXPANSION: frozenset({MigrationType.PERMISSION, MigrationType.WORKFLOW}),
+    Trigger.COMPLIANCE_VIOLATION: frozenset(MigrationType),
+    Trigger.SECURITY_VIOLATION: frozenset(MigrationType),
+    Trigger.PARTNER_INSTABILITY: frozenset(MigrationType),
+}
+
+CLASS_RULE = {
+    TriggerClass.REQUIRED: "M-2.1",
+    TriggerClass.OPTIONAL: "M-2.2",
+    TriggerClass.FORCED: "M-2.3",
+}
+
+# M-4.1: the notice does these, in this order, before anything else.
+NOTICE_ACTIONS = ("notify_partner", "define_window", "activate_fallback")
+MIGRATION_ORDER: tuple[MigrationStage, ...] = tuple(MigrationStage)
+
+
+def trigger_class(trigger: Trigger) -> TriggerClass:
+    return TRIGGER_CLASS[trigger]
+
+
+def may_decline(trigger: Trigger) -> Decision:
+    """M-2.2: the partner may decline an optional migration; M-2.1 / M-2.3: never a required or
+    forced one."""
+    cls = TRIGGER_CLASS[trigger]
+    if cls is TriggerClass.OPTIONAL:
+        return Decision()
+    return Decision(
+        findings=(
+            Finding(
+                field="trigger",
+                rule=CLASS_RULE[cls],
+                message=f"a {cls.value} migration ({trigger.value}) cannot be declined",
+            ),
+        )
+    )
+
+
+def migration_window(trigger: Trigger, policy: PolicyContent) -> timedelta:
+    """M-2.x: the window by trigger class; forced ones are shorter (M-2.3, held by the floors)."""
+    return policy.migration_windows[TRIGGER_CLASS[trigger]]
+
+
+def add_months(start: datetime, months: int) -> datetime:
+    """Calendar months (Jan 31 + 1 month = Feb 28/29)."""
+    month0 = start.month - 1 + months
+    year, month = start.year + month0 // 12, month0 % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day)
+
+
+def fallback_until(start: datetime, months: int) -> datetime:
+    return add_months(start, months)
+
+
+def check_fallback_period(start: datetime, until: datetime, policy: PolicyContent) -> Decision:
+    """M-6.2: a fallback lasts at least the minimum (6 months), counted in calendar months."""
+    floor = add_months(start, policy.fallback_min_months)
+    if until >= floor:
+        return Decision()
+    return Decision(
+        findings=(
+            Finding(
+                field="fallback_months",
+                rule="M-6.2",
+                message=f"a fallback lasts at least {policy.fallback_min_months} months "
+                f"(until {floor.date().isoformat()} or later)",
+            ),
+        )
+    )
+
+
+def check_request(
+    *,
+    trigger: Trigger,
+    type_: MigrationType,
+    subtype: str,
+    fallback_months: int | None,
+    governing_expansion_approved: bool,
+    policy: PolicyContent,
+) -> Decision:
+    """M-3.1 type and subtype; the trigger leads to that type; M-3.2 a permission expansion is
+    governed by an approved expansion; M-6.2 fallback length."""
+    out: list[Finding] = []
+    if subtype not in SUBTYPES[type_]:
+        out.append(
+            Finding(
+                field="subtype",
+                rule="M-3.1",
+                message=f"a {type_.value} migration is one of {', '.join(sorted(SUBTYPES[type_]))}",
+            )
+        )
+    if type_ not in TRIGGER_TYPES[trigger]:
+        allowed = ", ".join(sorted(t.value for t in TRIGGER_TYPES[trigger]))
+        out.append(
+            Finding(
+                field="type",
+                rule=CLASS_RULE[TRIGGER_CLASS[trigger]],
+                message=f"trigger {trigger.value} leads to a {allowed} migration",
+            )
+        )
+    if (
+        type_ is MigrationType.PERMISSION
+        and subtype == "governed_expansion"
+        and not governing_expansion_approved
+    ):
+        out.append(
+            Finding(
+                field="expansion_id",
+                rule="M-3.2",
+                message="a permission expansion needs an approved expansion proposal",
+            )
+        )
+    months = policy.fallback_default_months if fallback_months is None else fallback_months
+    if months < policy.fallback_min_months:
+        out.append(
+            Finding(
+                field="fallback_months",
+                rule="M-6.2",
+                message=f"a fallback lasts at least {policy.fallback_min_months} months",
+            )
+        )
+    return Decision(findings=tuple(out))
+
+
+def _action(permission: str) -> str:
+    return permission.split(":", 1)[1] if ":" in permission else permission
+
+
+def fallback_permissions(current: Sequence[str]) -> list[str]:
+    """M-6.1: the fallback keeps the partner's APIs and workflows, with read-only permissions."""
+    return sorted(p for p in current if _action(p) == "read")
+
+
+def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
+    """M-6.1 read-only fallback permissions; M-6.3 a fallback never expands permissions."""
+    out = []
+    for i, perm in enumerate(fallback):
+        if perm not in current or "*" in perm:
+            out.append(
+                Finding(
+                    field=f"fallback.permissions.{i}",
+                    rule="M-6.3",
+                    message=f"{perm} is not held today: a fallback never expands permissions",
+                )
+            )
+        elif _action(perm) != "read":
+            out.append(
+                Finding(
+                    field=f"fallback.permissions.{i}",
+                    rule="M-6.1",
+                    message=f"{perm} is not read-only",
+                )
+            )
+    return Decision(findings=tuple(out))
+
+
+# --- validation (M-4.4, M-8.1, M-8.2): four checks, each recorded by its own activity --------
+
+
+def validate_api_contract(state: PartnerState, matrix: CompatibilityMatrix) -> Decision:
+    """M-8.1 API contract: the partner's OS and API versions are supported by the matrix
+    (M-5.1 alignment)."""
+    out = []
+    for kind, version, field in (
+        (ComponentKind.OS, state.os_version, "os_version"),
+        (ComponentKind.API, state.api_version, "api_version"),
+    ):
+        status = matrix.status_of(kind, "kwanus", version)
+        if status is not MatrixStatus.SUPPORTED:
+            out.append(
+                Finding(
+                    field=field,
+                    rule="M-5.1",
+                    message=f"{kind.value} {version} is {status.value if status else 'not listed'}",
+                )
+            )
+    return Decision(findings=tuple(out))
+
+
+def validate_workflows(state: PartnerState) -> Decision:
+    """M-8.2: ungoverned workflows fail validation (and an unversioned one, M-5.2)."""
+    out = []
+    for i, wf in enumerate(state.workflows):
+        if not wf.governed:
+            out.append(
+                Finding(field=f"workflows.{i}", rule="M-8.2", message=f"{wf.name} is ungoverned")
+            )
+        elif not wf.version:
+            out.append(
+                Finding(field=f"workflows.{i}", rule="M-5.2", message=f"{wf.name} is unversioned")
+            )
+    return Decision(findings=tuple(out))
+
+
+def validate_permission_boundary(state: PartnerState, policy: PolicyContent) -> Decision:
+    """M-8.2: unbounded permissions fail; M-8.1: every permission within the tier's actions."""
+    out = []
+    tier = policy.tier(state.tier)
+    for i, perm in enumerate(state.permissions):
+        if "*" in perm:
+            out.append(
+                Finding(field=f"permissions.{i}", rule="M-8.2", message=f"{perm} is unbounded")
+            )
+        elif tier is not None and _action(perm) not in tier.permission_actions:
+            out.append(
+                Finding(
+                    field=f"permissions.{i}",
+                    rule="M-8.1",
+                    message=f"{perm} exceeds tier {tier.name}",
+                )
+            )
+    return Decision(findings=tuple(out))
+
+
+def validate_runtime(state: PartnerState, matrix: CompatibilityMatrix) -> Decision:
+    """M-8.2 incompatible runtimes fail; E-9.2 / M-5.2 a runtime the matrix does not list is
+    fragmentation."""
+    status = matrix.status_of(ComponentKind.RUNTIME, state.runtime_name, state.runtime_version)
+    if status in (MatrixStatus.SUPPORTED, MatrixStatus.DEPRECATED):
+        return Decision()
+    rule, what = ("M-8.2", "retired") if status is MatrixStatus.RETIRED else ("E-9.2", "unlisted")
+    return Decision(
+        findings=(
+            Finding(
+                field="runtime",
+                rule=rule,
+                message=f"runtime {state.runtime_name} {state.runtime_version} is {what}",
+            ),
+        )
+    )
+
+
+# --- monitoring and completion (M-4.6, M-4.7) -----------------------------------------------
+
+
+def telemetry_health(
+    reports: Sequence[Telemetry], granted: Sequence[str], policy: PolicyContent
+) -> Decision:
+    """M-4.6: workflow reliability, permission usage, API error rates (and deprecated calls)."""
+    m = policy.monitoring
+    if not reports:
+        return Decision(
+            findings=(Finding(field="telemetry", rule="M-4.6", message="no telemetry reported"),)
+        )
+    latest = max(reports, key=lambda r: r.period_end)
+    out = []
+    if latest.workflow_success_rate < m.min_success_rate:
+        out.append(
+            Finding(
+                field="workflow_success_rate",
+                rule="M-4.6",
+                message=f"{latest.workflow_success_rate} below {m.min_success_rate}",
+            )
+        )
+    if latest.api_error_rate > m.max_api_error_rate:
+        out.append(
+            Finding(
+                field="api_error_rate",
+                rule="M-4.6",
+                message=f"{latest.api_error_rate} above {m.max_api_error_rate}",
+            )
+        )
+    if latest.deprecated_calls > m.max_deprecated_calls:
+        out.append(
+            Finding(
+                field="deprecated_calls",
+                rule="M-4.6",
+                message=f"{latest.deprecated_calls} calls still on deprecated versions",
+            )
+        )
+    beyond = sorted(p for p, n in latest.permission_usage.items() if n > 0 and p not in granted)
+    if beyond:
+        out.append(
+            Finding(
+                field="permission_usage",
+                rule="M-4.6",
+                message=f"calls on permissions not granted: {', '.join(beyond)}",
+            )
+        )
+    return Decision(findings=tuple(out))
+
+
+def completion_allowed(*, now: datetime, fallback_until: datetime, health: Decision) -> Decision:
+    """M-4.7: the fallback is removed only after its period *and* with healthy telemetry."""
+    out = list(health.findings)
+    if now < fallback_until:
+        out.append(
+            Finding(
+                field="fallback",
+                rule="M-4.7",
+                message=f"the fallback runs until {fallback_until.isoformat()}",
+            )
+        )
+    return Decision(findings=tuple(out))

@@ -1,0 +1,177 @@
+"""Tier lifecycle (E-7): upgrade eligibility from recorded evidence, downgrade triggers, new-tier
+requirements, and the tier order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from policy.decisions import Decision, Finding
+from policy.document import PolicyContent
+from policy.evidence import Telemetry, Violation
+from policy.vocabulary import RISK_ORDER, RiskLevel, Severity
+
+
+def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:
+    since = now - policy.tier_rules.evidence_window
+    return [r for r in reports if r.period_end > since and r.period_end <= now]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def upgrade_eligibility(
+    *,
+    telemetry: Sequence[Telemetry],
+    violations: Sequence[Violation],
+    granted_permissions: Sequence[str],
+    risk_level: RiskLevel | None,
+    now: datetime,
+    policy: PolicyContent,
+) -> Decision:
+    """E-7.1: reliable workflows, clean compliance, minimal permissions, low risk — each checked
+    against recorded data, each failure named."""
+    rules = policy.tier_rules
+    out: list[Finding] = []
+    recent = _recent(telemetry, now, policy)
+    success = _mean([r.workflow_success_rate for r in recent])
+    if len(recent) < rules.min_reports or success < rules.upgrade_min_success_rate:
+        out.append(
+            Finding(
+                field="workflows_reliable",
+                rule="E-7.1",
+                message=f"{len(recent)} reports in the window (need {rules.min_reports}), "
+                f"mean workflow success {success:.3f} (need {rules.upgrade_min_success_rate})",
+            )
+        )
+    since = now - rules.violation_lookback
+    unclean = [v for v in violations if v.resolved_at is None or v.at > since]
+    if unclean:
+        out.append(
+            Finding(
+                field="compliance_clean",
+                rule="E-7.1",
+                message=f"{len(unclean)} open or recent violation(s) "
+                f"(within {rules.violation_lookback.days} days)",
+            )
+        )
+    used = {p for r in recent for p, calls in r.permission_usage.items() if calls > 0}
+    unused = sorted(set(granted_permissions) - used)
+    if len(unused) > rules.max_unused_permissions:
+        out.append(
+            Finding(
+                field="permissions_minimal",
+                rule="E-7.1",
+                message=f"granted but unused: {', '.join(unused)}",
+            )
+        )
+    if risk_level is None or RISK_ORDER.index(risk_level) > RISK_ORDER.index(
+        rules.upgrade_max_risk
+    ):
+        out.append(
+            Finding(
+                field="risk_low",
+                rule="E-7.1",
+                message=f"risk is {risk_level.value if risk_level else 'unassessed'}; "
+                f"an upgrade needs {rules.upgrade_max_risk.value}",
+            )
+        )
+    return Decision(findings=tuple(out))
+
+
+def downgrade_triggers(
+    *,
+    telemetry: Sequence[Telemetry],
+    violations: Sequence[Violation],
+    granted_permissions: Sequence[str],
+    now: datetime,
+    policy: PolicyContent,
+) -> Decision:
+    """E-7.2: compliance violations, workflow failures, permission misuse, instability — each a
+    finding that starts a forced tier-downgrade migration (M-2.3)."""
+    rules = policy.tier_rules
+    out: list[Finding] = []
+    open_serious = [
+        v for v in violations if v.resolved_at is None and v.severity is not Severity.MINOR
+    ]
+    if open_serious:
+        out.append(
+            Finding(
+                field="compliance_violations",
+                rule="E-7.2",
+                message=f"{len(open_serious)} open moderate or severe violation(s)",
+            )
+        )
+    recent = _recent(telemetry, now, policy)
+    if recent:
+        success = _mean([r.workflow_success_rate for r in recent])
+        if success < rules.downgrade_success_rate_floor:
+            out.append(
+                Finding(
+                    field="workflow_failures",
+                    rule="E-7.2",
+                    message=f"mean workflow success {success:.3f} below "
+                    f"{rules.downgrade_success_rate_floor}",
+                )
+            )
+        errors = _mean([r.api_error_rate for r in recent])
+        if errors > rules.downgrade_api_error_ceiling:
+            out.append(
+                Finding(
+                    field="partner_instability",
+                    rule="E-7.2",
+                    message=f"mean API error rate {errors:.3f} above "
+                    f"{rules.downgrade_api_error_ceiling}",
+                )
+            )
+    misused = sorted(
+        {
+            p
+            for r in recent
+            for p, calls in r.permission_usage.items()
+            if calls > 0 and p not in granted_permissions
+        }
+    )
+    if misused:
+        out.append(
+            Finding(
+                field="permission_misuse",
+                rule="E-7.2",
+                message=f"calls on permissions never granted: {', '.join(misused)}",
+            )
+        )
+    return Decision(findings=tuple(out))
+
+
+def new_tier_requirements(
+    *,
+    approved: bool,
+    compatibility_plan: str | None,
+    lifecycle_plan: str | None,
+    sustainability_reviewed: bool,
+) -> Decision:
+    """E-7.3: a new tier needs governance approval, a compatibility plan, a lifecycle plan and a
+    sustainability review."""
+    out = []
+    for field, ok in (
+        ("governance_approval", approved),
+        ("compatibility_plan", bool(compatibility_plan and compatibility_plan.strip())),
+        ("lifecycle_plan", bool(lifecycle_plan and lifecycle_plan.strip())),
+        ("sustainability_review", sustainability_reviewed),
+    ):
+        if not ok:
+            out.append(Finding(field=field, rule="E-7.3", message="required for a new tier"))
+    return Decision(findings=tuple(out))
+
+
+def tier_below(tier: str, policy: PolicyContent) -> str | None:
+    names = policy.tier_names
+    i = names.index(tier)
+    return names[i - 1] if i > 0 else None
+
+
+def tier_above(tier: str, policy: PolicyContent) -> str | None:
+    names = policy.tier_names
+    i = names.index(tier)
+    return names[i + 1] if i + 1 < len(names) else None

@@ -1,0 +1,526 @@
+"""Stage order and step completeness (E-2.5 to E-2.7, E-9, E-12.1, M-4, M-7.1), categories (E-3),
+tiers (E-7), migration (M-2, M-3, M-5, M-6, M-8), remediation (M-9) and stewardship (E-13.1,
+M-10.1) — all pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from policy import remediation
+from policy.document import DEFAULT_POLICY
+from policy.evidence import (
+    CompatibilityMatrix,
+    MatrixEntry,
+    PartnerState,
+    Telemetry,
+    Violation,
+    WorkflowDecl,
+)
+from policy.expansion import (
+    EXPANSION_STEWARDSHIP,
+    MIGRATION_STEWARDSHIP,
+    check_category,
+    governance_update,
+    stewardship_signed_off,
+)
+from policy.migration import (
+    NOTICE_ACTIONS,
+    add_months,
+    check_fallback,
+    check_fallback_period,
+    check_request,
+    completion_allowed,
+    fallback_permissions,
+    fallback_until,
+    may_decline,
+    migration_window,
+    telemetry_health,
+    trigger_class,
+    validate_api_contract,
+    validate_permission_boundary,
+    validate_runtime,
+    validate_workflows,
+)
+from policy.proposal import Proposal
+from policy.steps import (
+    DOCUMENTATION_FIELDS,
+    EXPANSION_STAGES,
+    IMPLEMENTATION_FIELDS,
+    INTEGRATION_PLAN_FIELDS,
+    MIGRATION_IMPLEMENTATION_FIELDS,
+    MIGRATION_PLAN_FIELDS,
+    MIGRATION_STAGES,
+    check_release,
+    check_remediation_step,
+    check_rollout,
+    check_transition,
+    next_stage,
+    require_fields,
+)
+from policy.tiers import (
+    downgrade_triggers,
+    new_tier_requirements,
+    tier_above,
+    tier_below,
+    upgrade_eligibility,
+)
+from policy.vocabulary import (
+    Body,
+    ExpansionStage,
+    MigrationStage,
+    MigrationType,
+    RiskLevel,
+    Severity,
+    Trigger,
+    TriggerClass,
+)
+from tests.factories import proposal_body
+
+NOW = datetime(2026, 6, 30, tzinfo=UTC)
+
+
+# --- stages and steps -----------------------------------------------------------------------
+
+
+def test_expansion_stages_in_order() -> None:
+    """E-12.1: Proposal, Evaluation, Approval, Integration, Release, Monitoring, Review."""
+    assert [s.value for s in EXPANSION_STAGES] == [
+        "Proposal",
+        "Evaluation",
+        "Approval",
+        "Integration",
+        "Release",
+        "Monitoring",
+        "Review",
+    ]
+    assert next_stage(EXPANSION_STAGES, ExpansionStage.APPROVAL) is ExpansionStage.INTEGRATION
+    assert next_stage(EXPANSION_STAGES, ExpansionStage.REVIEW) is None
+    skip = check_transition(
+        EXPANSION_STAGES, ExpansionStage.EVALUATION, ExpansionStage.RELEASE, "E-12.1"
+    )
+    assert skip.rules == ["E-12.1"]
+
+
+def test_migration_stages_in_order_and_notice_first() -> None:
+    """M-4.1: notice first — notify, define the window, activate the fallback — then plan,
+    implementation, validation, rollout, monitoring, completion (M-4.2 to M-4.7)."""
+    assert MIGRATION_STAGES[0] is MigrationStage.NOTICE
+    assert [s.value for s in MIGRATION_STAGES[1:]] == [
+        "Plan",
+        "Implementation",
+        "Validation",
+        "Rollout",
+        "Monitoring",
+        "Completion",
+    ]
+    assert NOTICE_ACTIONS == ("notify_partner", "define_window", "activate_fallback")
+
+
+@pytest.mark.parametrize(
+    ("fields", "rule"),
+    [
+        (INTEGRATION_PLAN_FIELDS, "E-2.5"),
+        (IMPLEMENTATION_FIELDS, "E-2.6"),
+        (MIGRATION_PLAN_FIELDS, "M-4.2"),
+        (MIGRATION_IMPLEMENTATION_FIELDS, "M-4.3"),
+        (DOCUMENTATION_FIELDS, "M-7.1"),
+    ],
+)
+def test_incomplete_step_names_missing_parts(fields: tuple[str, ...], rule: str) -> None:
+    """E-2.5 versioning, compatibility rules, rollout plan; E-2.6 and M-4.3 development, testing,
+    documentation; M-4.2 strategy, compatibility, testing and rollback plans; M-7.1 the five
+    required documents."""
+    complete = dict.fromkeys(fields, "ref")
+    assert require_fields(complete, fields, rule).allowed
+    partial = {**complete, fields[0]: " ", fields[-1]: None}
+    decision = require_fields(partial, fields, rule)
+    assert [f.field for f in decision.findings] == [fields[0], fields[-1]]
+    assert decision.rules == [rule]
+
+
+def test_documentation_optional_parts_stay_optional() -> None:
+    """M-7.1: tutorials and onboarding guides are optional."""
+    assert "tutorials" not in DOCUMENTATION_FIELDS
+    docs = dict.fromkeys(DOCUMENTATION_FIELDS, "x")
+    assert require_fields(docs, DOCUMENTATION_FIELDS, "M-7.1").allowed
+
+
+def test_release_is_versioned_with_guides_matrix_update_and_fallback() -> None:
+    """E-2.7 versioned release + migration guides; E-9.1 matrix update, fallback behaviour;
+    E-9.2 no silent (unversioned) breaking change."""
+    full = {
+        "version": "1.4.0",
+        "migration_guide": "docs/1.4",
+        "compatibility_matrix_update": "runtime 3.1 supported",
+        "fallback_behaviour": "1.3 kept read-only",
+    }
+    assert check_release(full).allowed
+    assert check_release({**full, "migration_guide": ""}).rules == ["E-2.7"]
+    assert check_release({**full, "fallback_behaviour": None}).rules == ["E-9.1"]
+    assert check_release({**full, "version": ""}).rules == ["E-9.2"]
+
+
+def test_rollout_must_be_versioned() -> None:
+    """M-4.5 versioned release with the fallback kept; M-5.2 no unversioned change."""
+    assert check_rollout({"version": "2.0.0"}).allowed
+    assert check_rollout({"version": None}).rules == ["M-5.2"]
+
+
+def test_remediation_steps_in_order() -> None:
+    """M-9.1: root cause, plan, fixes, re-validation, restore — in that order."""
+    assert check_remediation_step([], "root_cause").allowed
+    assert check_remediation_step(["root_cause"], "fixes").rules == ["M-9.1"]
+    done = ["root_cause", "plan", "fixes", "revalidation"]
+    assert check_remediation_step(done, "restore").allowed
+    assert not check_remediation_step([*done, "restore"], "restore").allowed
+
+
+# --- categories and the governance update ---------------------------------------------------
+
+
+def test_category_shapes() -> None:
+    """E-3.1 capabilities; E-3.2 a tier change is category B and B changes the tier; E-3.3
+    integrations; E-3.4 governance expansions grant nothing."""
+
+    def rules(**changes: object) -> list[str]:
+        return check_category(Proposal.model_validate(proposal_body(**changes)), "verified").rules
+
+    assert rules() == []
+    assert rules(requested_capabilities=[]) == ["E-3.1"]
+    assert rules(category="B", migration_plan="m") == ["E-3.2"]
+    assert rules(category="B", migration_plan="m", requested_tier="premier") == []
+    assert rules(requested_tier="premier") == ["E-3.2"]
+    assert rules(category="C", integrations=[]) == ["E-3.3"]
+    assert rules(category="D", integrations=[]) == ["E-3.4"]
+    assert rules(category="D", integrations=[], requested_capabilities=[]) == []
+
+
+def test_release_grants_what_was_approved() -> None:
+    """E-2.7: the governance update grants the requested tier, capabilities and permissions and
+    takes away what the proposal removes."""
+    partner = PartnerState(
+        partner_id="acme",
+        tier="verified",
+        os_version="4.2",
+        api_version="2.1",
+        runtime_name="kwanus-runtime",
+        runtime_version="3.0",
+        capabilities=("legacy-export",),
+        permissions=("orders:read", "legacy:read"),
+    )
+    body = proposal_body(removes=["legacy-export", "legacy:read"], migration_plan="m")
+    updated = governance_update(partner, Proposal.model_validate(body))
+    assert updated.capabilities == ("order-trends", "orders-api")
+    assert updated.permissions == ("orders:read",)
+    assert updated.tier == "verified"
+
+
+# --- tiers ----------------------------------------------------------------------------------
+
+
+def telemetry(
+    days_ago: int, success: float = 0.999, errors: float = 0.001, **usage: int
+) -> Telemetry:
+    end = NOW - timedelta(days=days_ago)
+    return Telemetry(
+        period_start=end - timedelta(days=7),
+        period_end=end,
+        workflow_success_rate=success,
+        api_error_rate=errors,
+        permission_usage=usage or {"orders:read": 10},
+    )
+
+
+GOOD = [telemetry(5), telemetry(20), telemetry(40)]
+
+
+def eligibility(**changes: object) -> list[str]:
+    args: dict[str, object] = {
+        "telemetry": GOOD,
+        "violations": [],
+        "granted_permissions": ["orders:read"],
+        "risk_level": RiskLevel.LOW,
+        "now": NOW,
+        "policy": DEFAULT_POLICY,
+    }
+    args.update(changes)
+    return [f.field for f in upgrade_eligibility(**args).findings]  # type: ignore[arg-type]
+
+
+def test_upgrade_when_every_condition_holds() -> None:
+    """E-7.1: reliable, clean, minimal, low risk -> eligible."""
+    assert eligibility() == []
+
+
+def test_upgrade_refused_for_each_condition_in_turn() -> None:
+    """E-7.1: each failed condition is named."""
+    assert eligibility(telemetry=[telemetry(5, success=0.95), *GOOD[1:]]) == ["workflows_reliable"]
+    assert eligibility(telemetry=GOOD[:2]) == ["workflows_reliable"]  # too little evidence
+    assert eligibility(telemetry=[telemetry(200), telemetry(300), telemetry(400)]) == [
+        "workflows_reliable",
+        "permissions_minimal",
+    ]
+    recent = Violation(
+        at=NOW - timedelta(days=30),
+        severity=Severity.MINOR,
+        kind="x",
+        resolved_at=NOW - timedelta(days=20),
+    )
+    assert eligibility(violations=[recent]) == ["compliance_clean"]
+    old = recent.model_copy(update={"at": NOW - timedelta(days=400)})
+    assert eligibility(violations=[old]) == []
+    assert eligibility(granted_permissions=["orders:read", "orders:write"]) == [
+        "permissions_minimal"
+    ]
+    assert eligibility(risk_level=RiskLevel.MEDIUM) == ["risk_low"]
+
+
+def test_downgrade_triggers() -> None:
+    """E-7.2: compliance violations, workflow failures, permission misuse, instability."""
+
+    def triggers(reports: list[Telemetry], violations: list[Violation] | None = None) -> list[str]:
+        found = downgrade_triggers(
+            telemetry=reports,
+            violations=violations or [],
+            granted_permissions=["orders:read"],
+            now=NOW,
+            policy=DEFAULT_POLICY,
+        )
+        return [f.field for f in found.findings]
+
+    assert triggers(GOOD) == []
+    severe = Violation(at=NOW, severity=Severity.SEVERE, kind="data leak")
+    assert triggers(GOOD, [severe]) == ["compliance_violations"]
+    assert triggers([telemetry(3, success=0.5)]) == ["workflow_failures"]
+    assert triggers([telemetry(3, errors=0.3)]) == ["partner_instability"]
+    assert triggers([telemetry(3, **{"payments:write": 4})]) == ["permission_misuse"]
+
+
+def test_new_tier_requirements() -> None:
+    """E-7.3: governance approval, compatibility plan, lifecycle plan, sustainability review."""
+    ok = new_tier_requirements(
+        approved=True, compatibility_plan="c", lifecycle_plan="l", sustainability_reviewed=True
+    )
+    assert ok.allowed
+    missing = new_tier_requirements(
+        approved=False, compatibility_plan=" ", lifecycle_plan=None, sustainability_reviewed=False
+    )
+    assert len(missing.findings) == 4 and missing.rules == ["E-7.3"]
+    assert tier_below("verified", DEFAULT_POLICY) == "community"
+    assert tier_below("community", DEFAULT_POLICY) is None
+    assert tier_above("premier", DEFAULT_POLICY) == "strategic"
+
+
+# --- migration ------------------------------------------------------------------------------
+
+
+def test_trigger_classes_and_decline() -> None:
+    """M-2.1 required, M-2.2 optional (may decline), M-2.3 forced (cannot decline, shorter
+    window)."""
+    required = [
+        Trigger.OS_MAJOR_VERSION,
+        Trigger.API_DEPRECATION,
+        Trigger.WORKFLOW_DEPRECATION,
+        Trigger.PERMISSION_CHANGE,
+        Trigger.RUNTIME_CHANGE,
+    ]
+    optional = [Trigger.TIER_UPGRADE, Trigger.TIER_DOWNGRADE, Trigger.CAPABILITY_EXPANSION]
+    forced = [Trigger.COMPLIANCE_VIOLATION, Trigger.SECURITY_VIOLATION, Trigger.PARTNER_INSTABILITY]
+    assert {trigger_class(t) for t in required} == {TriggerClass.REQUIRED}
+    assert {trigger_class(t) for t in optional} == {TriggerClass.OPTIONAL}
+    assert {trigger_class(t) for t in forced} == {TriggerClass.FORCED}
+    assert all(may_decline(t).allowed for t in optional)
+    assert may_decline(Trigger.API_DEPRECATION).rules == ["M-2.1"]
+    assert may_decline(Trigger.SECURITY_VIOLATION).rules == ["M-2.3"]
+    assert migration_window(Trigger.SECURITY_VIOLATION, DEFAULT_POLICY) < migration_window(
+        Trigger.API_DEPRECATION, DEFAULT_POLICY
+    )
+
+
+def request(**changes: object) -> list[str]:
+    args: dict[str, object] = {
+        "trigger": Trigger.API_DEPRECATION,
+        "type_": MigrationType.VERSION,
+        "subtype": "api",
+        "fallback_months": None,
+        "governing_expansion_approved": False,
+        "policy": DEFAULT_POLICY,
+    }
+    args.update(changes)
+    return check_request(**args).rules  # type: ignore[arg-type]
+
+
+def test_types_and_subtypes() -> None:
+    """M-3.1: version (os, api, workflow), tier (upgrade, downgrade), runtime (extension,
+    workflow, intelligence), permission (reduction, governed expansion, restructuring),
+    workflow (trigger, handler, permission)."""
+    assert request() == []
+    assert request(subtype="upgrade") == ["M-3.1"]
+    assert request(trigger=Trigger.TIER_UPGRADE, type_=MigrationType.TIER, subtype="upgrade") == []
+    assert request(trigger=Trigger.RUNTIME_CHANGE, type_=MigrationType.TIER, subtype="upgrade") == [
+        "M-2.1"
+    ]
+
+
+def test_permission_expansion_is_governed() -> None:
+    """M-3.2: a permission expansion needs an approved expansion proposal."""
+    args = {
+        "trigger": Trigger.CAPABILITY_EXPANSION,
+        "type_": MigrationType.PERMISSION,
+        "subtype": "governed_expansion",
+    }
+    assert request(**args) == ["M-3.2"]
+    assert request(**args, governing_expansion_approved=True) == []
+
+
+def test_fallback_duration_boundaries() -> None:
+    """M-6.2: 5 months 29 days refused, 6 months accepted, 12 by default."""
+    start = datetime(2026, 1, 15, tzinfo=UTC)
+    six = add_months(start, 6)
+    assert six == datetime(2026, 7, 15, tzinfo=UTC)
+    short = add_months(start, 5) + timedelta(days=29)
+    assert check_fallback_period(start, short, DEFAULT_POLICY).rules == ["M-6.2"]
+    assert check_fallback_period(start, six, DEFAULT_POLICY).allowed
+    assert check_fallback_period(start, six - timedelta(seconds=1), DEFAULT_POLICY).rules == [
+        "M-6.2"
+    ]
+    assert fallback_until(start, DEFAULT_POLICY.fallback_default_months) == datetime(
+        2027, 1, 15, tzinfo=UTC
+    )
+    assert request(fallback_months=5) == ["M-6.2"]
+    assert request(fallback_months=6) == []
+    assert add_months(datetime(2026, 8, 31, tzinfo=UTC), 6) == datetime(2027, 2, 28, tzinfo=UTC)
+
+
+def test_fallback_read_only_and_never_wider() -> None:
+    """M-6.1: fallback permissions are read-only; M-6.3: a fallback never expands them."""
+    current = ["orders:read", "orders:write", "catalog:read"]
+    assert fallback_permissions(current) == ["catalog:read", "orders:read"]
+    assert check_fallback(["orders:read"], current).allowed
+    assert check_fallback(["orders:write"], current).rules == ["M-6.1"]
+    assert check_fallback(["payments:read"], current).rules == ["M-6.3"]
+
+
+MATRIX = CompatibilityMatrix(
+    entries=(
+        MatrixEntry(kind="os", name="kwanus", version="5.0", status="supported"),
+        MatrixEntry(kind="os", name="kwanus", version="4.2", status="deprecated"),
+        MatrixEntry(kind="api", name="kwanus", version="3.0", status="supported"),
+        MatrixEntry(kind="runtime", name="kwanus-runtime", version="3.0", status="supported"),
+        MatrixEntry(kind="runtime", name="kwanus-runtime", version="2.0", status="retired"),
+    )
+)
+
+
+def state(**changes: object) -> PartnerState:
+    values: dict[str, object] = {
+        "partner_id": "acme",
+        "tier": "verified",
+        "os_version": "5.0",
+        "api_version": "3.0",
+        "runtime_name": "kwanus-runtime",
+        "runtime_version": "3.0",
+        "permissions": ("orders:read", "orders:write"),
+        "workflows": (WorkflowDecl(name="sync", version="1.0"),),
+    }
+    values.update(changes)
+    return PartnerState.model_validate(values)
+
+
+def test_validation_passes_on_an_aligned_partner() -> None:
+    """M-4.4 / M-8.1: API contract, workflow, permission boundary, runtime — each passes."""
+    s = state()
+    assert validate_api_contract(s, MATRIX).allowed
+    assert validate_workflows(s).allowed
+    assert validate_permission_boundary(s, DEFAULT_POLICY).allowed
+    assert validate_runtime(s, MATRIX).allowed
+
+
+def test_validation_failures() -> None:
+    """M-8.2: unbounded permissions, ungoverned workflows, incompatible runtimes fail; M-5.1 the
+    matrix must support the target; E-9.2 an unlisted runtime is fragmentation; M-8.1 the
+    permission boundary is the tier's."""
+    assert validate_api_contract(state(os_version="4.2"), MATRIX).rules == ["M-5.1"]
+    assert validate_workflows(state(workflows=[WorkflowDecl(name="x", governed=False)])).rules == [
+        "M-8.2"
+    ]
+    assert validate_workflows(state(workflows=[WorkflowDecl(name="x")])).rules == ["M-5.2"]
+    unbounded = state(permissions=("orders:*",))
+    assert validate_permission_boundary(unbounded, DEFAULT_POLICY).rules == ["M-8.2"]
+    beyond = state(tier="community")
+    assert validate_permission_boundary(beyond, DEFAULT_POLICY).rules == ["M-8.1"]
+    assert validate_runtime(state(runtime_version="2.0"), MATRIX).rules == ["M-8.2"]
+    assert validate_runtime(state(runtime_version="9.9"), MATRIX).rules == ["E-9.2"]
+
+
+def test_monitoring_health() -> None:
+    """M-4.6: workflow reliability, permission usage, API error rates (and deprecated calls)."""
+    granted = ["orders:read"]
+    assert telemetry_health([telemetry(1)], granted, DEFAULT_POLICY).allowed
+    assert telemetry_health([], granted, DEFAULT_POLICY).rules == ["M-4.6"]
+    sick = telemetry(1, success=0.9, errors=0.2, **{"payments:write": 1})
+    fields = [f.field for f in telemetry_health([sick], granted, DEFAULT_POLICY).findings]
+    assert fields == ["workflow_success_rate", "api_error_rate", "permission_usage"]
+
+
+def test_completion_only_after_the_period_and_healthy() -> None:
+    """M-4.7: the fallback is removed only after its period and with healthy telemetry."""
+    until = NOW + timedelta(days=1)
+    healthy = telemetry_health([telemetry(1)], ["orders:read"], DEFAULT_POLICY)
+    assert completion_allowed(now=NOW, fallback_until=until, health=healthy).rules == ["M-4.7"]
+    assert completion_allowed(now=until, fallback_until=until, health=healthy).allowed
+    sick = telemetry_health([telemetry(1, success=0.5)], ["orders:read"], DEFAULT_POLICY)
+    assert completion_allowed(now=until, fallback_until=until, health=sick).rules == ["M-4.6"]
+
+
+# --- remediation ----------------------------------------------------------------------------
+
+
+def test_remediation_windows_exact() -> None:
+    """M-9.2: minor 30 days, moderate 14 days, severe at once — from the violation."""
+    at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert remediation.deadline(Severity.MINOR, at, DEFAULT_POLICY) - at == timedelta(days=30)
+    assert remediation.deadline(Severity.MODERATE, at, DEFAULT_POLICY) - at == timedelta(days=14)
+    assert remediation.deadline(Severity.SEVERE, at, DEFAULT_POLICY) == at
+    assert remediation.restrict_at_once(Severity.SEVERE)
+    assert remediation.needs_sco_review(Severity.SEVERE)
+    assert not remediation.restrict_at_once(Severity.MODERATE)
+
+
+def test_missed_window_escalates_to_a_forced_downgrade() -> None:
+    """M-9.3 / E-7.2: access stays restricted and a forced tier-downgrade migration starts."""
+    esc = remediation.missed_window("premier", DEFAULT_POLICY)
+    assert esc.keep_restricted and esc.target_tier == "verified"
+    assert (esc.type_, esc.subtype) == (MigrationType.TIER, "downgrade")
+    assert trigger_class(esc.trigger) is TriggerClass.FORCED
+    assert {"M-9.3", "E-7.2"} <= set(esc.rules)
+    lowest = remediation.missed_window("community", DEFAULT_POLICY)
+    assert (lowest.type_, lowest.subtype, lowest.target_tier) == (
+        MigrationType.PERMISSION,
+        "reduction",
+        None,
+    )
+
+
+# --- stewardship ----------------------------------------------------------------------------
+
+
+def test_annual_stewardship_tasks_and_signoffs() -> None:
+    """E-13.1 expansion outcomes, rules, governance, compatibility matrix; M-10.1 migration
+    review, compatibility, lifecycle, sustainability — signed off by TSC, SCO, ERC, CGB."""
+    assert EXPANSION_STEWARDSHIP == (
+        "review_expansion_outcomes",
+        "update_expansion_rules",
+        "update_governance",
+        "update_compatibility_matrix",
+    )
+    assert MIGRATION_STEWARDSHIP == (
+        "migration_review",
+        "compatibility_update",
+        "lifecycle_update",
+        "sustainability_review",
+    )
+    assert stewardship_signed_off({Body.TSC, Body.SCO, Body.ERC}).rules == ["M-10.1"]
+    assert stewardship_signed_off(set(Body)).allowed
