@@ -178,6 +178,8 @@ class PolicyContent(BaseModel):
     vote: Deadline = Deadline(period=7 * DAY, reminder=5 * DAY)
     partner_step: Deadline = Deadline(period=30 * DAY, reminder=23 * DAY)
     signoff: Deadline = Deadline(period=30 * DAY, reminder=21 * DAY)
+    # P-3: a missed review or vote is escalated to CGB, who has this long to extend it.
+    escalation: Deadline = Deadline(period=7 * DAY, reminder=5 * DAY)
     migration_windows: dict[TriggerClass, timedelta] = {
         TriggerClass.REQUIRED: 90 * DAY,
         TriggerClass.OPTIONAL: 120 * DAY,
@@ -279,7 +281,7 @@ def check_floors(doc: PolicyContent) -> Decision:
         and windows[TriggerClass.FORCED] < windows[TriggerClass.OPTIONAL]
     ):
         refuse("migration_windows.forced", "M-2.3", "a forced migration has a shorter window")
-    for name in ("review", "vote", "partner_step", "signoff"):
+    for name in ("review", "vote", "partner_step", "signoff", "escalation"):
         d: Deadline = getattr(doc, name)
         if not timedelta(0) < d.reminder < d.period:
             refuse(name, "P-3", "every step has a deadline, with its reminder before it")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from policy import remediation
 from policy.document import DEFAULT_POLICY
@@ -24,6 +25,15 @@ from policy.expansion import (
     check_category,
     governance_update,
     stewardship_signed_off,
+)
+from policy.forms import (
+    Form,
+    ImplementationReport,
+    IntegrationPlan,
+    MigrationDocumentation,
+    MigrationPlan,
+    Release,
+    Rollout,
 )
 from policy.migration import (
     NOTICE_ACTIONS,
@@ -45,19 +55,11 @@ from policy.migration import (
 )
 from policy.proposal import Proposal
 from policy.steps import (
-    DOCUMENTATION_FIELDS,
     EXPANSION_STAGES,
-    IMPLEMENTATION_FIELDS,
-    INTEGRATION_PLAN_FIELDS,
-    MIGRATION_IMPLEMENTATION_FIELDS,
-    MIGRATION_PLAN_FIELDS,
     MIGRATION_STAGES,
-    check_release,
     check_remediation_step,
-    check_rollout,
     check_transition,
     next_stage,
-    require_fields,
 )
 from policy.tiers import (
     downgrade_triggers,
@@ -79,6 +81,9 @@ from policy.vocabulary import (
 from tests.factories import proposal_body
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
+DOCUMENTATION_FIELDS = tuple(MigrationDocumentation.rules)
+IMPLEMENTATION_FIELDS = tuple(ImplementationReport.rules)
+MIGRATION_IMPLEMENTATION_FIELDS = IMPLEMENTATION_FIELDS
 
 
 # --- stages and steps -----------------------------------------------------------------------
@@ -118,54 +123,84 @@ def test_migration_stages_in_order_and_notice_first() -> None:
     assert NOTICE_ACTIONS == ("notify_partner", "define_window", "activate_fallback")
 
 
+def _form_errors(form: type[Form], data: dict[str, object]) -> dict[str, str]:
+    with pytest.raises(ValidationError) as info:
+        form.model_validate(data)
+    return {
+        ".".join(str(p) for p in e["loc"]): (e.get("ctx") or {}).get("rule", e["type"])
+        for e in info.value.errors()
+    }
+
+
 @pytest.mark.parametrize(
-    ("fields", "rule"),
+    ("form", "fields", "rule"),
     [
-        (INTEGRATION_PLAN_FIELDS, "E-2.5"),
-        (IMPLEMENTATION_FIELDS, "E-2.6"),
-        (MIGRATION_PLAN_FIELDS, "M-4.2"),
-        (MIGRATION_IMPLEMENTATION_FIELDS, "M-4.3"),
-        (DOCUMENTATION_FIELDS, "M-7.1"),
+        (IntegrationPlan, ("versioning", "compatibility_rules", "rollout_plan"), "E-2.5"),
+        (ImplementationReport, ("development", "testing", "documentation"), "E-2.6"),
+        (
+            MigrationPlan,
+            ("strategy", "compatibility_plan", "testing_plan", "rollback_plan"),
+            "M-4.2",
+        ),
+        (
+            MigrationDocumentation,
+            (
+                "migration_guide",
+                "compatibility_notes",
+                "version_notes",
+                "workflow_changes",
+                "permission_changes",
+            ),
+            "M-7.1",
+        ),
     ],
 )
-def test_incomplete_step_names_missing_parts(fields: tuple[str, ...], rule: str) -> None:
-    """E-2.5 versioning, compatibility rules, rollout plan; E-2.6 and M-4.3 development, testing,
-    documentation; M-4.2 strategy, compatibility, testing and rollback plans; M-7.1 the five
-    required documents."""
+def test_incomplete_step_names_missing_parts(
+    form: type[Form], fields: tuple[str, ...], rule: str
+) -> None:
+    """E-2.5 versioning, compatibility rules, rollout plan; E-2.6 development, testing,
+    documentation (M-4.3 the same for a migration); M-4.2 strategy, compatibility, testing and
+    rollback plans; M-7.1 the five required documents."""
     complete = dict.fromkeys(fields, "ref")
-    assert require_fields(complete, fields, rule).allowed
-    partial = {**complete, fields[0]: " ", fields[-1]: None}
-    decision = require_fields(partial, fields, rule)
-    assert [f.field for f in decision.findings] == [fields[0], fields[-1]]
-    assert decision.rules == [rule]
+    form.model_validate(complete)
+    partial = {**complete, fields[0]: " "}
+    del partial[fields[-1]]
+    assert _form_errors(form, partial) == {fields[0]: rule, fields[-1]: rule}
+    assert MIGRATION_IMPLEMENTATION_FIELDS == IMPLEMENTATION_FIELDS  # M-4.3
 
 
 def test_documentation_optional_parts_stay_optional() -> None:
     """M-7.1: tutorials and onboarding guides are optional."""
-    assert "tutorials" not in DOCUMENTATION_FIELDS
-    docs = dict.fromkeys(DOCUMENTATION_FIELDS, "x")
-    assert require_fields(docs, DOCUMENTATION_FIELDS, "M-7.1").allowed
+    docs = MigrationDocumentation.model_validate(dict.fromkeys(DOCUMENTATION_FIELDS, "x"))
+    assert docs.tutorials is None and docs.onboarding_guides is None
+
+
+RELEASE: dict[str, object] = {
+    "version": "1.4.0",
+    "migration_guide": "docs/1.4",
+    "fallback_behaviour": "1.3 kept read-only",
+    "compatibility": [
+        {"kind": "runtime", "name": "kwanus-runtime", "version": "3.1", "status": "supported"}
+    ],
+}
 
 
 def test_release_is_versioned_with_guides_matrix_update_and_fallback() -> None:
     """E-2.7 versioned release + migration guides; E-9.1 matrix update, fallback behaviour;
     E-9.2 no silent (unversioned) breaking change."""
-    full = {
-        "version": "1.4.0",
-        "migration_guide": "docs/1.4",
-        "compatibility_matrix_update": "runtime 3.1 supported",
-        "fallback_behaviour": "1.3 kept read-only",
-    }
-    assert check_release(full).allowed
-    assert check_release({**full, "migration_guide": ""}).rules == ["E-2.7"]
-    assert check_release({**full, "fallback_behaviour": None}).rules == ["E-9.1"]
-    assert check_release({**full, "version": ""}).rules == ["E-9.2"]
+    Release.model_validate(RELEASE)
+    assert _form_errors(Release, {**RELEASE, "migration_guide": ""}) == {"migration_guide": "E-2.7"}
+    assert _form_errors(Release, {**RELEASE, "compatibility": []}) == {"compatibility": "E-9.1"}
+    no_fallback = {k: v for k, v in RELEASE.items() if k != "fallback_behaviour"}
+    assert _form_errors(Release, no_fallback) == {"fallback_behaviour": "E-9.1"}
+    unversioned = {k: v for k, v in RELEASE.items() if k != "version"}
+    assert _form_errors(Release, unversioned) == {"version": "E-9.2"}
 
 
 def test_rollout_must_be_versioned() -> None:
     """M-4.5 versioned release with the fallback kept; M-5.2 no unversioned change."""
-    assert check_rollout({"version": "2.0.0"}).allowed
-    assert check_rollout({"version": None}).rules == ["M-5.2"]
+    Rollout.model_validate({"version": "2.0.0"})
+    assert _form_errors(Rollout, {}) == {"version": "M-5.2"}
 
 
 def test_remediation_steps_in_order() -> None:

@@ -1,0 +1,170 @@
+"""What partners and bodies send at each human step, as forms that name the rule behind every
+missing part (E-2.5 to E-2.7, E-9.1, M-4.2, M-4.3, M-7.1): a refused form lists every missing
+field at once."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from policy.evidence import MatrixEntry
+from policy.proposal import Text, Version
+
+
+class Form(BaseModel):
+    """A step's input. `rules` maps each required field to the rule that requires it; a missing
+    or blank one is reported as `required (<rule>)`."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_rules(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors: list[InitErrorDetails] = []
+            for err in exc.errors():
+                top = str(err["loc"][0]) if len(err["loc"]) == 1 else None
+                rule = cls.rules.get(top or "")
+                empty = err["type"] in ("missing", "string_too_short", "too_short")
+                if rule and empty:
+                    errors.append(
+                        {
+                            "type": PydanticCustomError(
+                                "missing", "required ({rule})", {"rule": rule}
+                            ),
+                            "loc": err["loc"],
+                            "input": err.get("input"),
+                        }
+                    )
+                else:
+                    errors.append(
+                        {
+                            "type": PydanticCustomError(err["type"], "{msg}", {"msg": err["msg"]}),
+                            "loc": err["loc"],
+                            "input": err.get("input"),
+                        }
+                    )
+            raise ValidationError.from_exception_data(cls.__name__, errors) from None
+
+
+class Plans(Form):
+    """Plans the risk level requires before the vote (E-2.3, E-11.1) or approval needs (E-5.1),
+    sent after submission."""
+
+    risk_mitigation: Text | None = None
+    fallback_plan: Text | None = None
+    monitoring_plan: Text | None = None
+    migration_plan: Text | None = None
+    governance_alignment: Text | None = None
+    lifecycle_plan: Text | None = None
+
+    def given(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class IntegrationPlan(Form):
+    rules: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("versioning", "compatibility_rules", "rollout_plan"), "E-2.5"
+    )
+    versioning: Text
+    compatibility_rules: Text
+    rollout_plan: Text
+
+
+class ImplementationReport(Form):
+    """E-2.6 / M-4.3: development, testing, documentation, each a reference to the work done."""
+
+    rules: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("development", "testing", "documentation"), "E-2.6"
+    )
+    development: Text
+    testing: Text
+    documentation: Text
+
+
+class Release(Form):
+    """E-2.7: a versioned release with migration guides; E-9.1: a compatibility-matrix update and
+    fallback behaviour. An unversioned release would be a silent breaking change (E-9.2)."""
+
+    rules: ClassVar[dict[str, str]] = {
+        "version": "E-9.2",
+        "migration_guide": "E-2.7",
+        "fallback_behaviour": "E-9.1",
+        "compatibility": "E-9.1",
+    }
+    version: Version
+    migration_guide: Text
+    fallback_behaviour: Text
+    compatibility: list[MatrixEntry] = Field(min_length=1, max_length=100)
+    notes: Text | None = None
+
+
+class OutcomeReview(Form):
+    """Stage 7 (E-12.1): CGB's review of how the expansion turned out."""
+
+    rules: ClassVar[dict[str, str]] = {"outcome": "E-12.1"}
+    outcome: Literal["successful", "partially_successful", "unsuccessful"]
+    notes: Text | None = None
+
+
+class Withdrawal(Form):
+    reason: Text | None = None
+
+
+class DeadlineExtension(Form):
+    """P-3: CGB (or admin) moves a pending deadline later; the running timer honours it."""
+
+    rules: ClassVar[dict[str, str]] = {"until": "P-3", "reason": "P-3"}
+    until: AwareDatetime
+    reason: Text
+
+
+class MigrationPlan(Form):
+    rules: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("strategy", "compatibility_plan", "testing_plan", "rollback_plan"), "M-4.2"
+    )
+    strategy: Text
+    compatibility_plan: Text
+    testing_plan: Text
+    rollback_plan: Text
+
+
+class MigrationDocumentation(Form):
+    """M-7.1: five required documents; tutorials and onboarding guides optional."""
+
+    rules: ClassVar[dict[str, str]] = dict.fromkeys(
+        (
+            "migration_guide",
+            "compatibility_notes",
+            "version_notes",
+            "workflow_changes",
+            "permission_changes",
+        ),
+        "M-7.1",
+    )
+    migration_guide: Text
+    compatibility_notes: Text
+    version_notes: Text
+    workflow_changes: Text
+    permission_changes: Text
+    tutorials: Text | None = None
+    onboarding_guides: Text | None = None
+
+
+class Rollout(Form):
+    rules: ClassVar[dict[str, str]] = {"version": "M-5.2"}
+    version: Version
+    notes: Text | None = None
