@@ -16,8 +16,9 @@ from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
 from store.db import Database
 from workflows.expansion import PartnerExpansion
+from workflows.migration import PartnerMigration
 
-WORKFLOWS = [PartnerExpansion]
+WORKFLOWS = [PartnerExpansion, PartnerMigration]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 
@@ -35,7 +36,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[acts.record_event],
+        activities=[acts.record_event, acts.assess_risk, acts.apply_grant, acts.check_telemetry],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=max_cached_workflows,

@@ -1,10 +1,12 @@
-"""Activities that write governance state: the projection and the append-only audit log."""
+"""Activities that write governance state or read the evidence the rules judge."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
-from kwanus.models import RecordEvent
+from kwanus.models import GrantInput, MonitoringCheck, RecordEvent, RiskInput, TelemetryCheckInput
+from policy.migration import telemetry_health
+from policy.risk import RiskAssessment, assess
 from store import repo
 from store.db import Database
 
@@ -20,3 +22,31 @@ class GovernanceActivities:
         """Write one governance event and its projection, exactly once per `event.key` (P-4)."""
         with self.db.session() as session:
             return repo.record_event(session=session, event=event)
+
+    @activity.defn(name="assess_risk")
+    def assess_risk(self, inp: RiskInput) -> RiskAssessment:
+        """E-2.3 / E-11.1: score the proposal and the four reviews."""
+        return assess(inp.proposal, inp.reviews, inp.policy, plans=inp.plans)
+
+    @activity.defn(name="apply_grant")
+    def apply_grant(self, grant: GrantInput) -> bool:
+        """E-2.7: the release's governance update, once (keyed by its event)."""
+        with self.db.session() as session:
+            return repo.apply_grant(session=session, grant=grant)
+
+    @activity.defn(name="check_telemetry")
+    def check_telemetry(self, inp: TelemetryCheckInput) -> MonitoringCheck:
+        """M-4.6 / expansion monitoring: judge the partner's telemetry for one period."""
+        with self.db.session() as session:
+            reports = repo.telemetry_between(
+                session=session, partner_id=inp.partner_id, since=inp.since, until=inp.until
+            )
+            partner = repo.get_partner(session=session, partner_id=inp.partner_id)
+            granted = list(partner.permissions) if partner else []
+        health = telemetry_health(reports, granted, inp.policy)
+        return MonitoringCheck(
+            at=inp.until,
+            healthy=health.allowed,
+            findings=list(health.findings),
+            report=reports[-1] if reports else None,
+        )

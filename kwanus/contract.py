@@ -30,3 +30,19 @@ def search_attribute_flags() -> list[str]:
         for key in SEARCH_ATTRIBUTES
         for arg in ("--search-attribute", f"{key.name}={kinds[key.indexed_value_type.name]}")
     ]
+
+
+def migration_workflow_id(migration_id: str) -> str:
+    return f"migration-{migration_id}"
+
+
+class Refusal:
+    """`ApplicationError.type`s of refused human steps (raised by update validators, so a
+    refused step leaves no event, P-2); the API maps each to its HTTP status."""
+
+    FORBIDDEN = "Forbidden"  # 403: the wrong role or the wrong partner (P-6)
+    WRONG_STAGE = "WrongStage"  # 409: not awaited now
+    ALREADY_DONE = "AlreadyDone"  # 409: this body or partner already did it
+    INVALID = "Invalid"  # 422: incomplete or against a rule
+
+    STATUS = {FORBIDDEN: 403, WRONG_STAGE: 409, ALREADY_DONE: 409, INVALID: 422}

@@ -6,14 +6,33 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from policy.decisions import Finding
 from policy.document import PolicyDocument
+from policy.evidence import MatrixEntry, Telemetry
+from policy.forms import ImplementationReport, IntegrationPlan, OutcomeReview, Release
 from policy.proposal import Proposal
-from policy.vocabulary import Category, ExpansionStage, ProcessKind, ProcessStatus
+from policy.review import Review
+from policy.risk import RiskAssessment
+from policy.vocabulary import (
+    Body,
+    Category,
+    ExpansionStage,
+    MigrationStage,
+    MigrationType,
+    Outcome,
+    ProcessKind,
+    ProcessStatus,
+    Role,
+    Trigger,
+    TriggerClass,
+)
+from policy.vote import Vote
+
+T = TypeVar("T", bound=BaseModel)
 
 
 def canonical_sha256(model: BaseModel) -> str:
@@ -35,16 +54,77 @@ class Awaiting(BaseModel):
 class ExpansionInput(BaseModel):
     expansion_id: str
     partner_id: str
+    partner_tier: str = Field(description="The partner's tier at submission.")
     proposal: Proposal
     proposal_sha256: str
     policy: PolicyDocument
     submitted_by: str = Field(description="Id of the API token that submitted the proposal.")
 
 
+class Actor(BaseModel):
+    """Who sent a human step: the API puts the caller's token here, and the workflow's update
+    validators check the role again (P-6), so a step sent straight to Temporal is judged the
+    same way."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Role
+    token_id: str
+    partner_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"partner:{self.partner_id}" if self.role is Role.PARTNER else self.role.value
+
+
+class Act(BaseModel, Generic[T]):
+    """One human step: who, and what they sent (the input of every Update)."""
+
+    actor: Actor
+    body: T
+
+
+class ReviewRecord(BaseModel):
+    review: Review
+    actor: str
+    at: datetime
+
+
+class VoteRecord(BaseModel):
+    vote: Vote
+    actor: str
+    at: datetime
+
+
+class DecisionRecord(BaseModel):
+    outcome: Outcome
+    reasons: list[str]
+    rules: list[str]
+    at: datetime
+
+
+class StepRecord(BaseModel, Generic[T]):
+    body: T
+    actor: str
+    at: datetime
+
+
+class MonitoringCheck(BaseModel):
+    at: datetime
+    healthy: bool
+    findings: list[Finding] = Field(default_factory=list)
+    report: Telemetry | None = None
+
+
+class Escalation(BaseModel):
+    step: str
+    at: datetime
+    missing: list[str]
+    to: str = "CGB"
+
+
 class ExpansionStatus(BaseModel):
     """The full live state of one expansion: the `status` query and `GET /v1/expansions/{id}`."""
-
-    model_config = ConfigDict(from_attributes=True)
 
     id: str
     workflow_id: str
@@ -52,15 +132,37 @@ class ExpansionStatus(BaseModel):
     category: Category
     stage: ExpansionStage
     status: ProcessStatus
+    step: str | None = Field(default=None, description="The human step awaited now.")
     awaiting: list[Awaiting] = Field(default_factory=list)
     flags: list[Finding] = Field(default_factory=list)
-    reviews: dict[str, Any] = Field(default_factory=dict)
-    votes: dict[str, Any] = Field(default_factory=dict)
-    risk: dict[str, Any] | None = None
-    decision: dict[str, Any] | None = None
+    reviews: dict[Body, ReviewRecord] = Field(default_factory=dict)
+    risk: RiskAssessment | None = None
+    plans: dict[str, str] = Field(default_factory=dict)
+    votes: dict[Body, VoteRecord] = Field(default_factory=dict)
+    decision: DecisionRecord | None = None
+    integration_plan: StepRecord[IntegrationPlan] | None = None
+    implementation: StepRecord[ImplementationReport] | None = None
+    release: StepRecord[Release] | None = None
+    migration_id: str | None = None
+    monitoring: list[MonitoringCheck] = Field(default_factory=list)
+    outcome_review: StepRecord[OutcomeReview] | None = None
+    escalations: list[Escalation] = Field(default_factory=list)
     policy_version: int
     proposal_sha256: str
     submitted_at: datetime
+    closed_at: datetime | None = None
+
+
+class GrantInput(BaseModel):
+    """The release's governance update (E-2.7): the partner's new grants and the matrix entries,
+    applied by one activity together with its audit event, so a retry applies it once."""
+
+    event: RecordEvent
+    partner_id: str
+    tier: str
+    capabilities: list[str]
+    permissions: list[str]
+    compatibility: list[MatrixEntry]
 
 
 class RecordEvent(BaseModel):
@@ -85,3 +187,56 @@ class RecordEvent(BaseModel):
     state: dict[str, Any] | None = Field(
         default=None, description="The process's full status after this event (JSON)."
     )
+
+
+class RiskInput(BaseModel):
+    proposal: Proposal
+    reviews: dict[Body, Review]
+    plans: dict[str, str]
+    policy: PolicyDocument
+
+
+class TelemetryCheckInput(BaseModel):
+    partner_id: str
+    since: datetime
+    until: datetime
+    policy: PolicyDocument
+
+
+class MigrationInput(BaseModel):
+    migration_id: str
+    partner_id: str
+    trigger: Trigger
+    type_: MigrationType
+    subtype: str
+    target: dict[str, str] = Field(default_factory=dict)
+    fallback_months: int
+    policy: PolicyDocument
+    origin: str | None = Field(default=None, description="Workflow id of what started it.")
+    requested_by: str
+
+
+class Fallback(BaseModel):
+    active: bool
+    until: datetime | None = None
+
+
+class MigrationStatus(BaseModel):
+    """The full live state of one migration: the `status` query and `GET /v1/migrations/{id}`."""
+
+    id: str
+    workflow_id: str
+    partner_id: str
+    trigger: Trigger
+    trigger_class: TriggerClass
+    type_: MigrationType
+    subtype: str
+    target: dict[str, str]
+    stage: MigrationStage
+    status: ProcessStatus
+    awaiting: list[Awaiting] = Field(default_factory=list)
+    fallback: Fallback = Fallback(active=False)
+    origin: str | None = None
+    policy_version: int
+    started_at: datetime
+    closed_at: datetime | None = None

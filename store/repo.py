@@ -13,11 +13,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from kwanus.models import RecordEvent
+from kwanus.models import GrantInput, RecordEvent
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
+from policy.evidence import CompatibilityMatrix, MatrixEntry, PartnerState, Telemetry
 from policy.vocabulary import PartnerStatus, ProcessKind, Role
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
-from store.tables import ApiToken, AuditEvent, Partner, PolicyVersion, Process, utcnow
+from store.tables import (
+    ApiToken,
+    AuditEvent,
+    CompatEntry,
+    Partner,
+    PolicyVersion,
+    Process,
+    TelemetryReport,
+    utcnow,
+)
 
 TOKEN_PREFIX = "kw1"  # noqa: S105 (the token format tag, not a secret)
 
@@ -164,18 +174,16 @@ def role_of(token: ApiToken) -> Role:
 # --- processes and the audit log (written only by workflow activities) ----------------------
 
 
-def record_event(*, session: Session, event: RecordEvent) -> bool:
-    """Append the audit row and apply the projection in one transaction. Returns whether this call
-    wrote it: a retried activity finds the key taken and changes nothing (P-4). Inserts are
-    detected with RETURNING, which is exact on both databases (rowcount is not)."""
+def _append_audit(session: Session, event: RecordEvent) -> bool:
+    """Insert the event's audit row unless its key is taken (then roll back and say so).
+    Detected with RETURNING, which is exact on both databases (rowcount is not)."""
     insert = _insert_for(session)
-    now = utcnow()
     audit = (
         insert(AuditEvent)
         .values(
             key=event.key,
             at=event.at,
-            recorded_at=now,
+            recorded_at=utcnow(),
             workflow_id=event.workflow_id,
             process=event.process,
             process_id=event.process_id,
@@ -189,10 +197,18 @@ def record_event(*, session: Session, event: RecordEvent) -> bool:
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(AuditEvent.__table__.c.id)  # type: ignore[attr-defined]
     )
-    inserted = session.execute(audit).first() is not None
-    if not inserted:
+    if session.execute(audit).first() is None:
         session.rollback()
         return False
+    return True
+
+
+def record_event(*, session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply the projection in one transaction. Returns whether this call
+    wrote it: a retried activity finds the key taken and changes nothing (P-4)."""
+    if not _append_audit(session, event):
+        return False
+    insert = _insert_for(session)
     awaiting = [a.model_dump(mode="json") for a in event.awaiting]
     projection = insert(Process).values(
         workflow_id=event.workflow_id,
@@ -305,3 +321,111 @@ def save_policy(*, session: Session, content: PolicyContent, actor: str) -> Poli
         session.rollback()
         raise AlreadyExists(f"policy version {doc.version}") from exc
     return doc
+
+
+# --- telemetry, grants and the compatibility matrix -----------------------------------------
+
+
+def add_telemetry(*, session: Session, partner_id: str, report: Telemetry) -> TelemetryReport:
+    row = TelemetryReport(
+        partner_id=partner_id,
+        period_start=report.period_start,
+        period_end=report.period_end,
+        workflow_success_rate=report.workflow_success_rate,
+        api_error_rate=report.api_error_rate,
+        permission_usage=dict(report.permission_usage),
+        deprecated_calls=report.deprecated_calls,
+        recorded_at=utcnow(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def telemetry_between(
+    *, session: Session, partner_id: str, since: datetime, until: datetime
+) -> list[Telemetry]:
+    """Reports whose period ended in (since, until], oldest first."""
+    rows = session.exec(
+        select(TelemetryReport)
+        .where(col(TelemetryReport.partner_id) == partner_id)
+        .where(col(TelemetryReport.period_end) > since)
+        .where(col(TelemetryReport.period_end) <= until)
+        .order_by(col(TelemetryReport.period_end))
+    ).all()
+    return [
+        Telemetry(
+            period_start=as_utc(r.period_start) or r.period_start,
+            period_end=as_utc(r.period_end) or r.period_end,
+            workflow_success_rate=r.workflow_success_rate,
+            api_error_rate=r.api_error_rate,
+            permission_usage=r.permission_usage,
+            deprecated_calls=r.deprecated_calls,
+        )
+        for r in rows
+    ]
+
+
+def partner_state(row: Partner) -> PartnerState:
+    return PartnerState(
+        partner_id=row.id,
+        tier=row.tier,
+        os_version=row.os_version,
+        api_version=row.api_version,
+        runtime_name=row.runtime_name,
+        runtime_version=row.runtime_version,
+        capabilities=tuple(row.capabilities),
+        permissions=tuple(row.permissions),
+    )
+
+
+def apply_grant(*, session: Session, grant: GrantInput) -> bool:
+    """E-2.7: the governance update — the partner's tier and grants, and the matrix entries — in
+    one transaction with its audit event, so a retried activity applies it exactly once."""
+    event = grant.event
+    if not _append_audit(session, event):
+        return False
+    partner = session.get(Partner, grant.partner_id)
+    if partner is None:
+        session.rollback()
+        raise UnknownPartner(grant.partner_id)
+    partner.tier = grant.tier
+    partner.capabilities = list(grant.capabilities)
+    partner.permissions = list(grant.permissions)
+    session.add(partner)
+    _upsert_matrix(session, grant.compatibility, source=event.workflow_id, at=event.at)
+    session.commit()
+    return True
+
+
+def _upsert_matrix(
+    session: Session, entries: Sequence[MatrixEntry], *, source: str, at: datetime
+) -> None:
+    insert = _insert_for(session)
+    for entry in entries:
+        stmt = insert(CompatEntry).values(
+            kind=entry.kind.value,
+            name=entry.name,
+            version=entry.version,
+            status=entry.status.value,
+            updated_at=at,
+            updated_by=source,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "name", "version"],
+            set_={"status": stmt.excluded.status, "updated_at": at, "updated_by": source},
+        )
+        session.execute(stmt)
+
+
+def compatibility_matrix(*, session: Session) -> CompatibilityMatrix:
+    rows = session.exec(
+        select(CompatEntry).order_by(
+            col(CompatEntry.kind), col(CompatEntry.name), col(CompatEntry.version)
+        )
+    ).all()
+    return CompatibilityMatrix(
+        entries=tuple(
+            MatrixEntry(kind=r.kind, name=r.name, version=r.version, status=r.status) for r in rows
+        )
+    )

@@ -116,3 +116,40 @@ class PolicyVersion(SQLModel, table=True):
     document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = _ts()
     created_by: str = Field(max_length=64)
+
+
+class TelemetryReport(SQLModel, table=True):
+    """A partner's telemetry for one period (`POST /v1/partners/{id}/telemetry`): the evidence
+    monitoring (M-4.6), tier upgrades (E-7.1) and downgrade triggers (E-7.2) are judged on."""
+
+    __tablename__ = "telemetry_report"
+    __table_args__ = (Index("ix_telemetry_partner_end", "partner_id", "period_end"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    partner_id: str = Field(max_length=64, foreign_key="partner.id")
+    period_start: datetime = _ts()
+    period_end: datetime = _ts()
+    workflow_success_rate: float
+    api_error_rate: float
+    permission_usage: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    deprecated_calls: int = 0
+    recorded_at: datetime = _ts()
+
+
+class CompatEntry(SQLModel, table=True):
+    """One row of the compatibility matrix (E-9, M-5): changed by releases, rollouts and TSC,
+    never silently — every change is also an audit event naming the process behind it."""
+
+    __tablename__ = "compat_entry"
+
+    kind: str = Field(primary_key=True, max_length=16)
+    name: str = Field(primary_key=True, max_length=100)
+    version: str = Field(primary_key=True, max_length=32)
+    status: str = Field(max_length=16)
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=128)

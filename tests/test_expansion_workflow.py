@@ -1,75 +1,466 @@
-"""The PartnerExpansion skeleton on the time-skipping server: submission recorded once, stage
-shown, reviews awaited with a reminder and a deadline (P-3)."""
+"""PartnerExpansion end to end on the time-skipping server: every stage (E-12.1), every branch,
+deadlines driven over months with `env.sleep`, and the audit log holding each event once (P-4)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import expansion_workflow_id
-from kwanus.models import ExpansionInput, canonical_sha256
+from kwanus.models import Act, Actor, ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.document import DEFAULT_POLICY
+from policy.evidence import Telemetry
+from policy.forms import (
+    DeadlineExtension,
+    ImplementationReport,
+    IntegrationPlan,
+    OutcomeReview,
+    Plans,
+    Release,
+    Withdrawal,
+)
 from policy.proposal import Proposal
-from policy.vocabulary import ExpansionStage, ProcessStatus
+from policy.review import Review, criteria_of
+from policy.vocabulary import Body, ExpansionStage, Outcome, ProcessStatus, Role, VoteDecision
+from policy.vote import Vote
+from store import repo
 from store.db import Database
-from store.tables import AuditEvent, Process
+from store.schemas import PartnerCreate
+from store.tables import AuditEvent, CompatEntry, Partner
 from tests.conftest import running_worker
-from tests.factories import proposal_body
+from tests.factories import partner_body, proposal_body
 from workflows.expansion import PartnerExpansion
 
+DAY = timedelta(days=1)
+POLICY = DEFAULT_POLICY
+TASK_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+}
 
-def _input(expansion_id: str) -> ExpansionInput:
-    proposal = Proposal.model_validate(proposal_body())
-    return ExpansionInput(
-        expansion_id=expansion_id,
-        partner_id="acme",
-        proposal=proposal,
-        proposal_sha256=canonical_sha256(proposal),
-        policy=DEFAULT_POLICY,
-        submitted_by="tok_test",
+
+def actor(role: Role | str, partner_id: str | None = None) -> Actor:
+    role = Role(role)
+    return Actor(
+        role=role,
+        token_id="tok_test",
+        partner_id=partner_id or ("acme" if role is Role.PARTNER else None),
     )
 
 
-async def test_submission_recorded_then_reviews_awaited_until_deadline(
-    ts_env: WorkflowEnvironment, db: Database
-) -> None:
-    """P-3, P-4, E-12.1: the run records its submission once, enters Evaluation awaiting the
-    four bodies, reminds at the policy's reminder point and expires at the review deadline."""
-    async with running_worker(ts_env.client, db) as task_queue:
-        handle = await ts_env.client.start_workflow(
-            PartnerExpansion.run,
-            _input("wf1"),
-            id=expansion_workflow_id("wf1"),
-            task_queue=task_queue,
+def review_of(body: Body, **changes: Any) -> Review:
+    values: dict[str, Any] = {
+        "criteria": dict.fromkeys(criteria_of(body), "pass"),
+        "recommendation": "approve",
+        "notes": f"{body.value} is satisfied",
+    }
+    values.update(changes)
+    return Review.model_validate(values)
+
+
+RELEASE = Release.model_validate(
+    {
+        "version": "1.0.0",
+        "migration_guide": "docs/migrate-1.0",
+        "fallback_behaviour": "0.9 stays read-only for 12 months",
+        "compatibility": [
+            {"kind": "runtime", "name": "kwanus-runtime", "version": "3.0", "status": "supported"}
+        ],
+    }
+)
+
+
+@dataclass
+class Run:
+    env: WorkflowEnvironment
+    db: Database
+    handle: WorkflowHandle[PartnerExpansion, ExpansionStatus]
+
+    async def state(self) -> ExpansionStatus:
+        return await self.handle.query(PartnerExpansion.status)
+
+    async def until(self, check: Callable[[ExpansionStatus], bool], what: str) -> ExpansionStatus:
+        """Wait (real time: the workflow runs its activities) until the state satisfies check."""
+        for _ in range(200):
+            state = await self.state()
+            if check(state):
+                return state
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never reached: {what} (last: {state.stage}, {state.step})")
+
+    async def at_step(self, step: str) -> ExpansionStatus:
+        return await self.until(lambda s: s.step == step, f"step {step}")
+
+    async def send(self, update: str, who: Actor, body: Any) -> ExpansionStatus:
+        return await self.handle.execute_update(
+            update, Act[type(body)](actor=who, body=body), result_type=ExpansionStatus
         )
-        await ts_env.sleep(timedelta(hours=1))
-        state = await handle.query(PartnerExpansion.status)
-        assert state.stage is ExpansionStage.EVALUATION
-        assert state.status is ProcessStatus.ACTIVE
-        assert sorted(a.actor for a in state.awaiting) == ["CGB", "ERC", "SCO", "TSC"]
-        deadline = state.awaiting[0].deadline
-        assert deadline is not None
-        # The review window opens when Evaluation starts, just after the submission is recorded.
-        opened_after = deadline - DEFAULT_POLICY.review.period - state.submitted_at
-        assert timedelta(0) <= opened_after < timedelta(minutes=1)
 
-        result = await handle.result()
+    async def reviews(self) -> None:
+        await self.at_step("reviews")
+        for body in Body:
+            await self.send("review", actor(body.value), review_of(body))
 
-    assert result.status is ProcessStatus.EXPIRED
+    async def votes(self, **decisions: str) -> None:
+        """Votes in the order given (the tally decides as soon as the outcome is certain)."""
+        await self.at_step("votes")
+        for body, decision in decisions.items():
+            vote = Vote(decision=VoteDecision(decision), rationale="r")
+            await self.send("vote", actor(body), vote)
+
+    async def history_length(self) -> int:
+        return len((await self.handle.fetch_history()).events)
+
+    def audit(self) -> list[AuditEvent]:
+        with self.db.session() as session:
+            return list(
+                session.exec(
+                    select(AuditEvent)
+                    .where(AuditEvent.workflow_id == self.handle.id)
+                    .order_by(AuditEvent.id)  # type: ignore[arg-type]
+                ).all()
+            )
+
+    def events(self) -> list[str]:
+        return [e.event for e in self.audit()]
+
+
+@pytest.fixture
+async def start(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Callable[..., Any]]:
     with db.session() as session:
-        events = session.exec(
-            select(AuditEvent).where(AuditEvent.workflow_id == "expansion-wf1")
-        ).all()
-        process = session.get(Process, "expansion-wf1")
-    kinds = [e.event for e in events]
-    assert kinds == ["submitted", "stage_changed", "reminder", "deadline_missed"]
-    assert len({e.key for e in events}) == len(events)
-    reminder = next(e for e in events if e.event == "reminder")
-    assert (
-        reminder.at.replace(tzinfo=None) - events[0].at.replace(tzinfo=None)
-        >= DEFAULT_POLICY.review.reminder
+        repo.create_partner(session=session, partner=PartnerCreate.model_validate(partner_body()))
+    started: list[str] = []
+    async with running_worker(ts_env.client, db) as task_queue:
+
+        async def starter(**changes: Any) -> Run:
+            proposal = Proposal.model_validate(proposal_body(**changes))
+            eid = uuid.uuid4().hex[:10]
+            handle = await ts_env.client.start_workflow(
+                PartnerExpansion.run,
+                ExpansionInput(
+                    expansion_id=eid,
+                    partner_id="acme",
+                    partner_tier="verified",
+                    proposal=proposal,
+                    proposal_sha256=canonical_sha256(proposal),
+                    policy=POLICY,
+                    submitted_by="tok_test",
+                ),
+                id=expansion_workflow_id(eid),
+                task_queue=task_queue,
+            )
+            started.extend([handle.id, f"migration-exp-{eid}"])
+            return Run(ts_env, db, handle)
+
+        yield starter
+        # A run left open would stop the shared server from skipping time for later tests.
+        for wid in started:
+            with contextlib.suppress(RPCError):
+                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+
+
+def refusal(exc: WorkflowUpdateFailedError) -> ApplicationError:
+    assert isinstance(exc.cause, ApplicationError)
+    return exc.cause
+
+
+async def approve_all(run: Run) -> None:
+    await run.reviews()
+    await run.votes(TSC="approve", SCO="approve", ERC="approve", CGB="approve")
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Database) -> None:
+    """E-12.1: Proposal → Evaluation → Approval → Integration → Release → Monitoring → Review,
+    completed; E-2.7 the release grants and changes the matrix; E-2.1a a tier change starts its
+    migration; P-4 every event once."""
+    run: Run = await start(category="B", requested_tier="premier", migration_plan="dual run")
+    state = await run.at_step("reviews")
+    assert state.stage is ExpansionStage.EVALUATION
+    assert {a.actor for a in state.awaiting} == {"TSC", "SCO", "ERC", "CGB"}
+
+    await approve_all(run)
+    state = await run.at_step("integration_plan")
+    assert state.decision is not None and state.decision.outcome is Outcome.APPROVED
+    assert state.decision.rules == ["E-2.4"]
+    assert state.risk is not None
+
+    await run.send(
+        "integration_plan",
+        actor("partner"),
+        IntegrationPlan(versioning="semver", compatibility_rules="additive", rollout_plan="10%"),
     )
-    assert process is not None and process.status == "expired"
-    assert process.state is not None and process.state["status"] == "expired"
+    await run.at_step("implementation")
+    await run.send(
+        "implementation",
+        actor("partner"),
+        ImplementationReport(development="PR-1", testing="CI-1", documentation="DOC-1"),
+    )
+    await run.at_step("release")
+    await run.send("release", actor("partner"), RELEASE)
+    state = await run.until(lambda s: s.stage is ExpansionStage.MONITORING, "monitoring")
+    assert state.migration_id is not None
+
+    now = await run.env.get_current_time()
+    with db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None and partner.tier == "premier"
+        assert "order-trends" in partner.capabilities
+        assert session.get(CompatEntry, ("runtime", "kwanus-runtime", "3.0")) is not None
+        for week in range(13):
+            end = now + (week + 1) * 7 * DAY - DAY
+            repo.add_telemetry(
+                session=session,
+                partner_id="acme",
+                report=Telemetry(
+                    period_start=end - 7 * DAY,
+                    period_end=end,
+                    workflow_success_rate=0.999,
+                    api_error_rate=0.001,
+                    permission_usage={"orders:read": 5},
+                ),
+            )
+    migration = run.env.client.get_workflow_handle(f"migration-{state.migration_id}")
+    assert (await migration.query("status"))["origin"] == run.handle.id
+
+    await run.env.sleep(POLICY.monitoring.expansion_period + DAY)
+    state = await run.at_step("outcome_review")
+    assert state.stage is ExpansionStage.REVIEW
+    assert len(state.monitoring) == 13  # every 7 days over 90
+    assert all(check.healthy for check in state.monitoring)
+    await run.send("outcome_review", actor("CGB"), OutcomeReview(outcome="successful"))
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.COMPLETED
+
+    events = run.events()
+    for expected in (
+        "submitted",
+        "stage_changed",
+        "window_opened",
+        "reviewed",
+        "risk_assessed",
+        "voted",
+        "decided",
+        "integration_plan_submitted",
+        "implementation_submitted",
+        "release_submitted",
+        "governance_update",
+        "migration_started",
+        "monitoring_check",
+        "outcome_review_submitted",
+        "completed",
+    ):
+        assert expected in events, expected
+    assert events.count("reviewed") == 4 and events.count("voted") == 4
+    assert events.count("stage_changed") == 6
+    keys = [e.key for e in run.audit()]
+    assert len(keys) == len(set(keys))  # P-4: each event once
+
+
+# --- rejections -----------------------------------------------------------------------------
+
+
+async def test_cgb_rejects_despite_three_approvals(start: Callable[..., Any]) -> None:
+    """E-2.4: CGB has final authority."""
+    run: Run = await start()
+    await run.reviews()
+    await run.votes(TSC="approve", SCO="approve", ERC="approve", CGB="reject")
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.decision is not None and "E-2.4" in result.decision.rules
+    assert run.events()[-3:] == ["voted", "decided", "rejected"]
+
+
+async def test_two_two_tie_rejected(start: Callable[..., Any]) -> None:
+    """E-2.4: a tie is no majority (the fourth vote makes it 2-2)."""
+    run: Run = await start()
+    await run.reviews()
+    await run.votes(TSC="approve", CGB="approve", SCO="reject", ERC="reject")
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.decision is not None
+    assert any("tie" in r for r in result.decision.reasons)
+
+
+async def test_forbidden_finding_at_review_rejects(start: Callable[..., Any]) -> None:
+    """E-5.2: a review that finds an ungoverned workflow ends the proposal rejected."""
+    run: Run = await start()
+    await run.at_step("reviews")
+    await run.send("review", actor("ERC"), review_of(Body.ERC, forbidden=["ungoverned_workflows"]))
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.decision is not None and result.decision.rules == ["E-5.2"]
+    assert result.votes == {}
+
+
+async def test_restricted_item_without_sco_approval_rejected(start: Callable[..., Any]) -> None:
+    """E-6.2: a restricted item needs SCO's approval in the vote."""
+    run: Run = await start(requested_capabilities=[{"name": "orders-edit", "kind": "write"}])
+    state = await run.at_step("reviews")
+    assert [f.rule for f in state.flags] == ["E-6.2"]
+    await run.reviews()
+    await run.votes(TSC="approve", ERC="approve", CGB="approve", SCO="reject")
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.decision is not None and result.decision.rules == ["E-6.2"]
+
+
+# --- deadlines (P-3) ------------------------------------------------------------------------
+
+
+async def test_missed_review_deadline_escalates_then_expires(start: Callable[..., Any]) -> None:
+    """P-3: reminder at day 10, escalation to CGB at day 14, expiry when CGB lets it lapse."""
+    run: Run = await start()
+    await run.at_step("reviews")
+    await run.send("review", actor("TSC"), review_of(Body.TSC))
+    await run.env.sleep(POLICY.review.period + DAY)
+    state = await run.state()
+    assert state.status is ProcessStatus.ACTIVE
+    assert state.escalations and state.escalations[0].missing == ["SCO", "ERC", "CGB"]
+    assert any(a.actor == "CGB" and "escalated" in a.action for a in state.awaiting)
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.EXPIRED
+    events = run.events()
+    assert events.index("reminder") < events.index("escalated") < events.index("expired")
+    assert "deadline_missed" in events
+
+
+async def test_deadline_extended_by_cgb_is_honoured(start: Callable[..., Any]) -> None:
+    """P-3: CGB extends the pending review deadline; the running timer follows it."""
+    run: Run = await start()
+    state = await run.at_step("reviews")
+    first_deadline = state.awaiting[0].deadline
+    assert first_deadline is not None
+    await run.env.sleep(12 * DAY)
+    until = first_deadline + 10 * DAY
+    state = await run.send(
+        "extend_deadline", actor("CGB"), DeadlineExtension(until=until, reason="holidays")
+    )
+    assert state.awaiting[0].deadline == until
+    await run.env.sleep(8 * DAY)  # past the first deadline, before the new one
+    state = await run.state()
+    assert state.status is ProcessStatus.ACTIVE and not state.escalations
+    await approve_all(run)
+    await run.at_step("integration_plan")
+    assert "deadline_extended" in run.events()
+
+
+async def test_extension_during_escalation_reopens_the_step(start: Callable[..., Any]) -> None:
+    """P-3: after the deadline, CGB (escalated to) may still extend it within the window."""
+    run: Run = await start()
+    await run.at_step("reviews")
+    await run.env.sleep(POLICY.review.period + DAY)
+    state = await run.state()
+    assert state.escalations
+    until = await run.env.get_current_time() + 60 * DAY
+    await run.send("extend_deadline", actor("admin"), DeadlineExtension(until=until, reason="late"))
+    await approve_all(run)
+    await run.at_step("integration_plan")
+
+
+async def test_partner_step_missed_expires(start: Callable[..., Any]) -> None:
+    """P-3: a partner step not done by its deadline expires the proposal."""
+    run: Run = await start()
+    await approve_all(run)
+    await run.at_step("integration_plan")
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.EXPIRED
+    assert run.events()[-2:] == ["deadline_missed", "expired"]
+
+
+async def test_missing_plans_are_asked_for_before_the_vote(start: Callable[..., Any]) -> None:
+    """E-2.3: the vote waits until the partner sends the plans the risk level requires."""
+    run: Run = await start(risk_mitigation=None, fallback_plan=None, monitoring_plan=None)
+    await run.reviews()
+    state = await run.at_step("plans")
+    assert state.risk is not None
+    assert set(state.risk.missing_plans) == {"risk_mitigation", "fallback_plan", "monitoring_plan"}
+    await run.send(
+        "plans",
+        actor("partner"),
+        Plans(risk_mitigation="flags", fallback_plan="off switch", monitoring_plan="dashboards"),
+    )
+    await run.votes(TSC="approve", SCO="approve", ERC="approve", CGB="approve")
+    await run.at_step("integration_plan")
+
+
+# --- withdrawal and refused steps -----------------------------------------------------------
+
+
+async def test_withdrawn_mid_way(start: Callable[..., Any]) -> None:
+    """The partner withdraws before release; nothing more is awaited."""
+    run: Run = await start()
+    await approve_all(run)
+    await run.at_step("integration_plan")
+    state = await run.send("withdraw", actor("partner"), Withdrawal(reason="changed plans"))
+    assert state.status is ProcessStatus.WITHDRAWN and state.awaiting == []
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.WITHDRAWN
+    assert run.events()[-1] == "withdrawn"
+
+
+async def test_refused_steps_leave_no_event(start: Callable[..., Any]) -> None:
+    """P-2: a refused update — wrong role, second review, wrong stage, incomplete, another
+    partner — is an error to the caller and leaves no event and no audit row."""
+    run: Run = await start()
+    await run.at_step("reviews")
+    await run.send("review", actor("TSC"), review_of(Body.TSC))
+    before, audit_before = await run.history_length(), len(run.audit())
+    later = await run.env.get_current_time() + 99 * DAY
+    cases: list[tuple[str, Actor, Any, str]] = [
+        ("review", actor("partner"), review_of(Body.TSC), "Forbidden"),  # P-6
+        ("review", actor("TSC"), review_of(Body.TSC), "AlreadyDone"),  # E-2.2
+        ("review", actor("SCO"), review_of(Body.TSC), "Invalid"),  # E-4.2
+        ("vote", actor("CGB"), Vote(decision=VoteDecision.APPROVE), "WrongStage"),
+        ("release", actor("partner"), RELEASE, "WrongStage"),
+        ("withdraw", actor("partner", "globex"), Withdrawal(), "Forbidden"),
+        ("extend_deadline", actor("TSC"), DeadlineExtension(until=later, reason="x"), "Forbidden"),
+        (
+            "extend_deadline",
+            actor("CGB"),
+            DeadlineExtension(until=datetime(2000, 1, 1, tzinfo=UTC), reason="x"),
+            "Invalid",
+        ),
+    ]
+    for update, who, body, kind in cases:
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await run.send(update, who, body)
+        assert refusal(info.value).type == kind, (update, who, kind)
+    # The time-skipping server has no speculative workflow tasks, so each refused update still
+    # costs a workflow task here; nothing else may appear (no update, activity or timer). The
+    # dev-server API test checks the history length itself.
+    added = (await run.handle.fetch_history()).events[before:]
+    assert {e.event_type for e in added} <= TASK_EVENTS
+    assert len(run.audit()) == audit_before
+
+
+async def test_terminated_run_answers_from_the_store(start: Callable[..., Any]) -> None:
+    """The projection keeps the last full status for when the run is gone."""
+    run: Run = await start()
+    await run.at_step("reviews")
+    await run.handle.terminate("test over")
+    with run.db.session() as session:
+        row = repo.get_process(session=session, workflow_id=run.handle.id)
+    assert row is not None and row.state is not None
+    assert ExpansionStatus.model_validate(row.state).step == "reviews"
+    with pytest.raises(RPCError) as info:
+        await run.handle.execute_update(
+            "withdraw", Act[Withdrawal](actor=actor("partner"), body=Withdrawal())
+        )
+    assert info.value.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)

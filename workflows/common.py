@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus import contract
-    from kwanus.models import Awaiting, RecordEvent
+    from kwanus.contract import Refusal
+    from kwanus.models import Actor, Awaiting, RecordEvent
+    from policy.decisions import Decision
     from policy.document import Deadline
-    from policy.vocabulary import ProcessKind, ProcessStatus
+    from policy.vocabulary import ProcessKind, ProcessStatus, Role
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # Activities retry until they succeed: a database outage must delay a year-long process,
@@ -45,6 +48,48 @@ class Ledger:
         self.snapshot = snapshot
         self.workflow_id = workflow.info().workflow_id
 
+    def event(
+        self,
+        step: str,
+        *,
+        event: str,
+        actor: str,
+        stage: str,
+        status: ProcessStatus,
+        awaiting: list[Awaiting],
+        rules: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RecordEvent:
+        """One governance event. `step` is unique within the workflow, so the key
+        `<workflow id>:<step>` makes a retried activity a no-op (P-4)."""
+        return RecordEvent(
+            key=f"{self.workflow_id}:{step}",
+            workflow_id=self.workflow_id,
+            process=self.process,
+            process_id=self.process_id,
+            partner_id=self.partner_id,
+            event=event,
+            actor=actor,
+            at=workflow.now(),
+            stage=stage,
+            status=status,
+            next_deadline=next_deadline(awaiting),
+            awaiting=awaiting,
+            rules=rules or [],
+            data=data or {},
+            policy_version=self.policy_version,
+            state=self.snapshot(),
+        )
+
+    async def write(self, event: RecordEvent) -> None:
+        await workflow.execute_activity_method(
+            GovernanceActivities.record_event,
+            event,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"{event.event} @ {event.stage}",
+        )
+
     async def record(
         self,
         step: str,
@@ -57,31 +102,17 @@ class Ledger:
         rules: list[str] | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Write one governance event. `step` is unique within the workflow, so the key
-        `<workflow id>:<step>` makes a retried activity a no-op (P-4)."""
-        await workflow.execute_activity_method(
-            GovernanceActivities.record_event,
-            RecordEvent(
-                key=f"{self.workflow_id}:{step}",
-                workflow_id=self.workflow_id,
-                process=self.process,
-                process_id=self.process_id,
-                partner_id=self.partner_id,
+        await self.write(
+            self.event(
+                step,
                 event=event,
                 actor=actor,
-                at=workflow.now(),
                 stage=stage,
                 status=status,
-                next_deadline=next_deadline(awaiting),
                 awaiting=awaiting,
-                rules=rules or [],
-                data=data or {},
-                policy_version=self.policy_version,
-                state=self.snapshot(),
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-            summary=f"{event} @ {stage}",
+                rules=rules,
+                data=data,
+            )
         )
 
     def show(self, *, stage: str, status: ProcessStatus, awaiting: list[Awaiting]) -> None:
@@ -141,3 +172,36 @@ async def wait_with_deadline(
                 reminded = True
                 await on_reminder()
     return True
+
+
+def refuse(
+    kind: str, detail: str, *, rule: str | None = None, errors: dict[str, str] | None = None
+) -> NoReturn:
+    """Refuse a human step (P-2). Raised in a validator it leaves no event in the history."""
+    raise ApplicationError(
+        detail, {"rule": rule, "errors": errors or {}}, type=kind, non_retryable=True
+    )
+
+
+def refuse_decision(decision: Decision, detail: str, kind: str = Refusal.INVALID) -> None:
+    """Refuse with every finding of a policy decision, if it has any."""
+    if decision.allowed:
+        return
+    errors: dict[str, str] = {}
+    for f in decision.findings:
+        msg = f"{f.message} ({f.rule})"
+        errors[f.field] = f"{errors[f.field]}; {msg}" if f.field in errors else msg
+    refuse(kind, detail, rule=", ".join(decision.rules), errors=errors)
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    """P-6, checked again inside the workflow: a step sent straight to Temporal by the wrong
+    role is refused like one sent through the API."""
+    if actor.role not in roles:
+        names = ", ".join(r.value for r in roles)
+        refuse(Refusal.FORBIDDEN, f"{actor.role.value} may not do this (only {names})", rule="P-6")
+
+
+def require_partner(actor: Actor, partner_id: str) -> None:
+    if actor.role is not Role.PARTNER or actor.partner_id != partner_id:
+        refuse(Refusal.FORBIDDEN, "only the partner of this process may do this", rule="P-6")

@@ -1,22 +1,90 @@
-"""PartnerExpansion: one proposal from submission to outcome review (Expansion Protocol §2, E-12.1).
+"""PartnerExpansion: one proposal from submission to outcome review (Expansion Protocol §2,
+E-12.1): Proposal → Evaluation → Approval → Integration → Release → Monitoring → Review.
 
-This is the skeleton every later stage slots into: the submission is recorded, the run shows
-its stage to ops, and it waits — with a reminder and a deadline (P-3) — for the four reviews
-(E-2.2).
+Every human step is an Update whose validator refuses what is not awaited (P-2), every wait has
+the policy's deadline with a reminder (P-3), and every event goes to the audit log once (P-4).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from kwanus.contract import EXPANSION_WORKFLOW
-    from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus
+    from activities.governance import GovernanceActivities
+    from kwanus import contract
+    from kwanus.contract import EXPANSION_WORKFLOW, Refusal
+    from kwanus.models import (
+        Act,
+        Awaiting,
+        DecisionRecord,
+        Escalation,
+        ExpansionInput,
+        ExpansionStatus,
+        GrantInput,
+        MigrationInput,
+        RecordEvent,
+        ReviewRecord,
+        RiskInput,
+        StepRecord,
+        TelemetryCheckInput,
+        VoteRecord,
+    )
+    from policy.document import Deadline
+    from policy.evidence import PartnerState
+    from policy.expansion import governance_update
+    from policy.forms import (
+        DeadlineExtension,
+        ImplementationReport,
+        IntegrationPlan,
+        OutcomeReview,
+        Plans,
+        Release,
+        Withdrawal,
+    )
     from policy.proposal import check_submission
-    from policy.vocabulary import Body, ExpansionStage, ProcessKind, ProcessStatus
-    from workflows.common import Ledger, wait_with_deadline
+    from policy.review import CRITERIA, Review, check_review, forbidden_at_review
+    from policy.vocabulary import (
+        BODY_ROLES,
+        Body,
+        Category,
+        ExpansionStage,
+        MigrationType,
+        Outcome,
+        ProcessKind,
+        ProcessStatus,
+        Role,
+        Trigger,
+    )
+    from policy.vote import Vote, VoteResult, approval_requirements, tally
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        Ledger,
+        refuse,
+        refuse_decision,
+        require_partner,
+        require_role,
+        wait_with_deadline,
+    )
+    from workflows.migration import PartnerMigration
+
+# Withdrawal is possible until the release is in (E-2.7 makes the change real).
+BEFORE_RELEASE = (
+    ExpansionStage.PROPOSAL,
+    ExpansionStage.EVALUATION,
+    ExpansionStage.APPROVAL,
+    ExpansionStage.INTEGRATION,
+    ExpansionStage.RELEASE,
+)
+
+
+class _Ended(Exception):
+    """The run ended early (rejected, withdrawn, expired); its closing event is recorded."""
 
 
 @workflow.defn(name=EXPANSION_WORKFLOW)
@@ -25,6 +93,7 @@ class PartnerExpansion:
     def __init__(self, inp: ExpansionInput) -> None:
         self.inp = inp
         self.policy = inp.policy  # P-5: the version in force at start, kept for the whole run
+        self.partner = f"partner:{inp.partner_id}"
         self.ledger = Ledger(
             process=ProcessKind.EXPANSION,
             process_id=inp.expansion_id,
@@ -44,18 +113,22 @@ class PartnerExpansion:
             proposal_sha256=inp.proposal_sha256,
             submitted_at=workflow.now(),
         )
-        self.review_deadline: datetime | None = None
+        # The step awaited now, who it waits on, and until when (CGB may extend it).
+        self.step: str | None = None
+        self.step_actors: Callable[[], list[Awaiting]] = list
+        self.deadline: datetime | None = None
+        self.withdrawal: StepRecord[Withdrawal] | None = None
+        self.extensions = 0
+
+    # --- the process, top to bottom --------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: ExpansionInput) -> ExpansionStatus:
-        self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
-        await self.ledger.record(
+        self._show()
+        await self._record(
             "submitted",
-            event="submitted",
-            actor=f"partner:{inp.partner_id}",
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=[],
+            "submitted",
+            actor=self.partner,
             rules=["E-2.1", *sorted({f.rule for f in self.state.flags})],
             data={
                 "proposal_sha256": inp.proposal_sha256,
@@ -64,90 +137,712 @@ class PartnerExpansion:
                 "submitted_by": inp.submitted_by,
             },
         )
-
-        # Evaluation: the four bodies review in parallel (E-2.2).
-        opened = workflow.now()
-        self.review_deadline = opened + self.policy.review.period
-        await self._enter(
-            ExpansionStage.EVALUATION,
-            [Awaiting(actor=b.value, action="review", deadline=self.review_deadline) for b in Body],
-        )
-        reviewed = await wait_with_deadline(
-            lambda: len(self.state.reviews) == len(Body),
-            opened_at=opened,
-            deadline=lambda: self._review_deadline(),
-            window=self.policy.review,
-            on_reminder=lambda: self._remind("reviews"),
-        )
-        if not reviewed:
-            await self._finish(
-                ProcessStatus.EXPIRED,
-                event="deadline_missed",
-                actor="system",
-                rules=["P-3"],
-                data={"step": "reviews", "missing": self._pending_actors()},
-            )
+        try:
+            await self._evaluation()
+            await self._approval()
+            await self._integration()
+            await self._release()
+            await self._monitoring()
+            await self._review()
+        except _Ended:
+            pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
+
+    async def _evaluation(self) -> None:
+        """E-2.2: the four bodies review in parallel, each once, each its own criteria (E-4)."""
+        await self._enter(ExpansionStage.EVALUATION)
+        reviewed = await self._step(
+            "reviews",
+            self.policy.review,
+            actors=lambda: [
+                Awaiting(actor=b.value, action="review")
+                for b in Body
+                if b not in self.state.reviews
+            ],
+            done=lambda: len(self.state.reviews) == len(Body) or self._forbidden_found(),
+            escalate=True,
+        )
+        forbidden = forbidden_at_review({b: r.review for b, r in self.state.reviews.items()})
+        if not forbidden.allowed:  # E-5.2: no vote may approve it
+            await self._decide(
+                VoteResult(
+                    outcome=Outcome.REJECTED,
+                    approvals=0,
+                    rejections=0,
+                    reasons=tuple(f.message for f in forbidden.findings),
+                    rules=tuple(forbidden.rules),
+                )
+            )
+        if not reviewed:
+            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.2"])
+
+    async def _approval(self) -> None:
+        """E-2.3 risk assessment with its plans, then E-2.4 the vote."""
+        await self._enter(ExpansionStage.APPROVAL)
+        risk = await workflow.execute_activity_method(
+            GovernanceActivities.assess_risk,
+            RiskInput(
+                proposal=self.inp.proposal,
+                reviews={b: r.review for b, r in self.state.reviews.items()},
+                plans=self.state.plans,
+                policy=self.policy,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="assess risk",
+        )
+        self.state.risk = risk
+        workflow.upsert_search_attributes([contract.RISK_LEVEL.value_set(risk.level.value)])
+        await self._record(
+            "risk",
+            "risk_assessed",
+            rules=list(risk.rules),
+            data={
+                "level": risk.level.value,
+                "total": risk.total,
+                "scores": {k.value: v for k, v in risk.scores.items()},
+                "missing_plans": list(risk.missing_plans),
+            },
+        )
+        if self._missing_plans():
+            planned = await self._step(
+                "plans",
+                self.policy.partner_step,
+                actors=lambda: [
+                    Awaiting(
+                        actor=self.partner,
+                        action=f"submit plans: {', '.join(self._missing_plans())}",
+                    )
+                ],
+                done=lambda: not self._missing_plans(),
+                escalate=False,
+            )
+            if not planned:
+                await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.3"])
+        voted = await self._step(
+            "votes",
+            self.policy.vote,
+            actors=lambda: [
+                Awaiting(actor=b.value, action="vote") for b in Body if b not in self.state.votes
+            ],
+            done=lambda: self._tally().outcome is not Outcome.PENDING,
+            escalate=True,
+        )
+        await self._decide(self._tally(final=not voted))
+
+    async def _integration(self) -> None:
+        """E-2.5 the integration plan, then E-2.6 implementation — both the partner's."""
+        await self._enter(ExpansionStage.INTEGRATION)
+        await self._partner_step(
+            "integration_plan",
+            "submit the integration plan",
+            lambda: self.state.integration_plan is not None,
+            rule="E-2.5",
+        )
+        await self._partner_step(
+            "implementation",
+            "report development, testing and documentation",
+            lambda: self.state.implementation is not None,
+            rule="E-2.6",
+        )
+
+    async def _release(self) -> None:
+        """E-2.7: the versioned release is the governance update — grants, tier and the
+        compatibility matrix change here and only here (E-9.1); a tier change or an applicable
+        migration plan starts its migration."""
+        await self._enter(ExpansionStage.RELEASE)
+        await self._partner_step(
+            "release",
+            "publish the versioned release",
+            lambda: self.state.release is not None,
+            rule="E-2.7",
+        )
+        assert self.state.release is not None
+        release = self.state.release.body
+        before = PartnerState(
+            partner_id=self.inp.partner_id,
+            tier=self.inp.partner_tier,
+            os_version="",
+            api_version="",
+            runtime_name="",
+            runtime_version="",
+        )
+        granted = governance_update(before, self.inp.proposal)
+        await workflow.execute_activity_method(
+            GovernanceActivities.apply_grant,
+            GrantInput(
+                event=self._event(
+                    "governance_update",
+                    "governance_update",
+                    actor="system",
+                    rules=["E-2.7", "E-9.1"],
+                    data={
+                        "version": release.version,
+                        "tier": granted.tier,
+                        "granted": list(granted.capabilities),
+                        "permissions": list(granted.permissions),
+                        "removed": list(self.inp.proposal.removes),
+                        "compatibility": [e.model_dump(mode="json") for e in release.compatibility],
+                    },
+                ),
+                partner_id=self.inp.partner_id,
+                tier=granted.tier,
+                capabilities=list(granted.capabilities),
+                permissions=list(granted.permissions),
+                compatibility=list(release.compatibility),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="governance update",
+        )
+        if self.inp.proposal.migration_plan_required:
+            await self._start_migration()
+
+    async def _monitoring(self) -> None:
+        """Stage 6: the partner's telemetry checked periodically over the policy's monitoring
+        period, on durable timers (E-11.1 monitoring plan)."""
+        await self._enter(ExpansionStage.MONITORING)
+        m = self.policy.monitoring
+        start = workflow.now()
+        end = start + m.expansion_period
+        last = start
+        while workflow.now() < end:
+            await workflow.sleep(min(m.check_interval, end - workflow.now()))
+            now = workflow.now()
+            check = await workflow.execute_activity_method(
+                GovernanceActivities.check_telemetry,
+                TelemetryCheckInput(
+                    partner_id=self.inp.partner_id, since=last, until=now, policy=self.policy
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="check telemetry",
+            )
+            last = now
+            self.state.monitoring.append(check)
+            await self._record(
+                f"monitoring:{len(self.state.monitoring)}",
+                "monitoring_check",
+                rules=["E-12.1", "E-11.1"],
+                data={"healthy": check.healthy, "findings": [f.message for f in check.findings]},
+            )
+
+    async def _review(self) -> None:
+        """Stage 7: CGB reviews the outcome."""
+        await self._enter(ExpansionStage.REVIEW)
+        reviewed = await self._step(
+            "outcome_review",
+            self.policy.review,
+            actors=lambda: [Awaiting(actor=Body.CGB.value, action="record the outcome review")],
+            done=lambda: self.state.outcome_review is not None,
+            escalate=False,
+        )
+        await self._close(
+            ProcessStatus.COMPLETED,
+            "completed",
+            rules=["E-12.1"],
+            data={"outcome_review": "recorded" if reviewed else "missed"},
+        )
+
+    # --- human steps (Updates; validators refuse without leaving an event, P-2) ------------
+
+    @workflow.update(name="review")
+    async def review(self, act: Act[Review]) -> ExpansionStatus:
+        body = Body(act.actor.role.value)
+        if body in self.state.reviews:  # a duplicate that raced past the validator
+            refuse(Refusal.ALREADY_DONE, f"{body.value} has already reviewed", rule="E-2.2")
+        self.state.reviews[body] = ReviewRecord(
+            review=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        self._show()
+        rules = sorted({CRITERIA[c][1] for c in act.body.criteria} | {"E-2.2"})
+        await self._record(
+            f"review:{body.value}",
+            "reviewed",
+            actor=act.actor.name,
+            rules=rules + (["E-5.2"] if act.body.forbidden else []),
+            data={
+                "criteria": {k: v.value for k, v in act.body.criteria.items()},
+                "recommendation": act.body.recommendation.value,
+                "forbidden": [f.value for f in act.body.forbidden],
+            },
+        )
+        return self.state
+
+    @review.validator
+    def _check_review(self, act: Act[Review]) -> None:
+        require_role(act.actor, *sorted(BODY_ROLES))
+        self._require_step("reviews")
+        body = Body(act.actor.role.value)
+        if body in self.state.reviews:
+            refuse(Refusal.ALREADY_DONE, f"{body.value} has already reviewed", rule="E-2.2")
+        refuse_decision(check_review(body, act.body), f"the {body.value} review is incomplete")
+
+    @workflow.update(name="plans")
+    async def plans(self, act: Act[Plans]) -> ExpansionStatus:
+        self.state.plans.update(act.body.given())
+        if self.state.risk is not None:
+            self.state.risk = self.state.risk.model_copy(
+                update={"missing_plans": tuple(self._missing_risk_plans())}
+            )
+        self._show()
+        await self._record(
+            f"plans:{len(self.state.plans)}",
+            "plans_submitted",
+            actor=act.actor.name,
+            rules=["E-2.3", "E-5.1"],
+            data={"plans": sorted(act.body.given())},
+        )
+        return self.state
+
+    @plans.validator
+    def _check_plans(self, act: Act[Plans]) -> None:
+        require_partner(act.actor, self.inp.partner_id)
+        self._require_step("plans")
+        if not act.body.given():
+            refuse(Refusal.INVALID, "no plan given", rule="E-2.3")
+
+    @workflow.update(name="vote")
+    async def vote(self, act: Act[Vote]) -> ExpansionStatus:
+        body = Body(act.actor.role.value)
+        if body in self.state.votes:  # a duplicate that raced past the validator
+            refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
+        self.state.votes[body] = VoteRecord(vote=act.body, actor=act.actor.name, at=workflow.now())
+        self._show()
+        await self._record(
+            f"vote:{body.value}",
+            "voted",
+            actor=act.actor.name,
+            rules=["E-2.4"] + (["E-10.2"] if act.body.long_term_harm else []),
+            data={"decision": act.body.decision.value, "rationale": act.body.rationale},
+        )
+        return self.state
+
+    @vote.validator
+    def _check_vote(self, act: Act[Vote]) -> None:
+        require_role(act.actor, *sorted(BODY_ROLES))
+        self._require_step("votes")
+        body = Body(act.actor.role.value)
+        if body in self.state.votes:
+            refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
+        if act.body.long_term_harm and body is not Body.CGB:
+            refuse(Refusal.INVALID, "only CGB rejects on long-term stability", rule="E-10.2")
+
+    @workflow.update(name="integration_plan")
+    async def integration_plan(self, act: Act[IntegrationPlan]) -> ExpansionStatus:
+        self.state.integration_plan = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        await self._record_step("integration_plan", act.actor.name, rules=["E-2.5"])
+        return self.state
+
+    @integration_plan.validator
+    def _check_integration_plan(self, act: Act[IntegrationPlan]) -> None:
+        self._require_partner_step(act, "integration_plan")
+
+    @workflow.update(name="implementation")
+    async def implementation(self, act: Act[ImplementationReport]) -> ExpansionStatus:
+        self.state.implementation = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        await self._record_step("implementation", act.actor.name, rules=["E-2.6"])
+        return self.state
+
+    @implementation.validator
+    def _check_implementation(self, act: Act[ImplementationReport]) -> None:
+        self._require_partner_step(act, "implementation")
+
+    @workflow.update(name="release")
+    async def release(self, act: Act[Release]) -> ExpansionStatus:
+        self.state.release = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        await self._record_step(
+            "release", act.actor.name, rules=["E-2.7", "E-9.1"], data={"version": act.body.version}
+        )
+        return self.state
+
+    @release.validator
+    def _check_release(self, act: Act[Release]) -> None:
+        self._require_partner_step(act, "release")
+
+    @workflow.update(name="outcome_review")
+    async def outcome_review(self, act: Act[OutcomeReview]) -> ExpansionStatus:
+        self.state.outcome_review = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        await self._record_step(
+            "outcome_review", act.actor.name, rules=["E-12.1"], data={"outcome": act.body.outcome}
+        )
+        return self.state
+
+    @outcome_review.validator
+    def _check_outcome_review(self, act: Act[OutcomeReview]) -> None:
+        require_role(act.actor, Role.CGB)
+        self._require_step("outcome_review")
+
+    @workflow.update(name="withdraw")
+    async def withdraw(self, act: Act[Withdrawal]) -> ExpansionStatus:
+        self.withdrawal = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        await self._close(
+            ProcessStatus.WITHDRAWN,
+            "withdrawn",
+            actor=act.actor.name,
+            rules=["E-12.1"],
+            data={"reason": act.body.reason, "during": self.step},
+            end_run=False,  # the run sees the status and ends itself
+        )
+        return self.state
+
+    @withdraw.validator
+    def _check_withdraw(self, act: Act[Withdrawal]) -> None:
+        require_partner(act.actor, self.inp.partner_id)
+        self._require_active()
+        if self.withdrawal is not None:
+            refuse(Refusal.ALREADY_DONE, "the proposal is being withdrawn")
+        if self.state.stage not in BEFORE_RELEASE or self.state.release is not None:
+            refuse(Refusal.WRONG_STAGE, "a proposal can be withdrawn only before its release")
+
+    @workflow.update(name="extend_deadline")
+    async def extend_deadline(self, act: Act[DeadlineExtension]) -> ExpansionStatus:
+        previous = self.deadline
+        self.deadline = act.body.until
+        self.extensions += 1
+        self._show()
+        await self._record(
+            f"extended:{self.extensions}",
+            "deadline_extended",
+            actor=act.actor.name,
+            rules=["P-3"],
+            data={
+                "step": self.step,
+                "from": previous.isoformat() if previous else None,
+                "until": act.body.until.isoformat(),
+                "reason": act.body.reason,
+            },
+        )
+        return self.state
+
+    @extend_deadline.validator
+    def _check_extend(self, act: Act[DeadlineExtension]) -> None:
+        require_role(act.actor, Role.CGB, Role.ADMIN)
+        self._require_active()
+        if self.step is None or self.deadline is None:
+            refuse(Refusal.WRONG_STAGE, "no deadline is pending")
+        floor = max(self.deadline, workflow.now())
+        if act.body.until <= floor:
+            refuse(
+                Refusal.INVALID,
+                "an extension moves the deadline later",
+                rule="P-3",
+                errors={"until": f"must be after {floor.isoformat()}"},
+            )
 
     @workflow.query(name="status")
     def status(self) -> ExpansionStatus:
         return self.state
 
-    # --- helpers ------------------------------------------------------------------------
+    # --- helpers ---------------------------------------------------------------------------
 
-    def _review_deadline(self) -> datetime:
-        assert self.review_deadline is not None
-        return self.review_deadline
+    def _require_active(self) -> None:
+        if self.state.status is not ProcessStatus.ACTIVE:
+            refuse(Refusal.WRONG_STAGE, f"the proposal is {self.state.status.value}")
 
-    def _pending_actors(self) -> list[str]:
-        return [a.actor for a in self.state.awaiting]
+    def _require_step(self, step: str) -> None:
+        self._require_active()
+        if self.step != step:
+            now = f"awaiting {self.step}" if self.step else "not awaiting a step"
+            refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({self.state.stage}: {now})")
 
-    async def _enter(self, stage: ExpansionStage, awaiting: list[Awaiting]) -> None:
-        self.state.stage = stage
-        self.state.awaiting = awaiting
-        self.ledger.show(stage=stage, status=self.state.status, awaiting=awaiting)
-        await self.ledger.record(
-            f"stage:{stage.value}",
-            event="stage_changed",
-            actor="system",
-            stage=stage,
-            status=self.state.status,
-            awaiting=awaiting,
-            rules=["E-12.1"],
-        )
-
-    async def _remind(self, step: str) -> None:
-        await self.ledger.record(
-            f"reminder:{step}",
-            event="reminder",
-            actor="system",
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=self.state.awaiting,
-            rules=["P-3"],
-            data={"step": step, "awaiting": self._pending_actors()},
-        )
-
-    async def _finish(
-        self,
-        status: ProcessStatus,
-        *,
-        event: str,
-        actor: str,
-        rules: list[str],
-        data: dict[str, object],
+    def _require_partner_step(
+        self, act: Act[IntegrationPlan] | Act[ImplementationReport] | Act[Release], step: str
     ) -> None:
-        self.state.status = status
-        self.state.awaiting = []
-        self.ledger.show(stage=self.state.stage, status=status, awaiting=[])
-        await self.ledger.record(
-            f"finished:{status.value}",
+        require_partner(act.actor, self.inp.partner_id)
+        self._require_step(step)
+
+    def _forbidden_found(self) -> bool:
+        return any(r.review.forbidden for r in self.state.reviews.values())
+
+    def _missing_risk_plans(self) -> list[str]:
+        if self.state.risk is None:
+            return []
+        return [
+            p
+            for p in self.state.risk.required_plans
+            if not (self.state.plans.get(p) or getattr(self.inp.proposal, p, None))
+        ]
+
+    def _missing_plans(self) -> list[str]:
+        """E-2.3 plans the risk level requires, and E-5.1 approval requirements, still missing."""
+        missing = self._missing_risk_plans()
+        for name in approval_requirements(self.inp.proposal, self.state.plans):
+            if name not in missing:
+                missing.append(name)
+        return missing
+
+    def _tally(self, *, final: bool = False) -> VoteResult:
+        return tally(
+            {b: v.vote for b, v in self.state.votes.items()},
+            restricted=bool(self.state.flags),
+            risk_level=self.state.risk.level if self.state.risk else None,
+            missing_requirements=approval_requirements(self.inp.proposal, self.state.plans),
+            forbidden=forbidden_at_review({b: r.review for b, r in self.state.reviews.items()}),
+            final=final,
+        )
+
+    def _show(self) -> None:
+        """Who is awaited, until when — in the API, the projection and the Temporal UI."""
+        deadline = self.deadline
+        self.state.step = self.step
+        self.state.awaiting = [
+            a.model_copy(update={"deadline": a.deadline or deadline}) for a in self.step_actors()
+        ]
+        if self.state.status is not ProcessStatus.ACTIVE:
+            self.state.awaiting = []
+        self.ledger.show(
+            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
+        )
+
+    def _event(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> RecordEvent:
+        return self.ledger.event(
+            step,
             event=event,
             actor=actor,
             stage=self.state.stage,
-            status=status,
-            awaiting=[],
+            status=self.state.status,
+            awaiting=self.state.awaiting,
             rules=rules,
-            data=dict(data),
+            data=dict(data or {}),
         )
+
+    async def _record(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
+        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
+
+    async def _record_step(
+        self, step: str, actor: str, *, rules: list[str], data: dict[str, object] | None = None
+    ) -> None:
+        self._show()
+        await self._record(step, f"{step}_submitted", actor=actor, rules=rules, data=data)
+
+    def _ensure_active(self) -> None:
+        """A withdrawal (an Update) may have closed the process while the run was busy."""
+        if self.state.status is not ProcessStatus.ACTIVE:
+            raise _Ended
+
+    async def _enter(self, stage: ExpansionStage) -> None:
+        self._ensure_active()
+        self.state.stage = stage
+        self.step = None
+        self.step_actors = list
+        self.deadline = None
+        self._show()
+        await self._record(f"stage:{stage.value}", "stage_changed", rules=["E-12.1"])
+
+    async def _step(
+        self,
+        step: str,
+        window: Deadline,
+        *,
+        actors: Callable[[], list[Awaiting]],
+        done: Callable[[], bool],
+        escalate: bool,
+    ) -> bool:
+        """Await one human step until its deadline, with a reminder (P-3). A missed review or
+        vote is escalated to CGB, who may extend the deadline within the escalation window;
+        a missed partner step is not. A withdrawal ends the wait at once."""
+        self._ensure_active()
+        opened = workflow.now()
+        self.step, self.step_actors = step, actors
+        self.deadline = opened + window.period
+        self._show()
+        await self._record(
+            f"window:{step}",
+            "window_opened",
+            rules=["P-3"],
+            data={"step": step, "deadline": self.deadline.isoformat()},
+        )
+
+        def finished() -> bool:
+            return done() or self.state.status is not ProcessStatus.ACTIVE
+
+        escalations = 0
+        while True:
+            in_time = await wait_with_deadline(
+                finished,
+                opened_at=opened,
+                deadline=lambda: self._deadline(),
+                window=window,
+                on_reminder=partial(self._remind, step, escalations, actors),
+            )
+            if in_time or not escalate:
+                break
+            escalations += 1
+            lapsed = self._deadline()
+            grace = self.policy.escalation.period
+            cgb = Awaiting(
+                actor=Body.CGB.value,
+                action=f"escalated: extend the {step} deadline or let it lapse",
+                deadline=workflow.now() + grace,
+            )
+            self.state.escalations.append(
+                Escalation(step=step, at=workflow.now(), missing=[a.actor for a in actors()])
+            )
+            self.step_actors = lambda cgb=cgb: [*actors(), cgb]  # type: ignore[misc]
+            self._show()
+            await self._record(
+                f"escalated:{step}:{escalations}",
+                "escalated",
+                rules=["P-3"],
+                data={"step": step, "missing": self.state.escalations[-1].missing, "to": "CGB"},
+            )
+            try:
+                await workflow.wait_condition(
+                    lambda lapsed=lapsed: finished() or self._deadline() != lapsed,  # type: ignore[misc]
+                    timeout=grace,
+                )
+            except TimeoutError:
+                break
+            self.step_actors = actors
+            self._show()
+            if finished():
+                break
+        # The step's own events (reviews, votes...) are written before the process moves on.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._ensure_active()
+        ok = done()
+        if not ok:
+            await self._record(
+                f"missed:{step}",
+                "deadline_missed",
+                rules=["P-3"],
+                data={"step": step, "missing": [a.actor for a in actors()]},
+            )
+        self.step = None
+        self.step_actors = list
+        self.deadline = None
+        self._show()
+        return ok
+
+    async def _remind(self, step: str, n: int, actors: Callable[[], list[Awaiting]]) -> None:
+        await self._record(
+            f"reminder:{step}:{n}",
+            "reminder",
+            rules=["P-3"],
+            data={"step": step, "awaiting": [a.actor for a in actors()]},
+        )
+
+    def _deadline(self) -> datetime:
+        assert self.deadline is not None
+        return self.deadline
+
+    async def _partner_step(
+        self, step: str, action: str, done: Callable[[], bool], *, rule: str
+    ) -> None:
+        """A partner step that is not done by its deadline expires the proposal (P-3)."""
+        ok = await self._step(
+            step,
+            self.policy.partner_step,
+            actors=lambda: [Awaiting(actor=self.partner, action=action)],
+            done=done,
+            escalate=False,
+        )
+        if not ok:
+            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+
+    async def _decide(self, result: VoteResult) -> None:
+        """Record the decision with its reasons and rules; a rejection ends the run."""
+        self.state.decision = DecisionRecord(
+            outcome=result.outcome,
+            reasons=list(result.reasons),
+            rules=list(result.rules),
+            at=workflow.now(),
+        )
+        await self._record(
+            "decision",
+            "decided",
+            rules=list(result.rules),
+            data={
+                "outcome": result.outcome.value,
+                "reasons": list(result.reasons),
+                "approvals": result.approvals,
+                "rejections": result.rejections,
+            },
+        )
+        if result.outcome is not Outcome.APPROVED:
+            await self._close(ProcessStatus.REJECTED, "rejected", rules=list(result.rules))
+
+    async def _start_migration(self) -> None:
+        """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
+        ID from the proposal; it outlives this run (ABANDON)."""
+        proposal = self.inp.proposal
+        tiers = self.policy.tier_names
+        if proposal.category is Category.TIER and proposal.requested_tier in tiers:
+            up = tiers.index(proposal.requested_tier) > tiers.index(self.inp.partner_tier)
+            trigger = Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE
+            type_, subtype = MigrationType.TIER, "upgrade" if up else "downgrade"
+        else:
+            trigger = Trigger.CAPABILITY_EXPANSION
+            type_ = MigrationType.PERMISSION
+            subtype = "restructuring" if proposal.removes else "governed_expansion"
+        migration_id = f"exp-{self.inp.expansion_id}"
+        await workflow.start_child_workflow(
+            PartnerMigration.run,
+            MigrationInput(
+                migration_id=migration_id,
+                partner_id=self.inp.partner_id,
+                trigger=trigger,
+                type_=type_,
+                subtype=subtype,
+                target={"tier": proposal.requested_tier},
+                fallback_months=self.policy.fallback_default_months,
+                policy=self.policy,
+                origin=self.state.workflow_id,
+                requested_by="system",
+            ),
+            id=contract.migration_workflow_id(migration_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"Migration {migration_id} · partner {self.inp.partner_id} · "
+            f"{trigger.value} (from expansion {self.inp.expansion_id})",
+        )
+        self.state.migration_id = migration_id
+        await self._record(
+            "migration_started",
+            "migration_started",
+            rules=["E-2.1a", "E-9.1"],
+            data={"migration_id": migration_id, "trigger": trigger.value, "type": type_.value},
+        )
+
+    async def _close(
+        self,
+        status: ProcessStatus,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str],
+        data: dict[str, object] | None = None,
+        end_run: bool = True,
+    ) -> None:
+        self.state.status = status
+        self.state.closed_at = workflow.now()
+        self.step = None
+        self.step_actors = list
+        self.deadline = None
+        self._show()
+        await self._record(f"finished:{status.value}", event, actor=actor, rules=rules, data=data)
+        if end_run and status is not ProcessStatus.COMPLETED:
+            raise _Ended

@@ -93,6 +93,7 @@ async def submit_expansion(
             ExpansionInput(
                 expansion_id=expansion_id,
                 partner_id=principal.partner_id,
+                partner_tier=partner.tier,
                 proposal=proposal,
                 proposal_sha256=sha,
                 policy=policy,
