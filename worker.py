@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.governance import GovernanceActivities
+from activities.processes import ProcessStarter
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
 from store.db import Database
@@ -32,11 +33,18 @@ def build_worker(
     max_cached_workflows: int = 10_000,
 ) -> Worker:
     acts = GovernanceActivities(db)
+    starter = ProcessStarter(client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[acts.record_event, acts.assess_risk, acts.apply_grant, acts.check_telemetry],
+        activities=[
+            acts.record_event,
+            acts.assess_risk,
+            acts.apply_grant,
+            acts.check_telemetry,
+            starter.start_migration,
+        ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=max_cached_workflows,

@@ -311,7 +311,7 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
 
     with api.db.session() as session:
         events = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == wid)).all()
-    assert [e.event for e in events] == ["submitted", "stage_changed"]
+    assert [e.event for e in events] == ["submitted", "stage_changed", "window_opened"]
     await handle.terminate("test over")
 
 

@@ -12,10 +12,10 @@ from datetime import datetime
 from functools import partial
 
 from temporalio import workflow
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
+    from activities.processes import ProcessStarter
     from kwanus import contract
     from kwanus.contract import EXPANSION_WORKFLOW, Refusal
     from kwanus.models import (
@@ -71,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         require_role,
         wait_with_deadline,
     )
-    from workflows.migration import PartnerMigration
 
 # Withdrawal is possible until the release is in (E-2.7 makes the change real).
 BEFORE_RELEASE = (
@@ -788,7 +787,7 @@ class PartnerExpansion:
 
     async def _start_migration(self) -> None:
         """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
-        ID from the proposal; it outlives this run (ABANDON)."""
+        ID from the proposal, linked (not a child): it outlives this run."""
         proposal = self.inp.proposal
         tiers = self.policy.tier_names
         if proposal.category is Category.TIER and proposal.requested_tier in tiers:
@@ -800,8 +799,8 @@ class PartnerExpansion:
             type_ = MigrationType.PERMISSION
             subtype = "restructuring" if proposal.removes else "governed_expansion"
         migration_id = f"exp-{self.inp.expansion_id}"
-        await workflow.start_child_workflow(
-            PartnerMigration.run,
+        await workflow.execute_activity_method(
+            ProcessStarter.start_migration,
             MigrationInput(
                 migration_id=migration_id,
                 partner_id=self.inp.partner_id,
@@ -814,10 +813,9 @@ class PartnerExpansion:
                 origin=self.state.workflow_id,
                 requested_by="system",
             ),
-            id=contract.migration_workflow_id(migration_id),
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"Migration {migration_id} · partner {self.inp.partner_id} · "
-            f"{trigger.value} (from expansion {self.inp.expansion_id})",
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"start migration {migration_id}",
         )
         self.state.migration_id = migration_id
         await self._record(
