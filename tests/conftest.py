@@ -103,3 +103,6 @@ async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
             client, db, task_queue=task_queue, executor=executor, max_cached_workflows=100
         ):
             yield task_queue
+
+
+from tests.apistack import api  # noqa: E402, F401  (the API fixture, for every test module)

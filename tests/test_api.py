@@ -2,88 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pytest
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.service import RPCError, RPCStatusCode
-from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from kwanus.settings import Settings
-from store import repo
-from store.db import Database
-from store.schemas import TokenCreate
 from store.tables import AuditEvent, Partner, Process
-from tests.conftest import running_worker
+from tests.apistack import Api, eventually, unique
 from tests.factories import partner_body, proposal_body
 
 PROBLEM = "application/problem+json"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Api:
-    http: httpx.AsyncClient
-    env: WorkflowEnvironment
-    db: Database
-    admin: dict[str, str]
-
-    def token(self, role: str, partner_id: str | None = None) -> dict[str, str]:
-        with self.db.session() as session:
-            created = repo.create_token(
-                session=session, token=TokenCreate(role=role, partner_id=partner_id)
-            )
-        return {"Authorization": f"Bearer {created.token}"}
-
-    async def partner(self, partner_id: str) -> dict[str, str]:
-        resp = await self.http.post(
-            "/v1/partners", json=partner_body(partner_id), headers=self.admin
-        )
-        assert resp.status_code == 201, resp.text
-        return self.token("partner", partner_id)
-
-    async def workflow_exists(self, workflow_id: str) -> bool:
-        try:
-            await self.env.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return True
-
-
-@pytest.fixture
-async def api(dev_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
-    async with running_worker(dev_env.client, db) as task_queue:
-        settings = Settings(database_url=db.url, task_queue=task_queue)
-        app = create_app(settings, temporal=dev_env.client)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
-                with db.session() as session:
-                    admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-                yield Api(http, dev_env, db, {"Authorization": f"Bearer {admin.token}"})
-
-
-async def eventually(check: Any, within: float = 15.0) -> Any:
-    """Poll `check()` until it returns a truthy value (visibility is eventually consistent)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + within
-    while True:
-        value = await check()
-        if value or loop.time() > give_up:
-            return value
-        await asyncio.sleep(0.2)
 
 
 # --- authentication and roles (P-6) ---------------------------------------------------------

@@ -4,29 +4,51 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, Field, StringConstraints
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import CurrentPrincipal, PartnerDep, PolicyDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    CurrentPrincipal,
+    PartnerDep,
+    PolicyDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require,
+)
 from api.problems import Problem, not_found
 from kwanus import contract
-from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.contract import Refusal
+from kwanus.models import Act, Actor, Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
 from policy.expansion import check_category
+from policy.forms import (
+    DeadlineExtension,
+    ImplementationReport,
+    IntegrationPlan,
+    OutcomeReview,
+    Plans,
+    Release,
+    Withdrawal,
+)
 from policy.proposal import Proposal, check_submission
-from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus
+from policy.review import Review
+from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
+from policy.vote import Vote
 from store import repo
 from store.tables import Process
 from workflows.expansion import PartnerExpansion
@@ -201,3 +223,162 @@ async def _live_state(client: Client, workflow_id: str) -> ExpansionStatus | Non
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
             return None
         raise
+
+
+# --- human steps: each a Temporal Update, judged again by the workflow's validator (P-2) -----
+
+BodyDep = Annotated[Principal, Depends(require(Role.TSC, Role.SCO, Role.ERC, Role.CGB))]
+CgbDep = Annotated[Principal, Depends(require(Role.CGB))]
+ExtenderDep = Annotated[Principal, Depends(require(Role.CGB, Role.ADMIN))]
+UPDATE_TIMEOUT = timedelta(seconds=30)
+
+
+async def _step(
+    client: Client,
+    session: Session,
+    principal: Principal,
+    expansion_id: str,
+    update: str,
+    body: BaseModel,
+) -> ExpansionStatus:
+    """Send one human step to the expansion's workflow and map a refusal to its status."""
+    workflow_id = contract.expansion_workflow_id(expansion_id)
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is None:
+        live = await _live_state(client, workflow_id)
+        if live is None:
+            raise not_found("expansion")
+        owner = live.partner_id
+    else:
+        owner = row.partner_id
+    principal.ensure_sees(owner, "expansion")
+    actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
+        state: ExpansionStatus = await handle.execute_update(
+            update,
+            Act[Any](actor=actor, body=body),
+            result_type=ExpansionStatus,
+            rpc_timeout=UPDATE_TIMEOUT,
+        )
+        return state
+    except WorkflowUpdateFailedError as exc:
+        raise refusal_problem(exc) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            if row is not None:
+                raise Problem(409, f"the expansion is {row.status}: nothing is awaited") from None
+            raise not_found("expansion") from None
+        raise
+
+
+def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
+    cause = exc.cause
+    if not isinstance(cause, ApplicationError):
+        return Problem(500, "the step failed")
+    details = cause.details[0] if cause.details else {}
+    status = Refusal.STATUS.get(cause.type or "", 422)
+    return Problem(
+        status,
+        cause.message,
+        rule=details.get("rule") if isinstance(details, dict) else None,
+        errors=(details.get("errors") or None) if isinstance(details, dict) else None,
+    )
+
+
+@router.post("/{expansion_id}/reviews", response_model=ExpansionStatus)
+async def review(
+    expansion_id: str, body: Review, principal: BodyDep, session: SessionDep, client: TemporalDep
+) -> ExpansionStatus:
+    """A body's review (TSC, SCO, ERC, CGB): its own criteria, once, during Evaluation (E-2.2,
+    E-4)."""
+    return await _step(client, session, principal, expansion_id, "review", body)
+
+
+@router.post("/{expansion_id}/plans", response_model=ExpansionStatus)
+async def plans(
+    expansion_id: str, body: Plans, principal: PartnerDep, session: SessionDep, client: TemporalDep
+) -> ExpansionStatus:
+    """Plans the risk assessment asks for before the vote (partner; E-2.3, E-5.1)."""
+    return await _step(client, session, principal, expansion_id, "plans", body)
+
+
+@router.post("/{expansion_id}/votes", response_model=ExpansionStatus)
+async def vote(
+    expansion_id: str, body: Vote, principal: BodyDep, session: SessionDep, client: TemporalDep
+) -> ExpansionStatus:
+    """A body's vote, once (E-2.4)."""
+    return await _step(client, session, principal, expansion_id, "vote", body)
+
+
+@router.post("/{expansion_id}/integration-plan", response_model=ExpansionStatus)
+async def integration_plan(
+    expansion_id: str,
+    body: IntegrationPlan,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """The integration plan: versioning, compatibility rules, rollout plan (partner; E-2.5)."""
+    return await _step(client, session, principal, expansion_id, "integration_plan", body)
+
+
+@router.post("/{expansion_id}/implementation", response_model=ExpansionStatus)
+async def implementation(
+    expansion_id: str,
+    body: ImplementationReport,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """Development, testing and documentation reported done (partner; E-2.6)."""
+    return await _step(client, session, principal, expansion_id, "implementation", body)
+
+
+@router.post("/{expansion_id}/release", response_model=ExpansionStatus)
+async def release(
+    expansion_id: str,
+    body: Release,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """The versioned release: the governance update happens here (partner; E-2.7, E-9.1)."""
+    return await _step(client, session, principal, expansion_id, "release", body)
+
+
+@router.post("/{expansion_id}/outcome-review", response_model=ExpansionStatus)
+async def outcome_review(
+    expansion_id: str,
+    body: OutcomeReview,
+    principal: CgbDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """CGB's review of the outcome (stage 7)."""
+    return await _step(client, session, principal, expansion_id, "outcome_review", body)
+
+
+@router.post("/{expansion_id}/withdraw", response_model=ExpansionStatus)
+async def withdraw(
+    expansion_id: str,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+    body: Withdrawal | None = None,
+) -> ExpansionStatus:
+    """Withdraw the proposal before its release (partner)."""
+    return await _step(client, session, principal, expansion_id, "withdraw", body or Withdrawal())
+
+
+@router.post("/{expansion_id}/deadline", response_model=ExpansionStatus)
+async def extend_deadline(
+    expansion_id: str,
+    body: DeadlineExtension,
+    principal: ExtenderDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """Move the pending step's deadline later (CGB, admin; P-3)."""
+    return await _step(client, session, principal, expansion_id, "extend_deadline", body)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from pydantic import BaseModel
 
 from api.deps import AdminDep, CurrentPrincipal, PolicyDep, SessionDep
 from api.problems import Problem, not_found
+from policy.evidence import Telemetry
 from policy.partners import check_profile
+from policy.vocabulary import Role
 from store import repo
 from store.schemas import PartnerCreate, PartnerPublic
 
@@ -52,3 +55,31 @@ def get_partner(partner_id: str, principal: CurrentPrincipal, session: SessionDe
     if row is None:
         raise not_found("partner")
     return repo.partner_public(row)
+
+
+class TelemetryRecorded(BaseModel):
+    id: int
+    partner_id: str
+    report: Telemetry
+
+
+@router.post(
+    "/{partner_id}/telemetry", status_code=status.HTTP_201_CREATED, response_model=TelemetryRecorded
+)
+def report_telemetry(
+    partner_id: str, body: Telemetry, principal: CurrentPrincipal, session: SessionDep
+) -> TelemetryRecorded:
+    """Record a telemetry report (the partner itself, or ops): the evidence monitoring (M-4.6)
+    and tier decisions (E-7) are judged on."""
+    if principal.role not in (Role.PARTNER, Role.OPS):
+        raise Problem(403, "only the partner itself or ops report telemetry")
+    principal.ensure_sees(partner_id, "partner")
+    if repo.get_partner(session=session, partner_id=partner_id) is None:
+        raise not_found("partner")
+    if body.period_end <= body.period_start:
+        raise Problem(
+            422, "the period ends before it starts", errors={"period_end": "after period_start"}
+        )
+    row = repo.add_telemetry(session=session, partner_id=partner_id, report=body)
+    assert row.id is not None
+    return TelemetryRecorded(id=row.id, partner_id=partner_id, report=body)

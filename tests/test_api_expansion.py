@@ -1,0 +1,140 @@
+"""One proposal through the HTTP API with real tokens on the dev server, submission to release
+(E-12.1), and refused steps: their status codes and no event in the history (P-2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+
+from policy.review import criteria_of
+from policy.vocabulary import Body
+from store.tables import CompatEntry, Partner
+from tests.apistack import Api, eventually, unique
+from tests.factories import proposal_body
+
+PROBLEM = "application/problem+json"
+
+
+def review(body: Body) -> dict[str, Any]:
+    return {"criteria": dict.fromkeys(criteria_of(body), "pass"), "recommendation": "approve"}
+
+
+async def test_proposal_from_submission_to_release_over_http(api: Api) -> None:
+    """E-12.1 over HTTP: reviews, votes, integration plan, implementation, release; ops find it
+    by `KwanusStage='Approval'` while it is voted on; E-2.7 the release grants."""
+    acme = await api.partner("acme")
+    bodies = {b: api.token(b.value) for b in Body}
+    eid = unique("http")
+    base = f"/v1/expansions/{eid}"
+    resp = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)
+    assert resp.status_code == 202
+
+    async def stage_is(stage: str, step: str | None = None) -> dict[str, Any] | None:
+        data: dict[str, Any] = (await api.http.get(base, headers=acme)).json()
+        ok = data["stage"] == stage and (step is None or data["step"] == step)
+        return data if ok else None
+
+    assert await eventually(lambda: stage_is("Evaluation", "reviews"))
+    for body, headers in bodies.items():
+        resp = await api.http.post(f"{base}/reviews", json=review(body), headers=headers)
+        assert resp.status_code == 200, resp.text
+    assert await eventually(lambda: stage_is("Approval", "votes"))
+
+    async def in_approval() -> list[str]:
+        query = "KwanusStage='Approval' AND KwanusPartnerId='acme'"
+        return [wf.id async for wf in api.env.client.list_workflows(query)]
+
+    assert f"expansion-{eid}" in await eventually(in_approval)
+
+    for headers in bodies.values():
+        resp = await api.http.post(
+            f"{base}/votes", json={"decision": "approve", "rationale": "sound"}, headers=headers
+        )
+        assert resp.status_code == 200, resp.text
+    state = await eventually(lambda: stage_is("Integration", "integration_plan"))
+    assert state["decision"]["outcome"] == "approved"
+
+    plan = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "canary"}
+    assert (
+        await api.http.post(f"{base}/integration-plan", json=plan, headers=acme)
+    ).status_code == 200
+    assert await eventually(lambda: stage_is("Integration", "implementation"))
+    report = {"development": "PR-9", "testing": "CI-9", "documentation": "DOC-9"}
+    assert (
+        await api.http.post(f"{base}/implementation", json=report, headers=acme)
+    ).status_code == 200
+    assert await eventually(lambda: stage_is("Release", "release"))
+    release = {
+        "version": "1.2.0",
+        "migration_guide": "docs/1.2",
+        "fallback_behaviour": "1.1 read-only",
+        "compatibility": [
+            {"kind": "runtime", "name": "kwanus-runtime", "version": "3.0", "status": "supported"}
+        ],
+    }
+    assert (await api.http.post(f"{base}/release", json=release, headers=acme)).status_code == 200
+    assert await eventually(lambda: stage_is("Monitoring"))
+    with api.db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None and "order-trends" in partner.capabilities
+        assert session.exec(select(CompatEntry)).all()
+    matrix = (await api.http.get("/v1/compatibility-matrix", headers=acme)).json()
+    assert matrix["entries"][0]["version"] == "3.0"
+    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+
+
+async def test_refused_steps_over_http_leave_history_unchanged(api: Api) -> None:
+    """P-2 on the real server: a refused step is 403/404/409/422 problem+json, and the workflow
+    history does not grow by a single event."""
+    acme = await api.partner("acme")
+    globex = await api.partner("globex")
+    tsc, cgb = api.token("TSC"), api.token("CGB")
+    eid = unique("refused")
+    base = f"/v1/expansions/{eid}"
+    assert (
+        await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)
+    ).status_code == 202
+
+    async def reviewing() -> bool:
+        return bool((await api.http.get(base, headers=acme)).json()["step"] == "reviews")
+
+    assert await eventually(reviewing)
+    assert (
+        await api.http.post(f"{base}/reviews", json=review(Body.TSC), headers=tsc)
+    ).status_code == 200
+    handle = api.env.client.get_workflow_handle(f"expansion-{eid}")
+
+    async def settled() -> bool:
+        data = (await api.http.get(base, headers=acme)).json()
+        return "TSC" in data["reviews"]
+
+    assert await eventually(settled)
+    before = len((await handle.fetch_history()).events)
+
+    cases = [
+        (f"{base}/reviews", review(Body.TSC), tsc, 409),  # E-2.2: once
+        (f"{base}/reviews", review(Body.TSC), cgb, 422),  # E-4.4: CGB's own criteria
+        (f"{base}/votes", {"decision": "approve"}, cgb, 409),  # not in Approval
+        (
+            f"{base}/integration-plan",
+            {"versioning": "x", "compatibility_rules": "y", "rollout_plan": "z"},
+            acme,
+            409,
+        ),
+        (f"{base}/integration-plan", {"versioning": "x"}, acme, 422),  # E-2.5, refused by the API
+        (f"{base}/reviews", review(Body.TSC), acme, 403),  # a partner is no body (P-6)
+        (f"{base}/withdraw", {}, globex, 404),  # another partner's: never revealed
+        (f"{base}/deadline", {"until": "2000-01-01T00:00:00Z", "reason": "x"}, cgb, 422),
+    ]
+    for url, body, headers, expected in cases:
+        resp = await api.http.post(url, json=body, headers=headers)
+        assert resp.status_code == expected, (url, resp.text)
+        assert resp.headers["content-type"] == PROBLEM
+    incomplete = await api.http.post(
+        f"{base}/integration-plan", json={"versioning": "x"}, headers=acme
+    )
+    assert incomplete.json()["rule"] == "E-2.5"
+    assert set(incomplete.json()["errors"]) == {"compatibility_rules", "rollout_plan"}
+    assert len((await handle.fetch_history()).events) == before
+    await handle.terminate("test over")
