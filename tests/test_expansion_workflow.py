@@ -467,3 +467,20 @@ async def test_terminated_run_answers_from_the_store(start: Callable[..., Any]) 
             "withdraw", Act[Withdrawal](actor=actor("partner"), body=Withdrawal())
         )
     assert info.value.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+
+
+async def test_concurrent_votes_each_counted_once(start: Callable[..., Any]) -> None:
+    """E-2.4: votes arriving at the same moment — one body twice among them — are tallied with
+    each body exactly once."""
+    run: Run = await start()
+    await run.reviews()
+    await run.at_step("votes")
+    approve = Vote(decision=VoteDecision.APPROVE, rationale="r")
+    sends = [run.send("vote", actor(b.value), approve) for b in Body]
+    sends.append(run.send("vote", actor("TSC"), Vote(decision=VoteDecision.REJECT)))
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, WorkflowUpdateFailedError)]
+    assert len(refused) == 1 and refusal(refused[0]).type in ("AlreadyDone", "WrongStage")
+    state = await run.at_step("integration_plan")
+    assert state.decision is not None and state.decision.outcome is Outcome.APPROVED
+    assert run.events().count("voted") == 4
