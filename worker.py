@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.governance import GovernanceActivities
+from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
@@ -33,6 +34,7 @@ def build_worker(
     max_cached_workflows: int = 10_000,
 ) -> Worker:
     acts = GovernanceActivities(db)
+    migration = MigrationActivities(db)
     starter = ProcessStarter(client, task_queue)
     return Worker(
         client,
@@ -44,6 +46,10 @@ def build_worker(
             acts.apply_grant,
             acts.check_telemetry,
             starter.start_migration,
+            migration.notify_partner,
+            migration.partner_state,
+            migration.validate,
+            migration.apply_lifecycle,
         ],
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,

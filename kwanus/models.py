@@ -13,7 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from policy.decisions import Finding
 from policy.document import PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
-from policy.forms import ImplementationReport, IntegrationPlan, OutcomeReview, Release
+from policy.forms import (
+    ImplementationReport,
+    IntegrationPlan,
+    MigrationDocumentation,
+    MigrationPlan,
+    OutcomeReview,
+    Release,
+    Rollout,
+    Withdrawal,
+)
 from policy.proposal import Proposal
 from policy.review import Review
 from policy.risk import RiskAssessment
@@ -217,8 +226,11 @@ class MigrationInput(BaseModel):
 
 
 class Fallback(BaseModel):
+    """M-6: fallback APIs and workflows stay; permissions are read-only, never wider."""
+
     active: bool
     until: datetime | None = None
+    permissions: list[str] = Field(default_factory=list)
 
 
 class MigrationStatus(BaseModel):
@@ -234,9 +246,56 @@ class MigrationStatus(BaseModel):
     target: dict[str, str]
     stage: MigrationStage
     status: ProcessStatus
+    step: str | None = None
     awaiting: list[Awaiting] = Field(default_factory=list)
+    window_end: datetime | None = None
     fallback: Fallback = Fallback(active=False)
+    plan: StepRecord[MigrationPlan] | None = None
+    implementation: StepRecord[ImplementationReport] | None = None
+    documentation: StepRecord[MigrationDocumentation] | None = None
+    validation: dict[str, ValidationResult] = Field(default_factory=dict)
+    rollout: StepRecord[Rollout] | None = None
+    monitoring: list[MonitoringCheck] = Field(default_factory=list)
+    declined: StepRecord[Withdrawal] | None = None
     origin: str | None = None
     policy_version: int
     started_at: datetime
     closed_at: datetime | None = None
+
+
+class ValidationResult(BaseModel):
+    """One of the four checks of M-8.1, as recorded."""
+
+    check: str
+    passed: bool
+    findings: list[Finding] = Field(default_factory=list)
+    at: datetime
+
+
+class ValidationInput(BaseModel):
+    check: str
+    partner_id: str
+    target: dict[str, str]
+    policy: PolicyDocument
+    at: datetime
+
+
+class FallbackInput(BaseModel):
+    partner_id: str
+
+
+class LifecycleInput(BaseModel):
+    """M-4.7: the partner's lifecycle record after a completed migration (target applied)."""
+
+    event: RecordEvent
+    partner_id: str
+    target: dict[str, str]
+
+
+class Notification(BaseModel):
+    key: str
+    partner_id: str
+    process_id: str
+    kind: str
+    message: str
+    at: datetime

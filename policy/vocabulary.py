@@ -104,6 +104,7 @@ class ProcessStatus(StrEnum):
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    DECLINED = "declined"  # an optional migration the partner declined (M-2.2)
 
 
 class PartnerStatus(StrEnum):

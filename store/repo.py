@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from kwanus.models import GrantInput, RecordEvent
+from kwanus.models import GrantInput, LifecycleInput, Notification, RecordEvent
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import CompatibilityMatrix, MatrixEntry, PartnerState, Telemetry
 from policy.vocabulary import PartnerStatus, ProcessKind, Role
@@ -22,6 +22,7 @@ from store.tables import (
     ApiToken,
     AuditEvent,
     CompatEntry,
+    NotificationRow,
     Partner,
     PolicyVersion,
     Process,
@@ -429,3 +430,55 @@ def compatibility_matrix(*, session: Session) -> CompatibilityMatrix:
             MatrixEntry(kind=r.kind, name=r.name, version=r.version, status=r.status) for r in rows
         )
     )
+
+
+# --- notifications and the partner's lifecycle record ---------------------------------------
+
+
+def notify(*, session: Session, note: Notification) -> bool:
+    """Write a notification once per key; returns whether this call wrote it."""
+    insert = _insert_for(session)
+    stmt = (
+        insert(NotificationRow)
+        .values(
+            key=note.key,
+            partner_id=note.partner_id,
+            process_id=note.process_id,
+            kind=note.kind,
+            message=note.message,
+            at=note.at,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(NotificationRow.__table__.c.id)  # type: ignore[attr-defined]
+    )
+    written = session.execute(stmt).first() is not None
+    session.commit()
+    return written
+
+
+def notifications(*, session: Session, partner_id: str) -> Sequence[NotificationRow]:
+    query = (
+        select(NotificationRow)
+        .where(col(NotificationRow.partner_id) == partner_id)
+        .order_by(col(NotificationRow.id))
+    )
+    return session.exec(query).all()
+
+
+LIFECYCLE_FIELDS = ("tier", "os_version", "api_version", "runtime_name", "runtime_version")
+
+
+def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
+    """M-4.7: the partner's record takes the migration's target, with its audit event, once."""
+    if not _append_audit(session, inp.event):
+        return False
+    partner = session.get(Partner, inp.partner_id)
+    if partner is None:
+        session.rollback()
+        raise UnknownPartner(inp.partner_id)
+    for field in LIFECYCLE_FIELDS:
+        if field in inp.target:
+            setattr(partner, field, inp.target[field])
+    session.add(partner)
+    session.commit()
+    return True

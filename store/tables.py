@@ -153,3 +153,21 @@ class CompatEntry(SQLModel, table=True):
     status: str = Field(max_length=16)
     updated_at: datetime = _ts()
     updated_by: str = Field(max_length=128)
+
+
+class NotificationRow(SQLModel, table=True):
+    """What the notifier sent a partner (M-4.1 notices, reminders). Keyed, so a retried activity
+    notifies once."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    key: str = Field(max_length=200, unique=True)
+    partner_id: str = Field(max_length=64, index=True)
+    process_id: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    message: str = Field(max_length=2000)
+    at: datetime = _ts()

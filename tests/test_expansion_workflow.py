@@ -237,7 +237,12 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
                 ),
             )
     migration = run.env.client.get_workflow_handle(f"migration-{state.migration_id}")
-    assert (await migration.query("status"))["origin"] == run.handle.id
+    for _ in range(200):  # wait for it to settle at its first step: no activity in flight
+        status = await migration.query("status")
+        if status["step"] == "plan":
+            break
+        await asyncio.sleep(0.05)
+    assert status["origin"] == run.handle.id and status["fallback"]["active"]
     # The migration is its own process (and test); ended here because an open run on a timer
     # keeps the time-skipping server from skipping time for the tests after this one.
     await migration.terminate("tested elsewhere")

@@ -1,27 +1,69 @@
-"""PartnerMigration: one migration from notice to completion (Migration Playbook §4).
+"""PartnerMigration: one migration from notice to completion (Migration Playbook §4):
+Notice → Plan → Implementation → Validation → Rollout → Monitoring → Completion.
 
-Skeleton for the expansion process to start (issue 5 builds the rest): the notice — partner
-notified, window defined, fallback activated before anything else (M-4.1) — then the wait for
-the partner's plan within the trigger class's window (M-2.x), expiring at its end (P-3).
+The fallback is activated at the notice, before anything else (M-4.1), lives on a durable timer
+for the migration's fallback period (M-6.2), and is removed only after that period *and* with
+healthy telemetry (M-4.7).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from collections.abc import Callable
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from kwanus.contract import MIGRATION_WORKFLOW
-    from kwanus.models import Awaiting, Fallback, MigrationInput, MigrationStatus
+    from activities.governance import GovernanceActivities
+    from activities.migration import CHECKS, MigrationActivities
+    from kwanus.contract import MIGRATION_WORKFLOW, Refusal
+    from kwanus.models import (
+        Act,
+        Awaiting,
+        Fallback,
+        LifecycleInput,
+        MigrationInput,
+        MigrationStatus,
+        Notification,
+        RecordEvent,
+        StepRecord,
+        TelemetryCheckInput,
+        ValidationInput,
+    )
+    from policy.decisions import Decision
+    from policy.forms import (
+        ImplementationReport,
+        MigrationDocumentation,
+        MigrationPlan,
+        Rollout,
+        Withdrawal,
+    )
     from policy.migration import (
         NOTICE_ACTIONS,
+        check_fallback,
+        completion_allowed,
+        fallback_permissions,
         fallback_until,
+        may_decline,
         migration_window,
         trigger_class,
     )
     from policy.vocabulary import MigrationStage, ProcessKind, ProcessStatus
-    from workflows.common import Ledger, wait_with_deadline
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        Ledger,
+        refuse,
+        refuse_decision,
+        require_partner,
+        wait_with_deadline,
+    )
+
+BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
+
+
+class _Ended(Exception):
+    """The run ended early (declined, expired); its closing event is recorded."""
 
 
 @workflow.defn(name=MIGRATION_WORKFLOW)
@@ -30,6 +72,7 @@ class PartnerMigration:
     def __init__(self, inp: MigrationInput) -> None:
         self.inp = inp
         self.policy = inp.policy  # P-5
+        self.partner = f"partner:{inp.partner_id}"
         self.ledger = Ledger(
             process=ProcessKind.MIGRATION,
             process_id=inp.migration_id,
@@ -52,87 +95,392 @@ class PartnerMigration:
             policy_version=inp.policy.version,
             started_at=workflow.now(),
         )
-        self.plan_deadline: datetime | None = None
 
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationStatus:
-        # M-4.1: notify, define the window, activate the fallback — before anything else.
+        try:
+            await self._notice()
+            await self._enter(MigrationStage.PLAN)
+            await self._partner_step(
+                "plan", "submit the migration plan", "M-4.2", lambda: self.state.plan is not None
+            )
+            await self._enter(MigrationStage.IMPLEMENTATION)
+            await self._partner_step(
+                "implementation",
+                "report the implementation",
+                "M-4.3",
+                lambda: self.state.implementation is not None,
+            )
+            await self._partner_step(
+                "documentation",
+                "submit the documentation",
+                "M-7.1",
+                lambda: self.state.documentation is not None,
+            )
+            await self._validation()
+            await self._enter(MigrationStage.ROLLOUT)
+            await self._partner_step(
+                "rollout",
+                "roll out the versioned release",
+                "M-4.5",
+                lambda: self.state.rollout is not None,
+            )
+            await self._monitoring()
+            await self._completion()
+        except _Ended:
+            pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state
+
+    async def _notice(self) -> None:
+        """M-4.1: notify the partner, define the window, activate the fallback — in that order,
+        before anything else. The fallback keeps today's APIs and workflows with read-only
+        permissions (M-6.1) and never more than the partner holds (M-6.3)."""
         now = workflow.now()
-        window_end = now + migration_window(inp.trigger, self.policy)
-        self.state.fallback = Fallback(active=True, until=fallback_until(now, inp.fallback_months))
-        self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
-        await self.ledger.record(
+        self._show()
+        await workflow.execute_activity_method(
+            MigrationActivities.notify_partner,
+            Notification(
+                key=f"{self.state.workflow_id}:notice",
+                partner_id=self.inp.partner_id,
+                process_id=self.state.workflow_id,
+                kind="migration_notice",
+                message=f"Migration {self.inp.migration_id} ({self.inp.trigger.value}, "
+                f"{self.inp.type_.value}/{self.inp.subtype}) has started.",
+                at=now,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="notify partner",
+        )
+        self.state.window_end = now + migration_window(self.inp.trigger, self.policy)
+        partner = await workflow.execute_activity_method(
+            MigrationActivities.partner_state,
+            self.inp.partner_id,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="read partner state",
+        )
+        permissions = fallback_permissions(list(partner.permissions))
+        refuse_decision(check_fallback(permissions, list(partner.permissions)), "bad fallback")
+        self.state.fallback = Fallback(
+            active=True,
+            until=fallback_until(now, self.inp.fallback_months),
+            permissions=permissions,
+        )
+        self._show()
+        await self._record(
             "notice",
-            event="notice",
-            actor=inp.requested_by,
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=[],
-            rules=["M-4.1", "M-6.1", "M-6.2"],
+            "notice",
+            actor=self.inp.requested_by,
+            rules=["M-4.1", "M-6.1", "M-6.2", "M-6.3"],
             data={
                 "actions": list(NOTICE_ACTIONS),
-                "window_end": window_end.isoformat(),
+                "trigger_class": self.state.trigger_class.value,
+                "window_end": self.state.window_end.isoformat(),
                 "fallback_until": self.state.fallback.until.isoformat()
                 if self.state.fallback.until
                 else None,
-                "origin": inp.origin,
+                "fallback_permissions": permissions,
+                "origin": self.inp.origin,
             },
         )
-        self.state.stage = MigrationStage.PLAN
-        self.plan_deadline = window_end
-        self.state.awaiting = [
-            Awaiting(
-                actor=f"partner:{inp.partner_id}",
-                action="submit the migration plan",
-                deadline=window_end,
+
+    async def _validation(self) -> None:
+        """M-4.4 / M-8.1: four checks, each an activity with its result recorded; M-8.2 a
+        failure stops the migration before rollout."""
+        await self._enter(MigrationStage.VALIDATION)
+        now = workflow.now()
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    MigrationActivities.validate,
+                    ValidationInput(
+                        check=check,
+                        partner_id=self.inp.partner_id,
+                        target=self.inp.target,
+                        policy=self.policy,
+                        at=now,
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                    summary=f"validate {check}",
+                )
+                for check in CHECKS
             )
-        ]
-        self.ledger.show(
-            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
-        await self.ledger.record(
-            "stage:Plan",
-            event="stage_changed",
-            actor="system",
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=self.state.awaiting,
-            rules=["M-4.2"],
-        )
-        planned = await wait_with_deadline(
-            lambda: False,
-            opened_at=now,
-            deadline=lambda: window_end,
-            window=self.policy.partner_step,
-            on_reminder=lambda: self._record_reminder(),
-        )
-        if not planned:
-            self.state.status = ProcessStatus.EXPIRED
-            self.state.awaiting = []
-            self.state.closed_at = workflow.now()
-            self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
-            await self.ledger.record(
-                "finished:expired",
-                event="deadline_missed",
-                actor="system",
-                stage=self.state.stage,
-                status=self.state.status,
-                awaiting=[],
-                rules=["P-3", "M-4.2"],
+        for result in results:
+            self.state.validation[result.check] = result
+            await self._record(
+                f"validation:{result.check}",
+                "validated",
+                rules=["M-8.1", *sorted({f.rule for f in result.findings})],
+                data={
+                    "check": result.check,
+                    "passed": result.passed,
+                    "findings": [f.message for f in result.findings],
+                },
             )
+        if not all(r.passed for r in results):
+            # A failed validation opens a remediation (M-9); until that process exists the
+            # migration stops here, failed, with every finding recorded.
+            await self._close(ProcessStatus.REJECTED, "validation_failed", rules=["M-8.2", "M-4.4"])
+
+    async def _monitoring(self) -> None:
+        """M-4.6: workflow reliability, permission usage and API error rates, checked weekly
+        through the fallback period — durable timers, not a cron poll (M-6.2)."""
+        await self._enter(MigrationStage.MONITORING)
+        until = self.state.fallback.until
+        assert until is not None
+        interval = self.policy.monitoring.check_interval
+        last = workflow.now()
+        while True:
+            now = workflow.now()
+            if now >= until and self.state.monitoring and self.state.monitoring[-1].healthy:
+                break
+            wait = min(interval, until - now) if now < until else interval
+            await workflow.sleep(wait)
+            now = workflow.now()
+            check = await workflow.execute_activity_method(
+                GovernanceActivities.check_telemetry,
+                TelemetryCheckInput(
+                    partner_id=self.inp.partner_id, since=last, until=now, policy=self.policy
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="check telemetry",
+            )
+            last = now
+            self.state.monitoring.append(check)
+            await self._record(
+                f"monitoring:{len(self.state.monitoring)}",
+                "monitoring_check",
+                rules=["M-4.6"],
+                data={"healthy": check.healthy, "findings": [f.message for f in check.findings]},
+            )
+
+    async def _completion(self) -> None:
+        """M-4.7: fallback removed, migration complete, the partner's lifecycle record updated."""
+        assert self.state.fallback.until is not None
+        latest = self.state.monitoring[-1]
+        decision = completion_allowed(
+            now=workflow.now(),
+            fallback_until=self.state.fallback.until,
+            health=Decision(findings=tuple(latest.findings)),
+        )
+        assert decision.allowed, decision
+        await self._enter(MigrationStage.COMPLETION)
+        self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
+        await workflow.execute_activity_method(
+            MigrationActivities.apply_lifecycle,
+            LifecycleInput(
+                event=self._event(
+                    "lifecycle",
+                    "lifecycle_updated",
+                    rules=["M-4.7"],
+                    data={"target": self.inp.target},
+                ),
+                partner_id=self.inp.partner_id,
+                target=self.inp.target,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="update partner lifecycle",
+        )
+        await self._close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
+
+    # --- partner steps (Updates) -----------------------------------------------------------
+
+    @workflow.update(name="plan")
+    async def plan(self, act: Act[MigrationPlan]) -> MigrationStatus:
+        self.state.plan = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        await self._record("plan", "plan_submitted", actor=act.actor.name, rules=["M-4.2"])
         return self.state
+
+    @plan.validator
+    def _check_plan(self, act: Act[MigrationPlan]) -> None:
+        self._require_partner_step(act, "plan")
+
+    @workflow.update(name="implementation")
+    async def implementation(self, act: Act[ImplementationReport]) -> MigrationStatus:
+        self.state.implementation = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        await self._record(
+            "implementation", "implementation_submitted", actor=act.actor.name, rules=["M-4.3"]
+        )
+        return self.state
+
+    @implementation.validator
+    def _check_implementation(self, act: Act[ImplementationReport]) -> None:
+        self._require_partner_step(act, "implementation")
+
+    @workflow.update(name="documentation")
+    async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:
+        self.state.documentation = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        await self._record(
+            "documentation", "documentation_submitted", actor=act.actor.name, rules=["M-7.1"]
+        )
+        return self.state
+
+    @documentation.validator
+    def _check_documentation(self, act: Act[MigrationDocumentation]) -> None:
+        self._require_partner_step(act, "documentation")
+
+    @workflow.update(name="rollout")
+    async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
+        self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        await self._record(
+            "rollout",
+            "rolled_out",
+            actor=act.actor.name,
+            rules=["M-4.5", "M-5.2"],
+            data={"version": act.body.version, "fallback_active": self.state.fallback.active},
+        )
+        return self.state
+
+    @rollout.validator
+    def _check_rollout(self, act: Act[Rollout]) -> None:
+        self._require_partner_step(act, "rollout")
+
+    @workflow.update(name="decline")
+    async def decline(self, act: Act[Withdrawal]) -> MigrationStatus:
+        self.state.declined = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
+        await self._close(
+            ProcessStatus.DECLINED,
+            "declined",
+            actor=act.actor.name,
+            rules=["M-2.2"],
+            data={"reason": act.body.reason},
+            end_run=False,
+        )
+        return self.state
+
+    @decline.validator
+    def _check_decline(self, act: Act[Withdrawal]) -> None:
+        require_partner(act.actor, self.inp.partner_id)
+        self._require_active()
+        refuse_decision(may_decline(self.inp.trigger), "this migration cannot be declined")
+        if self.state.stage not in BEFORE_ROLLOUT:
+            refuse(Refusal.WRONG_STAGE, "a migration can be declined only before validation")
 
     @workflow.query(name="status")
     def status(self) -> MigrationStatus:
         return self.state
 
-    async def _record_reminder(self) -> None:
-        await self.ledger.record(
-            "reminder:plan",
-            event="reminder",
-            actor="system",
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _require_active(self) -> None:
+        if self.state.status is not ProcessStatus.ACTIVE:
+            refuse(Refusal.WRONG_STAGE, f"the migration is {self.state.status.value}")
+
+    def _require_partner_step(
+        self,
+        act: Act[MigrationPlan]
+        | Act[ImplementationReport]
+        | Act[MigrationDocumentation]
+        | Act[Rollout],
+        step: str,
+    ) -> None:
+        require_partner(act.actor, self.inp.partner_id)
+        self._require_active()
+        if self.state.step != step:
+            now = f"awaiting {self.state.step}" if self.state.step else "not awaiting a step"
+            refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({now})")
+
+    def _ensure_active(self) -> None:
+        if self.state.status is not ProcessStatus.ACTIVE:
+            raise _Ended
+
+    def _show(self) -> None:
+        self.ledger.show(
+            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
+        )
+
+    def _event(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> RecordEvent:
+        return self.ledger.event(
+            step,
+            event=event,
+            actor=actor,
             stage=self.state.stage,
             status=self.state.status,
             awaiting=self.state.awaiting,
-            rules=["P-3"],
+            rules=rules,
+            data=dict(data or {}),
         )
+
+    async def _record(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
+        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
+
+    async def _enter(self, stage: MigrationStage) -> None:
+        self._ensure_active()
+        self.state.stage = stage
+        self.state.step = None
+        self.state.awaiting = []
+        self._show()
+        await self._record(f"stage:{stage.value}", "stage_changed", rules=["M-4.1"])
+
+    async def _partner_step(
+        self, step: str, action: str, rule: str, done: Callable[[], bool]
+    ) -> None:
+        """A partner step, due by the end of the migration window (M-2.x); missed → expired."""
+        self._ensure_active()
+        window_end = self.state.window_end
+        assert window_end is not None
+        self.state.step = step
+        self.state.awaiting = [Awaiting(actor=self.partner, action=action, deadline=window_end)]
+        self._show()
+        in_time = await wait_with_deadline(
+            lambda: done() or self.state.status is not ProcessStatus.ACTIVE,
+            opened_at=workflow.now(),
+            deadline=lambda: window_end,
+            window=self.policy.partner_step,
+            on_reminder=lambda: self._record(
+                f"reminder:{step}", "reminder", rules=["P-3"], data={"step": step}
+            ),
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._ensure_active()
+        self.state.step = None
+        self.state.awaiting = []
+        if not in_time:
+            await self._record(f"missed:{step}", "deadline_missed", rules=["P-3", rule])
+            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+
+    async def _close(
+        self,
+        status: ProcessStatus,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str],
+        data: dict[str, object] | None = None,
+        end_run: bool = True,
+    ) -> None:
+        self.state.status = status
+        self.state.closed_at = workflow.now()
+        self.state.step = None
+        self.state.awaiting = []
+        self._show()
+        await self._record(f"finished:{status.value}", event, actor=actor, rules=rules, data=data)
+        if end_run and status is not ProcessStatus.COMPLETED:
+            raise _Ended

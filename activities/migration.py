@@ -1,0 +1,86 @@
+"""Activities of the migration process: the notifier (pluggable), the partner's state, the four
+validation checks (M-8.1), and the lifecycle update at completion (M-4.7)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from temporalio import activity
+
+from kwanus.models import LifecycleInput, Notification, ValidationInput, ValidationResult
+from policy import migration as rules
+from policy.decisions import Decision
+from policy.evidence import PartnerState
+from store import repo
+from store.db import Database
+
+
+class Notifier(Protocol):
+    """Where notices go. The default keeps them in the store (the partner reads them through
+    the API); a mail or webhook notifier plugs in here."""
+
+    def send(self, note: Notification) -> bool: ...
+
+
+class StoreNotifier:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def send(self, note: Notification) -> bool:
+        with self.db.session() as session:
+            return repo.notify(session=session, note=note)
+
+
+CHECKS = ("api_contract", "workflow", "permission_boundary", "runtime_compatibility")
+
+
+class MigrationActivities:
+    def __init__(self, db: Database, notifier: Notifier | None = None) -> None:
+        self.db = db
+        self.notifier = notifier or StoreNotifier(db)
+
+    @activity.defn(name="notify_partner")
+    def notify_partner(self, note: Notification) -> bool:
+        """M-4.1: the partner is notified (once per key)."""
+        return self.notifier.send(note)
+
+    @activity.defn(name="partner_state")
+    def partner_state(self, partner_id: str) -> PartnerState:
+        with self.db.session() as session:
+            row = repo.get_partner(session=session, partner_id=partner_id)
+            if row is None:
+                raise repo.UnknownPartner(partner_id)
+            return repo.partner_state(row)
+
+    @activity.defn(name="validate")
+    def validate(self, inp: ValidationInput) -> ValidationResult:
+        """M-8.1: one check — API contract, workflow, permission boundary or runtime
+        compatibility — of the partner's state with the target applied, against the matrix."""
+        with self.db.session() as session:
+            row = repo.get_partner(session=session, partner_id=inp.partner_id)
+            if row is None:
+                raise repo.UnknownPartner(inp.partner_id)
+            state = repo.partner_state(row)
+            matrix = repo.compatibility_matrix(session=session)
+        target = {k: v for k, v in inp.target.items() if k in repo.LIFECYCLE_FIELDS}
+        state = state.model_copy(update=target)
+        decision: Decision
+        if inp.check == "api_contract":
+            decision = rules.validate_api_contract(state, matrix)
+        elif inp.check == "workflow":
+            decision = rules.validate_workflows(state)
+        elif inp.check == "permission_boundary":
+            decision = rules.validate_permission_boundary(state, inp.policy)
+        elif inp.check == "runtime_compatibility":
+            decision = rules.validate_runtime(state, matrix)
+        else:
+            raise ValueError(f"unknown validation check {inp.check!r}")
+        return ValidationResult(
+            check=inp.check, passed=decision.allowed, findings=list(decision.findings), at=inp.at
+        )
+
+    @activity.defn(name="apply_lifecycle")
+    def apply_lifecycle(self, inp: LifecycleInput) -> bool:
+        """M-4.7: the partner's lifecycle record takes the target, once."""
+        with self.db.session() as session:
+            return repo.apply_lifecycle(session=session, inp=inp)

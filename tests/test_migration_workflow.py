@@ -1,0 +1,314 @@
+"""PartnerMigration on the time-skipping server: notice first (M-4.1), the fallback on a durable
+timer for its whole period (M-6.2), validation (M-8), completion only after the period and with
+healthy telemetry (M-4.7), decline only when optional (M-2.2, M-2.3)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from kwanus.contract import migration_workflow_id
+from kwanus.models import Act, Actor, MigrationInput, MigrationStatus
+from policy.document import DEFAULT_POLICY
+from policy.evidence import MatrixEntry, Telemetry
+from policy.forms import (
+    ImplementationReport,
+    MigrationDocumentation,
+    MigrationPlan,
+    Rollout,
+    Withdrawal,
+)
+from policy.migration import add_months
+from policy.vocabulary import MigrationStage, MigrationType, ProcessStatus, Role, Trigger
+from store import repo
+from store.db import Database
+from store.schemas import PartnerCreate
+from store.tables import AuditEvent, NotificationRow, Partner
+from tests.conftest import running_worker
+from tests.factories import event, partner_body
+from workflows.migration import PartnerMigration
+
+DAY = timedelta(days=1)
+PARTNER = Actor(role=Role.PARTNER, token_id="tok_test", partner_id="acme")
+TARGET = {"os_version": "5.0", "api_version": "3.0"}
+
+
+@dataclass
+class Mig:
+    env: WorkflowEnvironment
+    db: Database
+    handle: WorkflowHandle[PartnerMigration, MigrationStatus]
+
+    async def state(self) -> MigrationStatus:
+        return await self.handle.query(PartnerMigration.status)
+
+    async def at_step(self, step: str) -> MigrationStatus:
+        for _ in range(200):
+            state = await self.state()
+            if state.step == step:
+                return state
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never reached step {step} (last: {state.stage}, {state.step})")
+
+    async def send(self, update: str, body: Any, who: Actor = PARTNER) -> MigrationStatus:
+        return await self.handle.execute_update(
+            update, Act[type(body)](actor=who, body=body), result_type=MigrationStatus
+        )
+
+    async def through_rollout(self) -> MigrationStatus:
+        await self.at_step("plan")
+        await self.send(
+            "plan",
+            MigrationPlan(
+                strategy="s", compatibility_plan="c", testing_plan="t", rollback_plan="r"
+            ),
+        )
+        await self.at_step("implementation")
+        await self.send(
+            "implementation",
+            ImplementationReport(development="d", testing="t", documentation="doc"),
+        )
+        await self.at_step("documentation")
+        await self.send(
+            "documentation",
+            MigrationDocumentation(
+                migration_guide="g",
+                compatibility_notes="c",
+                version_notes="v",
+                workflow_changes="w",
+                permission_changes="p",
+            ),
+        )
+        await self.at_step("rollout")
+        return await self.send("rollout", Rollout(version="5.0.0"))
+
+    def events(self) -> list[str]:
+        with self.db.session() as session:
+            rows = session.exec(
+                select(AuditEvent)
+                .where(AuditEvent.workflow_id == self.handle.id)
+                .order_by(AuditEvent.id)  # type: ignore[arg-type]
+            ).all()
+        return [r.event for r in rows]
+
+    def healthy_telemetry_at(self, end: Any) -> None:
+        with self.db.session() as session:
+            repo.add_telemetry(
+                session=session,
+                partner_id="acme",
+                report=Telemetry(
+                    period_start=end - 7 * DAY,
+                    period_end=end,
+                    workflow_success_rate=0.999,
+                    api_error_rate=0.001,
+                    permission_usage={"orders:read": 3},
+                ),
+            )
+
+
+@pytest.fixture
+async def migrate(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Callable[..., Any]]:
+    with db.session() as session:
+        repo.create_partner(
+            session=session,
+            partner=PartnerCreate.model_validate(
+                partner_body(permissions=["orders:read", "orders:write"])
+            ),
+        )
+        entries = [
+            MatrixEntry(kind="os", name="kwanus", version="5.0", status="supported"),
+            MatrixEntry(kind="api", name="kwanus", version="3.0", status="supported"),
+            MatrixEntry(kind="runtime", name="kwanus-runtime", version="3.0", status="supported"),
+        ]
+        from kwanus.models import GrantInput
+
+        repo.apply_grant(
+            session=session,
+            grant=GrantInput(
+                event=event("seed:matrix"),
+                partner_id="acme",
+                tier="verified",
+                capabilities=[],
+                permissions=["orders:read", "orders:write"],
+                compatibility=entries,
+            ),
+        )
+    started: list[str] = []
+    async with running_worker(ts_env.client, db) as task_queue:
+
+        async def starter(
+            trigger: Trigger = Trigger.OS_MAJOR_VERSION,
+            type_: MigrationType = MigrationType.VERSION,
+            subtype: str = "os",
+            months: int = 12,
+            target: dict[str, str] | None = None,
+        ) -> Mig:
+            mid = uuid.uuid4().hex[:10]
+            handle = await ts_env.client.start_workflow(
+                PartnerMigration.run,
+                MigrationInput(
+                    migration_id=mid,
+                    partner_id="acme",
+                    trigger=trigger,
+                    type_=type_,
+                    subtype=subtype,
+                    target=target or TARGET,
+                    fallback_months=months,
+                    policy=DEFAULT_POLICY,
+                    requested_by="TSC",
+                ),
+                id=migration_workflow_id(mid),
+                task_queue=task_queue,
+            )
+            started.append(handle.id)
+            return Mig(ts_env, db, handle)
+
+        yield starter
+        for wid in started:
+            with contextlib.suppress(RPCError):
+                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+
+
+@pytest.mark.parametrize("months", [12, 6])
+async def test_fallback_kept_for_exactly_its_period(
+    migrate: Callable[..., Any], months: int
+) -> None:
+    """M-6.2 (12 months by default, 6 at least): the fallback is active from the notice
+    (M-4.1) through the whole period and removed only at completion (M-4.7), with healthy
+    telemetry (M-4.6); the partner's lifecycle record then takes the target."""
+    mig: Mig = await migrate(months=months)
+    state = await mig.at_step("plan")
+    assert state.fallback.active
+    assert state.fallback.permissions == ["orders:read"]  # M-6.1: read-only, never wider (M-6.3)
+    until = state.fallback.until
+    assert until is not None and until == add_months(state.started_at, months)
+    events = mig.events()
+    assert events[0] == "notice"  # M-4.1: before anything else
+    with mig.db.session() as session:
+        notes = session.exec(select(NotificationRow)).all()
+    assert [n.kind for n in notes] == ["migration_notice"]
+
+    state = await mig.through_rollout()
+    assert state.fallback.active  # M-4.5: the fallback stays through rollout
+    mig.healthy_telemetry_at(until - timedelta(hours=1))
+    await mig.env.sleep(timedelta(days=30 * months // 2))
+    state = await mig.state()
+    assert state.stage is MigrationStage.MONITORING and state.fallback.active
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.COMPLETED
+    assert not result.fallback.active
+    assert result.closed_at is not None
+    assert until <= result.closed_at < until + DAY
+    assert all(c.at <= until for c in result.monitoring[:-1])
+    with mig.db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None and (partner.os_version, partner.api_version) == ("5.0", "3.0")
+    assert mig.events()[-2:] == ["lifecycle_updated", "completed"]
+
+
+async def test_unhealthy_telemetry_keeps_the_fallback(migrate: Callable[..., Any]) -> None:
+    """M-4.7: past the period but unhealthy, the fallback stays until telemetry recovers."""
+    mig: Mig = await migrate(months=6)
+    state = await mig.through_rollout()
+    until = state.fallback.until
+    assert until is not None
+    await mig.env.sleep(until - await mig.env.get_current_time() + 3 * DAY)
+    state = await mig.state()
+    assert state.status is ProcessStatus.ACTIVE and state.fallback.active
+    assert not state.monitoring[-1].healthy
+    mig.healthy_telemetry_at(await mig.env.get_current_time() + DAY)
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.COMPLETED and not result.fallback.active
+
+
+async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
+    """M-2.2: an optional migration may be declined; M-2.3: a forced one may not (nor, M-2.1,
+    a required one)."""
+    forced: Mig = await migrate(
+        trigger=Trigger.SECURITY_VIOLATION, type_=MigrationType.PERMISSION, subtype="reduction"
+    )
+    await forced.at_step("plan")
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await forced.send("decline", Withdrawal(reason="no"))
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "Invalid"
+    assert cause.details[0]["rule"] == "M-2.3"
+
+    optional: Mig = await migrate(
+        trigger=Trigger.TIER_UPGRADE,
+        type_=MigrationType.TIER,
+        subtype="upgrade",
+        target={"tier": "premier"},
+    )
+    await optional.at_step("plan")
+    state = await optional.send("decline", Withdrawal(reason="not now"))
+    assert state.status is ProcessStatus.DECLINED and not state.fallback.active
+    assert (await optional.handle.result()).status is ProcessStatus.DECLINED
+
+
+async def test_validation_records_each_check_and_stops_on_failure(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-4.4 / M-8.1: four checks, each recorded; M-8.2 an incompatible (unlisted) runtime
+    fails validation and the migration does not roll out."""
+    mig: Mig = await migrate(
+        trigger=Trigger.RUNTIME_CHANGE,
+        type_=MigrationType.RUNTIME,
+        subtype="extension",
+        target={**TARGET, "runtime_version": "9.9"},
+    )
+    await mig.at_step("plan")
+    await mig.send(
+        "plan",
+        MigrationPlan(strategy="s", compatibility_plan="c", testing_plan="t", rollback_plan="r"),
+    )
+    await mig.at_step("implementation")
+    await mig.send(
+        "implementation", ImplementationReport(development="d", testing="t", documentation="doc")
+    )
+    await mig.at_step("documentation")
+    await mig.send(
+        "documentation",
+        MigrationDocumentation(
+            migration_guide="g",
+            compatibility_notes="c",
+            version_notes="v",
+            workflow_changes="w",
+            permission_changes="p",
+        ),
+    )
+    result = await mig.handle.result()
+    assert set(result.validation) == {
+        "api_contract",
+        "workflow",
+        "permission_boundary",
+        "runtime_compatibility",
+    }
+    assert not result.validation["runtime_compatibility"].passed
+    assert result.validation["api_contract"].passed
+    assert result.status is ProcessStatus.REJECTED
+    assert mig.events().count("validated") == 4
+
+
+async def test_missed_plan_window_expires(migrate: Callable[..., Any]) -> None:
+    """M-2.3 / P-3: the window by trigger class; a forced migration's is the shortest."""
+    mig: Mig = await migrate(
+        trigger=Trigger.COMPLIANCE_VIOLATION, type_=MigrationType.PERMISSION, subtype="reduction"
+    )
+    state = await mig.at_step("plan")
+    assert state.window_end is not None
+    assert state.window_end - state.started_at == DEFAULT_POLICY.migration_windows["forced"]
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.EXPIRED
