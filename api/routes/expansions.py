@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import (
     CurrentPrincipal,
@@ -31,9 +30,9 @@ from api.deps import (
     require,
 )
 from api.problems import Problem, not_found
+from api.processes import read_state, send_step
 from kwanus import contract
-from kwanus.contract import Refusal
-from kwanus.models import Act, Actor, Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
 from policy.expansion import check_category
 from policy.forms import (
@@ -56,7 +55,6 @@ from workflows.expansion import PartnerExpansion
 router = APIRouter(prefix="/expansions", tags=["expansions"])
 
 ExpansionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 class ExpansionCreate(Proposal):
@@ -203,26 +201,7 @@ async def get_expansion(
     """An expansion's live state (the workflow's `status` query); from the store once the run
     has closed and left Temporal's retention, or while no worker answers."""
     workflow_id = contract.expansion_workflow_id(expansion_id)
-    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
-    if row is not None:
-        principal.ensure_sees(row.partner_id, "expansion")
-    state = await _live_state(client, workflow_id)
-    if state is None and row is not None and row.state:
-        state = ExpansionStatus.model_validate(row.state)
-    if state is None:
-        raise not_found("expansion")
-    principal.ensure_sees(state.partner_id, "expansion")
-    return state
-
-
-async def _live_state(client: Client, workflow_id: str) -> ExpansionStatus | None:
-    handle = client.get_workflow_handle_for(PartnerExpansion.run, workflow_id)
-    try:
-        return await handle.query(PartnerExpansion.status, rpc_timeout=QUERY_TIMEOUT)
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
-            return None
-        raise
+    return await read_state(client, session, principal, workflow_id, ExpansionStatus, "expansion")
 
 
 # --- human steps: each a Temporal Update, judged again by the workflow's validator (P-2) -----
@@ -230,7 +209,6 @@ async def _live_state(client: Client, workflow_id: str) -> ExpansionStatus | Non
 BodyDep = Annotated[Principal, Depends(require(Role.TSC, Role.SCO, Role.ERC, Role.CGB))]
 CgbDep = Annotated[Principal, Depends(require(Role.CGB))]
 ExtenderDep = Annotated[Principal, Depends(require(Role.CGB, Role.ADMIN))]
-UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 async def _step(
@@ -241,49 +219,9 @@ async def _step(
     update: str,
     body: BaseModel,
 ) -> ExpansionStatus:
-    """Send one human step to the expansion's workflow and map a refusal to its status."""
     workflow_id = contract.expansion_workflow_id(expansion_id)
-    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
-    if row is None:
-        live = await _live_state(client, workflow_id)
-        if live is None:
-            raise not_found("expansion")
-        owner = live.partner_id
-    else:
-        owner = row.partner_id
-    principal.ensure_sees(owner, "expansion")
-    actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
-        state: ExpansionStatus = await handle.execute_update(
-            update,
-            Act[Any](actor=actor, body=body),
-            result_type=ExpansionStatus,
-            rpc_timeout=UPDATE_TIMEOUT,
-        )
-        return state
-    except WorkflowUpdateFailedError as exc:
-        raise refusal_problem(exc) from None
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            if row is not None:
-                raise Problem(409, f"the expansion is {row.status}: nothing is awaited") from None
-            raise not_found("expansion") from None
-        raise
-
-
-def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
-    cause = exc.cause
-    if not isinstance(cause, ApplicationError):
-        return Problem(500, "the step failed")
-    details = cause.details[0] if cause.details else {}
-    status = Refusal.STATUS.get(cause.type or "", 422)
-    return Problem(
-        status,
-        cause.message,
-        rule=details.get("rule") if isinstance(details, dict) else None,
-        errors=(details.get("errors") or None) if isinstance(details, dict) else None,
+    return await send_step(
+        client, session, principal, workflow_id, update, body, ExpansionStatus, "expansion"
     )
 
 

@@ -1,0 +1,116 @@
+"""What every process route does the same way: read a process's live state (the workflow's
+`status` query, or the store once the run is gone), and send a human step as an Update whose
+refusal maps to its HTTP status (P-2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Principal
+from api.problems import Problem, not_found
+from kwanus.contract import Refusal
+from kwanus.models import Act, Actor
+from store import repo
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+UPDATE_TIMEOUT = timedelta(seconds=30)
+
+S = TypeVar("S", bound=BaseModel)
+
+
+async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S | None:
+    """The run's `status` query; None when the run is gone or no worker answers in time."""
+    try:
+        state: S = await client.get_workflow_handle(workflow_id).query(
+            "status", result_type=state_type, rpc_timeout=QUERY_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
+            return None
+        raise
+    return state
+
+
+async def read_state(
+    client: Client,
+    session: Session,
+    principal: Principal,
+    workflow_id: str,
+    state_type: type[S],
+    what: str,
+) -> S:
+    """Live state, or the projection's last copy once the run has left Temporal; another
+    partner's process is 404 (P-6)."""
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is not None:
+        principal.ensure_sees(row.partner_id, what)
+    state = await live_state(client, workflow_id, state_type)
+    if state is None and row is not None and row.state:
+        state = state_type.model_validate(row.state)
+    if state is None:
+        raise not_found(what)
+    principal.ensure_sees(getattr(state, "partner_id", ""), what)
+    return state
+
+
+async def send_step(
+    client: Client,
+    session: Session,
+    principal: Principal,
+    workflow_id: str,
+    update: str,
+    body: BaseModel,
+    state_type: type[S],
+    what: str,
+) -> S:
+    """Send one human step to a process's workflow (its validator judges it again)."""
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is None:
+        live = await live_state(client, workflow_id, state_type)
+        if live is None:
+            raise not_found(what)
+        owner = str(getattr(live, "partner_id", ""))
+    else:
+        owner = row.partner_id
+    principal.ensure_sees(owner, what)
+    actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
+    try:
+        # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
+        state: S = await client.get_workflow_handle(workflow_id).execute_update(
+            update,
+            Act[Any](actor=actor, body=body),
+            result_type=state_type,
+            rpc_timeout=UPDATE_TIMEOUT,
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise refusal_problem(exc) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            if row is not None:
+                raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
+            raise not_found(what) from None
+        raise
+    return state
+
+
+def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
+    cause = exc.cause
+    if not isinstance(cause, ApplicationError):
+        return Problem(500, "the step failed")
+    details = cause.details[0] if cause.details else {}
+    if not isinstance(details, dict):
+        details = {}
+    return Problem(
+        Refusal.STATUS.get(cause.type or "", 422),
+        cause.message,
+        rule=details.get("rule"),
+        errors=details.get("errors") or None,
+    )
