@@ -4,21 +4,30 @@ refusal maps to its HTTP status (P-2)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal
 from api.problems import Problem, not_found
+from kwanus import contract
 from kwanus.contract import Refusal
-from kwanus.models import Act, Actor
+from kwanus.models import Act, Actor, Awaiting
+from policy.vocabulary import ProcessKind, ProcessStatus
 from store import repo
+from store.tables import Process
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
@@ -113,4 +122,75 @@ def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
         cause.message,
         rule=details.get("rule"),
         errors=details.get("errors") or None,
+    )
+
+
+async def start_once(
+    client: Client,
+    *,
+    run: Any,
+    arg: BaseModel,
+    workflow_id: str,
+    task_queue: str,
+    partner_id: str,
+    kind: ProcessKind,
+    stage: str,
+    content_sha256: str,
+    summary: str,
+    what: str,
+) -> str:
+    """Start a process under its business ID once (P-1) and return its stage. The same content
+    again is the same process; the ID under another partner or with other content is a 409
+    that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what lets us tell
+    the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process."""
+    try:
+        await client.start_workflow(
+            run,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(contract.PARTNER_ID, partner_id),
+                    SearchAttributePair(contract.PROCESS, kind.value),
+                    SearchAttributePair(contract.STAGE, stage),
+                ]
+            ),
+            memo={"partner_id": partner_id, "content_sha256": content_sha256},
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+        memo = await desc.memo()
+        if memo.get("partner_id") != partner_id:
+            raise Problem(409, f"this {what} id is already in use; choose another") from None
+        if memo.get("content_sha256") != content_sha256:
+            raise Problem(
+                409, f"this {what} id was already used for different content; choose another"
+            ) from None
+        return desc.typed_search_attributes.get(contract.STAGE) or stage
+    return stage
+
+
+class ProcessSummary(BaseModel):
+    id: str
+    workflow_id: str
+    partner_id: str
+    stage: str
+    status: ProcessStatus
+    next_deadline: datetime | None
+    awaiting: list[Awaiting]
+
+
+def summary(row: Process) -> ProcessSummary:
+    return ProcessSummary(
+        id=row.process_id,
+        workflow_id=row.workflow_id,
+        partner_id=row.partner_id,
+        stage=row.stage,
+        status=ProcessStatus(row.status),
+        next_deadline=repo.as_utc(row.next_deadline),
+        awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
     )

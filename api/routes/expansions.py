@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -11,13 +10,6 @@ from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import (
     CurrentPrincipal,
@@ -30,9 +22,9 @@ from api.deps import (
     require,
 )
 from api.problems import Problem, not_found
-from api.processes import read_state, send_step
+from api.processes import ProcessSummary, read_state, send_step, start_once, summary
 from kwanus import contract
-from kwanus.models import Awaiting, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
 from policy.expansion import check_category
 from policy.forms import (
@@ -49,7 +41,6 @@ from policy.review import Review
 from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
 from policy.vote import Vote
 from store import repo
-from store.tables import Process
 from workflows.expansion import PartnerExpansion
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
@@ -69,16 +60,6 @@ class ExpansionAccepted(BaseModel):
     id: str
     workflow_id: str
     stage: str
-
-
-class ProcessSummary(BaseModel):
-    id: str
-    workflow_id: str
-    partner_id: str
-    stage: str
-    status: ProcessStatus
-    next_deadline: datetime | None
-    awaiting: list[Awaiting]
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExpansionAccepted)
@@ -107,57 +88,29 @@ async def submit_expansion(
     expansion_id = body.id or secrets.token_hex(8)
     workflow_id = contract.expansion_workflow_id(expansion_id)
     sha = canonical_sha256(proposal)
-    try:
-        await client.start_workflow(
-            PartnerExpansion.run,
-            ExpansionInput(
-                expansion_id=expansion_id,
-                partner_id=principal.partner_id,
-                partner_tier=partner.tier,
-                proposal=proposal,
-                proposal_sha256=sha,
-                policy=policy,
-                submitted_by=principal.token_id,
-            ),
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            # P-1: one business id, one run. FAIL (rather than USE_EXISTING) lets us tell an
-            # idempotent replay from a clash with someone else's proposal below.
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(contract.PARTNER_ID, principal.partner_id),
-                    SearchAttributePair(contract.PROCESS, ProcessKind.EXPANSION.value),
-                    SearchAttributePair(contract.STAGE, ExpansionStage.PROPOSAL.value),
-                ]
-            ),
-            memo={"partner_id": principal.partner_id, "proposal_sha256": sha},
-            static_summary=(
-                f"Expansion {expansion_id} · partner {principal.partner_id} · "
-                f"category {proposal.category.value}"
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        stage = await _existing_stage(client, workflow_id, principal.partner_id, sha)
-        return ExpansionAccepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
-    return ExpansionAccepted(
-        id=expansion_id, workflow_id=workflow_id, stage=ExpansionStage.PROPOSAL.value
+    stage = await start_once(
+        client,
+        run=PartnerExpansion.run,
+        arg=ExpansionInput(
+            expansion_id=expansion_id,
+            partner_id=principal.partner_id,
+            partner_tier=partner.tier,
+            proposal=proposal,
+            proposal_sha256=sha,
+            policy=policy,
+            submitted_by=principal.token_id,
+        ),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        partner_id=principal.partner_id,
+        kind=ProcessKind.EXPANSION,
+        stage=ExpansionStage.PROPOSAL.value,
+        content_sha256=sha,
+        summary=f"Expansion {expansion_id} · partner {principal.partner_id} · "
+        f"category {proposal.category.value}",
+        what="expansion",
     )
-
-
-async def _existing_stage(client: Client, workflow_id: str, partner_id: str, sha: str) -> str:
-    """The same proposal under the same id is the same process (P-1); anything else is a clash,
-    reported without revealing whose the id is."""
-    desc = await client.get_workflow_handle(workflow_id).describe()
-    memo = await desc.memo()
-    if memo.get("partner_id") != partner_id:
-        raise Problem(409, "this expansion id is already in use; choose another")
-    if memo.get("proposal_sha256") != sha:
-        raise Problem(
-            409, "this expansion id was already used for a different proposal; choose another"
-        )
-    return desc.typed_search_attributes.get(contract.STAGE) or ExpansionStage.PROPOSAL.value
+    return ExpansionAccepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("", response_model=list[ProcessSummary])
@@ -179,19 +132,7 @@ def list_expansions(
         after=after,
         limit=limit,
     )
-    return [_summary(r) for r in rows]
-
-
-def _summary(row: Process) -> ProcessSummary:
-    return ProcessSummary(
-        id=row.process_id,
-        workflow_id=row.workflow_id,
-        partner_id=row.partner_id,
-        stage=row.stage,
-        status=ProcessStatus(row.status),
-        next_deadline=repo.as_utc(row.next_deadline),
-        awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
-    )
+    return [summary(r) for r in rows]
 
 
 @router.get("/{expansion_id}", response_model=ExpansionStatus)
