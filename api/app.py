@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import problems
-from api.routes import compatibility, expansions, health, partners, policy, tokens
+from api.routes import compatibility, expansions, health, migrations, partners, policy, tokens
 from kwanus.settings import Settings, get_settings
 from store.db import Database
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.state.settings = settings
     problems.install(app)
     v1 = APIRouter(prefix="/v1")
-    for module in (partners, tokens, expansions, policy, compatibility):
+    for module in (partners, tokens, expansions, migrations, policy, compatibility):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(health.router)

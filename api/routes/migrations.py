@@ -1,0 +1,261 @@
+"""Migrations: started by the bodies (or by a partner for an optional trigger on itself), carried
+by the `PartnerMigration` workflow."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from api.deps import (
+    CurrentPrincipal,
+    PartnerDep,
+    PolicyDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
+from api.problems import Problem, not_found
+from api.processes import ProcessSummary, read_state, send_step, start_once, summary
+from kwanus import contract
+from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
+from policy.forms import (
+    ImplementationReport,
+    MigrationDocumentation,
+    MigrationPlan,
+    Rollout,
+    Withdrawal,
+)
+from policy.migration import check_request, trigger_class
+from policy.vocabulary import (
+    MigrationStage,
+    MigrationType,
+    Outcome,
+    ProcessKind,
+    ProcessStatus,
+    Role,
+    Trigger,
+    TriggerClass,
+)
+from store import repo
+
+router = APIRouter(prefix="/migrations", tags=["migrations"])
+
+MigrationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+TargetKey = Annotated[
+    str, StringConstraints(pattern=r"^(tier|os_version|api_version|runtime_name|runtime_version)$")
+]
+STARTERS = (Role.TSC, Role.SCO, Role.CGB, Role.ADMIN)
+
+
+class MigrationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: MigrationId | None = Field(default=None, description="Client-chosen id (P-1).")
+    partner_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+    trigger: Trigger
+    type: MigrationType
+    subtype: Annotated[str, StringConstraints(max_length=32)]
+    target: dict[TargetKey, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=dict, description="What the partner moves to (M-4.7)."
+    )
+    fallback_months: int | None = Field(
+        default=None, ge=1, le=60, description="At least 6 (M-6.2); 12 by default."
+    )
+    expansion_id: str | None = Field(
+        default=None, description="The approved expansion governing a permission expansion."
+    )
+
+
+class MigrationAccepted(BaseModel):
+    id: str
+    workflow_id: str
+    stage: str
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MigrationAccepted)
+async def start_migration(
+    body: MigrationCreate,
+    principal: CurrentPrincipal,
+    policy: PolicyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> MigrationAccepted:
+    """Start a migration (TSC, SCO, CGB, admin; a partner only for an optional trigger on
+    itself, M-2.2). Refused with 422 naming the rule when the type, trigger, fallback or
+    governance do not fit (M-3.1, M-3.2, M-6.2)."""
+    if principal.role is Role.PARTNER:
+        principal.ensure_sees(body.partner_id, "partner")
+        if trigger_class(body.trigger) is not TriggerClass.OPTIONAL:
+            raise Problem(403, "a partner starts only optional migrations (M-2.2)", rule="M-2.2")
+    elif principal.role not in STARTERS:
+        raise Problem(403, f"role {principal.role.value} may not start migrations")
+    if (
+        await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
+        is None
+    ):
+        raise not_found("partner")
+    governed = False
+    if body.expansion_id:
+        row = await run_in_threadpool(
+            repo.get_process,
+            session=session,
+            workflow_id=contract.expansion_workflow_id(body.expansion_id),
+        )
+        decision = (row.state or {}).get("decision") if row else None
+        governed = bool(
+            row
+            and row.partner_id == body.partner_id
+            and decision
+            and decision.get("outcome") == Outcome.APPROVED.value
+        )
+    refusal = check_request(
+        trigger=body.trigger,
+        type_=body.type,
+        subtype=body.subtype,
+        fallback_months=body.fallback_months,
+        governing_expansion_approved=governed,
+        policy=policy,
+    )
+    if not refusal.allowed:
+        raise Problem.refused(refusal, "the migration breaks a governance rule")
+    migration_id = body.id or secrets.token_hex(8)
+    workflow_id = contract.migration_workflow_id(migration_id)
+    stage = await start_once(
+        client,
+        run="PartnerMigration",
+        arg=MigrationInput(
+            migration_id=migration_id,
+            partner_id=body.partner_id,
+            trigger=body.trigger,
+            type_=body.type,
+            subtype=body.subtype,
+            target=dict(body.target),
+            fallback_months=body.fallback_months or policy.fallback_default_months,
+            policy=policy,
+            origin=f"expansion-{body.expansion_id}" if body.expansion_id else None,
+            requested_by=principal.actor,
+        ),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        partner_id=body.partner_id,
+        kind=ProcessKind.MIGRATION,
+        stage=MigrationStage.NOTICE.value,
+        content_sha256=canonical_sha256(body),
+        summary=f"Migration {migration_id} · partner {body.partner_id} · {body.trigger.value}",
+        what="migration",
+    )
+    return MigrationAccepted(id=migration_id, workflow_id=workflow_id, stage=stage)
+
+
+@router.get("", response_model=list[ProcessSummary])
+def list_migrations(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    partner_id: Annotated[str | None, Query(max_length=64)] = None,
+    stage: MigrationStage | None = None,
+    status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
+    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ProcessSummary]:
+    """List migrations from the store (no Temporal query); a partner sees its own."""
+    rows = repo.list_processes(
+        session=session,
+        kind=ProcessKind.MIGRATION,
+        partner_id=principal.partner_id or partner_id,
+        stage=stage,
+        status=status_,
+        after=after,
+        limit=limit,
+    )
+    return [summary(r) for r in rows]
+
+
+@router.get("/{migration_id}", response_model=MigrationStatus)
+async def get_migration(
+    migration_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+) -> MigrationStatus:
+    """A migration's live state, including `fallback` {active, until}."""
+    workflow_id = contract.migration_workflow_id(migration_id)
+    return await read_state(client, session, principal, workflow_id, MigrationStatus, "migration")
+
+
+async def _step(
+    client: Client,
+    session: Session,
+    principal: Principal,
+    migration_id: str,
+    update: str,
+    body: BaseModel,
+) -> MigrationStatus:
+    workflow_id = contract.migration_workflow_id(migration_id)
+    return await send_step(
+        client, session, principal, workflow_id, update, body, MigrationStatus, "migration"
+    )
+
+
+@router.post("/{migration_id}/plan", response_model=MigrationStatus)
+async def plan(
+    migration_id: str,
+    body: MigrationPlan,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> MigrationStatus:
+    """Strategy, compatibility, testing and rollback plans (partner; M-4.2)."""
+    return await _step(client, session, principal, migration_id, "plan", body)
+
+
+@router.post("/{migration_id}/implementation", response_model=MigrationStatus)
+async def implementation(
+    migration_id: str,
+    body: ImplementationReport,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> MigrationStatus:
+    """Development, testing, documentation done (partner; M-4.3)."""
+    return await _step(client, session, principal, migration_id, "implementation", body)
+
+
+@router.post("/{migration_id}/documentation", response_model=MigrationStatus)
+async def documentation(
+    migration_id: str,
+    body: MigrationDocumentation,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> MigrationStatus:
+    """The five required documents (partner; M-7.1)."""
+    return await _step(client, session, principal, migration_id, "documentation", body)
+
+
+@router.post("/{migration_id}/rollout", response_model=MigrationStatus)
+async def rollout(
+    migration_id: str,
+    body: Rollout,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> MigrationStatus:
+    """The versioned rollout; the fallback stays (partner; M-4.5, M-5.2)."""
+    return await _step(client, session, principal, migration_id, "rollout", body)
+
+
+@router.post("/{migration_id}/decline", response_model=MigrationStatus)
+async def decline(
+    migration_id: str,
+    principal: PartnerDep,
+    session: SessionDep,
+    client: TemporalDep,
+    body: Withdrawal | None = None,
+) -> MigrationStatus:
+    """Decline an optional migration (partner; M-2.2); refused for required and forced ones."""
+    return await _step(client, session, principal, migration_id, "decline", body or Withdrawal())

@@ -1,0 +1,172 @@
+"""Migrations through the HTTP API on the dev server: start, notice to rollout, refusals by rule,
+decline only when optional, and the run visible as `KwanusProcess='migration'`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kwanus.models import GrantInput
+from policy.evidence import MatrixEntry
+from store import repo
+from tests.apistack import Api, eventually, unique
+from tests.factories import event
+
+TARGET = {"os_version": "5.0", "api_version": "3.0"}
+
+
+def seed_matrix(api: Api) -> None:
+    entries = [
+        MatrixEntry(kind="os", name="kwanus", version="5.0", status="supported"),
+        MatrixEntry(kind="api", name="kwanus", version="3.0", status="supported"),
+        MatrixEntry(kind="runtime", name="kwanus-runtime", version="3.0", status="supported"),
+    ]
+    with api.db.session() as session:
+        repo.apply_grant(
+            session=session,
+            grant=GrantInput(
+                event=event(f"seed:{unique('m')}"),
+                partner_id="acme",
+                tier="verified",
+                capabilities=[],
+                permissions=["orders:read"],
+                compatibility=entries,
+            ),
+        )
+
+
+async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
+    """M-4.1 to M-4.5 over HTTP with real tokens; the run is listed by `KwanusProcess`."""
+    acme = await api.partner("acme")
+    seed_matrix(api)
+    tsc = api.token("TSC")
+    mid = unique("mig")
+    body = {
+        "id": mid,
+        "partner_id": "acme",
+        "trigger": "os_major_version",
+        "type": "version",
+        "subtype": "os",
+        "target": TARGET,
+    }
+    resp = await api.http.post("/v1/migrations", json=body, headers=tsc)
+    assert resp.status_code == 202, resp.text
+    again = await api.http.post("/v1/migrations", json=body, headers=tsc)
+    assert again.status_code == 202 and again.json()["workflow_id"] == f"migration-{mid}"
+    base = f"/v1/migrations/{mid}"
+
+    async def at(step: str | None, stage: str | None = None) -> dict[str, Any] | None:
+        data: dict[str, Any] = (await api.http.get(base, headers=acme)).json()
+        ok = data["step"] == step and (stage is None or data["stage"] == stage)
+        return data if ok else None
+
+    state = await eventually(lambda: at("plan"))
+    assert state["fallback"]["active"] and state["fallback"]["until"]
+    plan = {"strategy": "s", "compatibility_plan": "c", "testing_plan": "t", "rollback_plan": "r"}
+    assert (await api.http.post(f"{base}/plan", json=plan, headers=acme)).status_code == 200
+    await eventually(lambda: at("implementation"))
+    report = {"development": "d", "testing": "t", "documentation": "doc"}
+    resp = await api.http.post(f"{base}/implementation", json=report, headers=acme)
+    assert resp.status_code == 200
+    await eventually(lambda: at("documentation"))
+    docs = dict.fromkeys(
+        ("migration_guide", "compatibility_notes", "version_notes", "workflow_changes"), "x"
+    )
+    incomplete = await api.http.post(f"{base}/documentation", json=docs, headers=acme)
+    assert incomplete.status_code == 422 and incomplete.json()["rule"] == "M-7.1"
+    assert set(incomplete.json()["errors"]) == {"permission_changes"}
+    docs["permission_changes"] = "none"
+    assert (
+        await api.http.post(f"{base}/documentation", json=docs, headers=acme)
+    ).status_code == 200
+    state = await eventually(lambda: at("rollout", "Rollout"))
+    assert all(v["passed"] for v in state["validation"].values())
+    unversioned = await api.http.post(f"{base}/rollout", json={}, headers=acme)
+    assert unversioned.status_code == 422 and unversioned.json()["rule"] == "M-5.2"
+    assert (
+        await api.http.post(f"{base}/rollout", json={"version": "5.0.0"}, headers=acme)
+    ).status_code == 200
+    state = await eventually(lambda: at(None, "Monitoring"))
+    assert state["fallback"]["active"]
+
+    async def listed() -> list[str]:
+        query = "KwanusProcess='migration' AND KwanusPartnerId='acme'"
+        return [wf.id async for wf in api.env.client.list_workflows(query)]
+
+    assert f"migration-{mid}" in await eventually(listed)
+    mine = (await api.http.get("/v1/migrations", headers=acme)).json()
+    assert mid in [m["id"] for m in mine]
+    await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
+
+
+async def test_migration_refusals_by_rule(api: Api) -> None:
+    """M-6.2 a 5-month fallback refused; M-3.1 a wrong subtype; M-3.2 an ungoverned permission
+    expansion; M-2.2 a partner starts only optional migrations, on itself (P-6)."""
+    acme = await api.partner("acme")
+    await api.partner("globex")
+    tsc = api.token("TSC")
+    base = {"partner_id": "acme", "trigger": "api_deprecation", "type": "version", "subtype": "api"}
+
+    async def start(headers: dict[str, str], **changes: Any) -> Any:
+        return await api.http.post("/v1/migrations", json={**base, **changes}, headers=headers)
+
+    short = await start(tsc, fallback_months=5)
+    assert short.status_code == 422 and short.json()["rule"] == "M-6.2"
+    assert (await start(tsc, subtype="upgrade")).json()["rule"] == "M-3.1"
+    ungoverned = await start(
+        tsc, trigger="capability_expansion", type="permission", subtype="governed_expansion"
+    )
+    assert ungoverned.json()["rule"] == "M-3.2"
+    assert (await start(acme)).status_code == 403  # a required trigger: not the partner's
+    assert (
+        await start(
+            acme, partner_id="globex", trigger="tier_upgrade", type="tier", subtype="upgrade"
+        )
+    ).status_code == 404
+    assert (await start(api.token("ERC"))).status_code == 403
+
+
+async def test_decline_over_http(api: Api) -> None:
+    """M-2.2 optional: declined; M-2.3 forced: refused with the rule."""
+    acme = await api.partner("acme")
+    seed_matrix(api)
+    sco = api.token("SCO")
+    forced, optional = unique("forced"), unique("optional")
+    ok = await api.http.post(
+        "/v1/migrations",
+        json={
+            "id": forced,
+            "partner_id": "acme",
+            "trigger": "security_violation",
+            "type": "permission",
+            "subtype": "reduction",
+        },
+        headers=sco,
+    )
+    assert ok.status_code == 202
+    mine = await api.http.post(
+        "/v1/migrations",
+        json={
+            "id": optional,
+            "partner_id": "acme",
+            "trigger": "tier_upgrade",
+            "type": "tier",
+            "subtype": "upgrade",
+            "target": {"tier": "premier"},
+        },
+        headers=acme,
+    )
+    assert mine.status_code == 202
+
+    async def planning(mid: str) -> bool:
+        data = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
+        return bool(data["step"] == "plan")
+
+    assert await eventually(lambda: planning(forced))
+    refused = await api.http.post(f"/v1/migrations/{forced}/decline", headers=acme)
+    assert refused.status_code == 422 and refused.json()["rule"] == "M-2.3"
+    assert await eventually(lambda: planning(optional))
+    declined = await api.http.post(
+        f"/v1/migrations/{optional}/decline", json={"reason": "not now"}, headers=acme
+    )
+    assert declined.status_code == 200 and declined.json()["status"] == "declined"
+    await api.env.client.get_workflow_handle(f"migration-{forced}").terminate("test over")
