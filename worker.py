@@ -19,8 +19,9 @@ from kwanus.temporal import connect
 from store.db import Database
 from workflows.expansion import PartnerExpansion
 from workflows.migration import PartnerMigration
+from workflows.remediation import Remediation
 
-WORKFLOWS = [PartnerExpansion, PartnerMigration]
+WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 
@@ -45,6 +46,7 @@ def build_worker(
             acts.assess_risk,
             acts.apply_grant,
             acts.check_telemetry,
+            acts.set_partner_status,
             starter.start_migration,
             migration.notify_partner,
             migration.partner_state,

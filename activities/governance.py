@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from kwanus.models import GrantInput, MonitoringCheck, RecordEvent, RiskInput, TelemetryCheckInput
+from kwanus.models import (
+    GrantInput,
+    MonitoringCheck,
+    PartnerStatusInput,
+    RecordEvent,
+    RiskInput,
+    TelemetryCheckInput,
+)
 from policy.migration import telemetry_health
 from policy.risk import RiskAssessment, assess
 from store import repo
@@ -33,6 +40,12 @@ class GovernanceActivities:
         """E-2.7: the release's governance update, once (keyed by its event)."""
         with self.db.session() as session:
             return repo.apply_grant(session=session, grant=grant)
+
+    @activity.defn(name="set_partner_status")
+    def set_partner_status(self, inp: PartnerStatusInput) -> bool:
+        """M-9.2 restrict at once / M-9.3 keep restricted / M-9.1 restore full access, once."""
+        with self.db.session() as session:
+            return repo.set_partner_status(session=session, inp=inp)
 
     @activity.defn(name="check_telemetry")
     def check_telemetry(self, inp: TelemetryCheckInput) -> MonitoringCheck:

@@ -32,6 +32,10 @@ def search_attribute_flags() -> list[str]:
     ]
 
 
+def remediation_workflow_id(remediation_id: str) -> str:
+    return f"remediation-{remediation_id}"
+
+
 def migration_workflow_id(migration_id: str) -> str:
     return f"migration-{migration_id}"
 

@@ -20,6 +20,7 @@ from policy.forms import (
     MigrationPlan,
     OutcomeReview,
     Release,
+    RemediationStep,
     Rollout,
     Withdrawal,
 )
@@ -33,9 +34,11 @@ from policy.vocabulary import (
     MigrationStage,
     MigrationType,
     Outcome,
+    PartnerStatus,
     ProcessKind,
     ProcessStatus,
     Role,
+    Severity,
     Trigger,
     TriggerClass,
 )
@@ -299,3 +302,42 @@ class Notification(BaseModel):
     kind: str
     message: str
     at: datetime
+
+
+class RemediationInput(BaseModel):
+    remediation_id: str
+    partner_id: str
+    partner_tier: str
+    severity: Severity
+    kind: str
+    description: str
+    opened_at: datetime = Field(description="When the violation was found: windows count from it.")
+    policy: PolicyDocument
+    origin: str | None = None
+    opened_by: str
+
+
+class RemediationStatus(BaseModel):
+    id: str
+    workflow_id: str
+    partner_id: str
+    severity: Severity
+    kind: str
+    status: ProcessStatus
+    stage: str
+    step: str | None = None
+    awaiting: list[Awaiting] = Field(default_factory=list)
+    deadline: datetime | None = None
+    restricted: bool = False
+    steps: dict[str, StepRecord[RemediationStep]] = Field(default_factory=dict)
+    escalation_migration: str | None = None
+    origin: str | None = None
+    policy_version: int
+    opened_at: datetime
+    closed_at: datetime | None = None
+
+
+class PartnerStatusInput(BaseModel):
+    event: RecordEvent
+    partner_id: str
+    status: PartnerStatus

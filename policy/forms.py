@@ -168,3 +168,12 @@ class Rollout(Form):
     rules: ClassVar[dict[str, str]] = {"version": "M-5.2"}
     version: Version
     notes: Text | None = None
+
+
+class RemediationStep(Form):
+    """One remediation step's content (M-9.1): the root cause, the plan, the fixes made, or
+    SCO's re-validation verdict."""
+
+    rules: ClassVar[dict[str, str]] = {"summary": "M-9.1"}
+    summary: Text
+    passed: bool | None = Field(default=None, description="Re-validation only: did it pass?")

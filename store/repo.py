@@ -13,7 +13,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from kwanus.models import GrantInput, LifecycleInput, Notification, RecordEvent
+from kwanus.models import (
+    GrantInput,
+    LifecycleInput,
+    Notification,
+    PartnerStatusInput,
+    RecordEvent,
+)
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import CompatibilityMatrix, MatrixEntry, PartnerState, Telemetry
 from policy.vocabulary import PartnerStatus, ProcessKind, Role
@@ -479,6 +485,20 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
     for field in LIFECYCLE_FIELDS:
         if field in inp.target:
             setattr(partner, field, inp.target[field])
+    session.add(partner)
+    session.commit()
+    return True
+
+
+def set_partner_status(*, session: Session, inp: PartnerStatusInput) -> bool:
+    """Restrict or restore a partner's access (M-9.2, M-9.3), with its audit event, once."""
+    if not _append_audit(session, inp.event):
+        return False
+    partner = session.get(Partner, inp.partner_id)
+    if partner is None:
+        session.rollback()
+        raise UnknownPartner(inp.partner_id)
+    partner.status = inp.status.value
     session.add(partner)
     session.commit()
     return True

@@ -92,7 +92,19 @@ class Mig:
             ),
         )
         await self.at_step("rollout")
-        return await self.send("rollout", Rollout(version="5.0.0"))
+        state = await self.send("rollout", Rollout(version="5.0.0"))
+        await self.recorded("stage:Monitoring")
+        return state
+
+    async def recorded(self, step: str) -> None:
+        """Wait for `step`'s audit row: no activity may be in flight when time is skipped."""
+        key = f"{self.handle.id}:{step}"
+        for _ in range(200):
+            with self.db.session() as session:
+                if session.exec(select(AuditEvent).where(AuditEvent.key == key)).first():
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never recorded: {key}")
 
     def events(self) -> list[str]:
         with self.db.session() as session:

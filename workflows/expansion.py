@@ -666,7 +666,7 @@ class PartnerExpansion:
         a missed partner step is not. A withdrawal ends the wait at once."""
         self._ensure_active()
         opened = workflow.now()
-        self.step, self.step_actors = step, actors
+        self.step_actors = actors
         self.deadline = opened + window.period
         self._show()
         await self._record(
@@ -675,6 +675,9 @@ class PartnerExpansion:
             rules=["P-3"],
             data={"step": step, "deadline": self.deadline.isoformat()},
         )
+        # The step is open (and its Updates accepted) only once its window is on record.
+        self.step = step
+        self._show()
 
         def finished() -> bool:
             return done() or self.state.status is not ProcessStatus.ACTIVE

@@ -1,0 +1,160 @@
+"""Remediation on the time-skipping server: steps in order (M-9.1), windows counted from the
+violation (M-9.2) checked on both sides of their boundary, severe violations restricted at once
+and waiting for SCO, and a missed window escalating to a forced downgrade (M-9.3, E-7.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from kwanus.contract import remediation_workflow_id
+from kwanus.models import Act, Actor, RemediationInput, RemediationStatus
+from policy.document import DEFAULT_POLICY
+from policy.forms import RemediationStep
+from policy.vocabulary import ProcessStatus, Role, Severity
+from store import repo
+from store.db import Database
+from store.schemas import PartnerCreate
+from store.tables import Partner
+from tests.conftest import running_worker
+from tests.factories import partner_body
+from workflows.remediation import Remediation
+
+DAY = timedelta(days=1)
+PARTNER = Actor(role=Role.PARTNER, token_id="tok_test", partner_id="acme")
+SCO = Actor(role=Role.SCO, token_id="tok_sco")
+
+
+@dataclass
+class Rem:
+    env: WorkflowEnvironment
+    db: Database
+    handle: WorkflowHandle[Remediation, RemediationStatus]
+
+    async def state(self) -> RemediationStatus:
+        return await self.handle.query(Remediation.status)
+
+    async def send(self, step: str, who: Actor = PARTNER, **body: Any) -> RemediationStatus:
+        return await self.handle.execute_update(
+            step,
+            Act[RemediationStep](actor=who, body=RemediationStep(summary=step, **body)),
+            result_type=RemediationStatus,
+        )
+
+    def partner_status(self) -> str:
+        with self.db.session() as session:
+            partner = session.get(Partner, "acme")
+            assert partner is not None
+            return partner.status
+
+
+@pytest.fixture
+async def open_remediation(
+    ts_env: WorkflowEnvironment, db: Database
+) -> AsyncIterator[Callable[..., Any]]:
+    with db.session() as session:
+        repo.create_partner(
+            session=session, partner=PartnerCreate.model_validate(partner_body(tier="premier"))
+        )
+    started: list[str] = []
+    async with running_worker(ts_env.client, db) as task_queue:
+
+        async def opener(severity: Severity) -> Rem:
+            rid = uuid.uuid4().hex[:10]
+            handle = await ts_env.client.start_workflow(
+                Remediation.run,
+                RemediationInput(
+                    remediation_id=rid,
+                    partner_id="acme",
+                    partner_tier="premier",
+                    severity=severity,
+                    kind="data_retention",
+                    description="logs kept past retention",
+                    opened_at=await ts_env.get_current_time(),
+                    policy=DEFAULT_POLICY,
+                    opened_by="SCO",
+                ),
+                id=remediation_workflow_id(rid),
+                task_queue=task_queue,
+            )
+            started.extend([handle.id, f"migration-rem-{rid}"])
+            rem = Rem(ts_env, db, handle)
+            for _ in range(100):  # settle: the opening is recorded, nothing in flight
+                if (await rem.state()).step == "root_cause":
+                    break
+                await asyncio.sleep(0.05)
+            return rem
+
+        yield opener
+        for wid in started:
+            with contextlib.suppress(RPCError):
+                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+
+
+@pytest.mark.parametrize(
+    ("severity", "inside", "outside"),
+    [(Severity.MINOR, 29, 31), (Severity.MODERATE, 13, 15)],
+)
+async def test_window_boundaries(
+    open_remediation: Callable[..., Any], severity: Severity, inside: int, outside: int
+) -> None:
+    """M-9.2: minor 30 days, moderate 14 — still open the day before is fine; missed the day
+    after escalates (M-9.3): access restricted and a forced tier-downgrade migration."""
+    rem: Rem = await open_remediation(severity)
+    assert rem.partner_status() == "active"  # not severe: no restriction yet
+    await rem.env.sleep(inside * DAY)
+    state = await rem.state()
+    assert state.status is ProcessStatus.ACTIVE and state.escalation_migration is None
+    assert rem.partner_status() == "active"
+    await rem.env.sleep((outside - inside) * DAY)
+    state = await rem.state()
+    assert state.status is ProcessStatus.EXPIRED
+    assert state.escalation_migration == f"rem-{state.id}"
+    assert rem.partner_status() == "restricted"
+    migration = await rem.env.client.get_workflow_handle(
+        f"migration-{state.escalation_migration}"
+    ).query("status")
+    assert migration["trigger"] == "compliance_violation"
+    assert (migration["type_"], migration["subtype"]) == ("tier", "downgrade")
+    assert migration["target"] == {"tier": "verified"}
+    with rem.db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None and partner.tier == "premier"  # changes only on completion
+
+
+async def test_severe_restricts_at_once_and_waits_for_sco(
+    open_remediation: Callable[..., Any],
+) -> None:
+    """M-9.2: a severe violation restricts access immediately and opens SCO's review; M-9.1:
+    the steps in order, and full access only after re-validation."""
+    rem: Rem = await open_remediation(Severity.SEVERE)
+    state = await rem.state()
+    assert state.restricted and rem.partner_status() == "restricted"
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await rem.send("fixes")  # not next (M-9.1)
+    assert isinstance(info.value.cause, ApplicationError)
+    assert info.value.cause.details[0]["rule"] == "M-9.1"
+    await rem.send("root_cause")
+    await rem.send("plan")
+    state = await rem.send("fixes")
+    assert state.step == "revalidation" and state.awaiting[0].actor == "SCO"
+    with pytest.raises(WorkflowUpdateFailedError):
+        await rem.send("review", PARTNER, passed=True)  # only SCO re-validates
+    state = await rem.send("review", SCO, passed=False)
+    assert state.step == "fixes"  # back to the fixes
+    await rem.send("fixes")
+    await rem.send("review", SCO, passed=True)
+    result = await rem.handle.result()
+    assert result.status is ProcessStatus.COMPLETED
+    assert rem.partner_status() == "active"  # M-9.1: full access restored

@@ -1,0 +1,322 @@
+"""Remediation: one violation (or failed validation) from opening to restored access (M-9).
+
+Steps in order (M-9.1): root cause, plan, fixes (the partner's), re-validation (SCO's review),
+then full access restored. The window counts from the violation (M-9.2): minor 30 days,
+moderate 14; a severe violation restricts access at once and waits for SCO. A missed window
+keeps access restricted and starts a forced tier-downgrade migration (M-9.3, E-7.2).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.governance import GovernanceActivities
+    from activities.processes import ProcessStarter
+    from kwanus.contract import REMEDIATION_WORKFLOW, Refusal
+    from kwanus.models import (
+        Act,
+        Awaiting,
+        MigrationInput,
+        PartnerStatusInput,
+        RecordEvent,
+        RemediationInput,
+        RemediationStatus,
+        StepRecord,
+    )
+    from policy import remediation as rules
+    from policy.document import Deadline
+    from policy.forms import RemediationStep
+    from policy.steps import REMEDIATION_STEPS, check_remediation_step
+    from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        Ledger,
+        refuse,
+        refuse_decision,
+        require_partner,
+        require_role,
+        wait_with_deadline,
+    )
+
+PARTNER_STEPS = ("root_cause", "plan", "fixes")
+
+
+@workflow.defn(name=REMEDIATION_WORKFLOW)
+class Remediation:
+    @workflow.init
+    def __init__(self, inp: RemediationInput) -> None:
+        self.inp = inp
+        self.policy = inp.policy  # P-5
+        self.ledger = Ledger(
+            process=ProcessKind.REMEDIATION,
+            process_id=inp.remediation_id,
+            partner_id=inp.partner_id,
+            policy_version=inp.policy.version,
+            snapshot=lambda: self.state.model_dump(mode="json"),
+        )
+        self.state = RemediationStatus(
+            id=inp.remediation_id,
+            workflow_id=workflow.info().workflow_id,
+            partner_id=inp.partner_id,
+            severity=inp.severity,
+            kind=inp.kind,
+            status=ProcessStatus.ACTIVE,
+            stage="Remediation",
+            origin=inp.origin,
+            policy_version=inp.policy.version,
+            opened_at=inp.opened_at,
+        )
+        self.failed_revalidations = 0
+        self.open = False
+
+    @workflow.run
+    async def run(self, inp: RemediationInput) -> RemediationStatus:
+        severe = rules.restrict_at_once(inp.severity)
+        # M-9.2: the window counts from the violation; a severe one is restricted at once and
+        # then has the ordinary partner-step window to remediate, with SCO's review at the end.
+        window = (
+            self.policy.partner_step.period
+            if severe
+            else self.policy.remediation_windows[inp.severity]
+        )
+        self.state.deadline = (
+            inp.opened_at + window
+            if severe
+            else rules.deadline(inp.severity, inp.opened_at, self.policy)
+        )
+        self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
+        await self._record(
+            "opened",
+            "remediation_opened",
+            actor=inp.opened_by,
+            rules=["M-9.1", "M-9.2"],
+            data={
+                "severity": inp.severity.value,
+                "kind": inp.kind,
+                "deadline": self.state.deadline.isoformat(),
+                "origin": inp.origin,
+            },
+        )
+        if severe:
+            await self._set_access(PartnerStatus.RESTRICTED, "restricted", ["M-9.2"])
+        self.open = True  # steps are awaited (and shown) once the opening is on record
+        self._refresh()
+        reminder = min(self.policy.partner_step.reminder, window * 3 / 4)
+        in_time = await wait_with_deadline(
+            self._remediated,
+            opened_at=inp.opened_at,
+            deadline=self._deadline,
+            window=Deadline(period=window, reminder=max(reminder, timedelta(seconds=1))),
+            on_reminder=lambda: self._record("reminder", "reminder", rules=["P-3", "M-9.2"]),
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if in_time:
+            await self._set_access(PartnerStatus.ACTIVE, "access_restored", ["M-9.1"])
+            await self._close(ProcessStatus.COMPLETED, "remediated", ["M-9.1"])
+        else:
+            await self._escalate()
+        return self.state
+
+    async def _escalate(self) -> None:
+        """M-9.3 / E-7.2: access stays restricted; a forced tier-downgrade migration starts."""
+        escalation = rules.missed_window(self.inp.partner_tier, self.policy)
+        await self._set_access(PartnerStatus.RESTRICTED, "kept_restricted", ["M-9.3"])
+        migration_id = f"rem-{self.inp.remediation_id}"
+        target = {"tier": escalation.target_tier} if escalation.target_tier else {}
+        await workflow.execute_activity_method(
+            ProcessStarter.start_migration,
+            MigrationInput(
+                migration_id=migration_id,
+                partner_id=self.inp.partner_id,
+                trigger=escalation.trigger,
+                type_=escalation.type_,
+                subtype=escalation.subtype,
+                target=target,
+                fallback_months=self.policy.fallback_default_months,
+                policy=self.policy,
+                origin=self.state.workflow_id,
+                requested_by="system",
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"start forced migration {migration_id}",
+        )
+        self.state.escalation_migration = migration_id
+        await self._close(
+            ProcessStatus.EXPIRED,
+            "escalated",
+            list(escalation.rules),
+            data={"migration_id": migration_id, "target": target},
+        )
+
+    # --- steps (Updates), in the order of M-9.1 --------------------------------------------
+
+    @workflow.update(name="root_cause")
+    async def root_cause(self, act: Act[RemediationStep]) -> RemediationStatus:
+        return await self._take("root_cause", act)
+
+    @root_cause.validator
+    def _check_root_cause(self, act: Act[RemediationStep]) -> None:
+        self._check("root_cause", act)
+
+    @workflow.update(name="plan")
+    async def plan(self, act: Act[RemediationStep]) -> RemediationStatus:
+        return await self._take("plan", act)
+
+    @plan.validator
+    def _check_plan(self, act: Act[RemediationStep]) -> None:
+        self._check("plan", act)
+
+    @workflow.update(name="fixes")
+    async def fixes(self, act: Act[RemediationStep]) -> RemediationStatus:
+        return await self._take("fixes", act)
+
+    @fixes.validator
+    def _check_fixes(self, act: Act[RemediationStep]) -> None:
+        self._check("fixes", act)
+
+    @workflow.update(name="review")
+    async def review(self, act: Act[RemediationStep]) -> RemediationStatus:
+        """SCO's re-validation (M-9.1 step 4); a failed one sends the partner back to fixes."""
+        if act.body.passed:
+            return await self._take("revalidation", act)
+        self.state.steps.pop("fixes", None)
+        self.failed_revalidations += 1
+        self._refresh()
+        await self._record(
+            f"revalidation_failed:{self.failed_revalidations}",
+            "revalidation_failed",
+            actor=act.actor.name,
+            rules=["M-9.1"],
+            data={"summary": act.body.summary},
+        )
+        return self.state
+
+    @review.validator
+    def _check_review(self, act: Act[RemediationStep]) -> None:
+        self._check("revalidation", act)
+        if act.body.passed is None:
+            refuse(
+                Refusal.INVALID,
+                "a re-validation says whether it passed",
+                rule="M-9.1",
+                errors={"passed": "required (M-9.1)"},
+            )
+
+    @workflow.query(name="status")
+    def status(self) -> RemediationStatus:
+        return self.state
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _remediated(self) -> bool:
+        return "revalidation" in self.state.steps
+
+    def _deadline(self) -> datetime:
+        assert self.state.deadline is not None
+        return self.state.deadline
+
+    def _next(self) -> str | None:
+        done = [s for s in REMEDIATION_STEPS if s in self.state.steps]
+        return REMEDIATION_STEPS[len(done)] if len(done) < len(REMEDIATION_STEPS) - 1 else None
+
+    def _check(self, step: str, act: Act[RemediationStep]) -> None:
+        if step in PARTNER_STEPS:
+            require_partner(act.actor, self.inp.partner_id)
+        else:
+            require_role(act.actor, Role.SCO)
+        if self.state.status is not ProcessStatus.ACTIVE or not self.open:
+            refuse(Refusal.WRONG_STAGE, f"the remediation is {self.state.status.value}")
+        done = [s for s in REMEDIATION_STEPS if s in self.state.steps]
+        refuse_decision(
+            check_remediation_step(done, step), f"{step} is not next", kind=Refusal.WRONG_STAGE
+        )
+
+    async def _take(self, step: str, act: Act[RemediationStep]) -> RemediationStatus:
+        self.state.steps[step] = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        self._refresh()
+        await self._record(
+            step,
+            f"{step}_submitted",
+            actor=act.actor.name,
+            rules=["M-9.1"],
+            data={"summary": act.body.summary},
+        )
+        return self.state
+
+    def _refresh(self) -> None:
+        active = self.open and self.state.status is ProcessStatus.ACTIVE
+        step = self._next() if active else None
+        self.state.step = step
+        actor = Role.SCO.value if step == "revalidation" else f"partner:{self.inp.partner_id}"
+        self.state.awaiting = (
+            [Awaiting(actor=actor, action=step.replace("_", " "), deadline=self.state.deadline)]
+            if step
+            else []
+        )
+        self.ledger.show(
+            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
+        )
+
+    def _event(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> RecordEvent:
+        return self.ledger.event(
+            step,
+            event=event,
+            actor=actor,
+            stage=self.state.stage,
+            status=self.state.status,
+            awaiting=self.state.awaiting,
+            rules=rules,
+            data=dict(data or {}),
+        )
+
+    async def _record(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, object] | None = None,
+    ) -> None:
+        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
+
+    async def _set_access(self, status: PartnerStatus, event: str, rule_ids: list[str]) -> None:
+        self.state.restricted = status is PartnerStatus.RESTRICTED
+        await workflow.execute_activity_method(
+            GovernanceActivities.set_partner_status,
+            PartnerStatusInput(
+                event=self._event(
+                    f"access:{event}", event, rules=rule_ids, data={"status": status.value}
+                ),
+                partner_id=self.inp.partner_id,
+                status=status,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"partner access: {status.value}",
+        )
+
+    async def _close(
+        self,
+        status: ProcessStatus,
+        event: str,
+        rule_ids: list[str],
+        data: dict[str, object] | None = None,
+    ) -> None:
+        self.state.status = status
+        self.state.closed_at = workflow.now()
+        self._refresh()
+        await self._record(f"finished:{status.value}", event, rules=rule_ids, data=data)
