@@ -40,12 +40,14 @@ class Ledger:
         partner_id: str,
         policy_version: int,
         snapshot: Callable[[], dict[str, Any]],
+        view: Callable[[], tuple[str, ProcessStatus, list[Awaiting]]],
     ) -> None:
         self.process = process
         self.process_id = process_id
         self.partner_id = partner_id
         self.policy_version = policy_version
         self.snapshot = snapshot
+        self.view = view  # the run's current (stage, status, awaiting)
         self.workflow_id = workflow.info().workflow_id
 
     def event(
@@ -89,6 +91,39 @@ class Ledger:
             retry_policy=ACTIVITY_RETRY,
             summary=f"{event.event} @ {event.stage}",
         )
+
+    def now_event(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RecordEvent:
+        """An event stamped with the run's current stage, status and who it awaits."""
+        stage, status, awaiting = self.view()
+        return self.event(
+            step,
+            event=event,
+            actor=actor,
+            stage=stage,
+            status=status,
+            awaiting=awaiting,
+            rules=rules,
+            data=dict(data or {}),
+        )
+
+    async def emit(
+        self,
+        step: str,
+        event: str,
+        *,
+        actor: str = "system",
+        rules: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        await self.write(self.now_event(step, event, actor=actor, rules=rules, data=data))
 
     async def record(
         self,

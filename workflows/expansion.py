@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         ExpansionStatus,
         GrantInput,
         MigrationInput,
-        RecordEvent,
         ReviewRecord,
         RiskInput,
         StepRecord,
@@ -99,6 +98,7 @@ class PartnerExpansion:
             partner_id=inp.partner_id,
             policy_version=inp.policy.version,
             snapshot=lambda: self.state.model_dump(mode="json"),
+            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
         )
         self.state = ExpansionStatus(
             id=inp.expansion_id,
@@ -124,7 +124,7 @@ class PartnerExpansion:
     @workflow.run
     async def run(self, inp: ExpansionInput) -> ExpansionStatus:
         self._show()
-        await self._record(
+        await self.ledger.emit(
             "submitted",
             "submitted",
             actor=self.partner,
@@ -193,7 +193,7 @@ class PartnerExpansion:
         )
         self.state.risk = risk
         workflow.upsert_search_attributes([contract.RISK_LEVEL.value_set(risk.level.value)])
-        await self._record(
+        await self.ledger.emit(
             "risk",
             "risk_assessed",
             rules=list(risk.rules),
@@ -271,7 +271,7 @@ class PartnerExpansion:
         await workflow.execute_activity_method(
             GovernanceActivities.apply_grant,
             GrantInput(
-                event=self._event(
+                event=self.ledger.now_event(
                     "governance_update",
                     "governance_update",
                     actor="system",
@@ -320,7 +320,7 @@ class PartnerExpansion:
             )
             last = now
             self.state.monitoring.append(check)
-            await self._record(
+            await self.ledger.emit(
                 f"monitoring:{len(self.state.monitoring)}",
                 "monitoring_check",
                 rules=["E-12.1", "E-11.1"],
@@ -356,7 +356,7 @@ class PartnerExpansion:
         )
         self._show()
         rules = sorted({CRITERIA[c][1] for c in act.body.criteria} | {"E-2.2"})
-        await self._record(
+        await self.ledger.emit(
             f"review:{body.value}",
             "reviewed",
             actor=act.actor.name,
@@ -386,7 +386,7 @@ class PartnerExpansion:
                 update={"missing_plans": tuple(self._missing_risk_plans())}
             )
         self._show()
-        await self._record(
+        await self.ledger.emit(
             f"plans:{len(self.state.plans)}",
             "plans_submitted",
             actor=act.actor.name,
@@ -409,7 +409,7 @@ class PartnerExpansion:
             refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
         self.state.votes[body] = VoteRecord(vote=act.body, actor=act.actor.name, at=workflow.now())
         self._show()
-        await self._record(
+        await self.ledger.emit(
             f"vote:{body.value}",
             "voted",
             actor=act.actor.name,
@@ -507,7 +507,7 @@ class PartnerExpansion:
         self.deadline = act.body.until
         self.extensions += 1
         self._show()
-        await self._record(
+        await self.ledger.emit(
             f"extended:{self.extensions}",
             "deadline_extended",
             actor=act.actor.name,
@@ -601,42 +601,11 @@ class PartnerExpansion:
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
 
-    def _event(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> RecordEvent:
-        return self.ledger.event(
-            step,
-            event=event,
-            actor=actor,
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=self.state.awaiting,
-            rules=rules,
-            data=dict(data or {}),
-        )
-
-    async def _record(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> None:
-        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
-
     async def _record_step(
         self, step: str, actor: str, *, rules: list[str], data: dict[str, object] | None = None
     ) -> None:
         self._show()
-        await self._record(step, f"{step}_submitted", actor=actor, rules=rules, data=data)
+        await self.ledger.emit(step, f"{step}_submitted", actor=actor, rules=rules, data=data)
 
     def _ensure_active(self) -> None:
         """A withdrawal (an Update) may have closed the process while the run was busy."""
@@ -650,7 +619,7 @@ class PartnerExpansion:
         self.step_actors = list
         self.deadline = None
         self._show()
-        await self._record(f"stage:{stage.value}", "stage_changed", rules=["E-12.1"])
+        await self.ledger.emit(f"stage:{stage.value}", "stage_changed", rules=["E-12.1"])
 
     async def _step(
         self,
@@ -669,7 +638,7 @@ class PartnerExpansion:
         self.step_actors = actors
         self.deadline = opened + window.period
         self._show()
-        await self._record(
+        await self.ledger.emit(
             f"window:{step}",
             "window_opened",
             rules=["P-3"],
@@ -706,7 +675,7 @@ class PartnerExpansion:
             )
             self.step_actors = lambda cgb=cgb: [*actors(), cgb]  # type: ignore[misc]
             self._show()
-            await self._record(
+            await self.ledger.emit(
                 f"escalated:{step}:{escalations}",
                 "escalated",
                 rules=["P-3"],
@@ -728,7 +697,7 @@ class PartnerExpansion:
         self._ensure_active()
         ok = done()
         if not ok:
-            await self._record(
+            await self.ledger.emit(
                 f"missed:{step}",
                 "deadline_missed",
                 rules=["P-3"],
@@ -741,7 +710,7 @@ class PartnerExpansion:
         return ok
 
     async def _remind(self, step: str, n: int, actors: Callable[[], list[Awaiting]]) -> None:
-        await self._record(
+        await self.ledger.emit(
             f"reminder:{step}:{n}",
             "reminder",
             rules=["P-3"],
@@ -774,7 +743,7 @@ class PartnerExpansion:
             rules=list(result.rules),
             at=workflow.now(),
         )
-        await self._record(
+        await self.ledger.emit(
             "decision",
             "decided",
             rules=list(result.rules),
@@ -821,7 +790,7 @@ class PartnerExpansion:
             summary=f"start migration {migration_id}",
         )
         self.state.migration_id = migration_id
-        await self._record(
+        await self.ledger.emit(
             "migration_started",
             "migration_started",
             rules=["E-2.1a", "E-9.1"],
@@ -844,6 +813,8 @@ class PartnerExpansion:
         self.step_actors = list
         self.deadline = None
         self._show()
-        await self._record(f"finished:{status.value}", event, actor=actor, rules=rules, data=data)
+        await self.ledger.emit(
+            f"finished:{status.value}", event, actor=actor, rules=rules, data=data
+        )
         if end_run and status is not ProcessStatus.COMPLETED:
             raise _Ended

@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         MigrationInput,
         MigrationStatus,
         Notification,
-        RecordEvent,
         StepRecord,
         TelemetryCheckInput,
         ValidationInput,
@@ -79,6 +78,7 @@ class PartnerMigration:
             partner_id=inp.partner_id,
             policy_version=inp.policy.version,
             snapshot=lambda: self.state.model_dump(mode="json"),
+            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
         )
         self.state = MigrationStatus(
             id=inp.migration_id,
@@ -169,7 +169,7 @@ class PartnerMigration:
             permissions=permissions,
         )
         self._show()
-        await self._record(
+        await self.ledger.emit(
             "notice",
             "notice",
             actor=self.inp.requested_by,
@@ -211,7 +211,7 @@ class PartnerMigration:
         )
         for result in results:
             self.state.validation[result.check] = result
-            await self._record(
+            await self.ledger.emit(
                 f"validation:{result.check}",
                 "validated",
                 rules=["M-8.1", *sorted({f.rule for f in result.findings})],
@@ -252,7 +252,7 @@ class PartnerMigration:
             )
             last = now
             self.state.monitoring.append(check)
-            await self._record(
+            await self.ledger.emit(
                 f"monitoring:{len(self.state.monitoring)}",
                 "monitoring_check",
                 rules=["M-4.6"],
@@ -274,7 +274,7 @@ class PartnerMigration:
         await workflow.execute_activity_method(
             MigrationActivities.apply_lifecycle,
             LifecycleInput(
-                event=self._event(
+                event=self.ledger.now_event(
                     "lifecycle",
                     "lifecycle_updated",
                     rules=["M-4.7"],
@@ -294,7 +294,7 @@ class PartnerMigration:
     @workflow.update(name="plan")
     async def plan(self, act: Act[MigrationPlan]) -> MigrationStatus:
         self.state.plan = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self._record("plan", "plan_submitted", actor=act.actor.name, rules=["M-4.2"])
+        await self.ledger.emit("plan", "plan_submitted", actor=act.actor.name, rules=["M-4.2"])
         return self.state
 
     @plan.validator
@@ -306,7 +306,7 @@ class PartnerMigration:
         self.state.implementation = StepRecord(
             body=act.body, actor=act.actor.name, at=workflow.now()
         )
-        await self._record(
+        await self.ledger.emit(
             "implementation", "implementation_submitted", actor=act.actor.name, rules=["M-4.3"]
         )
         return self.state
@@ -320,7 +320,7 @@ class PartnerMigration:
         self.state.documentation = StepRecord(
             body=act.body, actor=act.actor.name, at=workflow.now()
         )
-        await self._record(
+        await self.ledger.emit(
             "documentation", "documentation_submitted", actor=act.actor.name, rules=["M-7.1"]
         )
         return self.state
@@ -332,7 +332,7 @@ class PartnerMigration:
     @workflow.update(name="rollout")
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
         self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self._record(
+        await self.ledger.emit(
             "rollout",
             "rolled_out",
             actor=act.actor.name,
@@ -400,44 +400,13 @@ class PartnerMigration:
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
 
-    def _event(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> RecordEvent:
-        return self.ledger.event(
-            step,
-            event=event,
-            actor=actor,
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=self.state.awaiting,
-            rules=rules,
-            data=dict(data or {}),
-        )
-
-    async def _record(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> None:
-        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
-
     async def _enter(self, stage: MigrationStage) -> None:
         self._ensure_active()
         self.state.stage = stage
         self.state.step = None
         self.state.awaiting = []
         self._show()
-        await self._record(f"stage:{stage.value}", "stage_changed", rules=["M-4.1"])
+        await self.ledger.emit(f"stage:{stage.value}", "stage_changed", rules=["M-4.1"])
 
     async def _partner_step(
         self, step: str, action: str, rule: str, done: Callable[[], bool]
@@ -454,7 +423,7 @@ class PartnerMigration:
             opened_at=workflow.now(),
             deadline=lambda: window_end,
             window=self.policy.partner_step,
-            on_reminder=lambda: self._record(
+            on_reminder=lambda: self.ledger.emit(
                 f"reminder:{step}", "reminder", rules=["P-3"], data={"step": step}
             ),
         )
@@ -463,7 +432,7 @@ class PartnerMigration:
         self.state.step = None
         self.state.awaiting = []
         if not in_time:
-            await self._record(f"missed:{step}", "deadline_missed", rules=["P-3", rule])
+            await self.ledger.emit(f"missed:{step}", "deadline_missed", rules=["P-3", rule])
             await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
 
     async def _close(
@@ -481,6 +450,8 @@ class PartnerMigration:
         self.state.step = None
         self.state.awaiting = []
         self._show()
-        await self._record(f"finished:{status.value}", event, actor=actor, rules=rules, data=data)
+        await self.ledger.emit(
+            f"finished:{status.value}", event, actor=actor, rules=rules, data=data
+        )
         if end_run and status is not ProcessStatus.COMPLETED:
             raise _Ended

@@ -21,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
         Awaiting,
         MigrationInput,
         PartnerStatusInput,
-        RecordEvent,
         RemediationInput,
         RemediationStatus,
         StepRecord,
@@ -57,6 +56,7 @@ class Remediation:
             partner_id=inp.partner_id,
             policy_version=inp.policy.version,
             snapshot=lambda: self.state.model_dump(mode="json"),
+            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
         )
         self.state = RemediationStatus(
             id=inp.remediation_id,
@@ -89,7 +89,7 @@ class Remediation:
             else rules.deadline(inp.severity, inp.opened_at, self.policy)
         )
         self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
-        await self._record(
+        await self.ledger.emit(
             "opened",
             "remediation_opened",
             actor=inp.opened_by,
@@ -111,7 +111,7 @@ class Remediation:
             opened_at=inp.opened_at,
             deadline=self._deadline,
             window=Deadline(period=window, reminder=max(reminder, timedelta(seconds=1))),
-            on_reminder=lambda: self._record("reminder", "reminder", rules=["P-3", "M-9.2"]),
+            on_reminder=lambda: self.ledger.emit("reminder", "reminder", rules=["P-3", "M-9.2"]),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if in_time:
@@ -187,7 +187,7 @@ class Remediation:
         self.state.steps.pop("fixes", None)
         self.failed_revalidations += 1
         self._refresh()
-        await self._record(
+        await self.ledger.emit(
             f"revalidation_failed:{self.failed_revalidations}",
             "revalidation_failed",
             actor=act.actor.name,
@@ -239,7 +239,7 @@ class Remediation:
     async def _take(self, step: str, act: Act[RemediationStep]) -> RemediationStatus:
         self.state.steps[step] = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
         self._refresh()
-        await self._record(
+        await self.ledger.emit(
             step,
             f"{step}_submitted",
             actor=act.actor.name,
@@ -262,43 +262,12 @@ class Remediation:
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
 
-    def _event(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> RecordEvent:
-        return self.ledger.event(
-            step,
-            event=event,
-            actor=actor,
-            stage=self.state.stage,
-            status=self.state.status,
-            awaiting=self.state.awaiting,
-            rules=rules,
-            data=dict(data or {}),
-        )
-
-    async def _record(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, object] | None = None,
-    ) -> None:
-        await self.ledger.write(self._event(step, event, actor=actor, rules=rules, data=data))
-
     async def _set_access(self, status: PartnerStatus, event: str, rule_ids: list[str]) -> None:
         self.state.restricted = status is PartnerStatus.RESTRICTED
         await workflow.execute_activity_method(
             GovernanceActivities.set_partner_status,
             PartnerStatusInput(
-                event=self._event(
+                event=self.ledger.now_event(
                     f"access:{event}", event, rules=rule_ids, data={"status": status.value}
                 ),
                 partner_id=self.inp.partner_id,
@@ -319,4 +288,4 @@ class Remediation:
         self.state.status = status
         self.state.closed_at = workflow.now()
         self._refresh()
-        await self._record(f"finished:{status.value}", event, rules=rule_ids, data=data)
+        await self.ledger.emit(f"finished:{status.value}", event, rules=rule_ids, data=data)
