@@ -11,7 +11,16 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import problems
-from api.routes import compatibility, expansions, health, migrations, partners, policy, tokens
+from api.routes import (
+    compatibility,
+    expansions,
+    health,
+    migrations,
+    partners,
+    policy,
+    remediations,
+    tokens,
+)
 from kwanus.settings import Settings, get_settings
 from store.db import Database
 
@@ -50,8 +59,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.state.settings = settings
     problems.install(app)
     v1 = APIRouter(prefix="/v1")
-    for module in (partners, tokens, expansions, migrations, policy, compatibility):
+    for module in (partners, tokens, expansions, migrations, remediations, policy, compatibility):
         v1.include_router(module.router)
+    v1.include_router(remediations.violations)
     app.include_router(v1)
     app.include_router(health.router)
     return app

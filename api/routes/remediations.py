@@ -1,0 +1,145 @@
+"""Violations and their remediations (M-9): SCO reports a violation, the partner remediates
+step by step, SCO re-validates."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+
+from api.deps import (
+    CurrentPrincipal,
+    PolicyDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require,
+)
+from api.problems import not_found
+from api.processes import read_state, send_step, start_once
+from kwanus import contract
+from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
+from policy.forms import RemediationStep
+from policy.proposal import Text
+from policy.vocabulary import ProcessKind, Role, Severity
+from store import repo
+from store.tables import utcnow
+
+violations = APIRouter(prefix="/partners", tags=["remediations"])
+router = APIRouter(prefix="/remediations", tags=["remediations"])
+ScoDep = Annotated[Principal, Depends(require(Role.SCO))]
+
+
+class ViolationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = (
+        Field(default=None, description="Client-chosen id (P-1).")
+    )
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    severity: Severity
+    description: Text
+
+
+class RemediationAccepted(BaseModel):
+    id: str
+    workflow_id: str
+    stage: str
+
+
+@violations.post(
+    "/{partner_id}/violations",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RemediationAccepted,
+)
+async def report_violation(
+    partner_id: str,
+    body: ViolationCreate,
+    principal: ScoDep,
+    policy: PolicyDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> RemediationAccepted:
+    """Report a violation (SCO): opens its remediation with the window of its severity (M-9.2);
+    a severe one restricts the partner's access at once."""
+    partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=partner_id)
+    if partner is None:
+        raise not_found("partner")
+    remediation_id = body.id or secrets.token_hex(8)
+    workflow_id = contract.remediation_workflow_id(remediation_id)
+    stage = await start_once(
+        client,
+        run="Remediation",
+        arg=RemediationInput(
+            remediation_id=remediation_id,
+            partner_id=partner_id,
+            partner_tier=partner.tier,
+            severity=body.severity,
+            kind=body.kind,
+            description=body.description,
+            opened_at=utcnow(),
+            policy=policy,
+            opened_by=principal.actor,
+        ),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        partner_id=partner_id,
+        kind=ProcessKind.REMEDIATION,
+        stage="Remediation",
+        content_sha256=canonical_sha256(body),
+        summary=f"Remediation {remediation_id} · partner {partner_id} · {body.severity.value}",
+        what="remediation",
+    )
+    return RemediationAccepted(id=remediation_id, workflow_id=workflow_id, stage=stage)
+
+
+@router.get("/{remediation_id}", response_model=RemediationStatus)
+async def get_remediation(
+    remediation_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+) -> RemediationStatus:
+    """A remediation's live state: the next step, its deadline, whether access is restricted."""
+    workflow_id = contract.remediation_workflow_id(remediation_id)
+    return await read_state(
+        client, session, principal, workflow_id, RemediationStatus, "remediation"
+    )
+
+
+async def _step(
+    client: Client,
+    session: Session,
+    principal: Principal,
+    remediation_id: str,
+    update: str,
+    body: RemediationStep,
+) -> RemediationStatus:
+    workflow_id = contract.remediation_workflow_id(remediation_id)
+    return await send_step(
+        client, session, principal, workflow_id, update, body, RemediationStatus, "remediation"
+    )
+
+
+def _route(path: str, update: str, doc: str) -> None:
+    async def step(
+        remediation_id: str,
+        body: RemediationStep,
+        principal: CurrentPrincipal,
+        session: SessionDep,
+        client: TemporalDep,
+    ) -> RemediationStatus:
+        return await _step(client, session, principal, remediation_id, update, body)
+
+    step.__doc__ = doc
+    router.post(f"/{{remediation_id}}/{path}", response_model=RemediationStatus, name=update)(step)
+
+
+_route("root-cause", "root_cause", "Identify the root cause (partner; M-9.1 step 1).")
+_route("plan", "plan", "Submit the remediation plan (partner; M-9.1 step 2).")
+_route("fixes", "fixes", "Report the fixes implemented (partner; M-9.1 step 3).")
+_route("review", "review", "Re-validate: `passed` true restores access (SCO; M-9.1 step 4-5).")
