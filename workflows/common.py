@@ -125,31 +125,6 @@ class Ledger:
     ) -> None:
         await self.write(self.now_event(step, event, actor=actor, rules=rules, data=data))
 
-    async def record(
-        self,
-        step: str,
-        *,
-        event: str,
-        actor: str,
-        stage: str,
-        status: ProcessStatus,
-        awaiting: list[Awaiting],
-        rules: list[str] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        await self.write(
-            self.event(
-                step,
-                event=event,
-                actor=actor,
-                stage=stage,
-                status=status,
-                awaiting=awaiting,
-                rules=rules,
-                data=data,
-            )
-        )
-
     def show(self, *, stage: str, status: ProcessStatus, awaiting: list[Awaiting]) -> None:
         """Search attributes and current details: ops read them without decoding payloads.
         Ids and enums only — Temporal stores these unencrypted."""
