@@ -324,3 +324,32 @@ async def test_missed_plan_window_expires(migrate: Callable[..., Any]) -> None:
     assert state.window_end - state.started_at == DEFAULT_POLICY.migration_windows["forced"]
     result = await mig.handle.result()
     assert result.status is ProcessStatus.EXPIRED
+
+
+async def test_forced_downgrade_changes_the_tier_only_at_completion(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-9.3 / E-7.2: the tier of a forced downgrade changes when its migration completes
+    (M-4.7), not before — the fallback period runs first."""
+    mig: Mig = await migrate(
+        trigger=Trigger.COMPLIANCE_VIOLATION,
+        type_=MigrationType.TIER,
+        subtype="downgrade",
+        target={**TARGET, "tier": "community"},
+        months=6,
+    )
+    with mig.db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None
+        partner.permissions = ["orders:read"]  # within the community tier's read-only boundary
+        session.add(partner)
+        session.commit()
+    state = await mig.through_rollout()
+    assert state.fallback.until is not None
+    mig.healthy_telemetry_at(state.fallback.until - timedelta(hours=1))
+    with mig.db.session() as session:
+        assert (p := session.get(Partner, "acme")) is not None and p.tier == "verified"
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.COMPLETED
+    with mig.db.session() as session:
+        assert (p := session.get(Partner, "acme")) is not None and p.tier == "community"
