@@ -39,11 +39,7 @@ class Problem(Exception):
     @classmethod
     def refused(cls, decision: Decision, detail: str) -> Problem:
         """422 for a policy decision that refused: every finding by field, the rules named."""
-        errors: dict[str, str] = {}
-        for f in decision.findings:
-            msg = f"{f.message} ({f.rule})"
-            errors[f.field] = f"{errors[f.field]}; {msg}" if f.field in errors else msg
-        return cls(422, detail, rule=", ".join(decision.rules), errors=errors)
+        return cls(422, detail, rule=", ".join(decision.rules), errors=decision.errors())
 
 
 def unauthorized(detail: str = "a valid bearer token is required") -> Problem:

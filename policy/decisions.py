@@ -35,3 +35,11 @@ class Decision(BaseModel):
     @property
     def rules(self) -> list[str]:
         return sorted({f.rule for f in self.findings})
+
+    def errors(self) -> dict[str, str]:
+        """Field -> message (with its rule), the shape of a 422's `errors`."""
+        out: dict[str, str] = {}
+        for f in self.findings:
+            msg = f"{f.message} ({f.rule})"
+            out[f.field] = f"{out[f.field]}; {msg}" if f.field in out else msg
+        return out

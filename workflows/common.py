@@ -195,13 +195,8 @@ def refuse(
 
 def refuse_decision(decision: Decision, detail: str, kind: str = Refusal.INVALID) -> None:
     """Refuse with every finding of a policy decision, if it has any."""
-    if decision.allowed:
-        return
-    errors: dict[str, str] = {}
-    for f in decision.findings:
-        msg = f"{f.message} ({f.rule})"
-        errors[f.field] = f"{errors[f.field]}; {msg}" if f.field in errors else msg
-    refuse(kind, detail, rule=", ".join(decision.rules), errors=errors)
+    if not decision.allowed:
+        refuse(kind, detail, rule=", ".join(decision.rules), errors=decision.errors())
 
 
 def require_role(actor: Actor, *roles: Role) -> None:
