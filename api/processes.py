@@ -174,6 +174,14 @@ async def start_once(
     return stage
 
 
+class Accepted(BaseModel):
+    """202 to a started process: its id, workflow id and stage."""
+
+    id: str
+    workflow_id: str
+    stage: str
+
+
 class ProcessSummary(BaseModel):
     id: str
     workflow_id: str

@@ -16,9 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus import contract
     from kwanus.contract import Refusal
-    from kwanus.models import Actor, Awaiting, RecordEvent
+    from kwanus.models import Actor, Awaiting, MonitoringCheck, RecordEvent, TelemetryCheckInput
     from policy.decisions import Decision
-    from policy.document import Deadline
+    from policy.document import Deadline, PolicyDocument
     from policy.vocabulary import ProcessKind, ProcessStatus, Role
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -210,3 +210,30 @@ def require_role(actor: Actor, *roles: Role) -> None:
 def require_partner(actor: Actor, partner_id: str) -> None:
     if actor.role is not Role.PARTNER or actor.partner_id != partner_id:
         refuse(Refusal.FORBIDDEN, "only the partner of this process may do this", rule="P-6")
+
+
+async def check_telemetry(
+    ledger: Ledger,
+    checks: list[MonitoringCheck],
+    *,
+    since: datetime,
+    until: datetime,
+    policy: PolicyDocument,
+    rules: list[str],
+) -> MonitoringCheck:
+    """Judge the partner's telemetry for (since, until], keep the check and record it."""
+    check = await workflow.execute_activity_method(
+        GovernanceActivities.check_telemetry,
+        TelemetryCheckInput(partner_id=ledger.partner_id, since=since, until=until, policy=policy),
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=ACTIVITY_RETRY,
+        summary="check telemetry",
+    )
+    checks.append(check)
+    await ledger.emit(
+        f"monitoring:{len(checks)}",
+        "monitoring_check",
+        rules=rules,
+        data={"healthy": check.healthy, "findings": [f.message for f in check.findings]},
+    )
+    return check

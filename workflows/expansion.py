@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         ReviewRecord,
         RiskInput,
         StepRecord,
-        TelemetryCheckInput,
         VoteRecord,
     )
     from policy.document import Deadline
@@ -64,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         Ledger,
+        check_telemetry,
         refuse,
         refuse_decision,
         require_partner,
@@ -309,23 +309,15 @@ class PartnerExpansion:
         while workflow.now() < end:
             await workflow.sleep(min(m.check_interval, end - workflow.now()))
             now = workflow.now()
-            check = await workflow.execute_activity_method(
-                GovernanceActivities.check_telemetry,
-                TelemetryCheckInput(
-                    partner_id=self.inp.partner_id, since=last, until=now, policy=self.policy
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="check telemetry",
+            await check_telemetry(
+                self.ledger,
+                self.state.monitoring,
+                since=last,
+                until=now,
+                policy=self.policy,
+                rules=["E-12.1", "E-11.1"],
             )
             last = now
-            self.state.monitoring.append(check)
-            await self.ledger.emit(
-                f"monitoring:{len(self.state.monitoring)}",
-                "monitoring_check",
-                rules=["E-12.1", "E-11.1"],
-                data={"healthy": check.healthy, "findings": [f.message for f in check.findings]},
-            )
 
     async def _review(self) -> None:
         """Stage 7: CGB reviews the outcome."""

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.governance import GovernanceActivities
     from activities.migration import CHECKS, MigrationActivities
     from kwanus.contract import MIGRATION_WORKFLOW, Refusal
     from kwanus.models import (
@@ -26,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         MigrationStatus,
         Notification,
         StepRecord,
-        TelemetryCheckInput,
         ValidationInput,
     )
     from policy.decisions import Decision
@@ -52,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         Ledger,
+        check_telemetry,
         refuse,
         refuse_decision,
         require_partner,
@@ -241,23 +240,15 @@ class PartnerMigration:
             wait = min(interval, until - now) if now < until else interval
             await workflow.sleep(wait)
             now = workflow.now()
-            check = await workflow.execute_activity_method(
-                GovernanceActivities.check_telemetry,
-                TelemetryCheckInput(
-                    partner_id=self.inp.partner_id, since=last, until=now, policy=self.policy
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="check telemetry",
+            await check_telemetry(
+                self.ledger,
+                self.state.monitoring,
+                since=last,
+                until=now,
+                policy=self.policy,
+                rules=["M-4.6"],
             )
             last = now
-            self.state.monitoring.append(check)
-            await self.ledger.emit(
-                f"monitoring:{len(self.state.monitoring)}",
-                "monitoring_check",
-                rules=["M-4.6"],
-                data={"healthy": check.healthy, "findings": [f.message for f in check.findings]},
-            )
 
     async def _completion(self) -> None:
         """M-4.7: fallback removed, migration complete, the partner's lifecycle record updated."""

@@ -22,7 +22,7 @@ from api.deps import (
     require,
 )
 from api.problems import Problem, not_found
-from api.processes import ProcessSummary, read_state, send_step, start_once, summary
+from api.processes import Accepted, ProcessSummary, read_state, send_step, start_once, summary
 from kwanus import contract
 from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
@@ -56,13 +56,7 @@ class ExpansionCreate(Proposal):
     )
 
 
-class ExpansionAccepted(BaseModel):
-    id: str
-    workflow_id: str
-    stage: str
-
-
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ExpansionAccepted)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def submit_expansion(
     body: ExpansionCreate,
     principal: PartnerDep,
@@ -70,7 +64,7 @@ async def submit_expansion(
     session: SessionDep,
     settings: SettingsDep,
     client: TemporalDep,
-) -> ExpansionAccepted:
+) -> Accepted:
     """Submit a proposal (partner): refused with 422 before any workflow starts when incomplete
     (E-2.1), malformed for its category (E-3.x) or forbidden (E-5.2, E-6.3, E-8.3)."""
     assert principal.partner_id is not None
@@ -110,7 +104,7 @@ async def submit_expansion(
         f"category {proposal.category.value}",
         what="expansion",
     )
-    return ExpansionAccepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
+    return Accepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("", response_model=list[ProcessSummary])

@@ -22,7 +22,7 @@ from api.deps import (
     TemporalDep,
 )
 from api.problems import Problem, not_found
-from api.processes import ProcessSummary, read_state, send_step, start_once, summary
+from api.processes import Accepted, ProcessSummary, read_state, send_step, start_once, summary
 from kwanus import contract
 from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
 from policy.forms import (
@@ -73,13 +73,7 @@ class MigrationCreate(BaseModel):
     )
 
 
-class MigrationAccepted(BaseModel):
-    id: str
-    workflow_id: str
-    stage: str
-
-
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=MigrationAccepted)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def start_migration(
     body: MigrationCreate,
     principal: CurrentPrincipal,
@@ -87,7 +81,7 @@ async def start_migration(
     session: SessionDep,
     settings: SettingsDep,
     client: TemporalDep,
-) -> MigrationAccepted:
+) -> Accepted:
     """Start a migration (TSC, SCO, CGB, admin; a partner only for an optional trigger on
     itself, M-2.2). Refused with 422 naming the rule when the type, trigger, fallback or
     governance do not fit (M-3.1, M-3.2, M-6.2)."""
@@ -152,7 +146,7 @@ async def start_migration(
         summary=f"Migration {migration_id} · partner {body.partner_id} · {body.trigger.value}",
         what="migration",
     )
-    return MigrationAccepted(id=migration_id, workflow_id=workflow_id, stage=stage)
+    return Accepted(id=migration_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("", response_model=list[ProcessSummary])

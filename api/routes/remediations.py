@@ -22,7 +22,7 @@ from api.deps import (
     require,
 )
 from api.problems import not_found
-from api.processes import read_state, send_step, start_once
+from api.processes import Accepted, read_state, send_step, start_once
 from kwanus import contract
 from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
 from policy.forms import RemediationStep
@@ -47,16 +47,10 @@ class ViolationCreate(BaseModel):
     description: Text
 
 
-class RemediationAccepted(BaseModel):
-    id: str
-    workflow_id: str
-    stage: str
-
-
 @violations.post(
     "/{partner_id}/violations",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=RemediationAccepted,
+    response_model=Accepted,
 )
 async def report_violation(
     partner_id: str,
@@ -66,7 +60,7 @@ async def report_violation(
     session: SessionDep,
     settings: SettingsDep,
     client: TemporalDep,
-) -> RemediationAccepted:
+) -> Accepted:
     """Report a violation (SCO): opens its remediation with the window of its severity (M-9.2);
     a severe one restricts the partner's access at once."""
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=partner_id)
@@ -97,7 +91,7 @@ async def report_violation(
         summary=f"Remediation {remediation_id} · partner {partner_id} · {body.severity.value}",
         what="remediation",
     )
-    return RemediationAccepted(id=remediation_id, workflow_id=workflow_id, stage=stage)
+    return Accepted(id=remediation_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("/{remediation_id}", response_model=RemediationStatus)
