@@ -4,6 +4,7 @@ field at once."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -18,7 +19,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from policy.evidence import MatrixEntry
-from policy.proposal import Text, Version
+from policy.types import Text, Version
 
 
 class Form(BaseModel):
@@ -28,27 +29,25 @@ class Form(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: ClassVar[dict[str, str]] = {}
 
+    @classmethod
+    def _also_missing(cls, raw: Mapping[str, Any]) -> list[InitErrorDetails]:
+        """Conditionally required fields missing from `raw` (judged even when other fields
+        failed, so one answer names every missing part)."""
+        return []
+
     @model_validator(mode="wrap")
     @classmethod
     def _name_rules(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        errors: list[InitErrorDetails] = []
+        model = None
         try:
-            return handler(data)
+            model = handler(data)
         except ValidationError as exc:
-            errors: list[InitErrorDetails] = []
             for err in exc.errors():
-                top = str(err["loc"][0]) if len(err["loc"]) == 1 else None
-                rule = cls.rules.get(top or "")
-                empty = err["type"] in ("missing", "string_too_short", "too_short")
-                if rule and empty:
-                    errors.append(
-                        {
-                            "type": PydanticCustomError(
-                                "missing", "required ({rule})", {"rule": rule}
-                            ),
-                            "loc": err["loc"],
-                            "input": err.get("input"),
-                        }
-                    )
+                top = str(err["loc"][0]) if len(err["loc"]) == 1 else ""
+                rule = cls.rules.get(top)
+                if rule and err["type"] in ("missing", "string_too_short", "too_short"):
+                    errors.append(missing(top, rule, "required", err.get("input")))
                 else:
                     errors.append(
                         {
@@ -57,7 +56,21 @@ class Form(BaseModel):
                             "input": err.get("input"),
                         }
                     )
-            raise ValidationError.from_exception_data(cls.__name__, errors) from None
+        errors += cls._also_missing(data if isinstance(data, Mapping) else {})
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return model
+
+
+def missing(field: str, rule: str, message: str, value: Any = None) -> InitErrorDetails:
+    """A `missing` error on `field` whose message ends with the rule that requires it."""
+    return {
+        "type": PydanticCustomError(
+            "missing", "{message} ({rule})", {"rule": rule, "message": message}
+        ),
+        "loc": (field,),
+        "input": value,
+    }
 
 
 class Plans(Form):

@@ -4,33 +4,16 @@ E-8). The API, the workflows and the tests all ask these functions."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any, ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import InitErrorDetails
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
+from policy.forms import Form, missing
+from policy.types import Name, Permission, Text, Version
 from policy.vocabulary import CapabilityKind, Category, Classification, IntegrationKind
-
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-# `resource:action`; a `*` is syntactically accepted so that E-5.2 can refuse it by name.
-Permission = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_.*-]+:[A-Za-z0-9_.*-]+$", max_length=200)
-]
-Version = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$"),
-]
 
 # E-2.1: what every proposal must carry (the migration plan only when applicable, E-2.1a).
 REQUIRED_PROPOSAL_FIELDS: tuple[str, ...] = (
@@ -70,20 +53,12 @@ def migration_plan_applicable(
     return category == Category.TIER.value or breaking_change is True or bool(removes)
 
 
-def _missing(field: str, rule: str, message: str) -> InitErrorDetails:
-    return {
-        "type": PydanticCustomError(
-            "missing", "{message} ({rule})", {"rule": rule, "message": message}
-        ),
-        "loc": (field,),
-        "input": None,
-    }
-
-
-class Proposal(BaseModel):
+class Proposal(Form):
     """An expansion proposal as the partner submits it (E-2.1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    rules: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("category", *REQUIRED_PROPOSAL_FIELDS), "E-2.1"
+    )
 
     category: Category
     description: Text
@@ -109,49 +84,26 @@ class Proposal(BaseModel):
     fallback_plan: Text | None = None
     monitoring_plan: Text | None = None
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _complete(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Proposal:
-        """E-2.1: name *every* missing field in one answer, including a migration plan that is
-        applicable (E-2.1a) even when other fields failed validation."""
-        raw: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
-        errors: list[InitErrorDetails] = []
-        model: Proposal | None = None
-        try:
-            model = handler(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                top = str(err["loc"][0]) if len(err["loc"]) == 1 else None
-                blank = err["type"] == "string_too_short" and top in REQUIRED_PROPOSAL_FIELDS
-                if (err["type"] == "missing" and top is not None) or blank:
-                    errors.append(_missing(str(top), "E-2.1", "required"))
-                else:
-                    errors.append(
-                        {
-                            "type": PydanticCustomError(err["type"], "{msg}", {"msg": err["msg"]}),
-                            "loc": err["loc"],
-                            "input": err.get("input"),
-                        }
-                    )
+    def _also_missing(cls, raw: Mapping[str, Any]) -> list[InitErrorDetails]:
+        """E-2.1a: an applicable migration plan is named with the rest, even when other fields
+        failed validation."""
         applicable = migration_plan_applicable(
             category=raw.get("category"),
             breaking_change=raw.get("breaking_change"),
             removes=raw.get("removes"),
         )
         plan = raw.get("migration_plan")
-        if applicable and (not isinstance(plan, str) or not plan.strip()):
-            errors.append(
-                _missing(
-                    "migration_plan",
-                    "E-2.1a",
-                    "required: the proposal changes a tier, removes or changes an existing "
-                    "capability or permission, or declares a breaking change",
-                )
+        if not applicable or (isinstance(plan, str) and plan.strip()):
+            return []
+        return [
+            missing(
+                "migration_plan",
+                "E-2.1a",
+                "required: the proposal changes a tier, removes or changes an existing "
+                "capability or permission, or declares a breaking change",
             )
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        assert model is not None
-        return model
+        ]
 
     @property
     def migration_plan_required(self) -> bool:

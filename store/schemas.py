@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from policy.proposal import Name, Permission, Version
+from policy.types import Name, Permission, Version
 from policy.vocabulary import PartnerStatus, Role
 
 PartnerId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]

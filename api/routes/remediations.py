@@ -26,7 +26,7 @@ from api.processes import Accepted, read_state, send_step, start_once
 from kwanus import contract
 from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
 from policy.forms import RemediationStep
-from policy.proposal import Text
+from policy.types import Text
 from policy.vocabulary import ProcessKind, Role, Severity
 from store import repo
 from store.tables import utcnow
