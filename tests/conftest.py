@@ -64,9 +64,11 @@ def db(db_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: months pass in milliseconds."""
+    """The time-skipping test server: months pass in milliseconds. One per test (it starts in
+    ~0.1 s): the server skips time globally, so a run one test leaves behind — or a quirk of
+    its time lock — must not be able to stall the next test's clock."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(binaries.temporal_test_server()),
