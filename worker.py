@@ -17,11 +17,12 @@ from activities.processes import ProcessStarter
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
 from store.db import Database
+from workflows.deprecation import DeprecationFanOut
 from workflows.expansion import PartnerExpansion
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 
-WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation]
+WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 
@@ -36,7 +37,7 @@ def build_worker(
 ) -> Worker:
     acts = GovernanceActivities(db)
     migration = MigrationActivities(db)
-    starter = ProcessStarter(client, task_queue)
+    starter = ProcessStarter(client, task_queue, db)
     return Worker(
         client,
         task_queue=task_queue,
@@ -48,6 +49,8 @@ def build_worker(
             acts.check_telemetry,
             acts.set_partner_status,
             starter.start_migration,
+            starter.start_remediation,
+            starter.start_deprecation_batch,
             migration.notify_partner,
             migration.partner_state,
             migration.validate,

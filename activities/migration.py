@@ -31,9 +31,6 @@ class StoreNotifier:
             return repo.notify(session=session, note=note)
 
 
-CHECKS = ("api_contract", "workflow", "permission_boundary", "runtime_compatibility")
-
-
 class MigrationActivities:
     def __init__(self, db: Database, notifier: Notifier | None = None) -> None:
         self.db = db

@@ -1,52 +1,127 @@
 """Activities that start other governance processes. A started process is linked, not a child:
-it outlives whatever started it (a migration runs 12 months after its expansion closed)."""
+it outlives whatever started it (a migration runs 12 months after its expansion closed).
+
+Every start is under a business ID (P-1), so a retried activity — or a notice sent twice —
+finds the process already started and starts nothing new."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kwanus import contract
-from kwanus.models import MigrationInput
+from kwanus.models import BatchResult, DeprecationBatch, MigrationInput, RemediationInput
+from kwanus.temporal import start_process
+from policy.deprecation import migration_id
+from policy.evidence import PartnerState
 from policy.vocabulary import MigrationStage, ProcessKind
+from store import repo
+from store.db import Database
+
+# Starts in flight at once within one fan-out batch: enough to keep the server busy, few
+# enough not to swamp it (DESIGN.md: bounded concurrency).
+START_CONCURRENCY = 32
 
 
 class ProcessStarter:
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(self, client: Client, task_queue: str, db: Database) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.db = db
+
+    async def _migration(self, inp: MigrationInput) -> bool:
+        """Start `migration-<id>`; False when it was already started."""
+        from workflows.migration import PartnerMigration
+
+        try:
+            await start_process(
+                self.client,
+                PartnerMigration.run,
+                inp,
+                workflow_id=contract.migration_workflow_id(inp.migration_id),
+                task_queue=self.task_queue,
+                partner_id=inp.partner_id,
+                kind=ProcessKind.MIGRATION.value,
+                stage=MigrationStage.NOTICE.value,
+                summary=f"Migration {inp.migration_id} · partner {inp.partner_id} · "
+                f"{inp.trigger.value}",
+            )
+        except WorkflowAlreadyStartedError:
+            return False
+        return True
 
     @activity.defn(name="start_migration")
     async def start_migration(self, inp: MigrationInput) -> str:
         """Start `migration-<id>` once: a retried activity finds it started (P-1)."""
-        from workflows.migration import PartnerMigration
+        if not await self._migration(inp):
+            activity.logger.info("migration %s already started", inp.migration_id)
+        return contract.migration_workflow_id(inp.migration_id)
 
-        workflow_id = contract.migration_workflow_id(inp.migration_id)
+    @activity.defn(name="start_remediation")
+    async def start_remediation(self, inp: RemediationInput) -> str:
+        """Start `remediation-<id>` once (a failed validation's remediation, M-8.2 / M-9)."""
+        from workflows.remediation import Remediation
+
+        workflow_id = contract.remediation_workflow_id(inp.remediation_id)
         try:
-            await self.client.start_workflow(
-                PartnerMigration.run,
+            await start_process(
+                self.client,
+                Remediation.run,
                 inp,
-                id=workflow_id,
+                workflow_id=workflow_id,
                 task_queue=self.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(contract.PARTNER_ID, inp.partner_id),
-                        SearchAttributePair(contract.PROCESS, ProcessKind.MIGRATION.value),
-                        SearchAttributePair(contract.STAGE, MigrationStage.NOTICE.value),
-                    ]
-                ),
-                static_summary=f"Migration {inp.migration_id} · partner {inp.partner_id} · "
-                f"{inp.trigger.value}",
+                partner_id=inp.partner_id,
+                kind=ProcessKind.REMEDIATION.value,
+                stage="Remediation",
+                summary=f"Remediation {inp.remediation_id} · partner {inp.partner_id} · "
+                f"{inp.severity.value} {inp.kind}",
             )
         except WorkflowAlreadyStartedError:
             activity.logger.info("%s already started", workflow_id)
         return workflow_id
+
+    @activity.defn(name="start_deprecation_batch")
+    async def start_deprecation_batch(self, inp: DeprecationBatch) -> BatchResult:
+        """One page of partners after `inp.after`: a required migration for each one the notice
+        affects (M-2.1), under `migration-<notice>.<partner>` — so a replayed page, a retried
+        activity or the same notice sent again starts nothing twice."""
+        rows = await asyncio.to_thread(self._page, inp.after, inp.limit)
+        affected = [p for p in rows if inp.notice.affects(p)]
+        kind = inp.notice.migration
+        months = inp.notice.fallback_months or inp.policy.fallback_default_months
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def one(partner_id: str) -> bool:
+            async with gate:
+                started = await self._migration(
+                    MigrationInput(
+                        migration_id=migration_id(inp.notice_id, partner_id),
+                        partner_id=partner_id,
+                        trigger=kind.trigger,
+                        type_=kind.type_,
+                        subtype=kind.subtype,
+                        target=inp.notice.target,
+                        fallback_months=months,
+                        policy=inp.policy,
+                        origin=inp.origin,
+                        requested_by=inp.requested_by,
+                    )
+                )
+                activity.heartbeat(partner_id)
+                return started
+
+        started = await asyncio.gather(*(one(p.partner_id) for p in affected))
+        return BatchResult(
+            scanned=len(rows),
+            affected=len(affected),
+            started=sum(started),
+            last=rows[-1].partner_id if len(rows) == inp.limit else None,
+        )
+
+    def _page(self, after: str | None, limit: int) -> list[PartnerState]:
+        with self.db.session() as session:
+            rows = repo.list_partners(session=session, after=after, limit=limit)
+            return [repo.partner_state(row) for row in rows]

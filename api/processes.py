@@ -11,12 +11,6 @@ from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,6 +19,7 @@ from api.problems import Problem, not_found
 from kwanus import contract
 from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, Awaiting
+from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import repo
 from store.tables import Process
@@ -132,7 +127,7 @@ async def start_once(
     arg: BaseModel,
     workflow_id: str,
     task_queue: str,
-    partner_id: str,
+    partner_id: str | None,
     kind: ProcessKind,
     stage: str,
     content_sha256: str,
@@ -144,22 +139,17 @@ async def start_once(
     that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what lets us tell
     the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process."""
     try:
-        await client.start_workflow(
+        await start_process(
+            client,
             run,
             arg,
-            id=workflow_id,
+            workflow_id=workflow_id,
             task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(contract.PARTNER_ID, partner_id),
-                    SearchAttributePair(contract.PROCESS, kind.value),
-                    SearchAttributePair(contract.STAGE, stage),
-                ]
-            ),
+            partner_id=partner_id,
+            kind=kind.value,
+            stage=stage,
+            summary=summary,
             memo={"partner_id": partner_id, "content_sha256": content_sha256},
-            static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
         desc = await client.get_workflow_handle(workflow_id).describe()

@@ -8,6 +8,7 @@ EXPANSION_WORKFLOW = "PartnerExpansion"
 MIGRATION_WORKFLOW = "PartnerMigration"
 REMEDIATION_WORKFLOW = "Remediation"
 STEWARDSHIP_WORKFLOW = "StewardshipReview"
+DEPRECATION_WORKFLOW = "DeprecationNotice"
 
 PARTNER_ID = SearchAttributeKey.for_keyword("KwanusPartnerId")
 PROCESS = SearchAttributeKey.for_keyword("KwanusProcess")
@@ -38,6 +39,10 @@ def remediation_workflow_id(remediation_id: str) -> str:
 
 def migration_workflow_id(migration_id: str) -> str:
     return f"migration-{migration_id}"
+
+
+def deprecation_workflow_id(notice_id: str) -> str:
+    return f"deprecation-{notice_id}"
 
 
 class Refusal:

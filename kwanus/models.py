@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from policy.decisions import Finding
+from policy.deprecation import DeprecationNotice
 from policy.document import PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
 from policy.forms import (
@@ -260,10 +261,31 @@ class MigrationStatus(BaseModel):
     rollout: StepRecord[Rollout] | None = None
     monitoring: list[MonitoringCheck] = Field(default_factory=list)
     declined: StepRecord[Withdrawal] | None = None
+    remediations: list[RemediationLink] = Field(
+        default_factory=list, description="Remediations opened by failed validations (M-8.2)."
+    )
     origin: str | None = None
     policy_version: int
     started_at: datetime
     closed_at: datetime | None = None
+
+
+class RemediationLink(BaseModel):
+    """A remediation a failed validation opened, as its migration sees it."""
+
+    id: str
+    workflow_id: str
+    severity: Severity
+    status: ProcessStatus
+    deadline: datetime | None = None
+
+
+class RemediationClosed(BaseModel):
+    """Signal from a remediation to the process that opened it, when it closes."""
+
+    remediation_id: str
+    status: ProcessStatus
+    escalation_migration: str | None = None
 
 
 class ValidationResult(BaseModel):
@@ -314,6 +336,9 @@ class RemediationInput(BaseModel):
     opened_at: datetime = Field(description="When the violation was found: windows count from it.")
     policy: PolicyDocument
     origin: str | None = None
+    report_to: str | None = Field(
+        default=None, description="Workflow id signalled (`remediation_closed`) at the close."
+    )
     opened_by: str
 
 
@@ -341,3 +366,56 @@ class PartnerStatusInput(BaseModel):
     event: RecordEvent
     partner_id: str
     status: PartnerStatus
+
+
+class DeprecationInput(BaseModel):
+    notice_id: str
+    notice: DeprecationNotice
+    policy: PolicyDocument
+    requested_by: str
+    batch_size: int = Field(default=200, ge=1, le=1000)
+    # carried across continue-as-new
+    after: str | None = None
+    progress: DeprecationProgress | None = None
+
+
+class DeprecationBatch(BaseModel):
+    """One page of partners (keyset after `after`) for the fan-out activity."""
+
+    notice_id: str
+    notice: DeprecationNotice
+    policy: PolicyDocument
+    requested_by: str
+    origin: str
+    after: str | None
+    limit: int
+
+
+class BatchResult(BaseModel):
+    scanned: int
+    affected: int
+    started: int
+    last: str | None = Field(description="The last partner id scanned; None when none remain.")
+
+
+class DeprecationProgress(BaseModel):
+    scanned: int = 0
+    affected: int = 0
+    started: int = 0
+    batches: int = 0
+
+
+class DeprecationStatus(BaseModel):
+    """`GET /v1/deprecations/{id}`: the notice and how far its fan-out has gone."""
+
+    id: str
+    workflow_id: str
+    partner_id: str = ""
+    notice: DeprecationNotice
+    stage: str
+    status: ProcessStatus
+    progress: DeprecationProgress
+    migration_id_prefix: str
+    policy_version: int
+    started_at: datetime
+    closed_at: datetime | None = None

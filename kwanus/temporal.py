@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from kwanus.settings import Settings
@@ -52,4 +59,42 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
                 for key in SEARCH_ATTRIBUTES
             },
         )
+    )
+
+
+async def start_process(
+    client: Client,
+    run: Any,
+    arg: Any,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    partner_id: str | None,
+    kind: str,
+    stage: str,
+    summary: str,
+    memo: dict[str, Any] | None = None,
+) -> None:
+    """Start one governance process under its business ID, once (P-1): FAIL on a running ID
+    and REJECT_DUPLICATE on a closed one, so an ID never names a second process — the caller
+    catches `WorkflowAlreadyStartedError`. The search attributes ops filter on in the UI are
+    set from the first event (ids and enums only, never confidential text)."""
+    from kwanus import contract
+
+    await client.start_workflow(
+        run,
+        arg,
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                *([SearchAttributePair(contract.PARTNER_ID, partner_id)] if partner_id else []),
+                SearchAttributePair(contract.PROCESS, kind),
+                SearchAttributePair(contract.STAGE, stage),
+            ]
+        ),
+        memo=memo,
+        static_summary=summary,
     )

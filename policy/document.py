@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from policy.decisions import Decision, Finding
 from policy.vocabulary import (
     RISK_ORDER,
+    VALIDATION_CHECKS,
     CapabilityKind,
     Classification,
     IntegrationKind,
@@ -192,6 +193,13 @@ class PolicyContent(BaseModel):
         Severity.MODERATE: 14 * DAY,
         Severity.SEVERE: timedelta(0),
     }
+    # M-8.2 → M-9: the remediation severity of what §8 forbids, by validation check.
+    validation_severity: dict[str, Severity] = {
+        "api_contract": Severity.MODERATE,
+        "workflow": Severity.MODERATE,
+        "permission_boundary": Severity.SEVERE,
+        "runtime_compatibility": Severity.MODERATE,
+    }
     monitoring: MonitoringPolicy = MonitoringPolicy()
     tier_rules: TierRules = TierRules()
     risk: RiskPolicy = RiskPolicy()
@@ -207,12 +215,16 @@ class PolicyContent(BaseModel):
             (self.integration_classes, set(IntegrationKind), "integration_classes"),
             (self.migration_windows, set(TriggerClass), "migration_windows"),
             (self.remediation_windows, set(Severity), "remediation_windows"),
+            (self.validation_severity, set(VALIDATION_CHECKS), "validation_severity"),
             (self.risk.thresholds, set(RiskLevel), "risk.thresholds"),
             (self.risk.plans_required, set(RiskLevel), "risk.plans_required"),
         ):
             missing = keys - set(table)
             if missing:
                 raise ValueError(f"{name} has no entry for {', '.join(sorted(missing))}")
+            unknown = set(table) - keys
+            if unknown:
+                raise ValueError(f"{name} has unknown entries {', '.join(sorted(unknown))}")
         return self
 
     @property

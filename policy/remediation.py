@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from policy.decisions import Finding
 from policy.document import PolicyContent
 from policy.tiers import tier_below
 from policy.vocabulary import MigrationType, Severity, Trigger
 
 
+def window(severity: Severity, policy: PolicyContent) -> timedelta:
+    """M-9.2: minor 30 days, moderate 14 days. A severe violation is restricted at once (its
+    window is 0): the partner then remediates within the ordinary partner-step period, and SCO
+    reviews before access is restored."""
+    if restrict_at_once(severity):
+        return policy.partner_step.period
+    return policy.remediation_windows[severity]
+
+
 def deadline(severity: Severity, opened_at: datetime, policy: PolicyContent) -> datetime:
-    """M-9.2: minor 30 days, moderate 14 days, severe at once (from the violation)."""
-    return opened_at + policy.remediation_windows[severity]
+    """The window counts from the violation (M-9.2)."""
+    return opened_at + window(severity, policy)
+
+
+SEVERITY_ORDER = (Severity.MINOR, Severity.MODERATE, Severity.SEVERE)
+
+
+def validation_severity(
+    failures: Mapping[str, Sequence[Finding]], policy: PolicyContent
+) -> Severity:
+    """The severity of a failed validation's remediation (M-8.2 → M-9): what §8 forbids
+    (unbounded permissions, ungoverned workflows, incompatible runtimes — findings of M-8.2)
+    takes the severity the policy gives its check; anything else (an unsupported or unlisted
+    version, a permission above the tier) is minor. The worst finding decides."""
+    worst = Severity.MINOR
+    for check, findings in failures.items():
+        for finding in findings:
+            severity = (
+                policy.validation_severity.get(check, Severity.MODERATE)
+                if finding.rule == "M-8.2"
+                else Severity.MINOR
+            )
+            worst = max(worst, severity, key=SEVERITY_ORDER.index)
+    return worst
 
 
 def restrict_at_once(severity: Severity) -> bool:

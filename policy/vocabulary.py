@@ -72,6 +72,7 @@ class ProcessKind(StrEnum):
     MIGRATION = "migration"
     REMEDIATION = "remediation"
     STEWARDSHIP = "stewardship"
+    DEPRECATION = "deprecation"  # one notice fanned out to a migration per partner (M-2.1)
 
 
 class ExpansionStage(StrEnum):
@@ -216,3 +217,7 @@ class ForbiddenFinding(StrEnum):
     UNGOVERNED_WORKFLOWS = "ungoverned_workflows"
     UNVERSIONED_BREAKING_CHANGES = "unversioned_breaking_changes"
     INCOMPATIBLE_RUNTIMES = "incompatible_runtimes"
+
+
+# M-8.1: the four validation checks of a migration, in the order they are recorded.
+VALIDATION_CHECKS = ("api_contract", "workflow", "permission_boundary", "runtime_compatibility")

@@ -20,18 +20,33 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import migration_workflow_id
-from kwanus.models import Act, Actor, MigrationInput, MigrationStatus
+from kwanus.models import (
+    Act,
+    Actor,
+    GrantInput,
+    MigrationInput,
+    MigrationStatus,
+    RemediationStatus,
+)
 from policy.document import DEFAULT_POLICY
 from policy.evidence import MatrixEntry, Telemetry
 from policy.forms import (
     ImplementationReport,
     MigrationDocumentation,
     MigrationPlan,
+    RemediationStep,
     Rollout,
     Withdrawal,
 )
 from policy.migration import add_months
-from policy.vocabulary import MigrationStage, MigrationType, ProcessStatus, Role, Trigger
+from policy.vocabulary import (
+    MigrationStage,
+    MigrationType,
+    ProcessStatus,
+    Role,
+    Severity,
+    Trigger,
+)
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
@@ -39,9 +54,11 @@ from store.tables import AuditEvent, NotificationRow, Partner
 from tests.conftest import running_worker
 from tests.factories import event, partner_body
 from workflows.migration import PartnerMigration
+from workflows.remediation import Remediation
 
 DAY = timedelta(days=1)
 PARTNER = Actor(role=Role.PARTNER, token_id="tok_test", partner_id="acme")
+SCO = Actor(role=Role.SCO, token_id="tok_sco")
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
 
 
@@ -50,6 +67,7 @@ class Mig:
     env: WorkflowEnvironment
     db: Database
     handle: WorkflowHandle[PartnerMigration, MigrationStatus]
+    started: list[str]
 
     async def state(self) -> MigrationStatus:
         return await self.handle.query(PartnerMigration.status)
@@ -95,6 +113,15 @@ class Mig:
         state = await self.send("rollout", Rollout(version="5.0.0"))
         await self.recorded("stage:Monitoring")
         return state
+
+    async def closed(self) -> MigrationStatus:
+        """Wait for the run to close without skipping time (nothing else may move meanwhile)."""
+        for _ in range(200):
+            state = await self.state()
+            if state.status is not ProcessStatus.ACTIVE:
+                return await self.handle.result()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"still open: {state.stage}, {state.step}")
 
     async def recorded(self, step: str) -> None:
         """Wait for `step`'s audit row: no activity may be in flight when time is skipped."""
@@ -144,8 +171,6 @@ async def migrate(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Ca
             MatrixEntry(kind="api", name="kwanus", version="3.0", status="supported"),
             MatrixEntry(kind="runtime", name="kwanus-runtime", version="3.0", status="supported"),
         ]
-        from kwanus.models import GrantInput
-
         repo.apply_grant(
             session=session,
             grant=GrantInput(
@@ -185,7 +210,8 @@ async def migrate(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Ca
                 task_queue=task_queue,
             )
             started.append(handle.id)
-            return Mig(ts_env, db, handle)
+            started.append(f"remediation-{mid}-v1")
+            return Mig(ts_env, db, handle, started)
 
         yield starter
         for wid in started:
@@ -270,17 +296,7 @@ async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
     assert (await optional.handle.result()).status is ProcessStatus.DECLINED
 
 
-async def test_validation_records_each_check_and_stops_on_failure(
-    migrate: Callable[..., Any],
-) -> None:
-    """M-4.4 / M-8.1: four checks, each recorded; M-8.2 an incompatible (unlisted) runtime
-    fails validation and the migration does not roll out."""
-    mig: Mig = await migrate(
-        trigger=Trigger.RUNTIME_CHANGE,
-        type_=MigrationType.RUNTIME,
-        subtype="extension",
-        target={**TARGET, "runtime_version": "9.9"},
-    )
+async def _to_validation(mig: Mig) -> None:
     await mig.at_step("plan")
     await mig.send(
         "plan",
@@ -301,17 +317,127 @@ async def test_validation_records_each_check_and_stops_on_failure(
             permission_changes="p",
         ),
     )
-    result = await mig.handle.result()
-    assert set(result.validation) == {
+
+
+async def _remediation(mig: Mig) -> WorkflowHandle[Remediation, RemediationStatus]:
+    """The remediation the failed validation opened, once both sides have recorded it."""
+    state = await mig.at_step("remediation")
+    assert len(state.remediations) == 1
+    link = state.remediations[0]
+    await mig.recorded("remediation:1")
+    handle = mig.env.client.get_workflow_handle_for(Remediation.run, link.workflow_id)
+    for _ in range(200):
+        with contextlib.suppress(RPCError):
+            if (await handle.query(Remediation.status)).step == "root_cause":
+                return handle
+        await asyncio.sleep(0.05)
+    raise AssertionError("the remediation never awaited its root cause")
+
+
+async def test_failed_validation_is_remediated_then_revalidated(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-4.4 / M-8.1: four checks, each recorded. M-8.2: an incompatible (unlisted, E-9.2)
+    runtime fails validation and opens a remediation (M-9.1) whose severity the policy gives
+    — minor, 30 days (M-9.2) — and the migration waits; once remediated, the checks run again,
+    pass, and the migration goes on to its rollout (M-4.5)."""
+    mig: Mig = await migrate(
+        trigger=Trigger.RUNTIME_CHANGE,
+        type_=MigrationType.RUNTIME,
+        subtype="extension",
+        target={**TARGET, "runtime_version": "9.9"},
+    )
+    await _to_validation(mig)
+    rem = await _remediation(mig)
+    state = await mig.state()
+    assert state.stage is MigrationStage.VALIDATION and state.status is ProcessStatus.ACTIVE
+    assert set(state.validation) == {
         "api_contract",
         "workflow",
         "permission_boundary",
         "runtime_compatibility",
     }
-    assert not result.validation["runtime_compatibility"].passed
-    assert result.validation["api_contract"].passed
-    assert result.status is ProcessStatus.REJECTED
+    assert not state.validation["runtime_compatibility"].passed
+    assert state.validation["api_contract"].passed
     assert mig.events().count("validated") == 4
+    link = state.remediations[0]
+    assert link.severity is Severity.MINOR and link.status is ProcessStatus.ACTIVE
+    assert [a.action for a in state.awaiting] == [f"remediate the failed validation ({link.id})"]
+    opened = await rem.query(Remediation.status)
+    assert opened.origin == mig.handle.id and opened.kind == "validation_failed"
+    assert opened.severity is Severity.MINOR
+    assert link.deadline == opened.deadline == opened.opened_at + 30 * DAY
+
+    for step in ("root_cause", "plan", "fixes"):
+        await rem.execute_update(
+            step,
+            Act[RemediationStep](actor=PARTNER, body=RemediationStep(summary=step)),
+            result_type=RemediationStatus,
+        )
+    with mig.db.session() as session:  # the fix: the runtime is listed in the matrix now
+        repo.apply_grant(
+            session=session,
+            grant=GrantInput(
+                event=event("seed:matrix-fix"),
+                partner_id="acme",
+                tier="verified",
+                capabilities=[],
+                permissions=["orders:read", "orders:write"],
+                compatibility=[
+                    MatrixEntry(
+                        kind="runtime", name="kwanus-runtime", version="9.9", status="supported"
+                    )
+                ],
+            ),
+        )
+    await rem.execute_update(
+        "review",
+        Act[RemediationStep](actor=SCO, body=RemediationStep(summary="ok", passed=True)),
+        result_type=RemediationStatus,
+    )
+    assert (await rem.result()).status is ProcessStatus.COMPLETED
+    state = await mig.at_step("rollout")
+    assert state.remediations[0].status is ProcessStatus.COMPLETED
+    assert all(r.passed for r in state.validation.values())
+    events = mig.events()
+    assert events.count("validated") == 8
+    assert events.index("remediation_opened") < events.index("remediated")
+    state = await mig.send("rollout", Rollout(version="9.9.0"))
+    assert state.stage is MigrationStage.ROLLOUT
+    await mig.recorded("stage:Monitoring")
+
+
+async def test_missed_remediation_stops_the_migration(migrate: Callable[..., Any]) -> None:
+    """M-9.3: the failed validation's remediation misses its window → access stays
+    restricted, a forced tier downgrade starts, and this migration stops (expired)."""
+    mig: Mig = await migrate(
+        trigger=Trigger.RUNTIME_CHANGE,
+        type_=MigrationType.RUNTIME,
+        subtype="extension",
+        target={**TARGET, "runtime_version": "9.9"},
+    )
+    await _to_validation(mig)
+    rem = await _remediation(mig)
+    mig.started.append(f"migration-rem-{(await rem.query(Remediation.status)).id}")
+    await mig.env.sleep(29 * DAY)  # M-9.2: still inside the minor window
+    assert (await mig.state()).remediations[0].status is ProcessStatus.ACTIVE
+    await mig.env.sleep(2 * DAY)
+    result = await mig.closed()
+    assert result.status is ProcessStatus.EXPIRED
+    assert result.remediations[0].status is ProcessStatus.EXPIRED
+    assert mig.events()[-1] == "remediation_missed"
+    escalated = await rem.result()
+    assert escalated.escalation_migration == f"rem-{escalated.id}"
+    forced = Mig(
+        mig.env,
+        mig.db,
+        mig.env.client.get_workflow_handle_for(
+            PartnerMigration.run, f"migration-rem-{escalated.id}"
+        ),
+        mig.started,
+    )
+    state = await forced.at_step("plan")  # nothing in flight when the test ends
+    assert state.trigger is Trigger.COMPLIANCE_VIOLATION and state.origin == rem.id
 
 
 async def test_missed_plan_window_expires(migrate: Callable[..., Any]) -> None:

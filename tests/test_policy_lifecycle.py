@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from policy import remediation
+from policy.decisions import Finding
 from policy.document import DEFAULT_POLICY
 from policy.evidence import (
     CompatibilityMatrix,
@@ -514,14 +515,52 @@ def test_completion_only_after_the_period_and_healthy() -> None:
 
 
 def test_remediation_windows_exact() -> None:
-    """M-9.2: minor 30 days, moderate 14 days, severe at once — from the violation."""
+    """M-9.2: minor 30 days, moderate 14 days, severe at once — from the violation. A severe
+    violation is restricted at once and then remediated within the partner-step period, with
+    SCO's review before access returns."""
     at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     assert remediation.deadline(Severity.MINOR, at, DEFAULT_POLICY) - at == timedelta(days=30)
     assert remediation.deadline(Severity.MODERATE, at, DEFAULT_POLICY) - at == timedelta(days=14)
-    assert remediation.deadline(Severity.SEVERE, at, DEFAULT_POLICY) == at
+    assert DEFAULT_POLICY.remediation_windows[Severity.SEVERE] == timedelta(0)
+    assert (
+        remediation.deadline(Severity.SEVERE, at, DEFAULT_POLICY) - at
+        == DEFAULT_POLICY.partner_step.period
+    )
     assert remediation.restrict_at_once(Severity.SEVERE)
     assert remediation.needs_sco_review(Severity.SEVERE)
     assert not remediation.restrict_at_once(Severity.MODERATE)
+
+
+def test_failed_validation_severity() -> None:
+    """M-8.2 → M-9.2: what §8 forbids takes its check's severity from the policy (unbounded
+    permissions severe; ungoverned workflows, incompatible runtimes moderate); anything else
+    a failed validation finds is minor; the worst finding decides."""
+
+    def severity(**failures: list[Finding]) -> Severity:
+        return remediation.validation_severity(failures, DEFAULT_POLICY)
+
+    unlisted = Finding(field="runtime", rule="E-9.2", message="unlisted")
+    retired = Finding(field="runtime", rule="M-8.2", message="retired")
+    ungoverned = Finding(field="workflows.0", rule="M-8.2", message="ungoverned")
+    unbounded = Finding(field="permissions.0", rule="M-8.2", message="unbounded")
+    above_tier = Finding(field="permissions.1", rule="M-8.1", message="exceeds tier")
+    assert severity(runtime_compatibility=[unlisted]) is Severity.MINOR
+    assert severity(permission_boundary=[above_tier]) is Severity.MINOR
+    assert severity(runtime_compatibility=[retired]) is Severity.MODERATE
+    assert severity(workflow=[ungoverned], runtime_compatibility=[unlisted]) is Severity.MODERATE
+    assert severity(permission_boundary=[above_tier, unbounded]) is Severity.SEVERE
+    lenient = DEFAULT_POLICY.model_copy(
+        update={
+            "validation_severity": {
+                **DEFAULT_POLICY.validation_severity,
+                "permission_boundary": Severity.MODERATE,
+            }
+        }
+    )
+    assert (
+        remediation.validation_severity({"permission_boundary": [unbounded]}, lenient)
+        is Severity.MODERATE
+    )
 
 
 def test_missed_window_escalates_to_a_forced_downgrade() -> None:

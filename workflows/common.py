@@ -131,7 +131,9 @@ class Ledger:
         deadline = next_deadline(awaiting)
         workflow.upsert_search_attributes(
             [
-                contract.PARTNER_ID.value_set(self.partner_id),
+                contract.PARTNER_ID.value_set(self.partner_id)
+                if self.partner_id
+                else contract.PARTNER_ID.value_unset(),
                 contract.PROCESS.value_set(self.process.value),
                 contract.STAGE.value_set(stage),
                 contract.NEXT_DEADLINE.value_set(deadline)
@@ -141,8 +143,9 @@ class Ledger:
         )
         waiting = ", ".join(f"{a.actor} ({a.action})" for a in awaiting) or "nobody"
         until = f" until {deadline.isoformat(timespec='minutes')}" if deadline else ""
+        whose = f"partner `{self.partner_id}`" if self.partner_id else "every affected partner"
         workflow.set_current_details(
-            f"**{self.process.value} {self.process_id}** · partner `{self.partner_id}`\n\n"
+            f"**{self.process.value} {self.process_id}** · {whose}\n\n"
             f"Stage: **{stage}** · status: **{status.value}**\n\n"
             f"Awaiting: {waiting}{until}"
         )

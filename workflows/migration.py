@@ -14,8 +14,9 @@ from collections.abc import Callable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.migration import CHECKS, MigrationActivities
-    from kwanus.contract import MIGRATION_WORKFLOW, Refusal
+    from activities.migration import MigrationActivities
+    from activities.processes import ProcessStarter
+    from kwanus.contract import MIGRATION_WORKFLOW, Refusal, remediation_workflow_id
     from kwanus.models import (
         Act,
         Awaiting,
@@ -24,10 +25,13 @@ with workflow.unsafe.imports_passed_through():
         MigrationInput,
         MigrationStatus,
         Notification,
+        RemediationClosed,
+        RemediationInput,
+        RemediationLink,
         StepRecord,
         ValidationInput,
     )
-    from policy.decisions import Decision
+    from policy.decisions import Decision, Finding
     from policy.forms import (
         ImplementationReport,
         MigrationDocumentation,
@@ -45,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
         migration_window,
         trigger_class,
     )
-    from policy.vocabulary import MigrationStage, ProcessKind, ProcessStatus
+    from policy.remediation import deadline as remediation_deadline
+    from policy.remediation import validation_severity
+    from policy.vocabulary import VALIDATION_CHECKS, MigrationStage, ProcessKind, ProcessStatus
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -94,6 +100,7 @@ class PartnerMigration:
             policy_version=inp.policy.version,
             started_at=workflow.now(),
         )
+        self.escalation: str | None = None  # a missed remediation's forced migration
 
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationStatus:
@@ -186,9 +193,38 @@ class PartnerMigration:
         )
 
     async def _validation(self) -> None:
-        """M-4.4 / M-8.1: four checks, each an activity with its result recorded; M-8.2 a
-        failure stops the migration before rollout."""
+        """M-4.4 / M-8.1: four checks, each an activity with its result recorded. A failure
+        (M-8.2) opens a remediation with the severity the policy gives it (M-9) and waits for
+        it: remediated → validate again; its window missed → the migration stops here (the
+        remediation has started the forced tier downgrade, M-9.3)."""
         await self._enter(MigrationStage.VALIDATION)
+        while True:
+            attempt = len(self.state.remediations) + 1
+            failures = await self._validate(attempt)
+            if not failures:
+                return
+            link = await self._remediate(attempt, failures)
+            await workflow.wait_condition(self._remediation_closed)
+            self.state.step = None
+            self.state.awaiting = []
+            self._show()
+            if link.status is not ProcessStatus.COMPLETED:
+                await self._close(
+                    ProcessStatus.EXPIRED,
+                    "remediation_missed",
+                    rules=["M-8.2", "M-9.3"],
+                    data={"remediation_id": link.id, "escalation_migration": self.escalation},
+                )
+            await self.ledger.emit(
+                f"remediated:{attempt}",
+                "remediated",
+                rules=["M-9.1", "M-4.4"],
+                data={"remediation_id": link.id},
+            )
+
+    async def _validate(self, attempt: int) -> dict[str, list[Finding]]:
+        """Run the four checks (again, after a remediation) and record each result; return the
+        findings of those that failed."""
         now = workflow.now()
         results = await asyncio.gather(
             *(
@@ -205,25 +241,98 @@ class PartnerMigration:
                     retry_policy=ACTIVITY_RETRY,
                     summary=f"validate {check}",
                 )
-                for check in CHECKS
+                for check in VALIDATION_CHECKS
             )
         )
+        suffix = "" if attempt == 1 else f":{attempt}"
         for result in results:
             self.state.validation[result.check] = result
             await self.ledger.emit(
-                f"validation:{result.check}",
+                f"validation:{result.check}{suffix}",
                 "validated",
                 rules=["M-8.1", *sorted({f.rule for f in result.findings})],
                 data={
                     "check": result.check,
+                    "attempt": attempt,
                     "passed": result.passed,
                     "findings": [f.message for f in result.findings],
                 },
             )
-        if not all(r.passed for r in results):
-            # A failed validation opens a remediation (M-9); until that process exists the
-            # migration stops here, failed, with every finding recorded.
-            await self._close(ProcessStatus.REJECTED, "validation_failed", rules=["M-8.2", "M-4.4"])
+        return {r.check: list(r.findings) for r in results if not r.passed}
+
+    async def _remediate(self, attempt: int, failures: dict[str, list[Finding]]) -> RemediationLink:
+        """M-8.2 → M-9: open the remediation of a failed validation; it reports back
+        (`remediation_closed`) when it ends."""
+        severity = validation_severity(failures, self.policy)
+        partner = await workflow.execute_activity_method(
+            MigrationActivities.partner_state,
+            self.inp.partner_id,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="read partner state",
+        )
+        opened_at = workflow.now()
+        remediation_id = f"{self.inp.migration_id}-v{attempt}"
+        link = RemediationLink(
+            id=remediation_id,
+            workflow_id=remediation_workflow_id(remediation_id),
+            severity=severity,
+            status=ProcessStatus.ACTIVE,
+            deadline=remediation_deadline(severity, opened_at, self.policy),
+        )
+        self.state.remediations.append(link)
+        findings = [f.message for fs in failures.values() for f in fs]
+        await workflow.execute_activity_method(
+            ProcessStarter.start_remediation,
+            RemediationInput(
+                remediation_id=remediation_id,
+                partner_id=self.inp.partner_id,
+                partner_tier=partner.tier,
+                severity=severity,
+                kind="validation_failed",
+                description=f"Migration {self.inp.migration_id} failed validation: "
+                + "; ".join(findings),
+                opened_at=opened_at,
+                policy=self.policy,
+                origin=self.state.workflow_id,
+                report_to=self.state.workflow_id,
+                opened_by="system",
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary=f"open remediation {remediation_id}",
+        )
+        self.state.step = "remediation"
+        self.state.awaiting = [
+            Awaiting(
+                actor=self.partner,
+                action=f"remediate the failed validation ({remediation_id})",
+                deadline=link.deadline,
+            )
+        ]
+        self._show()
+        await self.ledger.emit(
+            f"remediation:{attempt}",
+            "remediation_opened",
+            rules=["M-8.2", "M-9.1", "M-9.2"],
+            data={
+                "remediation_id": remediation_id,
+                "severity": severity.value,
+                "failed": sorted(failures),
+            },
+        )
+        return link
+
+    def _remediation_closed(self) -> bool:
+        return self.state.remediations[-1].status is not ProcessStatus.ACTIVE
+
+    @workflow.signal(name="remediation_closed")
+    def remediation_closed(self, msg: RemediationClosed) -> None:
+        for link in self.state.remediations:
+            if link.id == msg.remediation_id:
+                link.status = msg.status
+                if msg.escalation_migration:
+                    self.escalation = msg.escalation_migration
 
     async def _monitoring(self) -> None:
         """M-4.6: workflow reliability, permission usage and API error rates, checked weekly

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
@@ -21,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         Awaiting,
         MigrationInput,
         PartnerStatusInput,
+        RemediationClosed,
         RemediationInput,
         RemediationStatus,
         StepRecord,
@@ -76,18 +78,9 @@ class Remediation:
     @workflow.run
     async def run(self, inp: RemediationInput) -> RemediationStatus:
         severe = rules.restrict_at_once(inp.severity)
-        # M-9.2: the window counts from the violation; a severe one is restricted at once and
-        # then has the ordinary partner-step window to remediate, with SCO's review at the end.
-        window = (
-            self.policy.partner_step.period
-            if severe
-            else self.policy.remediation_windows[inp.severity]
-        )
-        self.state.deadline = (
-            inp.opened_at + window
-            if severe
-            else rules.deadline(inp.severity, inp.opened_at, self.policy)
-        )
+        # M-9.2: the window counts from the violation; a severe one is restricted at once.
+        window = rules.window(inp.severity, self.policy)
+        self.state.deadline = rules.deadline(inp.severity, inp.opened_at, self.policy)
         self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
         await self.ledger.emit(
             "opened",
@@ -119,7 +112,25 @@ class Remediation:
             await self._close(ProcessStatus.COMPLETED, "remediated", ["M-9.1"])
         else:
             await self._escalate()
+        await self._report()
         return self.state
+
+    async def _report(self) -> None:
+        """Tell the process that opened this remediation (a migration whose validation failed,
+        M-8.2) how it ended; it waits for this to re-validate or to stop."""
+        if not self.inp.report_to:
+            return
+        try:
+            await workflow.get_external_workflow_handle(self.inp.report_to).signal(
+                "remediation_closed",
+                RemediationClosed(
+                    remediation_id=self.inp.remediation_id,
+                    status=self.state.status,
+                    escalation_migration=self.state.escalation_migration,
+                ),
+            )
+        except FailureError as exc:  # the origin was terminated by ops: nothing waits any more
+            workflow.logger.warning("could not report to %s: %s", self.inp.report_to, exc)
 
     async def _escalate(self) -> None:
         """M-9.3 / E-7.2: access stays restricted; a forced tier-downgrade migration starts."""
