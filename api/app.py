@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api import problems
 from api.routes import (
     compatibility,
+    deprecations,
     expansions,
     health,
     migrations,
@@ -59,7 +60,16 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.state.settings = settings
     problems.install(app)
     v1 = APIRouter(prefix="/v1")
-    for module in (partners, tokens, expansions, migrations, remediations, policy, compatibility):
+    for module in (
+        partners,
+        tokens,
+        expansions,
+        migrations,
+        deprecations,
+        remediations,
+        policy,
+        compatibility,
+    ):
         v1.include_router(module.router)
     v1.include_router(remediations.violations)
     app.include_router(v1)

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Worker sticky cache; smaller than the active workflows thrashes (DESIGN.md).",
     )
+    fanout_batch_size: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="Partners per page when a deprecation notice fans out to migrations.",
+    )
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:

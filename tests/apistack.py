@@ -32,6 +32,7 @@ class Api:
     env: WorkflowEnvironment
     db: Database
     admin: dict[str, str]
+    settings: Settings
 
     def token(self, role: str, partner_id: str | None = None) -> dict[str, str]:
         with self.db.session() as session:
@@ -67,7 +68,7 @@ async def api(dev_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
             async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
                 with db.session() as session:
                     admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-                yield Api(http, dev_env, db, {"Authorization": f"Bearer {admin.token}"})
+                yield Api(http, dev_env, db, {"Authorization": f"Bearer {admin.token}"}, settings)
 
 
 async def eventually(check: Any, within: float = 15.0) -> Any:

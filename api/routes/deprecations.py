@@ -1,0 +1,115 @@
+"""Deprecation notices (TSC): one notice → a required migration for every partner that uses what
+it deprecates (M-2.1). The call returns at once with the notice's id; the fan-out runs as a
+`DeprecationNotice` workflow, page by page, and its progress is read with `GET`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from pydantic import Field
+
+from api.deps import (
+    CurrentPrincipal,
+    PolicyDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require,
+)
+from api.problems import Problem
+from api.processes import Accepted, ProcessSummary, read_state, start_once, summary
+from kwanus import contract
+from kwanus.models import DeprecationInput, DeprecationStatus, canonical_sha256
+from policy.deprecation import DeprecationNotice, NoticeId
+from policy.migration import check_request
+from policy.vocabulary import ProcessKind, Role
+from store import repo
+
+router = APIRouter(prefix="/deprecations", tags=["deprecations"])
+TscDep = Annotated[Principal, Depends(require(Role.TSC))]
+STAGE = "Fan-out"
+
+
+class DeprecationCreate(DeprecationNotice):
+    id: NoticeId | None = Field(
+        default=None,
+        description="Client-chosen id; by default the notice is named by what it deprecates "
+        "(`<kind>-<name>-<version>`), so the same notice sent twice is one notice (P-1).",
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def notify_deprecation(
+    body: DeprecationCreate,
+    principal: TscDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> Accepted:
+    """Send a deprecation notice (TSC). Every affected partner gets one required migration,
+    `migration-<notice id>.<partner id>`; sending the notice again starts nothing new."""
+    notice = DeprecationNotice.model_validate(body.model_dump(exclude={"id"}))
+    kind = notice.migration
+    refusal = check_request(
+        trigger=kind.trigger,
+        type_=kind.type_,
+        subtype=kind.subtype,
+        fallback_months=notice.fallback_months,
+        governing_expansion_approved=False,
+        policy=policy,
+    )
+    if not refusal.allowed:
+        raise Problem.refused(refusal, "the notice breaks a governance rule")
+    notice_id = body.id or notice.default_id
+    workflow_id = contract.deprecation_workflow_id(notice_id)
+    stage = await start_once(
+        client,
+        run="DeprecationNotice",
+        arg=DeprecationInput(
+            notice_id=notice_id,
+            notice=notice,
+            policy=policy,
+            requested_by=principal.actor,
+            batch_size=settings.fanout_batch_size,
+        ),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        partner_id=None,
+        kind=ProcessKind.DEPRECATION,
+        stage=STAGE,
+        content_sha256=canonical_sha256(notice),
+        summary=f"Deprecation {notice_id} · {notice.kind.value} {notice.name} "
+        f"{notice.version or ''}".rstrip(),
+        what="deprecation notice",
+    )
+    return Accepted(id=notice_id, workflow_id=workflow_id, stage=stage)
+
+
+@router.get("", response_model=list[ProcessSummary])
+def list_deprecations(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ProcessSummary]:
+    """Every notice (bodies, ops, admin; partners see their migrations instead)."""
+    if principal.role is Role.PARTNER:
+        return []
+    rows = repo.list_processes(
+        session=session, kind=ProcessKind.DEPRECATION, after=after, limit=limit
+    )
+    return [summary(r) for r in rows]
+
+
+@router.get("/{notice_id}", response_model=DeprecationStatus)
+async def get_deprecation(
+    notice_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+) -> DeprecationStatus:
+    """A notice and how far its fan-out has gone (`progress`: partners scanned, affected,
+    migrations started)."""
+    workflow_id = contract.deprecation_workflow_id(notice_id)
+    return await read_state(
+        client, session, principal, workflow_id, DeprecationStatus, "deprecation notice"
+    )
