@@ -50,7 +50,7 @@ from policy.vocabulary import (
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
-from store.tables import AuditEvent, NotificationRow, Partner
+from store.tables import AuditEvent, NotificationRow, Partner, Process
 from tests.conftest import running_worker
 from tests.factories import event, partner_body
 from workflows.migration import PartnerMigration
@@ -234,6 +234,12 @@ async def test_fallback_kept_for_exactly_its_period(
     assert until is not None and until == add_months(state.started_at, months)
     events = mig.events()
     assert events[0] == "notice"  # M-4.1: before anything else
+    with mig.db.session() as session:  # lists and inboxes read who is awaited from the store
+        row = session.get(Process, mig.handle.id)
+        assert row is not None and row.stage == "Plan"
+        assert [(a["actor"], a["action"]) for a in row.awaiting] == [
+            ("partner:acme", "submit the migration plan")
+        ]
     with mig.db.session() as session:
         notes = session.exec(select(NotificationRow)).all()
     assert [n.kind for n in notes] == ["migration_notice"]

@@ -26,7 +26,7 @@ from policy.vocabulary import ProcessStatus, Role, Severity
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
-from store.tables import Partner
+from store.tables import Partner, Process
 from tests.conftest import running_worker
 from tests.factories import partner_body
 from workflows.remediation import Remediation
@@ -141,6 +141,10 @@ async def test_severe_restricts_at_once_and_waits_for_sco(
     rem: Rem = await open_remediation(Severity.SEVERE)
     state = await rem.state()
     assert state.restricted and rem.partner_status() == "restricted"
+    with rem.db.session() as session:  # the projection shows what is awaited from the start
+        row = session.get(Process, rem.handle.id)
+        assert row is not None
+        assert [(a["actor"], a["action"]) for a in row.awaiting] == [("partner:acme", "root cause")]
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await rem.send("fixes")  # not next (M-9.1)
     assert isinstance(info.value.cause, ApplicationError)

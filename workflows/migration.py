@@ -515,9 +515,16 @@ class PartnerMigration:
         self._ensure_active()
         window_end = self.state.window_end
         assert window_end is not None
-        self.state.step = step
         self.state.awaiting = [Awaiting(actor=self.partner, action=action, deadline=window_end)]
         self._show()
+        await self.ledger.emit(
+            f"window:{step}",
+            "window_opened",
+            rules=["P-3", rule],
+            data={"step": step, "deadline": window_end.isoformat()},
+        )
+        # The step is open (and its Update accepted) only once its window is on record.
+        self.state.step = step
         in_time = await wait_with_deadline(
             lambda: done() or self.state.status is not ProcessStatus.ACTIVE,
             opened_at=workflow.now(),

@@ -81,7 +81,11 @@ class Remediation:
         # M-9.2: the window counts from the violation; a severe one is restricted at once.
         window = rules.window(inp.severity, self.policy)
         self.state.deadline = rules.deadline(inp.severity, inp.opened_at, self.policy)
-        self.ledger.show(stage=self.state.stage, status=self.state.status, awaiting=[])
+        # Recorded with the opening (so lists and inboxes show it), accepted once it is.
+        self.state.awaiting = [self._awaiting(REMEDIATION_STEPS[0])]
+        self.ledger.show(
+            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
+        )
         await self.ledger.emit(
             "opened",
             "remediation_opened",
@@ -263,15 +267,14 @@ class Remediation:
         active = self.open and self.state.status is ProcessStatus.ACTIVE
         step = self._next() if active else None
         self.state.step = step
-        actor = Role.SCO.value if step == "revalidation" else f"partner:{self.inp.partner_id}"
-        self.state.awaiting = (
-            [Awaiting(actor=actor, action=step.replace("_", " "), deadline=self.state.deadline)]
-            if step
-            else []
-        )
+        self.state.awaiting = [self._awaiting(step)] if step else []
         self.ledger.show(
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
+
+    def _awaiting(self, step: str) -> Awaiting:
+        actor = Role.SCO.value if step == "revalidation" else f"partner:{self.inp.partner_id}"
+        return Awaiting(actor=actor, action=step.replace("_", " "), deadline=self.state.deadline)
 
     async def _set_access(self, status: PartnerStatus, event: str, rule_ids: list[str]) -> None:
         self.state.restricted = status is PartnerStatus.RESTRICTED
