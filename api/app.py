@@ -16,6 +16,7 @@ from api.routes import (
     deprecations,
     expansions,
     health,
+    me,
     migrations,
     partners,
     policy,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         remediations,
         policy,
         compatibility,
+        me,
     ):
         v1.include_router(module.router)
     v1.include_router(remediations.violations)

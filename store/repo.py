@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from kwanus.models import (
     GrantInput,
@@ -22,7 +22,7 @@ from kwanus.models import (
 )
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import CompatibilityMatrix, MatrixEntry, PartnerState, Telemetry
-from policy.vocabulary import PartnerStatus, ProcessKind, Role
+from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
 from store.tables import (
     ApiToken,
@@ -30,6 +30,7 @@ from store.tables import (
     CompatEntry,
     NotificationRow,
     Partner,
+    PendingAction,
     PolicyVersion,
     Process,
     TelemetryReport,
@@ -243,8 +244,48 @@ def record_event(*, session: Session, event: RecordEvent) -> bool:
         },
     )
     session.execute(projection)
+    # The inbox: exactly who this process awaits now.
+    session.execute(
+        delete(PendingAction).where(col(PendingAction.workflow_id) == event.workflow_id)
+    )
+    if event.status is ProcessStatus.ACTIVE:
+        session.add_all(
+            PendingAction(
+                workflow_id=event.workflow_id,
+                kind=event.process,
+                process_id=event.process_id,
+                partner_id=event.partner_id,
+                stage=event.stage,
+                actor=a.actor,
+                action=a.action,
+                deadline=a.deadline,
+            )
+            for a in event.awaiting
+        )
     session.commit()
     return True
+
+
+def pending(
+    *,
+    session: Session,
+    actor: str | None = None,
+    overdue_at: datetime | None = None,
+    limit: int = 100,
+) -> Sequence[PendingAction]:
+    """What awaits `actor` (or, with `overdue_at`, everything past its deadline), soonest first;
+    actions without a deadline last."""
+    query = select(PendingAction)
+    if actor is not None:
+        query = query.where(col(PendingAction.actor) == actor)
+    if overdue_at is not None:
+        query = query.where(col(PendingAction.deadline) < overdue_at)
+    query = query.order_by(
+        col(PendingAction.deadline).is_(None),
+        col(PendingAction.deadline),
+        col(PendingAction.id),
+    )
+    return session.exec(query.limit(limit)).all()
 
 
 def get_process(*, session: Session, workflow_id: str) -> Process | None:

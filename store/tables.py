@@ -82,6 +82,28 @@ class Process(SQLModel, table=True):
     updated_at: datetime = _ts()
 
 
+class PendingAction(SQLModel, table=True):
+    """Who a process awaits now, one row per awaited actor (`GET /v1/me/pending`). Rewritten with
+    its process's projection at every event, so it is exactly the projection's `awaiting`,
+    indexed for an inbox read."""
+
+    __tablename__ = "pending_action"
+    __table_args__ = (Index("ix_pending_actor_deadline", "actor", "deadline"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    workflow_id: str = Field(max_length=128, index=True)
+    kind: str = Field(max_length=16)
+    process_id: str = Field(max_length=100)
+    partner_id: str = Field(max_length=64)
+    stage: str = Field(max_length=32)
+    actor: str = Field(max_length=80)
+    action: str = Field(max_length=200)
+    deadline: datetime | None = _ts(nullable=True, index=True)
+
+
 class AuditEvent(SQLModel, table=True):
     """Append-only log: one row per governance event (P-4). `key` is unique, so an activity
     retried after its commit writes nothing the second time."""

@@ -1,0 +1,75 @@
+"""What is awaiting the caller: `GET /v1/me/pending`, served from the store's inbox table (never a
+Temporal query), soonest deadline first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from api.deps import CurrentPrincipal, SessionDep
+from policy.vocabulary import ProcessKind, Role
+from store import repo
+from store.tables import utcnow
+
+router = APIRouter(prefix="/me", tags=["me"])
+
+LINKS = {
+    ProcessKind.EXPANSION: "/v1/expansions/{id}",
+    ProcessKind.MIGRATION: "/v1/migrations/{id}",
+    ProcessKind.REMEDIATION: "/v1/remediations/{id}",
+    ProcessKind.DEPRECATION: "/v1/deprecations/{id}",
+    ProcessKind.STEWARDSHIP: "/v1/stewardship/reports/{id}",
+}
+# Roles that act on nothing themselves: they watch what is overdue everywhere.
+WATCHERS = (Role.OPS, Role.ADMIN)
+
+
+class PendingItem(BaseModel):
+    kind: ProcessKind
+    id: str
+    workflow_id: str
+    partner_id: str
+    stage: str
+    actor: str
+    action: str
+    deadline: datetime | None
+    overdue: bool
+    link: str
+
+
+@router.get("/pending", response_model=list[PendingItem])
+def my_pending(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[PendingItem]:
+    """Every step awaiting the caller — a body its reviews, votes and sign-offs; a partner its
+    plans, reports and remediation steps — and for ops and admin every step past its deadline,
+    whoever it awaits. Soonest deadline first."""
+    now = utcnow()
+    if principal.role in WATCHERS:
+        rows = repo.pending(session=session, overdue_at=now, limit=limit)
+    else:
+        rows = repo.pending(session=session, actor=principal.actor, limit=limit)
+    items = []
+    for row in rows:
+        kind = ProcessKind(row.kind)
+        deadline = repo.as_utc(row.deadline)
+        items.append(
+            PendingItem(
+                kind=kind,
+                id=row.process_id,
+                workflow_id=row.workflow_id,
+                partner_id=row.partner_id,
+                stage=row.stage,
+                actor=row.actor,
+                action=row.action,
+                deadline=deadline,
+                overdue=deadline is not None and deadline < now,
+                link=LINKS[kind].format(id=row.process_id),
+            )
+        )
+    return items
