@@ -21,7 +21,8 @@ from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, Awaiting
 from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind, ProcessStatus
-from store import repo
+from store import records, repo
+from store.records import ProcessRecord
 from store.tables import Process
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -103,6 +104,17 @@ async def send_step(
             raise not_found(what) from None
         raise
     return state
+
+
+def decision_record(
+    session: Session, principal: Principal, workflow_id: str, what: str
+) -> ProcessRecord:
+    """The process's decision record, from the store alone; another partner's is 404."""
+    record = records.decision_record(session=session, workflow_id=workflow_id)
+    if record is None:
+        raise not_found(what)
+    principal.ensure_sees(record.partner_id, what)
+    return record
 
 
 def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:

@@ -22,7 +22,15 @@ from api.deps import (
     require,
 )
 from api.problems import Problem, not_found
-from api.processes import Accepted, ProcessSummary, read_state, send_step, start_once, summary
+from api.processes import (
+    Accepted,
+    ProcessSummary,
+    decision_record,
+    read_state,
+    send_step,
+    start_once,
+    summary,
+)
 from kwanus import contract
 from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
@@ -41,6 +49,7 @@ from policy.review import Review
 from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
 from policy.vote import Vote
 from store import repo
+from store.records import ProcessRecord
 from workflows.expansion import PartnerExpansion
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
@@ -127,6 +136,18 @@ def list_expansions(
         limit=limit,
     )
     return [summary(r) for r in rows]
+
+
+@router.get("/{expansion_id}/decision-record", response_model=ProcessRecord)
+def get_decision_record(
+    expansion_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ProcessRecord:
+    """One exportable record of the expansion: the sha256 of what was submitted, every review,
+    vote, decision and step with who acted and the rules applied, the policy version and
+    timestamps — served from the store, complete after the run has left Temporal."""
+    return decision_record(
+        session, principal, contract.expansion_workflow_id(expansion_id), "expansion"
+    )
 
 
 @router.get("/{expansion_id}", response_model=ExpansionStatus)

@@ -22,7 +22,15 @@ from api.deps import (
     TemporalDep,
 )
 from api.problems import Problem, not_found
-from api.processes import Accepted, ProcessSummary, read_state, send_step, start_once, summary
+from api.processes import (
+    Accepted,
+    ProcessSummary,
+    decision_record,
+    read_state,
+    send_step,
+    start_once,
+    summary,
+)
 from kwanus import contract
 from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
 from policy.forms import (
@@ -44,6 +52,7 @@ from policy.vocabulary import (
     TriggerClass,
 )
 from store import repo
+from store.records import ProcessRecord
 
 router = APIRouter(prefix="/migrations", tags=["migrations"])
 
@@ -170,6 +179,18 @@ def list_migrations(
         limit=limit,
     )
     return [summary(r) for r in rows]
+
+
+@router.get("/{migration_id}/decision-record", response_model=ProcessRecord)
+def get_decision_record(
+    migration_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ProcessRecord:
+    """One exportable record of the migration: the sha256 of what was submitted, every review,
+    vote, decision and step with who acted and the rules applied, the policy version and
+    timestamps — served from the store, complete after the run has left Temporal."""
+    return decision_record(
+        session, principal, contract.migration_workflow_id(migration_id), "migration"
+    )
 
 
 @router.get("/{migration_id}", response_model=MigrationStatus)

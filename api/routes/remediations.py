@@ -22,13 +22,14 @@ from api.deps import (
     require,
 )
 from api.problems import not_found
-from api.processes import Accepted, read_state, send_step, start_once
+from api.processes import Accepted, decision_record, read_state, send_step, start_once
 from kwanus import contract
 from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
 from policy.forms import RemediationStep
 from policy.types import Text
 from policy.vocabulary import ProcessKind, Role, Severity
 from store import repo
+from store.records import ProcessRecord
 from store.tables import utcnow
 
 violations = APIRouter(prefix="/partners", tags=["remediations"])
@@ -92,6 +93,18 @@ async def report_violation(
         what="remediation",
     )
     return Accepted(id=remediation_id, workflow_id=workflow_id, stage=stage)
+
+
+@router.get("/{remediation_id}/decision-record", response_model=ProcessRecord)
+def get_decision_record(
+    remediation_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ProcessRecord:
+    """One exportable record of the remediation: the sha256 of what was submitted, every review,
+    vote, decision and step with who acted and the rules applied, the policy version and
+    timestamps — served from the store, complete after the run has left Temporal."""
+    return decision_record(
+        session, principal, contract.remediation_workflow_id(remediation_id), "remediation"
+    )
 
 
 @router.get("/{remediation_id}", response_model=RemediationStatus)
