@@ -48,6 +48,7 @@ def build_worker(
             acts.apply_grant,
             acts.check_telemetry,
             acts.set_partner_status,
+            acts.tier_evidence,
             starter.start_migration,
             starter.start_remediation,
             starter.start_deprecation_batch,

@@ -11,7 +11,9 @@ from kwanus.models import (
     RecordEvent,
     RiskInput,
     TelemetryCheckInput,
+    TierEvidenceInput,
 )
+from policy.evidence import TierEvidence
 from policy.migration import telemetry_health
 from policy.risk import RiskAssessment, assess
 from store import repo
@@ -46,6 +48,12 @@ class GovernanceActivities:
         """M-9.2 restrict at once / M-9.3 keep restricted / M-9.1 restore full access, once."""
         with self.db.session() as session:
             return repo.set_partner_status(session=session, inp=inp)
+
+    @activity.defn(name="tier_evidence")
+    def tier_evidence(self, inp: TierEvidenceInput) -> TierEvidence:
+        """E-7.1: the partner's recorded evidence, as of `inp.at`."""
+        with self.db.session() as session:
+            return repo.tier_evidence(session=session, partner_id=inp.partner_id, now=inp.at)
 
     @activity.defn(name="check_telemetry")
     def check_telemetry(self, inp: TelemetryCheckInput) -> MonitoringCheck:

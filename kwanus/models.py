@@ -297,6 +297,11 @@ class ValidationResult(BaseModel):
     at: datetime
 
 
+class TierEvidenceInput(BaseModel):
+    partner_id: str
+    at: datetime
+
+
 class ValidationInput(BaseModel):
     check: str
     partner_id: str

@@ -80,3 +80,14 @@ class PartnerState(BaseModel):
     capabilities: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
     workflows: tuple[WorkflowDecl, ...] = ()
+
+
+class TierEvidence(BaseModel):
+    """What E-7.1 and E-7.2 judge a partner's tier on, as recorded: its telemetry over the
+    policy's evidence window, its violations (every remediation, open or closed) and its grants."""
+
+    model_config = ConfigDict(frozen=True)
+
+    telemetry: tuple[Telemetry, ...] = ()
+    violations: tuple[Violation, ...] = ()
+    granted_permissions: tuple[str, ...] = ()

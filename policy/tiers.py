@@ -8,8 +8,9 @@ from datetime import datetime
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
-from policy.evidence import Telemetry, Violation
-from policy.vocabulary import RISK_ORDER, RiskLevel, Severity
+from policy.evidence import Telemetry, TierEvidence
+from policy.proposal import Proposal
+from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity
 
 
 def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:
@@ -21,20 +22,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def upgrade_eligibility(
-    *,
-    telemetry: Sequence[Telemetry],
-    violations: Sequence[Violation],
-    granted_permissions: Sequence[str],
-    risk_level: RiskLevel | None,
-    now: datetime,
-    policy: PolicyContent,
-) -> Decision:
-    """E-7.1: reliable workflows, clean compliance, minimal permissions, low risk — each checked
-    against recorded data, each failure named."""
+def upgrade_evidence(evidence: TierEvidence, *, now: datetime, policy: PolicyContent) -> Decision:
+    """E-7.1 on the recorded evidence alone — reliable workflows, clean compliance, minimal
+    permissions — each failure named. Judged at submission, before the risk is known."""
     rules = policy.tier_rules
     out: list[Finding] = []
-    recent = _recent(telemetry, now, policy)
+    recent = _recent(evidence.telemetry, now, policy)
     success = _mean([r.workflow_success_rate for r in recent])
     if len(recent) < rules.min_reports or success < rules.upgrade_min_success_rate:
         out.append(
@@ -46,7 +39,7 @@ def upgrade_eligibility(
             )
         )
     since = now - rules.violation_lookback
-    unclean = [v for v in violations if v.resolved_at is None or v.at > since]
+    unclean = [v for v in evidence.violations if v.resolved_at is None or v.at > since]
     if unclean:
         out.append(
             Finding(
@@ -57,7 +50,7 @@ def upgrade_eligibility(
             )
         )
     used = {p for r in recent for p, calls in r.permission_usage.items() if calls > 0}
-    unused = sorted(set(granted_permissions) - used)
+    unused = sorted(set(evidence.granted_permissions) - used)
     if len(unused) > rules.max_unused_permissions:
         out.append(
             Finding(
@@ -66,31 +59,39 @@ def upgrade_eligibility(
                 message=f"granted but unused: {', '.join(unused)}",
             )
         )
-    if risk_level is None or RISK_ORDER.index(risk_level) > RISK_ORDER.index(
-        rules.upgrade_max_risk
-    ):
-        out.append(
+    return Decision(findings=tuple(out))
+
+
+def upgrade_eligibility(
+    evidence: TierEvidence,
+    *,
+    risk_level: RiskLevel | None,
+    now: datetime,
+    policy: PolicyContent,
+) -> Decision:
+    """E-7.1 in full: the evidence, and a low risk (judged once the risk is assessed)."""
+    limit = policy.tier_rules.upgrade_max_risk
+    risk: tuple[Finding, ...] = ()
+    if risk_level is None or RISK_ORDER.index(risk_level) > RISK_ORDER.index(limit):
+        risk = (
             Finding(
                 field="risk_low",
                 rule="E-7.1",
                 message=f"risk is {risk_level.value if risk_level else 'unassessed'}; "
-                f"an upgrade needs {rules.upgrade_max_risk.value}",
-            )
+                f"an upgrade needs {limit.value}",
+            ),
         )
-    return Decision(findings=tuple(out))
+    return Decision.merge(
+        upgrade_evidence(evidence, now=now, policy=policy), Decision(findings=risk)
+    )
 
 
-def downgrade_triggers(
-    *,
-    telemetry: Sequence[Telemetry],
-    violations: Sequence[Violation],
-    granted_permissions: Sequence[str],
-    now: datetime,
-    policy: PolicyContent,
-) -> Decision:
+def downgrade_triggers(evidence: TierEvidence, *, now: datetime, policy: PolicyContent) -> Decision:
     """E-7.2: compliance violations, workflow failures, permission misuse, instability — each a
     finding that starts a forced tier-downgrade migration (M-2.3)."""
     rules = policy.tier_rules
+    telemetry, violations = evidence.telemetry, evidence.violations
+    granted_permissions = evidence.granted_permissions
     out: list[Finding] = []
     open_serious = [
         v for v in violations if v.resolved_at is None and v.severity is not Severity.MINOR
@@ -175,3 +176,14 @@ def tier_above(tier: str, policy: PolicyContent) -> str | None:
     names = policy.tier_names
     i = names.index(tier)
     return names[i + 1] if i + 1 < len(names) else None
+
+
+def is_upgrade(proposal: Proposal, partner_tier: str, policy: PolicyContent) -> bool:
+    """A category B proposal for a tier above the partner's (E-7.1 applies)."""
+    names = policy.tier_names
+    return (
+        proposal.category is Category.TIER
+        and proposal.requested_tier in names
+        and partner_tier in names
+        and names.index(proposal.requested_tier) > names.index(partner_tier)
+    )

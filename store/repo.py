@@ -21,7 +21,14 @@ from kwanus.models import (
     RecordEvent,
 )
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
-from policy.evidence import CompatibilityMatrix, MatrixEntry, PartnerState, Telemetry
+from policy.evidence import (
+    CompatibilityMatrix,
+    MatrixEntry,
+    PartnerState,
+    Telemetry,
+    TierEvidence,
+    Violation,
+)
 from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
 from store.tables import (
@@ -388,6 +395,39 @@ def add_telemetry(*, session: Session, partner_id: str, report: Telemetry) -> Te
     session.add(row)
     session.commit()
     return row
+
+
+def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEvidence:
+    """E-7.1 / E-7.2 evidence as recorded: telemetry over the policy's evidence window (and the
+    violation lookback, whichever is longer), every remediation as a violation (resolved when it
+    completed), and the partner's grants."""
+    policy = current_policy(session=session)
+    lookback = max(policy.tier_rules.evidence_window, policy.tier_rules.violation_lookback)
+    telemetry = telemetry_between(
+        session=session, partner_id=partner_id, since=now - lookback, until=now
+    )
+    violations = []
+    for row in list_processes(
+        session=session, kind=ProcessKind.REMEDIATION, partner_id=partner_id, limit=10_000
+    ):
+        state = row.state or {}
+        if "severity" not in state or "opened_at" not in state:
+            continue
+        resolved = row.status == ProcessStatus.COMPLETED.value
+        violations.append(
+            Violation(
+                at=state["opened_at"],
+                severity=state["severity"],
+                kind=state.get("kind") or "violation",
+                resolved_at=state.get("closed_at") if resolved else None,
+            )
+        )
+    partner = get_partner(session=session, partner_id=partner_id)
+    return TierEvidence(
+        telemetry=tuple(telemetry),
+        violations=tuple(violations),
+        granted_permissions=tuple(partner.permissions) if partner else (),
+    )
 
 
 def telemetry_between(

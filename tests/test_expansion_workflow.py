@@ -34,7 +34,15 @@ from policy.forms import (
 )
 from policy.proposal import Proposal
 from policy.review import Review, criteria_of
-from policy.vocabulary import Body, ExpansionStage, Outcome, ProcessStatus, Role, VoteDecision
+from policy.vocabulary import (
+    Body,
+    ExpansionStage,
+    Outcome,
+    ProcessStatus,
+    RiskLevel,
+    Role,
+    VoteDecision,
+)
 from policy.vote import Vote
 from store import repo
 from store.db import Database
@@ -189,6 +197,41 @@ def refusal(exc: WorkflowUpdateFailedError) -> ApplicationError:
     return exc.cause
 
 
+def reliable_record(db: Database, now: datetime) -> None:
+    """E-7.1 evidence that holds: three reliable weeks in the window, every grant used, no
+    violations."""
+    with db.session() as session:
+        for weeks_ago in (1, 3, 6):
+            end = now - weeks_ago * 7 * DAY
+            repo.add_telemetry(
+                session=session,
+                partner_id="acme",
+                report=Telemetry(
+                    period_start=end - 7 * DAY,
+                    period_end=end,
+                    workflow_success_rate=0.999,
+                    api_error_rate=0.001,
+                    permission_usage={"orders:read": 40},
+                ),
+            )
+
+
+async def test_upgrade_needs_low_risk(start: Callable[..., Any], db: Database) -> None:
+    """E-7.1: with reliable, clean, minimal evidence an upgrade still needs a low risk — a
+    breaking change makes it medium, and the proposal is rejected naming the condition."""
+    run: Run = await start(
+        category="B", requested_tier="premier", migration_plan="dual run", breaking_change=True
+    )
+    reliable_record(db, await run.env.get_current_time())
+    await run.reviews()
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.risk is not None and result.risk.level is RiskLevel.MEDIUM
+    assert result.decision is not None and result.decision.rules == ["E-7.1"]
+    assert [r.split(":")[0] for r in result.decision.reasons] == ["risk_low"]
+    assert "tier_evidence_checked" in run.events()
+
+
 async def approve_all(run: Run) -> None:
     await run.reviews()
     await run.votes(TSC="approve", SCO="approve", ERC="approve", CGB="approve")
@@ -202,6 +245,7 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     completed; E-2.7 the release grants and changes the matrix; E-2.1a a tier change starts its
     migration; P-4 every event once."""
     run: Run = await start(category="B", requested_tier="premier", migration_plan="dual run")
+    reliable_record(db, await run.env.get_current_time())  # E-7.1: the upgrade's evidence
     state = await run.at_step("reviews")
     assert state.stage is ExpansionStage.EVALUATION
     assert {a.actor for a in state.awaiting} == {"TSC", "SCO", "ERC", "CGB"}

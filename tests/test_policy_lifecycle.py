@@ -17,6 +17,7 @@ from policy.evidence import (
     MatrixEntry,
     PartnerState,
     Telemetry,
+    TierEvidence,
     Violation,
     WorkflowDecl,
 )
@@ -273,16 +274,20 @@ GOOD = [telemetry(5), telemetry(20), telemetry(40)]
 
 
 def eligibility(**changes: object) -> list[str]:
-    args: dict[str, object] = {
+    evidence: dict[str, object] = {
         "telemetry": GOOD,
         "violations": [],
         "granted_permissions": ["orders:read"],
-        "risk_level": RiskLevel.LOW,
-        "now": NOW,
-        "policy": DEFAULT_POLICY,
     }
-    args.update(changes)
-    return [f.field for f in upgrade_eligibility(**args).findings]  # type: ignore[arg-type]
+    risk = changes.pop("risk_level", RiskLevel.LOW)
+    evidence.update(changes)
+    decision = upgrade_eligibility(
+        TierEvidence.model_validate(evidence),
+        risk_level=risk,  # type: ignore[arg-type]
+        now=NOW,
+        policy=DEFAULT_POLICY,
+    )
+    return [f.field for f in decision.findings]
 
 
 def test_upgrade_when_every_condition_holds() -> None:
@@ -317,13 +322,12 @@ def test_downgrade_triggers() -> None:
     """E-7.2: compliance violations, workflow failures, permission misuse, instability."""
 
     def triggers(reports: list[Telemetry], violations: list[Violation] | None = None) -> list[str]:
-        found = downgrade_triggers(
-            telemetry=reports,
-            violations=violations or [],
-            granted_permissions=["orders:read"],
-            now=NOW,
-            policy=DEFAULT_POLICY,
+        evidence = TierEvidence(
+            telemetry=tuple(reports),
+            violations=tuple(violations or []),
+            granted_permissions=("orders:read",),
         )
+        found = downgrade_triggers(evidence, now=NOW, policy=DEFAULT_POLICY)
         return [f.field for f in found.findings]
 
     assert triggers(GOOD) == []

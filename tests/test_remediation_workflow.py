@@ -19,16 +19,19 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import remediation_workflow_id
-from kwanus.models import Act, Actor, RemediationInput, RemediationStatus
+from kwanus.models import Act, Actor, GrantInput, RemediationInput, RemediationStatus
 from policy.document import DEFAULT_POLICY
+from policy.evidence import MatrixEntry
 from policy.forms import RemediationStep
-from policy.vocabulary import ProcessStatus, Role, Severity
+from policy.vocabulary import ProcessStatus, Role, Severity, Trigger
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import Partner, Process
 from tests.conftest import running_worker
-from tests.factories import partner_body
+from tests.factories import event, partner_body
+from tests.test_migration_workflow import Mig
+from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 
 DAY = timedelta(days=1)
@@ -52,11 +55,39 @@ class Rem:
             result_type=RemediationStatus,
         )
 
+    def tier(self) -> str:
+        with self.db.session() as session:
+            partner = session.get(Partner, "acme")
+            assert partner is not None
+            return partner.tier
+
     def partner_status(self) -> str:
         with self.db.session() as session:
             partner = session.get(Partner, "acme")
             assert partner is not None
             return partner.status
+
+
+def with_matrix(opener: Any) -> None:
+    """The partner's OS, API and runtime supported: its forced migration can pass validation."""
+    with opener.db.session() as session:
+        repo.apply_grant(
+            session=session,
+            grant=GrantInput(
+                event=event("seed:matrix"),
+                partner_id="acme",
+                tier="premier",
+                capabilities=[],
+                permissions=["orders:read"],
+                compatibility=[
+                    MatrixEntry(kind="os", name="kwanus", version="4.2", status="supported"),
+                    MatrixEntry(kind="api", name="kwanus", version="2.1", status="supported"),
+                    MatrixEntry(
+                        kind="runtime", name="kwanus-runtime", version="3.0", status="supported"
+                    ),
+                ],
+            ),
+        )
 
 
 @pytest.fixture
@@ -96,6 +127,7 @@ async def open_remediation(
                 await asyncio.sleep(0.05)
             return rem
 
+        opener.db = db  # type: ignore[attr-defined]
         yield opener
         for wid in started:
             with contextlib.suppress(RPCError):
@@ -162,3 +194,39 @@ async def test_severe_restricts_at_once_and_waits_for_sco(
     result = await rem.handle.result()
     assert result.status is ProcessStatus.COMPLETED
     assert rem.partner_status() == "active"  # M-9.1: full access restored
+
+
+async def test_unremediated_severe_violation_ends_in_a_lower_tier(
+    open_remediation: Callable[..., Any],
+) -> None:
+    """E-7.2 / M-9.3: a severe violation is restricted at once; left unremediated past its
+    window, its forced tier-downgrade migration runs to completion (M-4.7) and only then is
+    the partner's tier the one below."""
+    with_matrix(open_remediation)
+    rem: Rem = await open_remediation(Severity.SEVERE)
+    assert rem.partner_status() == "restricted"
+    deadline = (await rem.state()).deadline
+    assert deadline is not None
+    await rem.env.sleep(deadline - await rem.env.get_current_time() + DAY)
+    state = await rem.state()
+    assert state.status is ProcessStatus.EXPIRED and state.escalation_migration
+    forced = Mig(
+        rem.env,
+        rem.db,
+        rem.env.client.get_workflow_handle_for(
+            PartnerMigration.run, f"migration-{state.escalation_migration}"
+        ),
+        [],
+    )
+    migration = await forced.through_rollout()
+    assert migration.trigger is Trigger.COMPLIANCE_VIOLATION
+    assert rem.tier() == "premier"  # not before the migration completes
+    assert migration.fallback.until is not None
+    forced.healthy_telemetry_at(migration.fallback.until - timedelta(hours=1))
+    # Skip by sleeping, not by awaiting the result: after this test's earlier sleep, the test
+    # server's automatic skipping (on result()) does not resume.
+    await rem.env.sleep(migration.fallback.until - await rem.env.get_current_time() + DAY)
+    result = await forced.closed()
+    assert result.status is ProcessStatus.COMPLETED
+    assert rem.tier() == "verified"
+    assert rem.partner_status() == "restricted"  # access stays restricted (M-9.3)

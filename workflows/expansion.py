@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewRecord,
         RiskInput,
         StepRecord,
+        TierEvidenceInput,
         VoteRecord,
     )
     from policy.document import Deadline
@@ -46,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.proposal import check_submission
     from policy.review import CRITERIA, Review, check_review, forbidden_at_review
+    from policy.risk import RiskAssessment
+    from policy.tiers import is_upgrade, upgrade_eligibility
     from policy.vocabulary import (
         BODY_ROLES,
         Body,
@@ -204,6 +207,8 @@ class PartnerExpansion:
                 "missing_plans": list(risk.missing_plans),
             },
         )
+        if is_upgrade(self.inp.proposal, self.inp.partner_tier, self.policy):
+            await self._check_upgrade(risk)
         if self._missing_plans():
             planned = await self._step(
                 "plans",
@@ -229,6 +234,37 @@ class PartnerExpansion:
             escalate=True,
         )
         await self._decide(self._tally(final=not voted))
+
+    async def _check_upgrade(self, risk: RiskAssessment) -> None:
+        """E-7.1 in full once the risk is known: the evidence as recorded now (it was checked at
+        submission too, but months may have passed) and a low risk; each failure named."""
+        evidence = await workflow.execute_activity_method(
+            GovernanceActivities.tier_evidence,
+            TierEvidenceInput(partner_id=self.inp.partner_id, at=workflow.now()),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="read tier evidence",
+        )
+        eligible = upgrade_eligibility(
+            evidence, risk_level=risk.level, now=workflow.now(), policy=self.policy
+        )
+        reasons = tuple(f"{f.field}: {f.message}" for f in eligible.findings)
+        await self.ledger.emit(
+            "tier_evidence",
+            "tier_evidence_checked",
+            rules=["E-7.1"],
+            data={"eligible": eligible.allowed, "findings": list(reasons)},
+        )
+        if not eligible.allowed:
+            await self._decide(
+                VoteResult(
+                    outcome=Outcome.REJECTED,
+                    approvals=0,
+                    rejections=0,
+                    reasons=reasons,
+                    rules=("E-7.1",),
+                )
+            )
 
     async def _integration(self) -> None:
         """E-2.5 the integration plan, then E-2.6 implementation — both the partner's."""
@@ -753,9 +789,8 @@ class PartnerExpansion:
         """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
         ID from the proposal, linked (not a child): it outlives this run."""
         proposal = self.inp.proposal
-        tiers = self.policy.tier_names
-        if proposal.category is Category.TIER and proposal.requested_tier in tiers:
-            up = tiers.index(proposal.requested_tier) > tiers.index(self.inp.partner_tier)
+        if proposal.category is Category.TIER and proposal.requested_tier in self.policy.tier_names:
+            up = is_upgrade(proposal, self.inp.partner_tier, self.policy)
             trigger = Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE
             type_, subtype = MigrationType.TIER, "upgrade" if up else "downgrade"
         else:

@@ -46,10 +46,12 @@ from policy.forms import (
 )
 from policy.proposal import Proposal, check_submission
 from policy.review import Review
+from policy.tiers import is_upgrade, upgrade_evidence
 from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
 from policy.vote import Vote
 from store import repo
 from store.records import ProcessRecord
+from store.tables import utcnow
 from workflows.expansion import PartnerExpansion
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
@@ -86,6 +88,11 @@ async def submit_expansion(
     decision = Decision.merge(
         check_submission(proposal, policy), check_category(proposal, partner.tier)
     )
+    if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
+        evidence = await run_in_threadpool(
+            repo.tier_evidence, session=session, partner_id=partner.id, now=utcnow()
+        )
+        decision = Decision.merge(decision, upgrade_evidence(evidence, now=utcnow(), policy=policy))
     if not decision.allowed:
         raise Problem.refused(decision, "the proposal breaks a governance rule")
     expansion_id = body.id or secrets.token_hex(8)
