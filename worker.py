@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
+from kwanus import schedules
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
 from store.db import Database
@@ -21,8 +22,9 @@ from workflows.deprecation import DeprecationFanOut
 from workflows.expansion import PartnerExpansion
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
+from workflows.stewardship import StewardshipReview
 
-WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut]
+WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut, StewardshipReview]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 
@@ -49,6 +51,8 @@ def build_worker(
             acts.check_telemetry,
             acts.set_partner_status,
             acts.tier_evidence,
+            acts.current_policy,
+            acts.compile_stewardship,
             starter.start_migration,
             starter.start_remediation,
             starter.start_deprecation_batch,
@@ -67,6 +71,7 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
+    await schedules.apply(client, settings.task_queue)  # idempotent: one schedule, kept current
     db = Database(settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,18 +5,21 @@ from __future__ import annotations
 from temporalio import activity
 
 from kwanus.models import (
+    CompileInput,
     GrantInput,
     MonitoringCheck,
     PartnerStatusInput,
     RecordEvent,
     RiskInput,
+    StewardshipFigures,
     TelemetryCheckInput,
     TierEvidenceInput,
 )
+from policy.document import PolicyDocument
 from policy.evidence import TierEvidence
 from policy.migration import telemetry_health
 from policy.risk import RiskAssessment, assess
-from store import repo
+from store import repo, stewardship
 from store.db import Database
 
 
@@ -54,6 +57,24 @@ class GovernanceActivities:
         """E-7.1: the partner's recorded evidence, as of `inp.at`."""
         with self.db.session() as session:
             return repo.tier_evidence(session=session, partner_id=inp.partner_id, now=inp.at)
+
+    @activity.defn(name="current_policy")
+    def current_policy(self) -> PolicyDocument:
+        """The policy version in force (P-5), for a process started by a schedule."""
+        with self.db.session() as session:
+            return repo.current_policy(session=session)
+
+    @activity.defn(name="compile_stewardship")
+    def compile_stewardship(self, inp: CompileInput) -> StewardshipFigures:
+        """E-13.1 / M-10.1: the year's figures from the store, stored once as the report."""
+        with self.db.session() as session:
+            figures = stewardship.compile_figures(session=session, now=inp.at, policy=inp.policy)
+            return stewardship.save_report(
+                session=session,
+                report_id=inp.report_id,
+                workflow_id=inp.workflow_id,
+                figures=figures,
+            )
 
     @activity.defn(name="check_telemetry")
     def check_telemetry(self, inp: TelemetryCheckInput) -> MonitoringCheck:

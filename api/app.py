@@ -21,6 +21,7 @@ from api.routes import (
     partners,
     policy,
     remediations,
+    stewardship,
     tokens,
 )
 from kwanus.settings import Settings, get_settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         policy,
         compatibility,
         me,
+        stewardship,
     ):
         v1.include_router(module.router)
     v1.include_router(remediations.violations)

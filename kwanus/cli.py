@@ -60,6 +60,24 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedules_apply(args: argparse.Namespace) -> int:
+    from kwanus import schedules
+    from kwanus.temporal import connect
+
+    async def apply() -> str:
+        settings = _settings(args)
+        client = await connect(settings, wait=10)
+        return await schedules.apply(client, settings.task_queue)
+
+    try:
+        done = asyncio.run(apply())
+    except RuntimeError as exc:
+        print(f"kwanus schedules apply: Temporal not reachable: {exc}", file=sys.stderr)
+        return 2
+    print(f"schedule {schedules.SCHEDULE_ID}: {done} (yearly, {schedules.YEARLY} UTC)")
+    return 0
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -110,6 +128,13 @@ def parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", parents=[common], help="apply migrations").set_defaults(
         func=_db_upgrade
     )
+
+    sch = sub.add_parser("schedules", help="Temporal schedules").add_subparsers(
+        dest="schedules", required=True
+    )
+    sch.add_parser(
+        "apply", parents=[common], help="create or update the annual stewardship schedule"
+    ).set_defaults(func=_schedules_apply)
 
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
     tc = tok.add_parser("create", parents=[common], help="issue a bearer token (printed once)")

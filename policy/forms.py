@@ -190,3 +190,11 @@ class RemediationStep(Form):
     rules: ClassVar[dict[str, str]] = {"summary": "M-9.1"}
     summary: Text
     passed: bool | None = Field(default=None, description="Re-validation only: did it pass?")
+
+
+class StewardshipSignoff(Form):
+    """A body's sign-off of the annual stewardship report (E-13.1, M-10.1): what it reviewed
+    and what it will change (rules, governance, matrix, lifecycle)."""
+
+    rules: ClassVar[dict[str, str]] = {"notes": "M-10.1"}
+    notes: Text

@@ -62,7 +62,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _insert_for(session: Session) -> Callable[..., Any]:
+def insert_for(session: Session) -> Callable[..., Any]:
     """The dialect's INSERT, which knows ON CONFLICT and RETURNING on both databases."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
@@ -192,7 +192,7 @@ def role_of(token: ApiToken) -> Role:
 def _append_audit(session: Session, event: RecordEvent) -> bool:
     """Insert the event's audit row unless its key is taken (then roll back and say so).
     Detected with RETURNING, which is exact on both databases (rowcount is not)."""
-    insert = _insert_for(session)
+    insert = insert_for(session)
     audit = (
         insert(AuditEvent)
         .values(
@@ -223,7 +223,7 @@ def record_event(*, session: Session, event: RecordEvent) -> bool:
     wrote it: a retried activity finds the key taken and changes nothing (P-4)."""
     if not _append_audit(session, event):
         return False
-    insert = _insert_for(session)
+    insert = insert_for(session)
     awaiting = [a.model_dump(mode="json") for a in event.awaiting]
     projection = insert(Process).values(
         workflow_id=event.workflow_id,
@@ -489,7 +489,7 @@ def apply_grant(*, session: Session, grant: GrantInput) -> bool:
 def _upsert_matrix(
     session: Session, entries: Sequence[MatrixEntry], *, source: str, at: datetime
 ) -> None:
-    insert = _insert_for(session)
+    insert = insert_for(session)
     for entry in entries:
         stmt = insert(CompatEntry).values(
             kind=entry.kind.value,
@@ -524,7 +524,7 @@ def compatibility_matrix(*, session: Session) -> CompatibilityMatrix:
 
 def notify(*, session: Session, note: Notification) -> bool:
     """Write a notification once per key; returns whether this call wrote it."""
-    insert = _insert_for(session)
+    insert = insert_for(session)
     stmt = (
         insert(NotificationRow)
         .values(

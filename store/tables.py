@@ -193,3 +193,17 @@ class NotificationRow(SQLModel, table=True):
     kind: str = Field(max_length=32)
     message: str = Field(max_length=2000)
     at: datetime = _ts()
+
+
+class StewardshipReport(SQLModel, table=True):
+    """One annual stewardship report's figures (E-13.1, M-10.1), written once by its workflow;
+    sign-offs and status live in the process projection."""
+
+    __tablename__ = "stewardship_report"
+
+    id: str = Field(primary_key=True, max_length=100)
+    workflow_id: str = Field(max_length=128)
+    period_start: datetime = _ts()
+    period_end: datetime = _ts()
+    figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts()

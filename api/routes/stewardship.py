@@ -1,0 +1,124 @@
+"""Annual stewardship (E-13.1, M-10.1): the yearly report the four bodies sign off. Runs come from
+the Temporal Schedule (`kwanus-stewardship`) or from `POST /v1/stewardship/run`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import (
+    CurrentPrincipal,
+    PolicyDep,
+    Principal,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+    require,
+)
+from api.processes import (
+    Accepted,
+    ProcessSummary,
+    read_state,
+    send_step,
+    start_once,
+    summary,
+)
+from kwanus import contract
+from kwanus.models import StewardshipInput, StewardshipStatus, canonical_sha256
+from policy.deprecation import NoticeId
+from policy.forms import StewardshipSignoff
+from policy.vocabulary import ProcessKind, Role
+from store import repo
+from store.tables import utcnow
+
+router = APIRouter(prefix="/stewardship", tags=["stewardship"])
+RunnerDep = Annotated[Principal, Depends(require(Role.OPS, Role.ADMIN))]
+BodyDep = Annotated[Principal, Depends(require(Role.TSC, Role.SCO, Role.ERC, Role.CGB))]
+PREFIX = "stewardship-"
+
+
+class StewardshipRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: NoticeId | None = Field(
+        default=None, description="The report's id; the current year by default (one per year)."
+    )
+
+
+def _workflow_id(report_id: str) -> str:
+    return f"{PREFIX}{report_id}"
+
+
+@router.post("/run", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def run_stewardship(
+    principal: RunnerDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+    body: StewardshipRun | None = None,
+) -> Accepted:
+    """Run the annual review now (ops, admin): `stewardship-<year>` unless an id is given.
+    Asking again for the same id returns the same review."""
+    report_id = (body.id if body else None) or str(utcnow().year)
+    workflow_id = _workflow_id(report_id)
+    stage = await start_once(
+        client,
+        run=contract.STEWARDSHIP_WORKFLOW,
+        arg=StewardshipInput(report_id=report_id, policy=policy, requested_by=principal.actor),
+        workflow_id=workflow_id,
+        task_queue=settings.task_queue,
+        partner_id=None,
+        kind=ProcessKind.STEWARDSHIP,
+        stage="Review",
+        content_sha256=canonical_sha256(StewardshipRun(id=report_id)),
+        summary=f"Stewardship review {report_id}",
+        what="stewardship review",
+    )
+    return Accepted(id=report_id, workflow_id=workflow_id, stage=stage)
+
+
+@router.get("/reports", response_model=list[ProcessSummary])
+def list_reports(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ProcessSummary]:
+    """Every annual review: its stage, status and who has still to sign it off."""
+    rows = repo.list_processes(
+        session=session, kind=ProcessKind.STEWARDSHIP, after=after, limit=limit
+    )
+    return [summary(r) for r in rows]
+
+
+@router.get("/reports/{report_id}", response_model=StewardshipStatus)
+async def get_report(
+    report_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+) -> StewardshipStatus:
+    """A report's figures and sign-offs."""
+    return await read_state(
+        client, session, principal, _workflow_id(report_id), StewardshipStatus, "report"
+    )
+
+
+@router.post("/reports/{report_id}/signoff", response_model=StewardshipStatus)
+async def sign_off(
+    report_id: str,
+    body: StewardshipSignoff,
+    principal: BodyDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> StewardshipStatus:
+    """A body signs the report off (M-10.1), once, before the deadline."""
+    return await send_step(
+        client,
+        session,
+        principal,
+        _workflow_id(report_id),
+        "signoff",
+        body,
+        StewardshipStatus,
+        "report",
+    )

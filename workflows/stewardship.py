@@ -1,0 +1,193 @@
+"""StewardshipReview: the annual review (E-13.1, M-10.1), started yearly by a Temporal Schedule or
+on demand. It compiles the year's figures from the store into a report, then waits for TSC, SCO,
+ERC and CGB to sign it off before a deadline; a missed deadline is escalated to CGB with the
+escalation window (P-3), after which the review closes with the missing bodies named."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.governance import GovernanceActivities
+    from kwanus.contract import STEWARDSHIP_WORKFLOW, Refusal
+    from kwanus.models import (
+        Act,
+        Awaiting,
+        CompileInput,
+        Signoff,
+        StewardshipInput,
+        StewardshipStatus,
+    )
+    from policy.document import PolicyDocument
+    from policy.expansion import stewardship_signed_off
+    from policy.forms import StewardshipSignoff
+    from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        Ledger,
+        refuse,
+        require_role,
+        wait_with_deadline,
+    )
+
+STAGE = "Review"
+PREFIX = "stewardship-"
+BODIES = (Role.TSC, Role.SCO, Role.ERC, Role.CGB)
+
+
+@workflow.defn(name=STEWARDSHIP_WORKFLOW)
+class StewardshipReview:
+    @workflow.init
+    def __init__(self, inp: StewardshipInput) -> None:
+        workflow_id = workflow.info().workflow_id
+        self.report_id = inp.report_id or workflow_id.removeprefix(PREFIX)
+        self.state = StewardshipStatus(
+            id=self.report_id,
+            workflow_id=workflow_id,
+            stage=STAGE,
+            status=ProcessStatus.ACTIVE,
+            policy_version=inp.policy.version if inp.policy else 0,
+            started_at=workflow.info().start_time,
+        )
+        self.ledger: Ledger | None = None
+
+    @workflow.run
+    async def run(self, inp: StewardshipInput) -> StewardshipStatus:
+        policy: PolicyDocument
+        if inp.policy is not None:
+            policy = inp.policy
+        else:  # a scheduled run: the version in force now (P-5)
+            policy = await workflow.execute_activity_method(
+                GovernanceActivities.current_policy,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="read the policy in force",
+            )
+        self.state.policy_version = policy.version
+        ledger = self.ledger = Ledger(
+            process=ProcessKind.STEWARDSHIP,
+            process_id=self.report_id,
+            partner_id="",
+            policy_version=policy.version,
+            snapshot=lambda: self.state.model_dump(mode="json"),
+            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
+        )
+        self.state.figures = await workflow.execute_activity_method(
+            GovernanceActivities.compile_stewardship,
+            CompileInput(
+                report_id=self.report_id,
+                workflow_id=self.state.workflow_id,
+                at=workflow.now(),
+                policy=policy,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="compile the year's figures",
+        )
+        opened = workflow.now()
+        self.state.deadline = opened + policy.signoff.period
+        self._await_missing()
+        await ledger.emit(
+            "compiled",
+            "report_compiled",
+            actor=inp.requested_by,
+            rules=["E-13.1", "M-10.1"],
+            data={"deadline": self.state.deadline.isoformat()},
+        )
+        self.state.step = "signoffs"  # open once the window is on record
+        in_time = await wait_with_deadline(
+            self._signed,
+            opened_at=opened,
+            deadline=self._deadline,
+            window=policy.signoff,
+            on_reminder=lambda: ledger.emit("reminder", "reminder", rules=["P-3", "M-10.1"]),
+        )
+        if not in_time:
+            # P-3: escalated to CGB, who chases the missing bodies within the escalation window.
+            self.state.escalated = True
+            self.state.deadline = workflow.now() + policy.escalation.period
+            self._await_missing()
+            await ledger.emit(
+                "escalated",
+                "escalated",
+                rules=["P-3", "M-10.1"],
+                data={"missing": self._missing(), "to": Role.CGB.value},
+            )
+            in_time = await wait_with_deadline(
+                self._signed,
+                opened_at=workflow.now(),
+                deadline=self._deadline,
+                window=policy.escalation,
+                on_reminder=lambda: ledger.emit(
+                    "reminder:escalated", "reminder", rules=["P-3", "M-10.1"]
+                ),
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.state.status = ProcessStatus.COMPLETED if in_time else ProcessStatus.EXPIRED
+        self.state.closed_at = workflow.now()
+        self.state.step = None
+        self.state.awaiting = []
+        ledger.show(stage=STAGE, status=self.state.status, awaiting=[])
+        await ledger.emit(
+            f"finished:{self.state.status.value}",
+            "signed_off" if in_time else "signoffs_missed",
+            rules=["E-13.1", "M-10.1"] if in_time else ["P-3", "M-10.1"],
+            data={"missing": self._missing()},
+        )
+        return self.state
+
+    @workflow.update(name="signoff")
+    async def signoff(self, act: Act[StewardshipSignoff]) -> StewardshipStatus:
+        body = Body(act.actor.role.value)
+        self.state.signoffs[body] = Signoff(
+            notes=act.body.notes, actor=act.actor.role.value, at=workflow.now()
+        )
+        self._await_missing()
+        assert self.ledger is not None
+        await self.ledger.emit(
+            f"signoff:{body.value}", "signed_off_by", actor=body.value, rules=["M-10.1"]
+        )
+        return self.state
+
+    @signoff.validator
+    def _check_signoff(self, act: Act[StewardshipSignoff]) -> None:
+        require_role(act.actor, *BODIES)
+        if self.state.status is not ProcessStatus.ACTIVE or self.state.step != "signoffs":
+            refuse(Refusal.WRONG_STAGE, "the report is not awaiting sign-offs")
+        if Body(act.actor.role.value) in self.state.signoffs:
+            refuse(Refusal.ALREADY_DONE, f"{act.actor.role.value} has signed it off")
+
+    @workflow.query(name="status")
+    def status(self) -> StewardshipStatus:
+        return self.state
+
+    def _missing(self) -> list[str]:
+        return [b.value for b in Body if b not in self.state.signoffs]
+
+    def _signed(self) -> bool:
+        return stewardship_signed_off(set(self.state.signoffs)).allowed
+
+    def _deadline(self) -> datetime:
+        assert self.state.deadline is not None
+        return self.state.deadline
+
+    def _await_missing(self) -> None:
+        self.state.awaiting = [
+            Awaiting(
+                actor=b, action="sign off the stewardship report", deadline=self.state.deadline
+            )
+            for b in self._missing()
+        ]
+        if self.state.escalated and Role.CGB.value not in self._missing() and self._missing():
+            self.state.awaiting.append(
+                Awaiting(
+                    actor=Role.CGB.value,
+                    action=f"escalated: chase the sign-offs of {', '.join(self._missing())}",
+                    deadline=self.state.deadline,
+                )
+            )
+        if self.ledger is not None:
+            self.ledger.show(stage=STAGE, status=self.state.status, awaiting=self.state.awaiting)
