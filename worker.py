@@ -51,6 +51,7 @@ def build_worker(
             acts.check_telemetry,
             acts.set_partner_status,
             acts.tier_evidence,
+            acts.update_matrix,
             acts.current_policy,
             acts.compile_stewardship,
             starter.start_migration,

@@ -7,6 +7,7 @@ from temporalio import activity
 from kwanus.models import (
     CompileInput,
     GrantInput,
+    MatrixInput,
     MonitoringCheck,
     PartnerStatusInput,
     RecordEvent,
@@ -45,6 +46,12 @@ class GovernanceActivities:
         """E-2.7: the release's governance update, once (keyed by its event)."""
         with self.db.session() as session:
             return repo.apply_grant(session=session, grant=grant)
+
+    @activity.defn(name="update_matrix")
+    def update_matrix(self, inp: MatrixInput) -> bool:
+        """E-9.1 / M-5.1: a rollout's matrix entries, numbered in the history, once."""
+        with self.db.session() as session:
+            return repo.update_matrix(session=session, event=inp.event, entries=inp.entries)
 
     @activity.defn(name="set_partner_status")
     def set_partner_status(self, inp: PartnerStatusInput) -> bool:

@@ -297,6 +297,13 @@ class ValidationResult(BaseModel):
     at: datetime
 
 
+class MatrixInput(BaseModel):
+    """A process's change to the compatibility matrix, carried by its audit event."""
+
+    event: RecordEvent
+    entries: list[MatrixEntry]
+
+
 class TierEvidenceInput(BaseModel):
     partner_id: str
     at: datetime

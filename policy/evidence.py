@@ -49,6 +49,7 @@ class CompatibilityMatrix(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    version: int = Field(default=0, description="Changes so far; every change adds one.")
     entries: tuple[MatrixEntry, ...] = ()
 
     def status_of(self, kind: ComponentKind, name: str, version: str) -> MatrixStatus | None:

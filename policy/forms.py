@@ -178,8 +178,11 @@ class MigrationDocumentation(Form):
 
 
 class Rollout(Form):
+    """M-4.5: a versioned rollout (M-5.2), with the matrix entries it changes (M-5.1) if any."""
+
     rules: ClassVar[dict[str, str]] = {"version": "M-5.2"}
     version: Version
+    compatibility: list[MatrixEntry] = Field(default_factory=list, max_length=100)
     notes: Text | None = None
 
 

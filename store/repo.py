@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from kwanus.models import (
     GrantInput,
@@ -34,6 +34,7 @@ from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, To
 from store.tables import (
     ApiToken,
     AuditEvent,
+    CompatChange,
     CompatEntry,
     NotificationRow,
     Partner,
@@ -481,16 +482,36 @@ def apply_grant(*, session: Session, grant: GrantInput) -> bool:
     partner.capabilities = list(grant.capabilities)
     partner.permissions = list(grant.permissions)
     session.add(partner)
-    _upsert_matrix(session, grant.compatibility, source=event.workflow_id, at=event.at)
+    _upsert_matrix(
+        session,
+        grant.compatibility,
+        source=event.workflow_id,
+        actor=event.actor,
+        audit_key=event.key,
+        at=event.at,
+    )
     session.commit()
     return True
 
 
 def _upsert_matrix(
-    session: Session, entries: Sequence[MatrixEntry], *, source: str, at: datetime
-) -> None:
+    session: Session,
+    entries: Sequence[MatrixEntry],
+    *,
+    source: str,
+    actor: str,
+    audit_key: str,
+    at: datetime,
+) -> list[dict[str, Any]]:
+    """Apply matrix entries; every entry that changes is numbered in the history (E-9, never
+    silently). Returns the changes, for the audit event that carries them."""
     insert = insert_for(session)
+    version = matrix_version(session=session)
+    changes: list[dict[str, Any]] = []
     for entry in entries:
+        row = session.get(CompatEntry, (entry.kind.value, entry.name, entry.version))
+        if row is not None and row.status == entry.status.value:
+            continue
         stmt = insert(CompatEntry).values(
             kind=entry.kind.value,
             name=entry.name,
@@ -504,6 +525,98 @@ def _upsert_matrix(
             set_={"status": stmt.excluded.status, "updated_at": at, "updated_by": source},
         )
         session.execute(stmt)
+        version += 1
+        change: dict[str, Any] = {
+            "kind": entry.kind.value,
+            "name": entry.name,
+            "version": entry.version,
+            "status": entry.status.value,
+            "previous": row.status if row is not None else None,
+        }
+        session.add(
+            CompatChange(
+                matrix_version=version,
+                kind=entry.kind.value,
+                name=entry.name,
+                version=entry.version,
+                status=entry.status.value,
+                previous=change["previous"],
+                at=at,
+                source=source,
+                actor=actor,
+                audit_key=audit_key,
+            )
+        )
+        changes.append({**change, "matrix_version": version})
+    return changes
+
+
+def matrix_version(*, session: Session) -> int:
+    latest = session.exec(select(func.max(CompatChange.matrix_version))).one()
+    return int(latest or 0)
+
+
+def change_matrix(
+    *, session: Session, entries: Sequence[MatrixEntry], actor: str, reason: str
+) -> list[dict[str, Any]]:
+    """TSC's direct change (`PUT /v1/compatibility-matrix`): the entries and one audit event
+    naming who and why, in one transaction. Nothing changed → nothing written."""
+    now = utcnow()
+    key = f"compatibility-matrix:v{matrix_version(session=session) + 1}"
+    changes = _upsert_matrix(
+        session, entries, source="compatibility-matrix", actor=actor, audit_key=key, at=now
+    )
+    if not changes:
+        session.rollback()
+        return []
+    session.add(
+        AuditEvent(
+            key=key,
+            at=now,
+            recorded_at=now,
+            workflow_id="compatibility-matrix",
+            process="matrix",
+            process_id=str(changes[-1]["matrix_version"]),
+            partner_id="",
+            event="matrix_changed",
+            actor=actor,
+            stage="",
+            rules=["E-9.1", "M-5.1"],
+            data={"reason": reason, "changes": changes},
+        )
+    )
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise AlreadyExists("another matrix change landed first") from exc
+    return changes
+
+
+def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[MatrixEntry]) -> bool:
+    """A process's matrix change (a migration's rollout): its audit event carries the changes,
+    once per event key."""
+    changes = _upsert_matrix(
+        session,
+        entries,
+        source=event.workflow_id,
+        actor=event.actor,
+        audit_key=event.key,
+        at=event.at,
+    )
+    if not _append_audit(
+        session, event.model_copy(update={"data": {**event.data, "changes": changes}})
+    ):
+        session.rollback()
+        return False
+    session.commit()
+    return True
+
+
+def matrix_history(*, session: Session, limit: int = 100) -> Sequence[CompatChange]:
+    return session.exec(
+        select(CompatChange).order_by(col(CompatChange.matrix_version).desc()).limit(limit)
+    ).all()
 
 
 def compatibility_matrix(*, session: Session) -> CompatibilityMatrix:
@@ -513,9 +626,10 @@ def compatibility_matrix(*, session: Session) -> CompatibilityMatrix:
         )
     ).all()
     return CompatibilityMatrix(
+        version=matrix_version(session=session),
         entries=tuple(
             MatrixEntry(kind=r.kind, name=r.name, version=r.version, status=r.status) for r in rows
-        )
+        ),
     )
 
 

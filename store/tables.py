@@ -177,6 +177,28 @@ class CompatEntry(SQLModel, table=True):
     updated_by: str = Field(max_length=128)
 
 
+class CompatChange(SQLModel, table=True):
+    """The matrix's history: one row per changed entry, numbered — the matrix version is the
+    highest number. The unique number makes two concurrent changes serialize (one retries)."""
+
+    __tablename__ = "compat_change"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    matrix_version: int = Field(unique=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=100)
+    version: str = Field(max_length=32)
+    status: str = Field(max_length=16)
+    previous: str | None = Field(default=None, max_length=16)
+    at: datetime = _ts()
+    source: str = Field(max_length=128, description="The process (workflow id) or the API.")
+    actor: str = Field(max_length=64)
+    audit_key: str = Field(max_length=200, description="The audit event that carried it.")
+
+
 class NotificationRow(SQLModel, table=True):
     """What the notifier sent a partner (M-4.1 notices, reminders). Keyed, so a retried activity
     notifies once."""

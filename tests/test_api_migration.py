@@ -82,11 +82,19 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     assert all(v["passed"] for v in state["validation"].values())
     unversioned = await api.http.post(f"{base}/rollout", json={}, headers=acme)
     assert unversioned.status_code == 422 and unversioned.json()["rule"] == "M-5.2"
-    assert (
-        await api.http.post(f"{base}/rollout", json={"version": "5.0.0"}, headers=acme)
-    ).status_code == 200
+    retire = {"kind": "os", "name": "kwanus", "version": "4.2", "status": "deprecated"}
+    rollout = {"version": "5.0.0", "compatibility": [retire]}
+    assert (await api.http.post(f"{base}/rollout", json=rollout, headers=acme)).status_code == 200
     state = await eventually(lambda: at(None, "Monitoring"))
     assert state["fallback"]["active"]
+
+    async def matrix_followed() -> list[dict[str, Any]]:  # M-5.1: the rollout's matrix change
+        history = (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json()
+        return [h for h in history if h["source"] == f"migration-{mid}"]
+
+    changed = await eventually(matrix_followed)
+    assert changed and (changed[0]["version"], changed[0]["status"]) == ("4.2", "deprecated")
+    assert changed[0]["audit_key"] == f"migration-{mid}:matrix:rollout"
 
     async def listed() -> list[str]:
         query = "KwanusProcess='migration' AND KwanusPartnerId='acme'"
@@ -170,3 +178,26 @@ async def test_decline_over_http(api: Api) -> None:
     )
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
     await api.env.client.get_workflow_handle(f"migration-{forced}").terminate("test over")
+
+
+async def test_tsc_changes_the_matrix_with_a_reason(api: Api) -> None:
+    """E-9.1 / M-5.1: TSC changes entries directly, never silently (a reason, an audit event, a
+    new matrix version); nobody else may."""
+    acme = await api.partner("acme")
+    tsc = api.token("TSC")
+    entry = {"kind": "runtime", "name": "kwanus-runtime", "version": "2.0", "status": "retired"}
+    body = {"entries": [entry], "reason": "end of life"}
+    for who in (acme, api.token("SCO"), api.token("admin")):
+        assert (
+            await api.http.put("/v1/compatibility-matrix", json=body, headers=who)
+        ).status_code == 403
+    no_reason = await api.http.put(
+        "/v1/compatibility-matrix", json={"entries": [entry]}, headers=tsc
+    )
+    assert no_reason.status_code == 422
+    resp = await api.http.put("/v1/compatibility-matrix", json=body, headers=tsc)
+    assert resp.status_code == 200, resp.text
+    matrix = resp.json()
+    assert matrix["version"] == 1 and entry in matrix["entries"]
+    history = (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json()
+    assert history[0]["actor"] == "TSC" and history[0]["audit_key"] == "compatibility-matrix:v1"

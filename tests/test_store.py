@@ -9,6 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
+from policy.evidence import MatrixEntry
+from policy.vocabulary import MatrixStatus, ProcessKind
 from store import repo
 from store.db import Database
 from store.migrate import upgrade
@@ -25,6 +27,24 @@ def test_migrations_create_every_table_and_rerun_cleanly(db_url: str) -> None:
     finally:
         database.dispose()
     assert {"partner", "api_token", "process", "audit_event", "alembic_version"} <= names
+
+
+def test_migrations_match_the_tables(db_url: str) -> None:
+    """Every table and index the code declares is created by a migration (nothing to
+    autogenerate), on SQLite and PostgreSQL."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import store.tables  # noqa: F401  (registers the tables)
+
+    database = Database(db_url)
+    try:
+        with database.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    finally:
+        database.dispose()
+    assert diff == []
 
 
 def test_record_event_retried_in_sequence_writes_once(db: Database) -> None:
@@ -139,3 +159,40 @@ def test_policy_versions_stored_in_order(db: Database) -> None:
         now_in_force = repo.current_policy(session=session)
     assert now_in_force.version == 2 and now_in_force.fallback_default_months == 15
     assert now_in_force.tiers == DEFAULT_POLICY.tiers
+
+
+def test_matrix_changes_are_numbered_and_audited(db: Database) -> None:
+    """E-9.1 / E-9.2 never silently: each changed entry gets the next matrix version and names
+    its source; an unchanged entry writes nothing; a retried process event applies once."""
+    supported = MatrixEntry(kind="api", name="kwanus", version="2.1", status="supported")
+    deprecated = supported.model_copy(update={"status": MatrixStatus.DEPRECATED})
+    with db.session() as session:
+        first = repo.change_matrix(
+            session=session, entries=[supported], actor="TSC", reason="2.1 is out"
+        )
+        assert [c["matrix_version"] for c in first] == [1]
+        assert (
+            repo.change_matrix(session=session, entries=[supported], actor="TSC", reason="x") == []
+        )
+        rollout = event(
+            "migration-m1:matrix:rollout",
+            workflow_id="migration-m1",
+            process=ProcessKind.MIGRATION,
+            event="matrix_changed",
+        )
+        for _ in range(3):  # a retried activity
+            repo.update_matrix(session=session, event=rollout, entries=[deprecated])
+        history = repo.matrix_history(session=session)
+        assert [(c.matrix_version, c.status, c.previous, c.source) for c in history] == [
+            (2, "deprecated", "supported", "migration-m1"),
+            (1, "supported", None, "compatibility-matrix"),
+        ]
+        assert repo.compatibility_matrix(session=session).version == 2
+        audit = session.exec(
+            select(AuditEvent).where(AuditEvent.key == "migration-m1:matrix:rollout")
+        ).one()
+        assert audit.data["changes"][0]["previous"] == "supported"
+        tsc = session.exec(
+            select(AuditEvent).where(AuditEvent.key == "compatibility-matrix:v1")
+        ).one()
+        assert tsc.actor == "TSC" and tsc.data["reason"] == "2.1 is out"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.governance import GovernanceActivities
     from activities.migration import MigrationActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import MIGRATION_WORKFLOW, Refusal, remediation_workflow_id
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         Awaiting,
         Fallback,
         LifecycleInput,
+        MatrixInput,
         MigrationInput,
         MigrationStatus,
         Notification,
@@ -439,6 +441,19 @@ class PartnerMigration:
             rules=["M-4.5", "M-5.2"],
             data={"version": act.body.version, "fallback_active": self.state.fallback.active},
         )
+        if act.body.compatibility:  # M-5.1: the matrix follows the rollout, never silently
+            await workflow.execute_activity_method(
+                GovernanceActivities.update_matrix,
+                MatrixInput(
+                    event=self.ledger.now_event(
+                        "matrix:rollout", "matrix_changed", actor=act.actor.name, rules=["M-5.1"]
+                    ),
+                    entries=act.body.compatibility,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="update the compatibility matrix",
+            )
         return self.state
 
     @rollout.validator
