@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.governance import GovernanceActivities
@@ -72,7 +73,10 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
-    await schedules.apply(client, settings.task_queue)  # idempotent: one schedule, kept current
+    try:  # idempotent: one schedule, kept current
+        await schedules.apply(client, settings.task_queue)
+    except RPCError as exc:  # governance goes on; ops see why the yearly review is not scheduled
+        log.error("could not apply schedule %s: %s", schedules.SCHEDULE_ID, exc.message)
     db = Database(settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
