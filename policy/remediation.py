@@ -70,15 +70,24 @@ class Escalation(BaseModel):
     rules: tuple[str, ...]
 
 
-def missed_window(partner_tier: str, policy: PolicyContent) -> Escalation:
-    """M-9.3 / E-7.2: access stays restricted and a forced tier-downgrade migration starts, to
-    the tier below (none below the lowest: the migration then reduces permissions instead)."""
+def forced_downgrade(
+    trigger: Trigger, partner_tier: str, policy: PolicyContent, rules: tuple[str, ...]
+) -> Escalation:
+    """E-7.2 / M-2.3: a forced migration to the tier below (none below the lowest: the
+    migration then reduces permissions instead)."""
     target = tier_below(partner_tier, policy)
     return Escalation(
-        keep_restricted=True,
-        trigger=Trigger.COMPLIANCE_VIOLATION,
+        keep_restricted=trigger is Trigger.COMPLIANCE_VIOLATION,
+        trigger=trigger,
         type_=MigrationType.TIER if target else MigrationType.PERMISSION,
         subtype="downgrade" if target else "reduction",
         target_tier=target,
-        rules=("M-9.3", "E-7.2", "M-2.3"),
+        rules=rules,
+    )
+
+
+def missed_window(partner_tier: str, policy: PolicyContent) -> Escalation:
+    """M-9.3 / E-7.2: access stays restricted and a forced tier-downgrade migration starts."""
+    return forced_downgrade(
+        Trigger.COMPLIANCE_VIOLATION, partner_tier, policy, ("M-9.3", "E-7.2", "M-2.3")
     )

@@ -10,7 +10,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
 from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal
-from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity
+from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
 
 
 def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:
@@ -84,6 +84,33 @@ def upgrade_eligibility(
     return Decision.merge(
         upgrade_evidence(evidence, now=now, policy=policy), Decision(findings=risk)
     )
+
+
+# What a telemetry-driven downgrade is forced by (M-2.3): misuse is a security matter, failing
+# workflows and API errors are instability. Compliance violations escalate through their own
+# remediation's window instead (M-9.3), so they never start a second downgrade here.
+TRIGGER_OF_FINDING = {
+    "permission_misuse": Trigger.SECURITY_VIOLATION,
+    "workflow_failures": Trigger.PARTNER_INSTABILITY,
+    "partner_instability": Trigger.PARTNER_INSTABILITY,
+}
+
+
+def telemetry_downgrade(
+    evidence: TierEvidence, *, now: datetime, policy: PolicyContent
+) -> tuple[Trigger, Decision] | None:
+    """E-7.2 on newly reported telemetry: the forced trigger and the findings, or None."""
+    found = downgrade_triggers(evidence, now=now, policy=policy)
+    findings = tuple(f for f in found.findings if f.field in TRIGGER_OF_FINDING)
+    if not findings:
+        return None
+    triggers = {TRIGGER_OF_FINDING[f.field] for f in findings}
+    trigger = (
+        Trigger.SECURITY_VIOLATION
+        if Trigger.SECURITY_VIOLATION in triggers
+        else Trigger.PARTNER_INSTABILITY
+    )
+    return trigger, Decision(findings=findings)
 
 
 def downgrade_triggers(evidence: TierEvidence, *, now: datetime, policy: PolicyContent) -> Decision:

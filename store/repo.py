@@ -29,7 +29,7 @@ from policy.evidence import (
     TierEvidence,
     Violation,
 )
-from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
+from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
 from store.tables import (
     ApiToken,
@@ -429,6 +429,30 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
         violations=tuple(violations),
         granted_permissions=tuple(partner.permissions) if partner else (),
     )
+
+
+FORCED = frozenset(
+    {
+        Trigger.COMPLIANCE_VIOLATION.value,
+        Trigger.SECURITY_VIOLATION.value,
+        Trigger.PARTNER_INSTABILITY.value,
+    }
+)
+
+
+def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
+    """The id of a forced downgrade (tier or permission reduction) still running, if any."""
+    for row in list_processes(
+        session=session,
+        kind=ProcessKind.MIGRATION,
+        partner_id=partner_id,
+        status=ProcessStatus.ACTIVE.value,
+        limit=10_000,
+    ):
+        state = row.state or {}
+        if state.get("trigger") in FORCED and state.get("subtype") in ("downgrade", "reduction"):
+            return row.process_id
+    return None
 
 
 def telemetry_between(

@@ -5,6 +5,7 @@ every condition holds."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlmodel import SQLModel, delete
 
@@ -12,7 +13,7 @@ from policy.evidence import Telemetry
 from policy.vocabulary import ProcessKind, ProcessStatus, Severity
 from store import repo
 from store.tables import Partner, PendingAction, Process, TelemetryReport, utcnow
-from tests.apistack import Api, unique
+from tests.apistack import Api, eventually, unique
 from tests.factories import event, proposal_body
 
 DAY = timedelta(days=1)
@@ -103,3 +104,40 @@ async def test_upgrade_refused_for_each_condition_then_accepted(api: Api) -> Non
     accepted = await api.http.post("/v1/expansions", json={**upgrade, "id": eid}, headers=acme)
     assert accepted.status_code == 202, accepted.text
     await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+
+
+async def test_instability_forces_one_downgrade(api: Api) -> None:
+    """E-7.2 / M-2.3: telemetry showing failing workflows starts a forced tier-downgrade
+    migration to the tier below; more bad reports while it runs start no second one; calls on a
+    permission never granted are a security violation."""
+    acme = await api.partner("acme")
+    end = utcnow()
+    bad = {
+        "period_start": (end - 7 * DAY).isoformat(),
+        "period_end": end.isoformat(),
+        "workflow_success_rate": 0.8,
+        "api_error_rate": 0.01,
+        "permission_usage": {"orders:read": 10},
+    }
+    healthy = {**bad, "workflow_success_rate": 0.999}
+    ok = await api.http.post("/v1/partners/acme/telemetry", json=healthy, headers=acme)
+    assert ok.status_code == 201 and ok.json()["downgrade"] is None
+    resp = await api.http.post("/v1/partners/acme/telemetry", json=bad, headers=acme)
+    assert resp.status_code == 201, resp.text
+    downgrade = resp.json()["downgrade"]
+    assert downgrade["started"] and downgrade["trigger"] == "partner_instability"
+    assert [f["field"] for f in downgrade["findings"]] == ["workflow_failures"]
+    mid = downgrade["migration_id"]
+
+    async def running() -> dict[str, Any] | None:
+        resp = await api.http.get(f"/v1/migrations/{mid}", headers=acme)
+        return resp.json() if resp.status_code == 200 and resp.json()["step"] == "plan" else None
+
+    state = await eventually(running)
+    assert state and state["trigger_class"] == "forced" and state["target"] == {"tier": "community"}
+    misuse = {**bad, "permission_usage": {"orders:write": 3}}
+    again = await api.http.post("/v1/partners/acme/telemetry", json=misuse, headers=acme)
+    second = again.json()["downgrade"]
+    assert second["migration_id"] == mid and not second["started"]
+    assert {f["field"] for f in second["findings"]} >= {"permission_misuse"}
+    await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminDep, CurrentPrincipal, PolicyDep, SessionDep
+from api.deps import AdminDep, CurrentPrincipal, PolicyDep, SessionDep, SettingsDep, TemporalDep
 from api.problems import Problem, not_found
+from api.processes import start_once
+from kwanus import contract
+from kwanus.models import MigrationInput, canonical_sha256
+from policy.decisions import Finding
 from policy.evidence import Telemetry
 from policy.partners import check_profile
-from policy.vocabulary import Role
+from policy.remediation import forced_downgrade
+from policy.tiers import telemetry_downgrade
+from policy.vocabulary import MigrationStage, ProcessKind, Role, Trigger
 from store import repo
 from store.schemas import PartnerCreate, PartnerPublic
+from store.tables import utcnow
 
 router = APIRouter(prefix="/partners", tags=["partners"])
 
@@ -57,29 +65,103 @@ def get_partner(partner_id: str, principal: CurrentPrincipal, session: SessionDe
     return repo.partner_public(row)
 
 
+class ForcedDowngrade(BaseModel):
+    """The forced tier downgrade a report set off (E-7.2), or the one already running."""
+
+    migration_id: str
+    trigger: Trigger
+    findings: list[Finding]
+    started: bool = Field(description="False when a forced downgrade was already under way.")
+
+
 class TelemetryRecorded(BaseModel):
     id: int
     partner_id: str
     report: Telemetry
+    downgrade: ForcedDowngrade | None = None
 
 
 @router.post(
     "/{partner_id}/telemetry", status_code=status.HTTP_201_CREATED, response_model=TelemetryRecorded
 )
-def report_telemetry(
-    partner_id: str, body: Telemetry, principal: CurrentPrincipal, session: SessionDep
+async def report_telemetry(
+    partner_id: str,
+    body: Telemetry,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    client: TemporalDep,
 ) -> TelemetryRecorded:
     """Record a telemetry report (the partner itself, or ops): the evidence monitoring (M-4.6)
-    and tier decisions (E-7) are judged on."""
+    and tier decisions (E-7) are judged on. Failing workflows, instability or calls on
+    permissions never granted (E-7.2) start a forced tier-downgrade migration (M-2.3) — one at
+    a time per partner."""
     if principal.role not in (Role.PARTNER, Role.OPS):
         raise Problem(403, "only the partner itself or ops report telemetry")
     principal.ensure_sees(partner_id, "partner")
-    if repo.get_partner(session=session, partner_id=partner_id) is None:
+    partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=partner_id)
+    if partner is None:
         raise not_found("partner")
     if body.period_end <= body.period_start:
         raise Problem(
             422, "the period ends before it starts", errors={"period_end": "after period_start"}
         )
-    row = repo.add_telemetry(session=session, partner_id=partner_id, report=body)
+    row = await run_in_threadpool(
+        repo.add_telemetry, session=session, partner_id=partner_id, report=body
+    )
     assert row.id is not None
-    return TelemetryRecorded(id=row.id, partner_id=partner_id, report=body)
+    now = utcnow()
+    evidence = await run_in_threadpool(
+        repo.tier_evidence, session=session, partner_id=partner_id, now=now
+    )
+    found = telemetry_downgrade(evidence, now=now, policy=policy)
+    downgrade = None
+    if found is not None:
+        trigger, decision = found
+        running = await run_in_threadpool(
+            repo.active_forced_downgrade, session=session, partner_id=partner_id
+        )
+        if running is not None:
+            migration_id, started = running, False
+        else:
+            migration_id, started = f"downgrade-{partner_id}-{now:%Y%m%d}", True
+            escalation = forced_downgrade(
+                trigger, partner.tier, policy, tuple(sorted({*decision.rules, "M-2.3"}))
+            )
+            target = {"tier": escalation.target_tier} if escalation.target_tier else {}
+            await start_once(
+                client,
+                run=contract.MIGRATION_WORKFLOW,
+                arg=MigrationInput(
+                    migration_id=migration_id,
+                    partner_id=partner_id,
+                    trigger=trigger,
+                    type_=escalation.type_,
+                    subtype=escalation.subtype,
+                    target=target,
+                    fallback_months=policy.fallback_default_months,
+                    policy=policy,
+                    origin=f"telemetry:{row.id}",
+                    requested_by="system",
+                ),
+                workflow_id=contract.migration_workflow_id(migration_id),
+                task_queue=settings.task_queue,
+                partner_id=partner_id,
+                kind=ProcessKind.MIGRATION,
+                stage=MigrationStage.NOTICE.value,
+                content_sha256=canonical_sha256(
+                    ForcedDowngrade(
+                        migration_id=migration_id, trigger=trigger, findings=[], started=True
+                    )
+                ),
+                summary=f"Migration {migration_id} · partner {partner_id} · {trigger.value}",
+                what="migration",
+            )
+        downgrade = ForcedDowngrade(
+            migration_id=migration_id,
+            trigger=trigger,
+            findings=list(decision.findings),
+            started=started,
+        )
+    return TelemetryRecorded(id=row.id, partner_id=partner_id, report=body, downgrade=downgrade)
