@@ -53,6 +53,7 @@ def build_worker(
             acts.set_partner_status,
             acts.tier_evidence,
             acts.update_matrix,
+            acts.add_tier,
             acts.current_policy,
             acts.compile_stewardship,
             starter.start_migration,

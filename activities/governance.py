@@ -9,6 +9,7 @@ from kwanus.models import (
     GrantInput,
     MatrixInput,
     MonitoringCheck,
+    NewTierInput,
     PartnerStatusInput,
     RecordEvent,
     RiskInput,
@@ -46,6 +47,12 @@ class GovernanceActivities:
         """E-2.7: the release's governance update, once (keyed by its event)."""
         with self.db.session() as session:
             return repo.apply_grant(session=session, grant=grant)
+
+    @activity.defn(name="add_tier")
+    def add_tier(self, inp: NewTierInput) -> int | None:
+        """E-7.3: the new tier lands in the catalogue as a new policy version, once."""
+        with self.db.session() as session:
+            return repo.add_tier(session=session, event=inp.event, new_tier=inp.new_tier)
 
     @activity.defn(name="update_matrix")
     def update_matrix(self, inp: MatrixInput) -> bool:

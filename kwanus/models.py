@@ -25,7 +25,7 @@ from policy.forms import (
     Rollout,
     Withdrawal,
 )
-from policy.proposal import Proposal
+from policy.proposal import NewTier, Proposal
 from policy.review import Review
 from policy.risk import RiskAssessment
 from policy.vocabulary import (
@@ -302,6 +302,13 @@ class MatrixInput(BaseModel):
 
     event: RecordEvent
     entries: list[MatrixEntry]
+
+
+class NewTierInput(BaseModel):
+    """E-7.3: an approved new tier, added to the policy's catalogue at its release."""
+
+    event: RecordEvent
+    new_tier: NewTier
 
 
 class TierEvidenceInput(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import InitErrorDetails
 
 from policy.decisions import Decision, Finding
-from policy.document import PolicyContent
+from policy.document import PolicyContent, TierSpec, check_floors
 from policy.forms import Form, missing
 from policy.types import Name, Permission, Text, Version
 from policy.vocabulary import CapabilityKind, Category, Classification, IntegrationKind
@@ -53,6 +53,17 @@ def migration_plan_applicable(
     return category == Category.TIER.value or breaking_change is True or bool(removes)
 
 
+class NewTier(BaseModel):
+    """E-7.3: a tier the catalogue does not have yet, proposed in a category B proposal whose
+    `requested_tier` names it; it lands in the catalogue (a new policy version) at release."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: TierSpec
+    after: Name = Field(description="The existing tier it ranks directly above.")
+    compatibility_plan: Text
+
+
 class Proposal(Form):
     """An expansion proposal as the partner submits it (E-2.1)."""
 
@@ -83,6 +94,9 @@ class Proposal(Form):
     risk_mitigation: Text | None = None
     fallback_plan: Text | None = None
     monitoring_plan: Text | None = None
+    new_tier: NewTier | None = Field(
+        default=None, description="E-7.3: the tier `requested_tier` names, when it is new."
+    )
 
     @classmethod
     def _also_missing(cls, raw: Mapping[str, Any]) -> list[InitErrorDetails]:
@@ -117,13 +131,15 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
     is accepted but flagged as restricted (E-6.2, E-8.2)."""
     findings: list[Finding] = []
     flags: list[Finding] = []
-    if proposal.requested_tier not in policy.tier_names:
+    if proposal.new_tier is not None:
+        findings += check_new_tier(proposal, proposal.new_tier, policy)
+    elif proposal.requested_tier not in policy.tier_names:
         findings.append(
             Finding(
                 field="requested_tier",
                 rule="E-7.3",
                 message=f"unknown tier {proposal.requested_tier!r}; the tier catalogue is "
-                f"{', '.join(policy.tier_names)} (a new tier needs its own category B proposal)",
+                f"{', '.join(policy.tier_names)} (a new tier is proposed with `new_tier`)",
             )
         )
     if proposal.breaking_change and proposal.release_version is None:
@@ -182,3 +198,41 @@ def unbounded_findings(field: str, permissions: Sequence[str]) -> list[Finding]:
         for j, perm in enumerate(permissions)
         if "*" in perm
     ]
+
+
+def with_new_tier(policy: PolicyContent, new_tier: NewTier) -> PolicyContent:
+    """The policy with `new_tier` in its catalogue, directly above `new_tier.after`."""
+    tiers = list(policy.tiers)
+    at = next(i for i, t in enumerate(tiers) if t.name == new_tier.after) + 1
+    tiers.insert(at, new_tier.spec)
+    return PolicyContent.model_validate({**policy.model_dump(exclude={"version"}), "tiers": tiers})
+
+
+def check_new_tier(proposal: Proposal, new_tier: NewTier, policy: PolicyContent) -> list[Finding]:
+    """E-7.3 at submission: a category B proposal for the tier it names, new to the catalogue,
+    placed above an existing tier, within the spec's hard floors."""
+    out = []
+    name = new_tier.spec.name
+    if proposal.category is not Category.TIER or proposal.requested_tier != name:
+        out.append(
+            Finding(
+                field="new_tier.spec.name",
+                rule="E-7.3",
+                message="a new tier is proposed by a category B proposal whose requested_tier "
+                "names it",
+            )
+        )
+    if name in policy.tier_names:
+        out.append(Finding(field="new_tier.spec.name", rule="E-7.3", message=f"tier {name} exists"))
+    if new_tier.after not in policy.tier_names:
+        out.append(
+            Finding(
+                field="new_tier.after",
+                rule="E-7.3",
+                message=f"the catalogue is {', '.join(policy.tier_names)}",
+            )
+        )
+    if not out:
+        for f in check_floors(with_new_tier(policy, new_tier)).findings:
+            out.append(f.model_copy(update={"field": "new_tier.spec"}))
+    return out

@@ -9,7 +9,7 @@ from datetime import datetime
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
 from policy.evidence import Telemetry, TierEvidence
-from policy.proposal import Proposal
+from policy.proposal import Proposal, with_new_tier
 from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
 
 
@@ -206,8 +206,11 @@ def tier_above(tier: str, policy: PolicyContent) -> str | None:
 
 
 def is_upgrade(proposal: Proposal, partner_tier: str, policy: PolicyContent) -> bool:
-    """A category B proposal for a tier above the partner's (E-7.1 applies)."""
+    """A category B proposal for a tier above the partner's (E-7.1 applies) — a new tier too,
+    ranked where it would land (E-7.3)."""
     names = policy.tier_names
+    if proposal.new_tier is not None and proposal.new_tier.after in names:
+        names = with_new_tier(policy, proposal.new_tier).tier_names
     return (
         proposal.category is Category.TIER
         and proposal.requested_tier in names

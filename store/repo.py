@@ -29,6 +29,7 @@ from policy.evidence import (
     TierEvidence,
     Violation,
 )
+from policy.proposal import NewTier, with_new_tier
 from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
 from store.tables import (
@@ -345,6 +346,22 @@ def current_policy(*, session: Session) -> PolicyDocument:
     if row is None:
         return DEFAULT_POLICY
     return PolicyDocument.model_validate({**row.document, "version": row.version})
+
+
+def add_tier(*, session: Session, event: RecordEvent, new_tier: NewTier) -> int | None:
+    """E-7.3: a new policy version whose catalogue has `new_tier`, audited by `event`. Returns the
+    version, or None when the tier is already there (a retried activity)."""
+    current = current_policy(session=session)
+    if new_tier.spec.name in current.tier_names:
+        return None
+    doc = save_policy(
+        session=session, content=with_new_tier(current, new_tier), actor=event.workflow_id
+    )
+    if _append_audit(
+        session, event.model_copy(update={"data": {**event.data, "policy": doc.version}})
+    ):
+        session.commit()
+    return doc.version
 
 
 def save_policy(*, session: Session, content: PolicyContent, actor: str) -> PolicyDocument:

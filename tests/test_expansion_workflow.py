@@ -547,3 +547,83 @@ async def test_concurrent_votes_each_counted_once(start: Callable[..., Any]) -> 
     state = await run.at_step("integration_plan")
     assert state.decision is not None and state.decision.outcome is Outcome.APPROVED
     assert run.events().count("voted") == 4
+
+
+GOLD = {
+    "spec": {
+        "name": "gold",
+        "capability_kinds": ["read_only", "workflow_trigger", "ui_component"],
+        "integration_kinds": ["api", "workflow"],
+        "permission_actions": ["read", "trigger"],
+    },
+    "after": "verified",
+    "compatibility_plan": "gold partners stay on supported runtimes",
+}
+
+
+async def _new_tier_through_votes(
+    start: Callable[..., Any], db: Database, cgb_sustainability: str
+) -> Run:
+    run: Run = await start(
+        category="B", requested_tier="gold", new_tier=GOLD, migration_plan="dual run"
+    )
+    reliable_record(db, await run.env.get_current_time())  # E-7.1: gold ranks above verified
+    await run.at_step("reviews")
+    for body in Body:
+        criteria = dict.fromkeys(criteria_of(body), "pass")
+        if body is Body.CGB:
+            criteria["sustainability"] = cgb_sustainability
+        await run.send("review", actor(body.value), review_of(body, criteria=criteria))
+    await run.votes(TSC="approve", SCO="approve", ERC="approve", CGB="approve")
+    return run
+
+
+async def test_new_tier_lands_in_the_catalogue_at_release(
+    start: Callable[..., Any], db: Database
+) -> None:
+    """E-7.3: a new tier, approved by the vote with its compatibility plan, lifecycle plan and
+    CGB's sustainability review, becomes a new policy version's tier at release — the partner
+    is granted it; running processes keep their version (P-5)."""
+    run = await _new_tier_through_votes(start, db, "pass")
+    await run.at_step("integration_plan")
+    await run.send(
+        "integration_plan",
+        actor("partner"),
+        IntegrationPlan(versioning="semver", compatibility_rules="additive", rollout_plan="10%"),
+    )
+    await run.at_step("implementation")
+    await run.send(
+        "implementation",
+        actor("partner"),
+        ImplementationReport(development="PR-1", testing="CI-1", documentation="DOC-1"),
+    )
+    await run.at_step("release")
+    await run.send("release", actor("partner"), RELEASE)
+    await run.until(lambda s: s.stage is ExpansionStage.MONITORING, "monitoring")
+    await run.recorded("stage:Monitoring")
+    with db.session() as session:
+        policy = repo.current_policy(session=session)
+        assert policy.version == 2 and policy.tier_names[:3] == ("community", "verified", "gold")
+        partner = session.get(Partner, "acme")
+        assert partner is not None and partner.tier == "gold"
+    assert "tier_created" in run.events()
+    migration = run.env.client.get_workflow_handle(f"migration-{(await run.state()).migration_id}")
+    for _ in range(200):
+        if (await migration.query("status"))["step"] == "plan":
+            break
+        await asyncio.sleep(0.05)
+    await migration.terminate("tested elsewhere")
+
+
+async def test_new_tier_needs_a_sustainability_review(
+    start: Callable[..., Any], db: Database
+) -> None:
+    """E-7.3: approved by the vote, but CGB's sustainability criterion is a concern: rejected,
+    the missing requirement named; the catalogue is unchanged."""
+    run = await _new_tier_through_votes(start, db, "concern")
+    result = await run.handle.result()
+    assert result.status is ProcessStatus.REJECTED
+    assert result.decision is not None and result.decision.rules == ["E-7.3"]
+    assert [r.split(":")[0] for r in result.decision.reasons] == ["sustainability_review"]
+    with db.session() as session:
+        assert "gold" not in repo.current_policy(session=session).tier_names

@@ -55,7 +55,7 @@ from policy.migration import (
     validate_runtime,
     validate_workflows,
 )
-from policy.proposal import Proposal
+from policy.proposal import Proposal, check_submission, with_new_tier
 from policy.steps import (
     EXPANSION_STAGES,
     MIGRATION_STAGES,
@@ -65,6 +65,7 @@ from policy.steps import (
 )
 from policy.tiers import (
     downgrade_triggers,
+    is_upgrade,
     new_tier_requirements,
     tier_above,
     tier_below,
@@ -351,6 +352,41 @@ def test_new_tier_requirements() -> None:
     assert tier_below("verified", DEFAULT_POLICY) == "community"
     assert tier_below("community", DEFAULT_POLICY) is None
     assert tier_above("premier", DEFAULT_POLICY) == "strategic"
+
+
+def test_new_tier_checked_at_submission() -> None:
+    """E-7.3: a new tier is a category B proposal naming it, new to the catalogue, above an
+    existing tier, within the spec's floors (no forbidden kinds); it ranks where it lands."""
+    spec = {
+        "name": "gold",
+        "capability_kinds": ["read_only"],
+        "integration_kinds": ["api"],
+        "permission_actions": ["read"],
+    }
+    new_tier = {"spec": spec, "after": "verified", "compatibility_plan": "c"}
+
+    def fields(**changes: object) -> list[str]:
+        body = proposal_body(
+            category="B", requested_tier="gold", migration_plan="m", new_tier=new_tier
+        )
+        body.update(changes)
+        found = check_submission(Proposal.model_validate(body), DEFAULT_POLICY).findings
+        return sorted({f.field for f in found if f.field.startswith("new_tier")})
+
+    assert fields() == []
+    assert fields(category="A", requested_tier="verified") == ["new_tier.spec.name"]
+    assert fields(
+        new_tier={**new_tier, "spec": {**spec, "name": "premier"}}, requested_tier="premier"
+    ) == ["new_tier.spec.name"]
+    assert fields(new_tier={**new_tier, "after": "platinum"}) == ["new_tier.after"]
+    forbidden = {**spec, "capability_kinds": ["raw_data_access"]}
+    assert fields(new_tier={**new_tier, "spec": forbidden}) == ["new_tier.spec"]
+    gold = Proposal.model_validate(
+        proposal_body(category="B", requested_tier="gold", migration_plan="m", new_tier=new_tier)
+    )
+    assert is_upgrade(gold, "verified", DEFAULT_POLICY)
+    assert not is_upgrade(gold, "premier", DEFAULT_POLICY)
+    assert with_new_tier(DEFAULT_POLICY, gold.new_tier).tier_names[2] == "gold"  # type: ignore[arg-type]
 
 
 # --- migration ------------------------------------------------------------------------------

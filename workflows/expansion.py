@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ExpansionStatus,
         GrantInput,
         MigrationInput,
+        NewTierInput,
         ReviewRecord,
         RiskInput,
         StepRecord,
@@ -48,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from policy.proposal import check_submission
     from policy.review import CRITERIA, Review, check_review, forbidden_at_review
     from policy.risk import RiskAssessment
-    from policy.tiers import is_upgrade, upgrade_eligibility
+    from policy.tiers import is_upgrade, new_tier_requirements, upgrade_eligibility
     from policy.vocabulary import (
         BODY_ROLES,
         Body,
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         ProcessStatus,
         Role,
         Trigger,
+        Verdict,
     )
     from policy.vote import Vote, VoteResult, approval_requirements, tally
     from workflows.common import (
@@ -233,7 +235,34 @@ class PartnerExpansion:
             done=lambda: self._tally().outcome is not Outcome.PENDING,
             escalate=True,
         )
-        await self._decide(self._tally(final=not voted))
+        result = self._tally(final=not voted)
+        if result.outcome is Outcome.APPROVED and self.inp.proposal.new_tier is not None:
+            result = self._new_tier_decision(result)
+        await self._decide(result)
+
+    def _new_tier_decision(self, result: VoteResult) -> VoteResult:
+        """E-7.3: the vote is the governance approval; a new tier also needs a compatibility
+        plan, a lifecycle plan and a sustainability review (CGB's `sustainability` criterion
+        passed)."""
+        new_tier = self.inp.proposal.new_tier
+        assert new_tier is not None
+        cgb = self.state.reviews.get(Body.CGB)
+        needs = new_tier_requirements(
+            approved=True,
+            compatibility_plan=new_tier.compatibility_plan,
+            lifecycle_plan=self.inp.proposal.lifecycle_plan,
+            sustainability_reviewed=cgb is not None
+            and cgb.review.criteria.get("sustainability") is Verdict.PASS,
+        )
+        if needs.allowed:
+            return result
+        return VoteResult(
+            outcome=Outcome.REJECTED,
+            approvals=result.approvals,
+            rejections=result.rejections,
+            reasons=tuple(f"{f.field}: {f.message}" for f in needs.findings),
+            rules=("E-7.3",),
+        )
 
     async def _check_upgrade(self, risk: RiskAssessment) -> None:
         """E-7.1 in full once the risk is known: the evidence as recorded now (it was checked at
@@ -304,6 +333,22 @@ class PartnerExpansion:
             runtime_version="",
         )
         granted = governance_update(before, self.inp.proposal)
+        if self.inp.proposal.new_tier is not None:  # E-7.3: into the catalogue, then granted
+            await workflow.execute_activity_method(
+                GovernanceActivities.add_tier,
+                NewTierInput(
+                    event=self.ledger.now_event(
+                        "new_tier",
+                        "tier_created",
+                        rules=["E-7.3"],
+                        data={"tier": self.inp.proposal.new_tier.spec.name},
+                    ),
+                    new_tier=self.inp.proposal.new_tier,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="add the new tier to the catalogue",
+            )
         await workflow.execute_activity_method(
             GovernanceActivities.apply_grant,
             GrantInput(
