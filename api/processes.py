@@ -38,7 +38,12 @@ async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S
             "status", result_type=state_type, rpc_timeout=QUERY_TIMEOUT
         )
     except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
+        # Gone, or no worker answered in time (the client's own timeout reports CANCELLED).
+        if exc.status in (
+            RPCStatusCode.NOT_FOUND,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        ):
             return None
         raise
     return state

@@ -149,6 +149,10 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] == "active"
         assert resp.json()["stage"] == "Evaluation"
+    # Two start-ups applied the yearly stewardship schedule: it exists, once (E-13.1, M-10.1).
+    listed = _eventually(lambda: stack.temporal("schedule", "list"))
+    schedules = listed if isinstance(listed, list) else [listed]
+    assert [s["scheduleId"] for s in schedules] == ["kwanus-stewardship"], schedules
     assert stack.stop() == 0
 
 

@@ -125,7 +125,8 @@ async def report_telemetry(
         if running is not None:
             migration_id, started = running, False
         else:
-            migration_id, started = f"downgrade-{partner_id}-{now:%Y%m%d}", True
+            # One id per decision: a partner may be downgraded again after this one ends.
+            migration_id, started = f"downgrade-{partner_id}-{now:%Y%m%dT%H%M%S%f}", True
             escalation = forced_downgrade(
                 trigger, partner.tier, policy, tuple(sorted({*decision.rules, "M-2.3"}))
             )
