@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from temporalio.client import Client
@@ -38,6 +38,12 @@ def get_temporal(request: Request) -> Client:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Lists are keyset pages of bounded size (API4: no unbounded reads).
+MAX_PAGE = 500
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")]
+After = Annotated[
+    str | None, Query(max_length=128, description="The last workflow_id of the previous page.")
+]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 

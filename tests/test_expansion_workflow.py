@@ -118,6 +118,24 @@ class Run:
             update, Act[type(body)](actor=who, body=body), result_type=ExpansionStatus
         )
 
+    async def partner_steps_to_release(self) -> None:
+        """E-2.5 to E-2.7: the integration plan, the implementation report and the release."""
+        await self.send(
+            "integration_plan",
+            actor("partner"),
+            IntegrationPlan(
+                versioning="semver", compatibility_rules="additive", rollout_plan="10%"
+            ),
+        )
+        await self.at_step("implementation")
+        await self.send(
+            "implementation",
+            actor("partner"),
+            ImplementationReport(development="PR-1", testing="CI-1", documentation="DOC-1"),
+        )
+        await self.at_step("release")
+        await self.send("release", actor("partner"), RELEASE)
+
     async def reviews(self) -> None:
         await self.at_step("reviews")
         for body in Body:
@@ -256,19 +274,7 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     assert state.decision.rules == ["E-2.4"]
     assert state.risk is not None
 
-    await run.send(
-        "integration_plan",
-        actor("partner"),
-        IntegrationPlan(versioning="semver", compatibility_rules="additive", rollout_plan="10%"),
-    )
-    await run.at_step("implementation")
-    await run.send(
-        "implementation",
-        actor("partner"),
-        ImplementationReport(development="PR-1", testing="CI-1", documentation="DOC-1"),
-    )
-    await run.at_step("release")
-    await run.send("release", actor("partner"), RELEASE)
+    await run.partner_steps_to_release()
     state = await run.until(lambda s: s.stage is ExpansionStage.MONITORING, "monitoring")
     await run.recorded("stage:Monitoring")  # nothing in flight before time is skipped
     assert state.migration_id is not None
@@ -586,19 +592,7 @@ async def test_new_tier_lands_in_the_catalogue_at_release(
     is granted it; running processes keep their version (P-5)."""
     run = await _new_tier_through_votes(start, db, "pass")
     await run.at_step("integration_plan")
-    await run.send(
-        "integration_plan",
-        actor("partner"),
-        IntegrationPlan(versioning="semver", compatibility_rules="additive", rollout_plan="10%"),
-    )
-    await run.at_step("implementation")
-    await run.send(
-        "implementation",
-        actor("partner"),
-        ImplementationReport(development="PR-1", testing="CI-1", documentation="DOC-1"),
-    )
-    await run.at_step("release")
-    await run.send("release", actor("partner"), RELEASE)
+    await run.partner_steps_to_release()
     await run.until(lambda s: s.stage is ExpansionStage.MONITORING, "monitoring")
     await run.recorded("stage:Monitoring")
     with db.session() as session:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, Principal, SessionDep, require
+from api.deps import CurrentPrincipal, Limit, Principal, SessionDep, require
 from api.problems import Problem
 from policy.evidence import CompatibilityMatrix, MatrixEntry
 from policy.types import Text
@@ -66,7 +66,7 @@ def change_matrix(
 def matrix_history(
     _: CurrentPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Limit = 100,
 ) -> list[MatrixChangeRecord]:
     """Every change, newest first: what changed, from what, when, by which process or member."""
     return [

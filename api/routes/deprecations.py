@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 from pydantic import Field
 
 from api.deps import (
+    After,
     CurrentPrincipal,
+    Limit,
     PolicyDep,
     Principal,
     SessionDep,
@@ -91,8 +93,8 @@ async def notify_deprecation(
 def list_deprecations(
     principal: CurrentPrincipal,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: After = None,
+    limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """Every notice (bodies, ops, admin; partners see their migrations instead)."""
     if principal.role is Role.PARTNER:

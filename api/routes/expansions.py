@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.deps import (
+    After,
     CurrentPrincipal,
+    Limit,
     PartnerDep,
     PolicyDep,
     Principal,
@@ -129,8 +131,8 @@ def list_expansions(
     session: SessionDep,
     stage: ExpansionStage | None = None,
     status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
-    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: After = None,
+    limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """List expansions from the store (no Temporal query); a partner sees its own."""
     rows = repo.list_processes(

@@ -4,12 +4,11 @@ Temporal query), soonest deadline first."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CurrentPrincipal, SessionDep
+from api.deps import CurrentPrincipal, Limit, SessionDep
 from policy.vocabulary import ProcessKind, Role
 from store import repo
 from store.tables import utcnow
@@ -44,7 +43,7 @@ class PendingItem(BaseModel):
 def my_pending(
     principal: CurrentPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Limit = 100,
 ) -> list[PendingItem]:
     """Every step awaiting the caller — a body its reviews, votes and sign-offs; a partner its
     plans, reports and remediation steps — and for ops and admin every step past its deadline,

@@ -13,7 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.deps import (
+    After,
     CurrentPrincipal,
+    Limit,
     PartnerDep,
     PolicyDep,
     Principal,
@@ -165,8 +167,8 @@ def list_migrations(
     partner_id: Annotated[str | None, Query(max_length=64)] = None,
     stage: MigrationStage | None = None,
     status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
-    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: After = None,
+    limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """List migrations from the store (no Temporal query); a partner sees its own."""
     rows = repo.list_processes(

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminDep, CurrentPrincipal, PolicyDep, SessionDep, SettingsDep, TemporalDep
+from api.deps import (
+    AdminDep,
+    CurrentPrincipal,
+    Limit,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+    TemporalDep,
+)
 from api.problems import Problem, not_found
 from api.processes import start_once
 from kwanus import contract
@@ -48,7 +56,7 @@ def list_partners(
     after: Annotated[
         str | None, Query(max_length=64, description="Last id of the previous page")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Limit = 100,
 ) -> list[PartnerPublic]:
     """List partners by id (keyset pages); a partner sees only itself."""
     rows = repo.list_partners(session=session, after=after, limit=limit, only=principal.partner_id)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import (
+    After,
     CurrentPrincipal,
+    Limit,
     PolicyDep,
     Principal,
     SessionDep,
@@ -83,8 +85,8 @@ async def run_stewardship(
 def list_reports(
     principal: CurrentPrincipal,
     session: SessionDep,
-    after: Annotated[str | None, Query(max_length=128, description="Last workflow_id seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: After = None,
+    limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """Every annual review: its stage, status and who has still to sign it off."""
     rows = repo.list_processes(
