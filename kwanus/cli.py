@@ -95,6 +95,23 @@ def _exit_after_temporal(code: int) -> None:
     os._exit(code)
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from store import audit
+    from store.db import Database
+
+    db = Database(_settings(args).database_url)
+    try:
+        with db.session() as session:
+            verdict = audit.verify(session)
+    finally:
+        db.dispose()
+    if verdict.intact:
+        print(f"audit log intact: {verdict.rows} rows, hash chain unbroken")
+        return 0
+    print(f"audit log broken at {verdict.first_break}", file=sys.stderr)
+    return 1
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -119,6 +136,24 @@ def _token_create(args: argparse.Namespace) -> int:
     finally:
         db.dispose()
     print(created.token)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from store import repo
+    from store.db import Database
+    from store.tables import utcnow
+
+    db = Database(_settings(args).database_url)
+    try:
+        with db.session() as session:
+            row = repo.revoke_token(session=session, token_id=args.token_id, now=utcnow())
+    finally:
+        db.dispose()
+    if row is None:
+        print(f"kwanus token revoke: no token {args.token_id!r}", file=sys.stderr)
+        return 2
+    print(f"{row.id} revoked")
     return 0
 
 
@@ -153,12 +188,20 @@ def parser() -> argparse.ArgumentParser:
         "apply", parents=[common], help="create or update the annual stewardship schedule"
     ).set_defaults(func=_schedules_apply)
 
+    aud = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit", required=True)
+    aud.add_parser(
+        "verify", parents=[common], help="check the audit hash chain; name the first break"
+    ).set_defaults(func=_audit_verify)
+
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
     tc = tok.add_parser("create", parents=[common], help="issue a bearer token (printed once)")
     tc.add_argument("--role", required=True, help="partner, TSC, SCO, ERC, CGB, ops or admin")
     tc.add_argument("--partner", help="the partner id (role partner only)")
     tc.add_argument("--label", default="", help="a note on what the token is for")
     tc.set_defaults(func=_token_create)
+    tr = tok.add_parser("revoke", parents=[common], help="revoke a token (by its id, tok_…)")
+    tr.add_argument("token_id")
+    tr.set_defaults(func=_token_revoke)
     return p
 
 

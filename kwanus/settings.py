@@ -37,6 +37,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Worker sticky cache; smaller than the active workflows thrashes (DESIGN.md).",
     )
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request body; bigger is 413 (Temporal's payload limit is 2 MB).",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=1, description="Requests a minute per token (per API process); then 429."
+    )
     fanout_batch_size: int = Field(
         default=200,
         ge=1,

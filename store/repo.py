@@ -31,7 +31,15 @@ from policy.evidence import (
 )
 from policy.proposal import NewTier, with_new_tier
 from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
-from store.schemas import PartnerCreate, PartnerPublic, Runtime, TokenCreate, TokenCreated
+from store import audit
+from store.schemas import (
+    PartnerCreate,
+    PartnerPublic,
+    Runtime,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+)
 from store.tables import (
     ApiToken,
     AuditEvent,
@@ -184,6 +192,35 @@ def authenticate(*, session: Session, raw: str, now: datetime) -> ApiToken | Non
     return row
 
 
+def revoke_token(*, session: Session, token_id: str, now: datetime) -> ApiToken | None:
+    """Revoke a token (it fails authentication from now on); None when there is no such token.
+    Revoking twice keeps the first time."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.add(row)
+        session.commit()
+    return row
+
+
+def list_tokens(*, session: Session, limit: int = 100) -> Sequence[ApiToken]:
+    return session.exec(select(ApiToken).order_by(col(ApiToken.created_at)).limit(limit)).all()
+
+
+def token_public(row: ApiToken) -> TokenPublic:
+    return TokenPublic(
+        id=row.id,
+        role=Role(row.role),
+        partner_id=row.partner_id,
+        label=row.label,
+        created_at=as_utc(row.created_at) or row.created_at,
+        expires_at=as_utc(row.expires_at),
+        revoked_at=as_utc(row.revoked_at),
+    )
+
+
 def role_of(token: ApiToken) -> Role:
     return Role(token.role)
 
@@ -192,32 +229,28 @@ def role_of(token: ApiToken) -> Role:
 
 
 def _append_audit(session: Session, event: RecordEvent) -> bool:
-    """Insert the event's audit row unless its key is taken (then roll back and say so).
-    Detected with RETURNING, which is exact on both databases (rowcount is not)."""
-    insert = insert_for(session)
-    audit = (
-        insert(AuditEvent)
-        .values(
-            key=event.key,
-            at=event.at,
-            recorded_at=utcnow(),
-            workflow_id=event.workflow_id,
-            process=event.process,
-            process_id=event.process_id,
-            partner_id=event.partner_id,
-            event=event.event,
-            actor=event.actor,
-            stage=event.stage,
-            rules=list(event.rules),
-            data=event.data,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(AuditEvent.__table__.c.id)  # type: ignore[attr-defined]
+    """Append the event's row to the audit chain unless its key is taken (then roll back and
+    say so): a retried activity changes nothing."""
+    appended = audit.append(
+        session,
+        {
+            "key": event.key,
+            "at": event.at,
+            "recorded_at": utcnow(),
+            "workflow_id": event.workflow_id,
+            "process": event.process.value,
+            "process_id": event.process_id,
+            "partner_id": event.partner_id,
+            "event": event.event,
+            "actor": event.actor,
+            "stage": event.stage,
+            "rules": list(event.rules),
+            "data": event.data,
+        },
     )
-    if session.execute(audit).first() is None:
+    if not appended:
         session.rollback()
-        return False
-    return True
+    return appended
 
 
 def record_event(*, session: Session, event: RecordEvent) -> bool:
@@ -301,6 +334,16 @@ def get_process(*, session: Session, workflow_id: str) -> Process | None:
     return session.get(Process, workflow_id)
 
 
+def count_open(*, session: Session, kind: ProcessKind, partner_id: str) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Process)
+        .where(col(Process.kind) == kind)
+        .where(col(Process.partner_id) == partner_id)
+        .where(col(Process.status) == ProcessStatus.ACTIVE.value)
+    ).one()
+
+
 def list_processes(
     *,
     session: Session,
@@ -372,21 +415,22 @@ def save_policy(*, session: Session, content: PolicyContent, actor: str) -> Poli
     now = utcnow()
     body = doc.model_dump(mode="json", exclude={"version"})
     session.add(PolicyVersion(version=doc.version, document=body, created_at=now, created_by=actor))
-    session.add(
-        AuditEvent(
-            key=f"policy:v{doc.version}",
-            at=now,
-            recorded_at=now,
-            workflow_id="policy",
-            process="policy",
-            process_id=str(doc.version),
-            partner_id="",
-            event="policy_changed",
-            actor=actor,
-            stage="",
-            rules=["P-5"],
-            data={"version": doc.version, "previous": current.version},
-        )
+    audit.append(
+        session,
+        {
+            "key": f"policy:v{doc.version}",
+            "at": now,
+            "recorded_at": now,
+            "workflow_id": "policy",
+            "process": "policy",
+            "process_id": str(doc.version),
+            "partner_id": "",
+            "event": "policy_changed",
+            "actor": actor,
+            "stage": "",
+            "rules": ["P-5"],
+            "data": {"version": doc.version, "previous": current.version},
+        },
     )
     try:
         session.commit()
@@ -610,21 +654,22 @@ def change_matrix(
     if not changes:
         session.rollback()
         return []
-    session.add(
-        AuditEvent(
-            key=key,
-            at=now,
-            recorded_at=now,
-            workflow_id="compatibility-matrix",
-            process="matrix",
-            process_id=str(changes[-1]["matrix_version"]),
-            partner_id="",
-            event="matrix_changed",
-            actor=actor,
-            stage="",
-            rules=["E-9.1", "M-5.1"],
-            data={"reason": reason, "changes": changes},
-        )
+    audit.append(
+        session,
+        {
+            "key": key,
+            "at": now,
+            "recorded_at": now,
+            "workflow_id": "compatibility-matrix",
+            "process": "matrix",
+            "process_id": str(changes[-1]["matrix_version"]),
+            "partner_id": "",
+            "event": "matrix_changed",
+            "actor": actor,
+            "stage": "",
+            "rules": ["E-9.1", "M-5.1"],
+            "data": {"reason": reason, "changes": changes},
+        },
     )
     try:
         session.commit()

@@ -3,10 +3,11 @@ a caller may set; `XPublic` only what a caller may see."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -64,7 +65,16 @@ class TokenCreate(BaseModel):
         default=None, validate_default=True, description="Required for role `partner`, only then."
     )
     label: Annotated[str, StringConstraints(max_length=200)] = ""
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the token stops working (with its time zone)."
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
 
     @field_validator("partner_id")
     @classmethod
@@ -84,6 +94,7 @@ class TokenPublic(BaseModel):
     label: str
     created_at: datetime
     expires_at: datetime | None
+    revoked_at: datetime | None = None
 
 
 class TokenCreated(TokenPublic):

@@ -126,6 +126,21 @@ class AuditEvent(SQLModel, table=True):
     stage: str = Field(max_length=32)
     rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Tamper evidence: each row's hash covers its content and the previous row's hash.
+    seq: int | None = Field(default=None, unique=True)
+    prev_hash: str = Field(default="", max_length=64)
+    hash: str = Field(default="", max_length=64)
+
+
+class AuditChain(SQLModel, table=True):
+    """The head of the audit hash chain (one row). Every append updates it in the same
+    transaction, which serializes appends: the chain never forks."""
+
+    __tablename__ = "audit_chain"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = Field(max_length=64)
 
 
 class PolicyVersion(SQLModel, table=True):

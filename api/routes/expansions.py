@@ -98,6 +98,20 @@ async def submit_expansion(
     if not decision.allowed:
         raise Problem.refused(decision, "the proposal breaks a governance rule")
     expansion_id = body.id or secrets.token_hex(8)
+    open_now = await run_in_threadpool(
+        repo.count_open, session=session, kind=ProcessKind.EXPANSION, partner_id=partner.id
+    )
+    if open_now >= policy.max_open_proposals_per_partner and not await run_in_threadpool(
+        repo.get_process,
+        session=session,
+        workflow_id=contract.expansion_workflow_id(expansion_id),
+    ):  # API4: a cap on open proposals (a replay of an open one is still answered)
+        raise Problem(
+            429,
+            f"{open_now} proposals are open; the policy allows "
+            f"{policy.max_open_proposals_per_partner} (max_open_proposals_per_partner)",
+            headers={"Retry-After": "3600"},
+        )
     workflow_id = contract.expansion_workflow_id(expansion_id)
     sha = canonical_sha256(proposal)
     stage = await start_once(

@@ -1,0 +1,117 @@
+"""Resource limits (OWASP API4) applied before any route runs: a request-body cap (413, so
+nothing oversized ever reaches Temporal, whose payload limit is 2 MB) and a per-token rate limit
+(429 with Retry-After). Both are pure ASGI middleware; the rate limit is per API process."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+    titles = {413: "Content Too Large", 429: "Too Many Requests"}
+    body = json.dumps(
+        {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
+    ).encode()
+    raw = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """413 for a body over `max_bytes`: by its Content-Length at once, or counted as it
+    streams in (a chunked body is read before the route runs, never more than the cap)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request body is larger than {self.max_bytes} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _problem(send, 413, detail, {})
+            return
+        # No trustworthy length: read the body here (it is small by definition), counting.
+        chunks: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await _problem(send, 413, detail, {})
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return chunks.pop(0) if chunks else await receive()
+
+        await self.app(scope, replay, send)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class RateLimit:
+    """A token bucket per bearer token id (per client address without one): `per_minute`
+    requests a minute, bursts up to the same number."""
+
+    app: ASGIApp
+    per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def _key(self, scope: Scope) -> str:
+        auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        parts = auth.removeprefix("Bearer ").split(".")
+        if len(parts) == 3:
+            return f"token:{parts[1]}"
+        client = scope.get("client") or ("?", 0)
+        return f"client:{client[0]}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        now, rate = self.clock(), self.per_minute / 60.0
+        key = self._key(scope)
+        bucket = self.buckets.get(key) or _Bucket(tokens=float(self.per_minute), at=now)
+        bucket.tokens = min(float(self.per_minute), bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        self.buckets[key] = bucket
+        if bucket.tokens < 1:
+            wait = math.ceil((1 - bucket.tokens) / rate)
+            await _problem(
+                send,
+                429,
+                f"more than {self.per_minute} requests a minute; retry in {wait} s",
+                {"Retry-After": str(wait)},
+            )
+            return
+        bucket.tokens -= 1
+        await self.app(scope, receive, send)
