@@ -13,6 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api import problems
 from api.limits import BodyLimit, RateLimit
 from api.routes import (
+    audit,
     compatibility,
     deprecations,
     expansions,
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         compatibility,
         me,
         stewardship,
+        audit,
     ):
         v1.include_router(module.router)
     v1.include_router(remediations.violations)

@@ -367,6 +367,24 @@ def list_processes(
     return session.exec(query.limit(limit)).all()
 
 
+def audit_page(
+    *,
+    session: Session,
+    partner_id: str | None,
+    workflow_id: str | None,
+    after: int | None,
+    limit: int,
+) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.seq)).limit(limit)
+    if partner_id is not None:
+        query = query.where(col(AuditEvent.partner_id) == partner_id)
+    if workflow_id is not None:
+        query = query.where(col(AuditEvent.workflow_id) == workflow_id)
+    if after is not None:
+        query = query.where(col(AuditEvent.seq) > after)
+    return session.exec(query).all()
+
+
 def audit_events(
     *, session: Session, workflow_id: str | None = None, partner_id: str | None = None
 ) -> Sequence[AuditEvent]:

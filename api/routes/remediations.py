@@ -132,21 +132,29 @@ async def _step(
     )
 
 
-def _route(path: str, update: str, doc: str) -> None:
+def _route(path: str, update: str, doc: str, who: Role) -> None:
     async def step(
         remediation_id: str,
         body: RemediationStep,
-        principal: CurrentPrincipal,
+        principal: Principal,
         session: SessionDep,
         client: TemporalDep,
     ) -> RemediationStatus:
         return await _step(client, session, principal, remediation_id, update, body)
 
+    # Function-level authorization at the API (the workflow's validator checks again).
+    step.__annotations__["principal"] = Annotated[Principal, Depends(require(who))]
+
     step.__doc__ = doc
     router.post(f"/{{remediation_id}}/{path}", response_model=RemediationStatus, name=update)(step)
 
 
-_route("root-cause", "root_cause", "Identify the root cause (partner; M-9.1 step 1).")
-_route("plan", "plan", "Submit the remediation plan (partner; M-9.1 step 2).")
-_route("fixes", "fixes", "Report the fixes implemented (partner; M-9.1 step 3).")
-_route("review", "review", "Re-validate: `passed` true restores access (SCO; M-9.1 step 4-5).")
+_route("root-cause", "root_cause", "Identify the root cause (partner; M-9.1 step 1).", Role.PARTNER)
+_route("plan", "plan", "Submit the remediation plan (partner; M-9.1 step 2).", Role.PARTNER)
+_route("fixes", "fixes", "Report the fixes implemented (partner; M-9.1 step 3).", Role.PARTNER)
+_route(
+    "review",
+    "review",
+    "Re-validate: `passed` true restores access (SCO; M-9.1 step 4-5).",
+    Role.SCO,
+)

@@ -1,0 +1,116 @@
+"""Object-level authorization (OWASP API1, BOLA): partner B calls every `{id}` route on partner
+A's expansion, migration and remediation — reads, steps, decision records — and A's partner
+routes: each is 404 with nothing of A in the answer; every list and the audit log are filtered
+to the caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kwanus.models import Awaiting
+from policy.vocabulary import ProcessKind
+from store import repo
+from tests.apistack import Api
+from tests.factories import event
+
+MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
+IDS = {
+    "{expansion_id}": "a-secret-exp",
+    "{migration_id}": "a-secret-mig",
+    "{remediation_id}": "a-secret-rem",
+    "{partner_id}": "alpha",
+}
+# A valid body for each partner step, so what answers is the ownership check, not validation.
+BODIES: dict[str, dict[str, Any]] = {
+    "plans": {"risk_mitigation": "r"},
+    "integration-plan": {"versioning": "v", "compatibility_rules": "c", "rollout_plan": "r"},
+    "implementation": {"development": "d", "testing": "t", "documentation": "doc"},
+    "release": {
+        "version": "1.0.0",
+        "migration_guide": "g",
+        "fallback_behaviour": "f",
+        "compatibility": [
+            {"kind": "api", "name": "kwanus", "version": "2.1", "status": "supported"}
+        ],
+    },
+    "withdraw": {},
+    "decline": {},
+    "plan": {"strategy": "s", "compatibility_plan": "c", "testing_plan": "t", "rollback_plan": "r"},
+    "documentation": dict.fromkeys(
+        (
+            "migration_guide",
+            "compatibility_notes",
+            "version_notes",
+            "workflow_changes",
+            "permission_changes",
+        ),
+        "x",
+    ),
+    "rollout": {"version": "2.0.0"},
+    "telemetry": {
+        "period_start": "2026-01-01T00:00:00Z",
+        "period_end": "2026-01-08T00:00:00Z",
+        "workflow_success_rate": 0.999,
+        "api_error_rate": 0.001,
+    },
+}
+
+
+def seed_alpha(api: Api) -> None:
+    for kind, pid in (
+        (ProcessKind.EXPANSION, IDS["{expansion_id}"]),
+        (ProcessKind.MIGRATION, IDS["{migration_id}"]),
+        (ProcessKind.REMEDIATION, IDS["{remediation_id}"]),
+    ):
+        wid = f"{kind.value}-{pid}"
+        with api.db.session() as session:
+            repo.record_event(
+                session=session,
+                event=event(
+                    f"{wid}:opened",
+                    workflow_id=wid,
+                    process=kind,
+                    process_id=pid,
+                    partner_id="alpha",
+                    awaiting=[Awaiting(actor="partner:alpha", action="secret step")],
+                    state={"id": pid, "partner_id": "alpha", "notes": "alpha's secret"},
+                ),
+            )
+
+
+async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
+    await api.partner("alpha")
+    beta = await api.partner("beta")
+    seed_alpha(api)
+    checked = []
+    for op, rule in sorted(MATRIX["operations"].items()):
+        method, path = op.split(" ", 1)
+        if rule.get("public") or "partner" not in rule["allow"]:
+            continue
+        if not any(key in path for key in IDS):
+            continue
+        url = path
+        for key, value in IDS.items():
+            url = url.replace(key, value)
+        step = path.rsplit("/", 1)[-1]
+        body = (
+            ({"summary": "s"} if "/remediations/" in path else BODIES.get(step))
+            if method == "POST"
+            else None
+        )
+        resp = await api.http.request(method, url, headers=beta, json=body)
+        checked.append(op)
+        assert resp.status_code == 404, f"{op}: {resp.status_code} {resp.text}"
+        answer = {k: v for k, v in resp.json().items() if k != "instance"}  # echoes the URL
+        assert "alpha" not in str(answer) and "secret" not in str(answer), op
+    assert len(checked) >= 20, checked
+    for listing in ("/v1/expansions", "/v1/migrations", "/v1/me/pending", "/v1/partners"):
+        text = (await api.http.get(listing, headers=beta)).text
+        assert "alpha" not in text and "secret" not in text, listing
+    for query in ({"partner_id": "alpha"}, {"workflow_id": "expansion-a-secret-exp"}, {}):
+        text = (await api.http.get("/v1/audit", params=query, headers=beta)).text
+        assert "alpha" not in text and "secret" not in text, query
+    print(f"BOLA: {len(checked)} operations on another partner's records, all 404")
