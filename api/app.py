@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import problems
+from api.deps import no_unknown_query
 from api.limits import BodyLimit, RateLimit
 from api.routes import (
     audit,
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     app.state.settings = settings
     problems.install(app)
-    v1 = APIRouter(prefix="/v1")
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])
     for module in (
         partners,
         tokens,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 from temporalio.client import Client
@@ -111,3 +112,33 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
 
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 PartnerDep = Annotated[Principal, Depends(require(Role.PARTNER))]
+
+
+_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def no_unknown_query(request: Request) -> None:
+    """Hostile input: a query parameter the operation does not declare is refused (422), not
+    silently ignored — a misspelt filter must not quietly return everything."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _KNOWN_QUERY.get(id(route))
+    if known is None:
+        known = frozenset(_query_names(dependant))
+        _KNOWN_QUERY[id(route)] = known
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise Problem(
+            422,
+            f"unknown query parameters: {', '.join(unknown)}",
+            errors=dict.fromkeys(unknown, "not a parameter of this operation"),
+        )

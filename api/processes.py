@@ -20,7 +20,7 @@ from kwanus import contract
 from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, Awaiting
 from kwanus.temporal import start_process
-from policy.vocabulary import ProcessKind, ProcessStatus
+from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store import records, repo
 from store.records import ProcessRecord
 from store.tables import Process
@@ -49,6 +49,25 @@ async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S
     return state
 
 
+CONFIDENTIAL = "confidential_notes"
+
+
+def _drop_confidential(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_confidential(v) for k, v in value.items() if k != CONFIDENTIAL}
+    if isinstance(value, list):
+        return [_drop_confidential(v) for v in value]
+    return value
+
+
+def for_caller(principal: Principal, state: S) -> S:
+    """What a partner may read of a process: everything but the bodies' confidential notes
+    (OWASP API3, property level). Other roles read it whole."""
+    if principal.role is not Role.PARTNER:
+        return state
+    return type(state).model_validate(_drop_confidential(state.model_dump(mode="json")))
+
+
 async def read_state(
     client: Client,
     session: Session,
@@ -68,7 +87,7 @@ async def read_state(
     if state is None:
         raise not_found(what)
     principal.ensure_sees(getattr(state, "partner_id", ""), what)
-    return state
+    return for_caller(principal, state)
 
 
 async def send_step(
@@ -108,7 +127,7 @@ async def send_step(
                 raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
             raise not_found(what) from None
         raise
-    return state
+    return for_caller(principal, state)
 
 
 def decision_record(
@@ -119,7 +138,7 @@ def decision_record(
     if record is None:
         raise not_found(what)
     principal.ensure_sees(record.partner_id, what)
-    return record
+    return for_caller(principal, record)
 
 
 def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:

@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from policy.decisions import Decision, Finding
+from policy.types import Duration
 from policy.vocabulary import (
     RISK_ORDER,
     VALIDATION_CHECKS,
@@ -35,8 +36,8 @@ class Deadline(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    period: timedelta
-    reminder: timedelta
+    period: Duration
+    reminder: Duration
 
 
 class TierSpec(BaseModel):
@@ -145,11 +146,11 @@ class TierRules(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    evidence_window: timedelta = timedelta(days=90)
+    evidence_window: Duration = timedelta(days=90)
     min_reports: int = Field(default=3, ge=1)
     upgrade_min_success_rate: float = Field(default=0.99, ge=0, le=1)
     upgrade_max_api_error_rate: float = Field(default=0.01, ge=0, le=1)
-    violation_lookback: timedelta = timedelta(days=365)
+    violation_lookback: Duration = timedelta(days=365)
     max_unused_permissions: int = Field(default=0, ge=0)
     upgrade_max_risk: RiskLevel = RiskLevel.LOW
     downgrade_success_rate_floor: float = Field(default=0.90, ge=0, le=1)
@@ -161,8 +162,8 @@ class MonitoringPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    expansion_period: timedelta = timedelta(days=90)
-    check_interval: timedelta = timedelta(days=7)
+    expansion_period: Duration = timedelta(days=90)
+    check_interval: Duration = timedelta(days=7)
     min_success_rate: float = Field(default=0.98, ge=0, le=1)
     max_api_error_rate: float = Field(default=0.02, ge=0, le=1)
     max_deprecated_calls: int = Field(default=0, ge=0)
@@ -181,14 +182,14 @@ class PolicyContent(BaseModel):
     signoff: Deadline = Deadline(period=30 * DAY, reminder=21 * DAY)
     # P-3: a missed review or vote is escalated to CGB, who has this long to extend it.
     escalation: Deadline = Deadline(period=7 * DAY, reminder=5 * DAY)
-    migration_windows: dict[TriggerClass, timedelta] = {
+    migration_windows: dict[TriggerClass, Duration] = {
         TriggerClass.REQUIRED: 90 * DAY,
         TriggerClass.OPTIONAL: 120 * DAY,
         TriggerClass.FORCED: 30 * DAY,
     }
     fallback_min_months: int = Field(default=6, ge=1)
     fallback_default_months: int = Field(default=12, ge=1)
-    remediation_windows: dict[Severity, timedelta] = {
+    remediation_windows: dict[Severity, Duration] = {
         Severity.MINOR: 30 * DAY,
         Severity.MODERATE: 14 * DAY,
         Severity.SEVERE: timedelta(0),

@@ -22,8 +22,10 @@ class Telemetry(BaseModel):
     period_end: datetime
     workflow_success_rate: Rate
     api_error_rate: Rate
-    permission_usage: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    deprecated_calls: int = Field(default=0, ge=0)
+    permission_usage: dict[str, Annotated[int, Field(ge=0, le=2**53)]] = Field(
+        default_factory=dict, max_length=1000
+    )
+    deprecated_calls: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class Violation(BaseModel):

@@ -48,6 +48,9 @@ class Review(BaseModel):
     criteria: dict[str, Verdict]
     recommendation: VoteDecision
     notes: Notes = ""
+    confidential_notes: Notes = Field(
+        default="", description="For the governance bodies only: never shown to the partner."
+    )
     forbidden: list[ForbiddenFinding] = Field(
         default_factory=list, description="E-5.2 findings: the proposal ends rejected."
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, PlainSerializer, StringConstraints
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -15,4 +16,27 @@ Permission = Annotated[
 Version = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$"),
+]
+
+
+def iso_duration(value: timedelta) -> str:
+    """ISO 8601 / RFC 3339 in days and time only (`P400DT6H`): no years or months, whose length
+    varies — and a form every JSON-schema `duration` validator accepts (pydantic's own `P1Y35D`
+    is not valid RFC 3339)."""
+    total = int(value.total_seconds())
+    sign, total = ("-", -total) if total < 0 else ("", total)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
+    if not days and not time:
+        return "P0D"
+    return f"{sign}P{f'{days}D' if days else ''}{f'T{time}' if time else ''}"
+
+
+# A policy duration: never negative, at most ten years, written `P30D` in JSON.
+Duration = Annotated[
+    timedelta,
+    Field(ge=timedelta(0), le=timedelta(days=3650)),
+    PlainSerializer(iso_duration, return_type=str, when_used="json"),
 ]

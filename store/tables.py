@@ -127,7 +127,10 @@ class AuditEvent(SQLModel, table=True):
     rules: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Tamper evidence: each row's hash covers its content and the previous row's hash.
-    seq: int | None = Field(default=None, unique=True)
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), unique=True),
+    )
     prev_hash: str = Field(default="", max_length=64)
     hash: str = Field(default="", max_length=64)
 
@@ -139,7 +142,9 @@ class AuditChain(SQLModel, table=True):
     __tablename__ = "audit_chain"
 
     id: int = Field(default=1, primary_key=True)
-    seq: int = 0
+    seq: int = Field(
+        default=0, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), nullable=False)
+    )
     hash: str = Field(max_length=64)
 
 
