@@ -19,7 +19,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
-    titles = {413: "Content Too Large", 429: "Too Many Requests"}
+    titles = {413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests"}
     body = json.dumps(
         {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
     ).encode()
@@ -30,6 +30,13 @@ async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def _has_nul(body: bytes, scope: Scope) -> bool:
+    """A NUL character, raw or as a JSON escape, anywhere in the request: no text store takes
+    it (PostgreSQL refuses it outright), so it is refused up front rather than failing later."""
+    url = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+    return b"\x00" in body or b"\\u0000" in body or b"%00" in url or b"\x00" in url
 
 
 class BodyLimit:
@@ -63,6 +70,13 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
+
+        body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+        if _has_nul(body, scope):
+            await _problem(
+                send, 422, "NUL characters are not accepted in any field (nor in the URL)", {}
+            )
+            return
 
         async def replay() -> Message:
             return chunks.pop(0) if chunks else await receive()

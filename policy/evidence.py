@@ -41,8 +41,8 @@ class MatrixEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: ComponentKind
-    name: str
-    version: str
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     status: MatrixStatus
 
 

@@ -93,3 +93,15 @@ async def test_open_proposals_are_capped_by_the_policy(api: Api) -> None:
     again = await api.http.post("/v1/expansions", json=first, headers=acme)
     assert again.status_code == 202  # the open one, asked for again, is still answered
     await api.env.client.get_workflow_handle(f"expansion-{first['id']}").terminate("test over")
+
+
+async def test_nul_characters_are_refused_up_front(api: Api) -> None:
+    """Hostile input no text store takes (PostgreSQL refuses NUL): 422 before any route runs."""
+    acme = await api.partner("acme")
+    eid = unique("nul")
+    body = proposal_body(id=eid, description="order\u0000trends")
+    resp = await api.http.post("/v1/expansions", json=body, headers=acme)
+    assert resp.status_code == 422 and "NUL" in resp.json()["detail"]
+    assert not await api.workflow_exists(f"expansion-{eid}")
+    query = await api.http.get("/v1/expansions?status=active%00", headers=acme)
+    assert query.status_code == 422

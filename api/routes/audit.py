@@ -39,7 +39,7 @@ def read_audit(
     partner_id: Annotated[str | None, Query(max_length=64)] = None,
     workflow_id: Annotated[str | None, Query(max_length=128)] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="The last seq of the previous page.")
+        int | None, Query(ge=0, le=2**63 - 1, description="The last seq of the previous page.")
     ] = None,
     limit: Limit = 100,
 ) -> list[AuditRecord]:
