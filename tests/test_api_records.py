@@ -47,7 +47,7 @@ async def test_expansion_record_survives_termination(api: Api) -> None:
     assert running["events"][0]["event"] == "submitted"
 
     await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("ops cleanup")
-    after = await api.http.get(f"{base}/decision-record", headers=tsc)
+    after = await api.http.get(f"{base}/decision-record", headers=acme)
     assert after.status_code == 200 and after.json() == running
     assert (await api.http.get(f"{base}/decision-record", headers=beta)).status_code == 404
     unknown = await api.http.get("/v1/migrations/nope/decision-record", headers=tsc)

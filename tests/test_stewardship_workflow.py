@@ -42,6 +42,10 @@ async def test_missed_signoffs_escalate_then_expire(
             task_queue=task_queue,
         )
         await recorded(db, "stewardship-2026:compiled")
+        for _ in range(200):  # the step opens once the run has seen its window recorded
+            if (await handle.query(StewardshipReview.status)).step == "signoffs":
+                break
+            await asyncio.sleep(0.05)
         with db.session() as session:
             assert session.get(StewardshipReport, "2026") is not None  # stored once
         for role in (Role.TSC, Role.SCO):
