@@ -7,6 +7,8 @@ from typing import Any
 
 from kwanus.models import Awaiting, RecordEvent
 from policy.vocabulary import ProcessKind, ProcessStatus
+from store import repo
+from store.db import Database
 
 
 def partner_body(partner_id: str = "acme", **changes: Any) -> dict[str, Any]:
@@ -64,3 +66,24 @@ def event(key: str = "expansion-x:submitted", **changes: Any) -> RecordEvent:
     }
     values.update(changes)
     return RecordEvent(**values)
+
+
+def record_process(
+    db: Database, kind: ProcessKind, process_id: str, partner_id: str, step: str, **changes: Any
+) -> None:
+    """Seed the store with one governance event of `<kind>-<process_id>` (and its projection),
+    as the process's workflow would have written it."""
+    workflow_id = f"{kind.value}-{process_id}"
+    changes.setdefault("awaiting", [])
+    with db.session() as session:
+        repo.record_event(
+            session=session,
+            event=event(
+                f"{workflow_id}:{step}",
+                workflow_id=workflow_id,
+                process=kind,
+                process_id=process_id,
+                partner_id=partner_id,
+                **changes,
+            ),
+        )

@@ -8,10 +8,9 @@ from typing import Any
 
 from kwanus.models import Awaiting
 from policy.vocabulary import ProcessKind, ProcessStatus
-from store import repo
 from store.tables import utcnow
 from tests.apistack import Api, eventually, unique
-from tests.factories import event, proposal_body
+from tests.factories import proposal_body, record_process
 
 DAY = timedelta(days=1)
 
@@ -20,19 +19,7 @@ def seed(api: Api) -> None:
     now = utcnow()
 
     def record(kind: ProcessKind, pid: str, partner: str, step: str, **changes: Any) -> None:
-        wid = f"{kind.value}-{pid}"
-        with api.db.session() as session:
-            repo.record_event(
-                session=session,
-                event=event(
-                    f"{wid}:{step}",
-                    workflow_id=wid,
-                    process=kind,
-                    process_id=pid,
-                    partner_id=partner,
-                    **changes,
-                ),
-            )
+        record_process(api.db, kind, pid, partner, step, **changes)
 
     def wait(actor: str, action: str, days: float | None) -> Awaiting:
         return Awaiting(

@@ -19,7 +19,7 @@ from store import repo
 from store.schemas import PartnerCreate
 from store.tables import utcnow
 from tests.apistack import Api, eventually, unique
-from tests.factories import event, partner_body
+from tests.factories import event, partner_body, record_process
 
 DAY = timedelta(days=1)
 
@@ -93,21 +93,7 @@ def seed(api: Api) -> dict[str, str]:
     def record(
         kind: ProcessKind, pid: str, partner: str, step: str, days_ago: float, **changes: Any
     ) -> None:
-        wid = f"{kind.value}-{pid}"
-        with api.db.session() as session:
-            repo.record_event(
-                session=session,
-                event=event(
-                    f"{wid}:{step}",
-                    workflow_id=wid,
-                    process=kind,
-                    process_id=pid,
-                    partner_id=partner,
-                    at=now - days_ago * DAY,
-                    awaiting=changes.pop("awaiting", []),
-                    **changes,
-                ),
-            )
+        record_process(api.db, kind, pid, partner, step, at=now - days_ago * DAY, **changes)
 
     expansion = ProcessKind.EXPANSION
     a1 = {"state": {"category": "A"}}

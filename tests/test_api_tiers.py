@@ -14,7 +14,7 @@ from policy.vocabulary import ProcessKind, ProcessStatus, Severity
 from store import repo
 from store.tables import Partner, PendingAction, Process, TelemetryReport, utcnow
 from tests.apistack import Api, eventually, unique
-from tests.factories import event, proposal_body
+from tests.factories import proposal_body, record_process
 
 DAY = timedelta(days=1)
 
@@ -37,24 +37,21 @@ def report(api: Api, days_ago: int, success: float = 0.999, **usage: int) -> Non
 
 def violation(api: Api, status: ProcessStatus) -> None:
     rid = unique("v")
-    with api.db.session() as session:
-        repo.record_event(
-            session=session,
-            event=event(
-                f"remediation-{rid}:opened",
-                workflow_id=f"remediation-{rid}",
-                process=ProcessKind.REMEDIATION,
-                process_id=rid,
-                stage="Remediation",
-                status=status,
-                state={
-                    "severity": Severity.MINOR.value,
-                    "kind": "retention",
-                    "opened_at": (utcnow() - 10 * DAY).isoformat(),
-                    "closed_at": None,
-                },
-            ),
-        )
+    record_process(
+        api.db,
+        ProcessKind.REMEDIATION,
+        rid,
+        "acme",
+        "opened",
+        stage="Remediation",
+        status=status,
+        state={
+            "severity": Severity.MINOR.value,
+            "kind": "retention",
+            "opened_at": (utcnow() - 10 * DAY).isoformat(),
+            "closed_at": None,
+        },
+    )
 
 
 def forget(api: Api, *tables: type[SQLModel]) -> None:

@@ -12,9 +12,8 @@ import yaml
 
 from kwanus.models import Awaiting
 from policy.vocabulary import ProcessKind
-from store import repo
 from tests.apistack import Api
-from tests.factories import event
+from tests.factories import record_process
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
 IDS = {
@@ -65,20 +64,15 @@ def seed_alpha(api: Api) -> None:
         (ProcessKind.MIGRATION, IDS["{migration_id}"]),
         (ProcessKind.REMEDIATION, IDS["{remediation_id}"]),
     ):
-        wid = f"{kind.value}-{pid}"
-        with api.db.session() as session:
-            repo.record_event(
-                session=session,
-                event=event(
-                    f"{wid}:opened",
-                    workflow_id=wid,
-                    process=kind,
-                    process_id=pid,
-                    partner_id="alpha",
-                    awaiting=[Awaiting(actor="partner:alpha", action="secret step")],
-                    state={"id": pid, "partner_id": "alpha", "notes": "alpha's secret"},
-                ),
-            )
+        record_process(
+            api.db,
+            kind,
+            pid,
+            "alpha",
+            "opened",
+            awaiting=[Awaiting(actor="partner:alpha", action="secret step")],
+            state={"id": pid, "partner_id": "alpha", "notes": "alpha's secret"},
+        )
 
 
 async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
