@@ -1,10 +1,13 @@
-"""Shared fixtures: one time-skipping server and one dev server per session (both from the
+"""Shared fixtures: a time-skipping server per test and one dev server per session (both from the
 wheels, nothing downloaded), a fresh migrated database per test on SQLite — and on PostgreSQL
 too when KWANUS_TEST_DATABASE_URL is set — and a worker on its own task queue per test."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
@@ -105,6 +109,28 @@ async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
             client, db, task_queue=task_queue, executor=executor, max_cached_workflows=100
         ):
             yield task_queue
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def end_runs(client: Client, workflow_ids: list[str], test_name: str) -> None:
+    """End every run a test started (an open run on a timer would hold the test server's
+    clock). With KWANUS_EXPORT_HISTORIES=1 each run's history is kept in tests/histories/ for
+    the replay corpus (tests/test_replay.py)."""
+    export = os.environ.get("KWANUS_EXPORT_HISTORIES") == "1"
+    for workflow_id in workflow_ids:
+        with contextlib.suppress(RPCError):  # closed already, or never started
+            await client.get_workflow_handle(workflow_id).terminate("test over")
+        if not export:
+            continue
+        try:
+            history = await client.get_workflow_handle(workflow_id).fetch_history()
+        except RPCError:
+            continue
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{test_name}__{workflow_id}")
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode()))
 
 
 from tests.apistack import api  # noqa: E402, F401  (the API fixture, for every test module)

@@ -4,7 +4,6 @@ deadlines driven over months with `env.sleep`, and the audit log holding each ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, CompatEntry, Partner
-from tests.conftest import running_worker
+from tests.conftest import end_runs, running_worker
 from tests.factories import partner_body, proposal_body
 from workflows.expansion import PartnerExpansion
 
@@ -177,7 +176,9 @@ class Run:
 
 
 @pytest.fixture
-async def start(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Callable[..., Any]]:
+async def start(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
     with db.session() as session:
         repo.create_partner(session=session, partner=PartnerCreate.model_validate(partner_body()))
     started: list[str] = []
@@ -205,9 +206,7 @@ async def start(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Call
 
         yield starter
         # A run left open would stop the shared server from skipping time for later tests.
-        for wid in started:
-            with contextlib.suppress(RPCError):
-                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+        await end_runs(ts_env.client, started, request.node.name)
 
 
 def refusal(exc: WorkflowUpdateFailedError) -> ApplicationError:

@@ -51,7 +51,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
-from tests.conftest import running_worker
+from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
@@ -158,7 +158,9 @@ class Mig:
 
 
 @pytest.fixture
-async def migrate(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Callable[..., Any]]:
+async def migrate(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
     with db.session() as session:
         repo.create_partner(
             session=session,
@@ -214,9 +216,7 @@ async def migrate(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Ca
             return Mig(ts_env, db, handle, started)
 
         yield starter
-        for wid in started:
-            with contextlib.suppress(RPCError):
-                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+        await end_runs(ts_env.client, started, request.node.name)
 
 
 @pytest.mark.parametrize("months", [12, 6])

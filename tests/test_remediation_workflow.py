@@ -5,7 +5,6 @@ and waiting for SCO, and a missed window escalating to a forced downgrade (M-9.3
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import remediation_workflow_id
@@ -28,7 +26,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import Partner, Process
-from tests.conftest import running_worker
+from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
 from tests.test_migration_workflow import Mig
 from workflows.migration import PartnerMigration
@@ -92,7 +90,7 @@ def with_matrix(opener: Any) -> None:
 
 @pytest.fixture
 async def open_remediation(
-    ts_env: WorkflowEnvironment, db: Database
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Any]]:
     with db.session() as session:
         repo.create_partner(
@@ -129,9 +127,7 @@ async def open_remediation(
 
         opener.db = db  # type: ignore[attr-defined]
         yield opener
-        for wid in started:
-            with contextlib.suppress(RPCError):
-                await ts_env.client.get_workflow_handle(wid).terminate("test over")
+        await end_runs(ts_env.client, started, request.node.name)
 
 
 @pytest.mark.parametrize(

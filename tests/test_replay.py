@@ -1,0 +1,59 @@
+"""The replay corpus: histories of real runs (tests/histories/, exported from the workflow tests
+with KWANUS_EXPORT_HISTORIES=1 — README, "Changing workflow code") replayed against today's
+workflow code. A change that would make a running process non-deterministic fails here, before
+it is deployed; the negative control shows an unpatched change is caught."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+import worker
+from kwanus.models import MigrationInput, MigrationStatus
+from workflows.migration import PartnerMigration
+
+CORPUS = sorted((Path(__file__).parent / "histories").glob("*.json.gz"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    workflow_id = path.name.removesuffix(".json.gz").split("__", 1)[1]
+    return WorkflowHistory.from_json(workflow_id, gzip.decompress(path.read_bytes()).decode())
+
+
+async def test_every_history_replays() -> None:
+    assert len(CORPUS) >= 20, "the replay corpus is missing (tests/histories/)"
+    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        for path in CORPUS:
+            yield load(path)
+
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
+    failed = {run_id: str(failure) for run_id, failure in results.replay_failures.items()}
+    assert failed == {}, failed
+
+
+@workflow.defn(name="PartnerMigration")
+class ChangedMigration(PartnerMigration):
+    """An unpatched change: a timer before the notice, where the recorded runs had none."""
+
+    @workflow.run
+    async def run(self, inp: MigrationInput) -> MigrationStatus:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(inp)
+
+
+async def test_an_unpatched_change_is_caught() -> None:
+    migrations = [p for p in CORPUS if "__migration-" in p.name]
+    assert migrations
+    replayer = Replayer(workflows=[ChangedMigration], data_converter=pydantic_data_converter)
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer.replay_workflow(load(migrations[0]))
