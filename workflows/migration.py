@@ -395,9 +395,7 @@ class PartnerMigration:
 
     @workflow.update(name="plan")
     async def plan(self, act: Act[MigrationPlan]) -> MigrationStatus:
-        self.state.plan = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self.ledger.emit("plan", "plan_submitted", actor=act.actor.name, rules=["M-4.2"])
-        return self.state
+        return await self._take("plan", act, rule="M-4.2")
 
     @plan.validator
     def _check_plan(self, act: Act[MigrationPlan]) -> None:
@@ -405,13 +403,7 @@ class PartnerMigration:
 
     @workflow.update(name="implementation")
     async def implementation(self, act: Act[ImplementationReport]) -> MigrationStatus:
-        self.state.implementation = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        await self.ledger.emit(
-            "implementation", "implementation_submitted", actor=act.actor.name, rules=["M-4.3"]
-        )
-        return self.state
+        return await self._take("implementation", act, rule="M-4.3")
 
     @implementation.validator
     def _check_implementation(self, act: Act[ImplementationReport]) -> None:
@@ -419,13 +411,7 @@ class PartnerMigration:
 
     @workflow.update(name="documentation")
     async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:
-        self.state.documentation = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        await self.ledger.emit(
-            "documentation", "documentation_submitted", actor=act.actor.name, rules=["M-7.1"]
-        )
-        return self.state
+        return await self._take("documentation", act, rule="M-7.1")
 
     @documentation.validator
     def _check_documentation(self, act: Act[MigrationDocumentation]) -> None:
@@ -487,6 +473,20 @@ class PartnerMigration:
         return self.state
 
     # --- helpers ---------------------------------------------------------------------------
+
+    async def _take(
+        self,
+        step: str,
+        act: Act[MigrationPlan] | Act[ImplementationReport] | Act[MigrationDocumentation],
+        *,
+        rule: str,
+    ) -> MigrationStatus:
+        """Keep a partner step's content (state field `step`) and record `<step>_submitted`."""
+        setattr(
+            self.state, step, StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        )
+        await self.ledger.emit(step, f"{step}_submitted", actor=act.actor.name, rules=[rule])
+        return self.state
 
     def _require_active(self) -> None:
         if self.state.status is not ProcessStatus.ACTIVE:
