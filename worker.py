@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -28,6 +31,7 @@ from workflows.stewardship import StewardshipReview
 WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut, StewardshipReview]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
+T = TypeVar("T")
 
 
 def build_worker(
@@ -72,17 +76,40 @@ def build_worker(
     )
 
 
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None (and `work` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return task.result()
+
+
 async def run_worker(settings: Settings) -> None:
-    client = await connect(settings)
-    try:  # idempotent: one schedule, kept current
-        await schedules.apply(client, settings.task_queue)
-    except RPCError as exc:  # governance goes on; ops see why the yearly review is not scheduled
-        log.error("could not apply schedule %s: %s", schedules.SCHEDULE_ID, exc.message)
-    db = Database(settings.database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Started by a supervisor, maybe before the server: wait for Temporal as long as it takes
+    # (each attempt logged) rather than exit and be restarted in a loop; a signal ends the wait.
+    # The database is not needed to start: activities open their sessions when they run, and
+    # one that fails while the database is down is retried by Temporal.
+    client = await _unless_stopped(connect(settings, wait=None), stop)
+    if client is None:
+        log.info("worker stopped while waiting for Temporal at %s", settings.temporal_address)
+        return
+    try:  # idempotent: one schedule, kept current
+        await _unless_stopped(schedules.apply(client, settings.task_queue), stop)
+    except RPCError as exc:  # governance goes on; ops see why the yearly review is not scheduled
+        log.error("could not apply schedule %s: %s", schedules.SCHEDULE_ID, exc.message)
+    if stop.is_set():
+        return
+    db = Database(settings.database_url)
     with ThreadPoolExecutor(
         max_workers=ACTIVITY_THREADS, thread_name_prefix="kwanus-activity"
     ) as executor:

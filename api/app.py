@@ -28,6 +28,7 @@ from api.routes import (
     tokens,
 )
 from kwanus.settings import Settings, get_settings
+from kwanus.temporal import CONNECT_TIMEOUT
 from store.db import Database
 
 DESCRIPTION = """KWANUS OS partner expansion and migration governance.
@@ -44,11 +45,13 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(settings.database_url)
-        # Lazy: the API starts (and /readyz reports) even while Temporal is still coming up.
+        # Lazy: the API starts (and /readyz reports) even while Temporal is still coming up; the
+        # client connects on its first call and tries again on the next after a failed one.
         app.state.temporal = temporal or await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,
+            connect_timeout=CONNECT_TIMEOUT,
             lazy=True,
         )
         try:

@@ -39,6 +39,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     asyncio.run(worker.run_worker(_settings(args)))
+    _exit_after_temporal(0)  # stopped by a signal: a clean exit, also while it was waiting
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -20,27 +21,45 @@ from kwanus.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def connect(settings: Settings, *, wait: float = 60.0) -> Client:
-    """Connect, retrying with backoff for up to `wait` seconds, so a worker or API started
-    before the Temporal server comes up waits for it instead of crashing."""
+# A TCP connect to a host that does not answer fails after this, not the OS's minutes.
+CONNECT_TIMEOUT = timedelta(seconds=5)
+MAX_BACKOFF = 10.0
+
+
+async def connect(settings: Settings, *, wait: float | None = 60.0) -> Client:
+    """Connect, retrying with capped exponential backoff (0.2 s doubling up to 10 s) for up to
+    `wait` seconds — or for as long as it takes with `wait=None` (the worker) — so a process
+    started before the Temporal server comes up waits for it instead of crashing. Every failed
+    attempt is logged; cancelling the caller (a signal) stops the wait."""
     delay = 0.2
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + wait
+    give_up = None if wait is None else loop.time() + wait
+    attempt = 1
     while True:
         try:
-            return await Client.connect(
+            client = await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                connect_timeout=CONNECT_TIMEOUT,
             )
         except RuntimeError as exc:  # the core bridge reports connection failures this way
-            if loop.time() + delay > give_up:
+            if give_up is not None and loop.time() + delay > give_up:
                 raise
             log.warning(
-                "Temporal at %s not reachable (%s); retrying", settings.temporal_address, exc
+                "Temporal at %s not reachable (attempt %d: %s); retrying in %.1f s",
+                settings.temporal_address,
+                attempt,
+                exc,
+                delay,
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_BACKOFF)
+            attempt += 1
+            continue
+        if attempt > 1:
+            log.info("Temporal at %s reachable (attempt %d)", settings.temporal_address, attempt)
+        return client
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

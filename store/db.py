@@ -31,7 +31,14 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # pre-ping: a connection PostgreSQL dropped (restart, failover) is replaced on checkout, so
+    # the process recovers by itself. connect_timeout: a server that does not answer fails a
+    # connect in seconds instead of the OS's minutes (unless the URL sets its own).
+    libpq = parsed.get_driver_name() in ("psycopg", "psycopg2")
+    connect_args = {"connect_timeout": 5} if libpq and "connect_timeout" not in parsed.query else {}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 class Database:
