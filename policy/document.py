@@ -298,6 +298,13 @@ def check_floors(doc: PolicyContent) -> Decision:
         d: Deadline = getattr(doc, name)
         if not timedelta(0) < d.reminder < d.period:
             refuse(name, "P-3", "every step has a deadline, with its reminder before it")
+    m = doc.monitoring
+    if not timedelta(0) < m.check_interval <= m.expansion_period:
+        refuse(
+            "monitoring.check_interval",
+            "M-4.6",
+            "telemetry is checked at an interval above zero, within the monitoring period",
+        )
     names = doc.tier_names
     if len(set(names)) != len(names) or not names:
         refuse("tiers", "E-7.3", "the tier catalogue lists each tier once")

@@ -40,6 +40,16 @@ def test_longer_remediation_window_refused(severity: str, days: int) -> None:
     assert _rules(_doc(remediation_windows=windows)) == {"M-9.2"}
 
 
+def test_monitoring_needs_a_check_interval() -> None:
+    """M-4.6: telemetry is checked at intervals; zero would check it in a busy loop, and an
+    interval longer than the expansion's monitoring period would never check it at all."""
+    zero = _doc(monitoring={**BASE["monitoring"], "check_interval": timedelta(0)})
+    assert [f.field for f in check_floors(zero).findings] == ["monitoring.check_interval"]
+    assert _rules(zero) == {"M-4.6"}
+    longer = {"expansion_period": timedelta(days=7), "check_interval": timedelta(days=8)}
+    assert _rules(_doc(monitoring={**BASE["monitoring"], **longer})) == {"M-4.6"}
+
+
 def test_shorter_remediation_window_is_a_tightening() -> None:
     windows = {**BASE["remediation_windows"], "minor": timedelta(days=21)}
     assert check_floors(_doc(remediation_windows=windows)).allowed
