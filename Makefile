@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install lint types unit clean
+.PHONY: run test install lint types unit histories clean
 
 run: $(STAMP)        ## the whole product: Temporal dev server + UI, worker, API, SQLite
 	$(BIN)/kwanus dev
@@ -29,6 +29,14 @@ types: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The replay corpus (tests/histories/): every run the workflow tests make, exported from real
+# servers (README, "Changing workflow code"). SQLite only: one history per branch is enough.
+HISTORY_TESTS = tests/test_expansion_workflow.py tests/test_migration_workflow.py \
+	tests/test_remediation_workflow.py tests/test_stewardship_workflow.py \
+	tests/test_continue_as_new.py tests/test_api_stewardship.py tests/test_api_deprecation.py
+histories: $(STAMP)
+	KWANUS_EXPORT_HISTORIES=1 KWANUS_TEST_DATABASE_URL= $(BIN)/pytest -q $(HISTORY_TESTS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -72,6 +72,10 @@ class ExpansionInput(BaseModel):
     proposal_sha256: str
     policy: PolicyDocument
     submitted_by: str = Field(description="Id of the API token that submitted the proposal.")
+    resume: ExpansionStatus | None = Field(
+        default=None,
+        description="Set only on a continued run: the state it picks up at monitoring.",
+    )
 
 
 class Actor(BaseModel):
@@ -158,6 +162,9 @@ class ExpansionStatus(BaseModel):
     release: StepRecord[Release] | None = None
     migration_id: str | None = None
     monitoring: list[MonitoringCheck] = Field(default_factory=list)
+    monitoring_until: datetime | None = Field(
+        default=None, description="When the monitoring period (stage 6) ends."
+    )
     outcome_review: StepRecord[OutcomeReview] | None = None
     escalations: list[Escalation] = Field(default_factory=list)
     policy_version: int
@@ -227,6 +234,10 @@ class MigrationInput(BaseModel):
     policy: PolicyDocument
     origin: str | None = Field(default=None, description="Workflow id of what started it.")
     requested_by: str
+    resume: MigrationStatus | None = Field(
+        default=None,
+        description="Set only on a continued run: the state it picks up at monitoring.",
+    )
 
 
 class Fallback(BaseModel):
@@ -545,3 +556,8 @@ class StewardshipStatus(BaseModel):
     policy_version: int
     started_at: datetime
     closed_at: datetime | None = None
+
+
+# The inputs name the status they resume from, defined further down.
+ExpansionInput.model_rebuild()
+MigrationInput.model_rebuild()

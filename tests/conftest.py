@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -112,25 +112,32 @@ async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
 
 
 HISTORIES = Path(__file__).parent / "histories"
+EXPORT_HISTORIES = os.environ.get("KWANUS_EXPORT_HISTORIES") == "1"
 
 
-async def end_runs(client: Client, workflow_ids: list[str], test_name: str) -> None:
+async def end_runs(
+    client: Client, workflow_ids: list[str], test_name: str, *, export: bool = True
+) -> None:
     """End every run a test started (an open run on a timer would hold the test server's
     clock). With KWANUS_EXPORT_HISTORIES=1 each run's history is kept in tests/histories/ for
     the replay corpus (tests/test_replay.py)."""
-    export = os.environ.get("KWANUS_EXPORT_HISTORIES") == "1"
     for workflow_id in workflow_ids:
         with contextlib.suppress(RPCError):  # closed already, or never started
             await client.get_workflow_handle(workflow_id).terminate("test over")
-        if not export:
+        if not (export and EXPORT_HISTORIES):
             continue
         try:
             history = await client.get_workflow_handle(workflow_id).fetch_history()
         except RPCError:
             continue
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{test_name}__{workflow_id}")
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode()))
+        export_history(f"{test_name}__{workflow_id}", history)
+
+
+def export_history(name: str, history: WorkflowHistory) -> None:
+    """Keep one run's history in tests/histories/ (gzipped JSON) for the replay corpus."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode()))
 
 
 from tests.apistack import api  # noqa: E402, F401  (the API fixture, for every test module)

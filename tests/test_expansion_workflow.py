@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import expansion_workflow_id
 from kwanus.models import Act, Actor, ExpansionInput, ExpansionStatus, canonical_sha256
-from policy.document import DEFAULT_POLICY
+from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import Telemetry
 from policy.forms import (
     DeadlineExtension,
@@ -119,6 +120,7 @@ class Run:
 
     async def partner_steps_to_release(self) -> None:
         """E-2.5 to E-2.7: the integration plan, the implementation report and the release."""
+        await self.at_step("integration_plan")
         await self.send(
             "integration_plan",
             actor("partner"),
@@ -175,19 +177,21 @@ class Run:
         return [e.event for e in self.audit()]
 
 
-@pytest.fixture
-async def start(
-    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+@asynccontextmanager
+async def expansions_on(
+    env: WorkflowEnvironment, db: Database, test_name: str, policy: PolicyDocument = POLICY
 ) -> AsyncIterator[Callable[..., Any]]:
+    """Start expansions of partner `acme` on `env` with a worker of the product; every run
+    started is ended (and exported, see `end_runs`) afterwards."""
     with db.session() as session:
         repo.create_partner(session=session, partner=PartnerCreate.model_validate(partner_body()))
     started: list[str] = []
-    async with running_worker(ts_env.client, db) as task_queue:
+    async with running_worker(env.client, db) as task_queue:
 
         async def starter(**changes: Any) -> Run:
             proposal = Proposal.model_validate(proposal_body(**changes))
             eid = uuid.uuid4().hex[:10]
-            handle = await ts_env.client.start_workflow(
+            handle = await env.client.start_workflow(
                 PartnerExpansion.run,
                 ExpansionInput(
                     expansion_id=eid,
@@ -195,18 +199,26 @@ async def start(
                     partner_tier="verified",
                     proposal=proposal,
                     proposal_sha256=canonical_sha256(proposal),
-                    policy=POLICY,
+                    policy=policy,
                     submitted_by="tok_test",
                 ),
                 id=expansion_workflow_id(eid),
                 task_queue=task_queue,
             )
             started.extend([handle.id, f"migration-exp-{eid}"])
-            return Run(ts_env, db, handle)
+            return Run(env, db, handle)
 
         yield starter
-        # A run left open would stop the shared server from skipping time for later tests.
-        await end_runs(ts_env.client, started, request.node.name)
+        # A run left open would stop the server from skipping time.
+        await end_runs(env.client, started, test_name)
+
+
+@pytest.fixture
+async def start(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
+    async with expansions_on(ts_env, db, request.node.name) as starter:
+        yield starter
 
 
 def refusal(exc: WorkflowUpdateFailedError) -> ApplicationError:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from kwanus.models import (
     MigrationStatus,
     RemediationStatus,
 )
-from policy.document import DEFAULT_POLICY
+from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
 from policy.forms import (
     ImplementationReport,
@@ -60,6 +61,7 @@ DAY = timedelta(days=1)
 PARTNER = Actor(role=Role.PARTNER, token_id="tok_test", partner_id="acme")
 SCO = Actor(role=Role.SCO, token_id="tok_sco")
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
+PLAN = MigrationPlan(strategy="s", compatibility_plan="c", testing_plan="t", rollback_plan="r")
 
 
 @dataclass
@@ -86,29 +88,7 @@ class Mig:
         )
 
     async def through_rollout(self) -> MigrationStatus:
-        await self.at_step("plan")
-        await self.send(
-            "plan",
-            MigrationPlan(
-                strategy="s", compatibility_plan="c", testing_plan="t", rollback_plan="r"
-            ),
-        )
-        await self.at_step("implementation")
-        await self.send(
-            "implementation",
-            ImplementationReport(development="d", testing="t", documentation="doc"),
-        )
-        await self.at_step("documentation")
-        await self.send(
-            "documentation",
-            MigrationDocumentation(
-                migration_guide="g",
-                compatibility_notes="c",
-                version_notes="v",
-                workflow_changes="w",
-                permission_changes="p",
-            ),
-        )
+        await _to_validation(self)
         await self.at_step("rollout")
         state = await self.send("rollout", Rollout(version="5.0.0"))
         await self.recorded("stage:Monitoring")
@@ -157,10 +137,15 @@ class Mig:
             )
 
 
-@pytest.fixture
-async def migrate(
-    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+@asynccontextmanager
+async def migrations_on(
+    env: WorkflowEnvironment,
+    db: Database,
+    test_name: str,
+    policy: PolicyDocument = DEFAULT_POLICY,
 ) -> AsyncIterator[Callable[..., Any]]:
+    """Start migrations of partner `acme` (its grants and the matrix seeded so validation
+    passes) on `env` with a worker of the product; every run is ended afterwards."""
     with db.session() as session:
         repo.create_partner(
             session=session,
@@ -185,7 +170,7 @@ async def migrate(
             ),
         )
     started: list[str] = []
-    async with running_worker(ts_env.client, db) as task_queue:
+    async with running_worker(env.client, db) as task_queue:
 
         async def starter(
             trigger: Trigger = Trigger.OS_MAJOR_VERSION,
@@ -195,7 +180,7 @@ async def migrate(
             target: dict[str, str] | None = None,
         ) -> Mig:
             mid = uuid.uuid4().hex[:10]
-            handle = await ts_env.client.start_workflow(
+            handle = await env.client.start_workflow(
                 PartnerMigration.run,
                 MigrationInput(
                     migration_id=mid,
@@ -205,7 +190,7 @@ async def migrate(
                     subtype=subtype,
                     target=target or TARGET,
                     fallback_months=months,
-                    policy=DEFAULT_POLICY,
+                    policy=policy,
                     requested_by="TSC",
                 ),
                 id=migration_workflow_id(mid),
@@ -213,10 +198,18 @@ async def migrate(
             )
             started.append(handle.id)
             started.append(f"remediation-{mid}-v1")
-            return Mig(ts_env, db, handle, started)
+            return Mig(env, db, handle, started)
 
         yield starter
-        await end_runs(ts_env.client, started, request.node.name)
+        await end_runs(env.client, started, test_name)
+
+
+@pytest.fixture
+async def migrate(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Any]]:
+    async with migrations_on(ts_env, db, request.node.name) as starter:
+        yield starter
 
 
 @pytest.mark.parametrize("months", [12, 6])
@@ -304,10 +297,7 @@ async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
 
 async def _to_validation(mig: Mig) -> None:
     await mig.at_step("plan")
-    await mig.send(
-        "plan",
-        MigrationPlan(strategy="s", compatibility_plan="c", testing_plan="t", rollback_plan="r"),
-    )
+    await mig.send("plan", PLAN)
     await mig.at_step("implementation")
     await mig.send(
         "implementation", ImplementationReport(development="d", testing="t", documentation="doc")

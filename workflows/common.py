@@ -187,6 +187,24 @@ async def wait_with_deadline(
     return True
 
 
+# Runs that reached a continue-as-new point before the code below existed replay without it.
+CONTINUE_AS_NEW_PATCH = "continue-as-new-at-monitoring"
+
+
+async def continue_as_new_if_suggested(next_input: Callable[[], Any]) -> None:
+    """Bounded histories: a loop that lives for months (monitoring) hands over to a new run of
+    the same workflow id when the server suggests it — after every Update and signal handler
+    has finished, with the whole state in the next run's input. Ids, search attributes, the
+    audit keys (`<workflow id>:<step>`) and the API's handles (by workflow id, never run id) go
+    on unchanged."""
+    if not workflow.info().is_continue_as_new_suggested():
+        return
+    if not workflow.patched(CONTINUE_AS_NEW_PATCH):
+        return
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    workflow.continue_as_new(next_input())
+
+
 def refuse(
     kind: str, detail: str, *, rule: str | None = None, errors: dict[str, str] | None = None
 ) -> NoReturn:

@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_TIMEOUT,
         Ledger,
         check_telemetry,
+        continue_as_new_if_suggested,
         refuse,
         refuse_decision,
         require_partner,
@@ -105,7 +106,7 @@ class PartnerExpansion:
             snapshot=lambda: self.state.model_dump(mode="json"),
             view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
         )
-        self.state = ExpansionStatus(
+        self.state = inp.resume or ExpansionStatus(
             id=inp.expansion_id,
             workflow_id=workflow.info().workflow_id,
             partner_id=inp.partner_id,
@@ -128,6 +129,22 @@ class PartnerExpansion:
 
     @workflow.run
     async def run(self, inp: ExpansionInput) -> ExpansionStatus:
+        try:
+            if inp.resume is None:
+                await self._submitted(inp)
+                await self._evaluation()
+                await self._approval()
+                await self._integration()
+                await self._release()
+            await self._monitoring()  # a continued run picks up here
+            await self._review()
+        except _Ended:
+            pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state
+
+    async def _submitted(self, inp: ExpansionInput) -> None:
+        """E-2.1: the proposal is on record, with the flags the policy raised."""
         self._show()
         await self.ledger.emit(
             "submitted",
@@ -141,17 +158,6 @@ class PartnerExpansion:
                 "submitted_by": inp.submitted_by,
             },
         )
-        try:
-            await self._evaluation()
-            await self._approval()
-            await self._integration()
-            await self._release()
-            await self._monitoring()
-            await self._review()
-        except _Ended:
-            pass
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.state
 
     async def _evaluation(self) -> None:
         """E-2.2: the four bodies review in parallel, each once, each its own criteria (E-4)."""
@@ -381,13 +387,21 @@ class PartnerExpansion:
 
     async def _monitoring(self) -> None:
         """Stage 6: the partner's telemetry checked periodically over the policy's monitoring
-        period, on durable timers (E-11.1 monitoring plan)."""
-        await self._enter(ExpansionStage.MONITORING)
+        period, on durable timers (E-11.1 monitoring plan). A long period continues as a new
+        run when the server suggests it, the checks so far carried in the state."""
         m = self.policy.monitoring
-        start = workflow.now()
-        end = start + m.expansion_period
-        last = start
+        if self.state.monitoring_until is None:  # not yet in the stage (a continued run is)
+            self._ensure_active()
+            self.state.monitoring_until = workflow.now() + m.expansion_period
+            await self._enter(ExpansionStage.MONITORING)
+        end = self.state.monitoring_until
+        checks = self.state.monitoring
+        last = checks[-1].at if checks else end - m.expansion_period
         while workflow.now() < end:
+            if checks:
+                await continue_as_new_if_suggested(
+                    lambda: self.inp.model_copy(update={"resume": self.state})
+                )
             await workflow.sleep(min(m.check_interval, end - workflow.now()))
             now = workflow.now()
             await check_telemetry(

@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_TIMEOUT,
         Ledger,
         check_telemetry,
+        continue_as_new_if_suggested,
         refuse,
         refuse_decision,
         require_partner,
@@ -87,7 +88,7 @@ class PartnerMigration:
             snapshot=lambda: self.state.model_dump(mode="json"),
             view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
         )
-        self.state = MigrationStatus(
+        self.state = inp.resume or MigrationStatus(
             id=inp.migration_id,
             workflow_id=workflow.info().workflow_id,
             partner_id=inp.partner_id,
@@ -107,38 +108,43 @@ class PartnerMigration:
     @workflow.run
     async def run(self, inp: MigrationInput) -> MigrationStatus:
         try:
-            await self._notice()
-            await self._enter(MigrationStage.PLAN)
-            await self._partner_step(
-                "plan", "submit the migration plan", "M-4.2", lambda: self.state.plan is not None
-            )
-            await self._enter(MigrationStage.IMPLEMENTATION)
-            await self._partner_step(
-                "implementation",
-                "report the implementation",
-                "M-4.3",
-                lambda: self.state.implementation is not None,
-            )
-            await self._partner_step(
-                "documentation",
-                "submit the documentation",
-                "M-7.1",
-                lambda: self.state.documentation is not None,
-            )
-            await self._validation()
-            await self._enter(MigrationStage.ROLLOUT)
-            await self._partner_step(
-                "rollout",
-                "roll out the versioned release",
-                "M-4.5",
-                lambda: self.state.rollout is not None,
-            )
-            await self._monitoring()
+            if inp.resume is None:
+                await self._before_monitoring()
+            await self._monitoring()  # a continued run picks up here
             await self._completion()
         except _Ended:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
+
+    async def _before_monitoring(self) -> None:
+        """Notice to rollout (M-4.1 to M-4.5): each partner step due within the window."""
+        await self._notice()
+        await self._enter(MigrationStage.PLAN)
+        await self._partner_step(
+            "plan", "submit the migration plan", "M-4.2", lambda: self.state.plan is not None
+        )
+        await self._enter(MigrationStage.IMPLEMENTATION)
+        await self._partner_step(
+            "implementation",
+            "report the implementation",
+            "M-4.3",
+            lambda: self.state.implementation is not None,
+        )
+        await self._partner_step(
+            "documentation",
+            "submit the documentation",
+            "M-7.1",
+            lambda: self.state.documentation is not None,
+        )
+        await self._validation()
+        await self._enter(MigrationStage.ROLLOUT)
+        await self._partner_step(
+            "rollout",
+            "roll out the versioned release",
+            "M-4.5",
+            lambda: self.state.rollout is not None,
+        )
 
     async def _notice(self) -> None:
         """M-4.1: notify the partner, define the window, activate the fallback — in that order,
@@ -338,16 +344,24 @@ class PartnerMigration:
 
     async def _monitoring(self) -> None:
         """M-4.6: workflow reliability, permission usage and API error rates, checked weekly
-        through the fallback period — durable timers, not a cron poll (M-6.2)."""
-        await self._enter(MigrationStage.MONITORING)
+        through the fallback period — durable timers, not a cron poll (M-6.2). The fallback
+        period is months long: the run continues as a new one when the server suggests it, the
+        checks so far carried in the state."""
+        if self.state.stage is not MigrationStage.MONITORING:  # a continued run is in it already
+            await self._enter(MigrationStage.MONITORING)
         until = self.state.fallback.until
         assert until is not None
         interval = self.policy.monitoring.check_interval
-        last = workflow.now()
+        checks = self.state.monitoring
+        last = checks[-1].at if checks else workflow.now()
         while True:
             now = workflow.now()
-            if now >= until and self.state.monitoring and self.state.monitoring[-1].healthy:
+            if now >= until and checks and checks[-1].healthy:
                 break
+            if checks:
+                await continue_as_new_if_suggested(
+                    lambda: self.inp.model_copy(update={"resume": self.state})
+                )
             wait = min(interval, until - now) if now < until else interval
             await workflow.sleep(wait)
             now = workflow.now()
