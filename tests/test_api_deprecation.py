@@ -9,6 +9,7 @@ import contextlib
 import uuid
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
@@ -21,6 +22,7 @@ from store import repo
 from store.schemas import PartnerCreate
 from store.tables import Process
 from tests.apistack import Api, eventually
+from tests.conftest import end_runs
 from tests.factories import partner_body
 
 AFFECTED = 50
@@ -51,7 +53,9 @@ def migrations(api: Api, notice_id: str) -> list[Process]:
         )
 
 
-async def test_notice_sent_twice_starts_one_migration_per_partner(api: Api) -> None:
+async def test_notice_sent_twice_starts_one_migration_per_partner(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
     """M-2.1: a deprecation notice to 50 partners, sent twice → 50 migrations, not 100; each a
     required migration with its notice and fallback first (M-4.1); a page run again (a retried
     activity) starts none."""
@@ -112,6 +116,7 @@ async def test_notice_sent_twice_starts_one_migration_per_partner(api: Api) -> N
         async with asyncio.TaskGroup() as group:
             for pid in affected:
                 group.create_task(_terminate(api, f"migration-{notice_id}.{pid}"))
+        await end_runs(api.env.client, [f"deprecation-{notice_id}"], request.node.name)
 
 
 async def _terminate(api: Api, workflow_id: str) -> None:

@@ -11,6 +11,8 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from kwanus import schedules
 from kwanus.models import Awaiting, GrantInput
 from policy.evidence import MatrixEntry, Telemetry
@@ -19,6 +21,7 @@ from store import repo
 from store.schemas import PartnerCreate
 from store.tables import utcnow
 from tests.apistack import Api, eventually, unique
+from tests.conftest import end_runs
 from tests.factories import event, partner_body, record_process
 
 DAY = timedelta(days=1)
@@ -135,7 +138,9 @@ def seed(api: Api) -> dict[str, str]:
     return {"m2": m2_until, "m3": m3_until}
 
 
-async def test_report_figures_match_the_store_and_bodies_sign_off(api: Api) -> None:
+async def test_report_figures_match_the_store_and_bodies_sign_off(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
     fallbacks = seed(api)
     report_id = unique("y")
     ops = api.token("ops")
@@ -203,3 +208,4 @@ async def test_report_figures_match_the_store_and_bodies_sign_off(api: Api) -> N
     assert done and set(done["signoffs"]) == {b.value for b in Body}
     listed = (await api.http.get("/v1/stewardship/reports", headers=partner)).json()
     assert [r["id"] for r in listed] == [report_id]
+    await end_runs(api.env.client, [f"stewardship-{report_id}"], request.node.name)

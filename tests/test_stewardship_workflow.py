@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -16,7 +17,7 @@ from policy.forms import StewardshipSignoff
 from policy.vocabulary import ProcessStatus, Role
 from store.db import Database
 from store.tables import AuditEvent, StewardshipReport
-from tests.conftest import running_worker
+from tests.conftest import end_runs, running_worker
 from workflows.stewardship import StewardshipReview
 
 DAY = timedelta(days=1)
@@ -32,7 +33,7 @@ async def recorded(db: Database, key: str) -> None:
 
 
 async def test_missed_signoffs_escalate_then_expire(
-    ts_env: WorkflowEnvironment, db: Database
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
 ) -> None:
     async with running_worker(ts_env.client, db) as task_queue:
         handle = await ts_env.client.start_workflow(
@@ -77,3 +78,4 @@ async def test_missed_signoffs_escalate_then_expire(
                 select(AuditEvent).where(AuditEvent.key == "stewardship-2026:finished:expired")
             ).one()
         assert last.data["missing"] == ["ERC", "CGB"] and "M-10.1" in last.rules
+        await end_runs(ts_env.client, [handle.id], request.node.name)
