@@ -27,6 +27,9 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# Tests mostly wait on servers and timers: three processes in parallel on 2 cores (one file
+# each at a time, so a module's server starts once) take the suite from ~6.5 to ~4 minutes.
+PYTEST_ARGS ?= -n 3 --dist loadfile
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 

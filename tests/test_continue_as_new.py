@@ -40,7 +40,7 @@ from workflows.deprecation import DeprecationFanOut
 
 SUGGEST_AFTER = 40  # events; the server's default is 4 Ki (and 4 MiB)
 # Monitoring in seconds, so a run crosses the boundary several times within a test.
-MONITORING = {"expansion_period": timedelta(seconds=16), "check_interval": timedelta(seconds=1)}
+MONITORING = {"expansion_period": timedelta(seconds=10), "check_interval": timedelta(seconds=1)}
 POLICY = DEFAULT_POLICY.model_copy(
     update={"monitoring": DEFAULT_POLICY.monitoring.model_copy(update=MONITORING)}
 )
