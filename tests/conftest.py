@@ -82,20 +82,24 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The real dev server (search attributes, UI metadata, visibility)."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*dynamic_config: str) -> WorkflowEnvironment:
+    """A real dev server from the wheel, with our search attributes and extra dynamic config
+    values (`key=value`)."""
+    extra = ["--sqlite-pragma", "journal_mode=wal"]
+    for value in ("frontend.namespaceCount=10000", *dynamic_config):
+        extra += ["--dynamic-config-value", value]
+    return await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=str(binaries.temporal_cli()),
         search_attributes=contract.SEARCH_ATTRIBUTES,
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--dynamic-config-value",
-            "frontend.namespaceCount=10000",
-        ],
+        dev_server_extra_args=extra,
     )
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server (search attributes, UI metadata, visibility)."""
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -17,11 +17,9 @@ import pytest
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from kwanus import binaries, contract
 from kwanus.contract import Refusal
 from kwanus.models import DeprecationInput, ExpansionStatus
 from policy.deprecation import DeprecationNotice
@@ -32,7 +30,13 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Process
-from tests.conftest import EXPORT_HISTORIES, end_runs, export_history, running_worker
+from tests.conftest import (
+    EXPORT_HISTORIES,
+    end_runs,
+    export_history,
+    running_worker,
+    start_dev_server,
+)
 from tests.factories import partner_body
 from tests.test_expansion_workflow import Run, actor, approve_all, expansions_on
 from tests.test_migration_workflow import PLAN, Mig, migrations_on
@@ -48,15 +52,7 @@ POLICY = DEFAULT_POLICY.model_copy(
 
 @pytest.fixture(scope="module")
 async def low_limit_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=str(binaries.temporal_cli()),
-        search_attributes=contract.SEARCH_ATTRIBUTES,
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER}",
-        ],
-    )
+    env = await start_dev_server(f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER}")
     yield env
     await env.shutdown()
 
