@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kwanus import binaries, contract
@@ -122,9 +122,16 @@ def temporal_command(settings: Settings, binary: Path) -> list[str]:
 
 
 class Stack:
-    def __init__(self, settings: Settings, out: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        out: Callable[[str], None] = print,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.out = out
+        self.env = dict(env or {})  # on top of child_env(settings), e.g. other KWANUS_* values
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logs = settings.state_dir / "logs"
 
@@ -133,7 +140,7 @@ class Stack:
         stdout = open(self.logs / f"{name}.log", "ab") if log else None  # noqa: SIM115
         proc = subprocess.Popen(
             cmd,
-            env=child_env(self.settings),
+            env={**child_env(self.settings), **self.env},
             stdout=stdout,
             stderr=subprocess.STDOUT if log else None,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,171 @@
+"""What must hold after any crash: every governance write a run scheduled is in the audit log
+exactly once, no event is in it twice under two keys, and no workflow task failed on
+non-determinism — in the live histories and when they are replayed against today's code.
+Shared by the crash tests and the soak."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+import worker
+from store.db import Database
+from store.tables import AuditEvent, NotificationRow
+
+NDE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_NON_DETERMINISTIC_ERROR
+BUG = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE
+
+
+async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """Every run of a workflow id (a continued-as-new process has several), oldest first."""
+    runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    runs.sort(key=lambda wf: wf.start_time)
+    out = []
+    for wf in runs:
+        handle = client.get_workflow_handle(workflow_id, run_id=wf.run_id)
+        out.append(await handle.fetch_history())
+    return out
+
+
+def _audit_key(arg: Any) -> str | None:
+    """The audit key of a governance write's input: a RecordEvent, or one under `event`."""
+    if not isinstance(arg, dict):
+        return None
+    nested = arg.get("event")
+    if isinstance(nested, dict) and isinstance(nested.get("key"), str):
+        return str(nested["key"])
+    if isinstance(nested, str) and isinstance(arg.get("key"), str) and "workflow_id" in arg:
+        return str(arg["key"])
+    return None
+
+
+def scheduled_writes(history: WorkflowHistory) -> list[str]:
+    """The audit keys of every governance write the run scheduled (once per scheduled
+    activity; its retries are attempts of the same scheduled event)."""
+    keys = []
+    for ev in history.events:
+        if ev.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            continue
+        for payload in ev.activity_task_scheduled_event_attributes.input.payloads:
+            try:
+                key = _audit_key(json.loads(payload.data))
+            except ValueError:
+                continue
+            if key is not None:
+                keys.append(key)
+    return keys
+
+
+@dataclass
+class TaskFailures:
+    nondeterminism: list[str] = field(default_factory=list)
+    bugs: list[str] = field(default_factory=list)
+    other: Counter[str] = field(default_factory=Counter)  # server-side causes, benign
+
+
+def task_failures(workflow_id: str, history: WorkflowHistory) -> TaskFailures:
+    out = TaskFailures()
+    for ev in history.events:
+        if ev.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            continue
+        attrs = ev.workflow_task_failed_event_attributes
+        message = attrs.failure.message
+        where = f"{workflow_id} event {ev.event_id}: {message[:200]}"
+        if attrs.cause == NDE or "nondetermin" in message.lower():
+            out.nondeterminism.append(where)
+        elif attrs.cause == BUG:
+            out.bugs.append(where)
+        else:
+            out.other[WorkflowTaskFailedCause.Name(attrs.cause)] += 1
+    return out
+
+
+async def replay_failures(all_histories: Iterable[WorkflowHistory]) -> dict[str, str]:
+    """Replay every history against the product's workflows (worker.WORKFLOWS): run id →
+    failure. A history that replays is today's code taking the same decisions it took live."""
+    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+    failures: dict[str, str] = {}
+    for history in all_histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failures[f"{history.workflow_id}"] = str(result.replay_failure)[:300]
+    return failures
+
+
+@dataclass
+class AuditCheck:
+    rows: int = 0
+    duplicate_keys: list[str] = field(default_factory=list)  # a key twice (the unique index)
+    duplicate_events: list[str] = field(default_factory=list)  # one event under two keys
+    missing: list[str] = field(default_factory=list)  # scheduled, never written
+    unexpected: list[str] = field(default_factory=list)  # written, never scheduled
+    scheduled_twice: list[str] = field(default_factory=list)  # a key a run scheduled twice
+    duplicate_notifications: list[str] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return (
+            len(self.duplicate_keys)
+            + len(self.duplicate_events)
+            + len(self.scheduled_twice)
+            + len(self.duplicate_notifications)
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.missing or self.unexpected)
+
+
+def check_audit(
+    db: Database, scheduled: Mapping[str, Sequence[str]], *, notifications: bool = True
+) -> AuditCheck:
+    """The audit log against what the runs scheduled (workflow id → audit keys, from their
+    histories): every key exactly once, and no two rows of one workflow alike but for the key
+    (same event, actor, stage, time and data: one effect written twice)."""
+    ids = list(scheduled)
+    out = AuditCheck()
+    with db.session() as session:
+        rows = session.exec(select(AuditEvent).where(col(AuditEvent.workflow_id).in_(ids))).all()
+        twice = session.exec(
+            select(AuditEvent.key).group_by(col(AuditEvent.key)).having(func.count() > 1)
+        ).all()
+        if notifications:
+            notes = session.exec(
+                select(NotificationRow.key)
+                .group_by(col(NotificationRow.key))
+                .having(func.count() > 1)
+            ).all()
+            out.duplicate_notifications = [str(k) for k in notes]
+    out.rows = len(rows)
+    out.duplicate_keys = [str(k) for k in twice]
+    alike = Counter(
+        (
+            r.workflow_id,
+            r.event,
+            r.actor,
+            r.stage,
+            r.at.isoformat(),
+            json.dumps(r.data, sort_keys=True),
+        )
+        for r in rows
+    )
+    out.duplicate_events = [f"{k[0]} {k[1]} at {k[4]}" for k, n in alike.items() if n > 1]
+    written = Counter(r.key for r in rows)
+    for workflow_id, keys in scheduled.items():
+        counts = Counter(keys)
+        out.scheduled_twice += [k for k, n in counts.items() if n > 1]
+        out.missing += [k for k in counts if written[k] == 0]
+        out.unexpected += [
+            r.key for r in rows if r.workflow_id == workflow_id and r.key not in counts
+        ]
+    return out

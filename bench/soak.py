@@ -1,0 +1,547 @@
+"""Soak (issue 8): N mixed processes driven over the HTTP API while the worker is SIGKILLed at
+random and the Temporal dev server is SIGKILLed and restarted once, all real processes
+(bench/stack.py). At the end it checks and prints the invariants:
+
+- every process is in the final state its plan says (computed from the seed, never read back);
+- the store's projection (stage, status) equals each workflow's `status` query;
+- every governance write a run scheduled is in the audit log exactly once (0 duplicates);
+- no workflow task failed on non-determinism (histories, the worker log, and every history
+  replayed against worker.WORKFLOWS).
+
+    python -m bench.soak --seed 7 --processes 200 --kills 10
+
+Exit 0 when every invariant holds, 1 otherwise. Seeded: the plan (kinds, partners, order,
+step choices) and the chaos schedule come from `--seed`; wall-clock interleavings do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from bench.checks import check_audit, histories, replay_failures, scheduled_writes, task_failures
+from bench.drive import (
+    Driver,
+    Headers,
+    at_step,
+    bearer,
+    integrate_and_release,
+    migration_steps,
+    outcome_review,
+    review,
+    review_all,
+    vote_all,
+)
+from bench.stack import Processes
+from kwanus import contract
+from kwanus.temporal import connect
+from policy.document import DEFAULT_POLICY
+from policy.vocabulary import Body
+from store import repo
+from store.db import Database
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: str  # "expansions" | "migrations"
+    profile: str  # which policy version it starts under
+    expected: tuple[str, str]  # final (stage, status)
+    weight: int
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("expansion completed", "expansions", "steady", ("Review", "completed"), 30),
+        Scenario("expansion rejected", "expansions", "steady", ("Approval", "rejected"), 12),
+        Scenario("expansion withdrawn", "expansions", "steady", ("Evaluation", "withdrawn"), 12),
+        Scenario("expansion expired", "expansions", "expiring", ("Evaluation", "expired"), 10),
+        Scenario("migration parked", "migrations", "parked", ("Monitoring", "active"), 16),
+        Scenario("migration declined", "migrations", "steady", ("Plan", "declined"), 10),
+        Scenario("migration expired", "migrations", "steady", ("Plan", "expired"), 10),
+    )
+}
+TARGET = {"os_version": "5.0", "api_version": "3.0"}
+MATRIX = [
+    {"kind": "os", "name": "kwanus", "version": "5.0", "status": "supported"},
+    {"kind": "api", "name": "kwanus", "version": "3.0", "status": "supported"},
+    {"kind": "runtime", "name": "kwanus-runtime", "version": "3.0", "status": "supported"},
+]
+
+
+def policies() -> dict[str, dict[str, Any]]:
+    """The policy versions processes start under (P-5: each keeps its own). `steady`: people
+    have days, monitoring lasts seconds, forced migrations 10 s; `expiring`: a review window
+    of seconds; `parked`: the defaults (migrations sit in monitoring for their fallback)."""
+    base = DEFAULT_POLICY.model_dump(mode="json", exclude={"version"})
+    base["max_open_proposals_per_partner"] = 100_000
+    base["migration_windows"]["forced"] = "PT10S"
+    steady = {**base, "monitoring": {**base["monitoring"]}}
+    steady["monitoring"] |= {"expansion_period": "PT6S", "check_interval": "PT3S"}
+    expiring = {
+        **steady,
+        "review": {"period": "PT6S", "reminder": "PT3S"},
+        "escalation": {"period": "PT4S", "reminder": "PT2S"},
+    }
+    return {"steady": steady, "expiring": expiring, "parked": base}
+
+
+@dataclass
+class Planned:
+    index: int
+    scenario: Scenario
+    partner: str
+    pid: str
+    gap: float  # seconds before its start
+    reviews_before_withdrawal: int
+
+    @property
+    def workflow_id(self) -> str:
+        if self.scenario.kind == "expansions":
+            return contract.expansion_workflow_id(self.pid)
+        return contract.migration_workflow_id(self.pid)
+
+
+@dataclass
+class Plan:
+    seed: int
+    processes: list[Planned]
+    partners: list[str]
+    kill_gaps: list[float]
+    restart_after_kill: int
+    worker_down: list[float]
+
+
+def make_plan(seed: int, n: int, kills: int, restarts: int) -> Plan:
+    rng = random.Random(seed)
+    partners = [f"p{seed}-{i}" for i in range(max(2, n // 8))]
+    names = list(SCENARIOS)
+    weights = [SCENARIOS[s].weight for s in names]
+    kill_gaps = [rng.uniform(3.0, 8.0) for _ in range(kills)]
+    start_phase = max(sum(kill_gaps), 5.0)
+    processes = [
+        Planned(
+            index=i,
+            scenario=SCENARIOS[rng.choices(names, weights)[0]],
+            partner=rng.choice(partners),
+            pid=f"soak{seed}-{i:04d}",
+            gap=rng.expovariate(n / start_phase),
+            reviews_before_withdrawal=rng.randint(0, 2),
+        )
+        for i in range(n)
+    ]
+    return Plan(
+        seed=seed,
+        processes=processes,
+        partners=partners,
+        kill_gaps=kill_gaps,
+        restart_after_kill=kills // 2 if restarts else -1,
+        worker_down=[rng.uniform(0.2, 2.0) for _ in range(kills)],
+    )
+
+
+def partner_body(partner_id: str) -> dict[str, Any]:
+    return {
+        "id": partner_id,
+        "name": f"Partner {partner_id}",
+        "tier": "verified",
+        "os_version": "4.2",
+        "api_version": "2.1",
+        "runtime": {"name": "kwanus-runtime", "version": "3.0"},
+        "capabilities": [],
+        "permissions": ["orders:read"],
+    }
+
+
+def proposal_body(pid: str) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "category": "A",
+        "description": "A read-only order analytics widget",
+        "justification": "Merchants ask for order trends",
+        "requested_tier": "verified",
+        "requested_capabilities": [
+            {"name": f"trends-{pid}", "kind": "read_only", "permissions": ["orders:read"]}
+        ],
+        "integrations": [{"name": "orders-api", "kind": "api"}],
+        "governance_alignment": "Governed read APIs only",
+        "compatibility_impact": "Additive",
+        "security_impact": "Read-only, partner-scoped",
+        "lifecycle_plan": "Two OS major versions",
+        "risk_mitigation": "Feature flag",
+        "fallback_plan": "Disable it",
+        "monitoring_plan": "Dashboards",
+    }
+
+
+def migration_body(p: Planned) -> dict[str, Any]:
+    common = {"id": p.pid, "partner_id": p.partner}
+    if p.scenario.name == "migration parked":
+        extra = {"trigger": "os_major_version", "type": "version", "subtype": "os"}
+        return {**common, **extra, "target": TARGET, "fallback_months": 6}
+    if p.scenario.name == "migration declined":
+        extra = {"trigger": "tier_upgrade", "type": "tier", "subtype": "upgrade"}
+        return {**common, **extra, "target": {"tier": "premier"}}
+    return {**common, "trigger": "security_violation", "type": "permission", "subtype": "reduction"}
+
+
+@dataclass
+class Run:
+    """The soak's live parts and what it counted."""
+
+    plan: Plan
+    procs: Processes
+    drive: Driver
+    bodies: dict[Body, Headers]
+    partners: dict[str, Headers]
+    out: Callable[[str], None]
+    kills: int = 0
+    restarts: int = 0
+    started: list[Planned] = field(default_factory=list)
+    driver_errors: list[str] = field(default_factory=list)
+    chaos_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def drive_one(run: Run, p: Planned) -> None:
+    """The human steps of one process, as its plan says."""
+    d, kind, pid = run.drive, p.scenario.kind, p.pid
+    partner = run.partners[p.partner]
+    name = p.scenario.name
+    if name == "expansion completed":
+        await review_all(d, pid, run.bodies)
+        await vote_all(d, pid, run.bodies, "approve")
+        await integrate_and_release(d, pid, partner)
+        await outcome_review(d, pid, run.bodies[Body.CGB])
+    elif name == "expansion rejected":
+        await review_all(d, pid, run.bodies)
+        await vote_all(d, pid, run.bodies, "reject")
+    elif name == "expansion withdrawn":
+        for body in list(Body)[: p.reviews_before_withdrawal]:
+            await d.step(
+                kind,
+                pid,
+                "reviews",
+                review(body),
+                run.bodies[body],
+                awaited=at_step("reviews"),
+                done=lambda s, b=body.value: b in s["reviews"],  # type: ignore[misc]
+            )
+        await d.step(
+            kind,
+            pid,
+            "withdraw",
+            {"reason": "soak"},
+            partner,
+            awaited=at_step("reviews"),
+            done=lambda s: s["status"] == "withdrawn",
+        )
+    elif name == "migration parked":
+        await migration_steps(d, pid, partner)
+    elif name == "migration declined":
+        await d.step(
+            kind,
+            pid,
+            "decline",
+            {"reason": "soak"},
+            partner,
+            awaited=at_step("plan"),
+            done=lambda s: s["status"] == "declined",
+        )
+    # expansion expired, migration expired: nobody acts; their timers end them.
+
+
+async def starter(
+    run: Run, texts: dict[str, dict[str, Any]], drivers: list[asyncio.Task[None]]
+) -> None:
+    """Start the processes in plan order at the plan's pace, each under its policy version,
+    and hand each to its driver."""
+    d = run.drive
+    current = ""
+    tsc, sco = run.bodies[Body.TSC], run.bodies[Body.SCO]
+    limit = asyncio.Semaphore(16)  # people acting at once (each polls its process's state)
+
+    async def guarded(p: Planned) -> None:
+        async with limit:
+            try:
+                await drive_one(run, p)
+            except Exception as exc:  # reported with the figures, never silently
+                run.driver_errors.append(f"{p.pid} ({p.scenario.name}): {exc}")
+
+    for p in run.plan.processes:
+        await asyncio.sleep(p.gap)
+        if p.scenario.profile != current:
+            await d.put_policy(texts[p.scenario.profile])
+            current = p.scenario.profile
+        if p.scenario.kind == "expansions":
+            await d.start("expansions", proposal_body(p.pid), run.partners[p.partner])
+        else:
+            body = migration_body(p)
+            who = {
+                "migration parked": tsc,
+                "migration declined": run.partners[p.partner],
+                "migration expired": sco,
+            }[p.scenario.name]
+            await d.start("migrations", body, who)
+        run.started.append(p)
+        drivers.append(asyncio.create_task(guarded(p)))
+
+
+async def chaos(run: Run) -> None:
+    """SIGKILL the worker at the plan's moments and start a new one after a while; once,
+    halfway, SIGKILL the dev server and start it again on the same database file and port."""
+    procs = run.procs
+    for i, (gap, down) in enumerate(zip(run.plan.kill_gaps, run.plan.worker_down, strict=True)):
+        await asyncio.sleep(gap)
+        procs.kill_worker()
+        run.kills += 1
+        run.out(
+            f"  {time.strftime('%X')} worker SIGKILLed ({run.kills}), {len(run.started)} started"
+        )
+        await asyncio.sleep(down)
+        if i == run.plan.restart_after_kill:
+            procs.kill_server()
+            run.out(f"  {time.strftime('%X')} Temporal dev server SIGKILLed")
+            await asyncio.sleep(1.5)
+            await procs.start_server()
+            run.restarts += 1
+            run.out(f"  {time.strftime('%X')} Temporal dev server restarted on the same file")
+        await procs.start_worker()
+    run.chaos_done.set()
+
+
+async def settled(client: Client, p: Planned, within: float) -> str:
+    """Wait until the process rests: closed (its last write done), or — parked migrations —
+    in Monitoring with no activity pending. Returns the execution status."""
+    handle = client.get_workflow_handle(p.workflow_id)
+    give_up = time.monotonic() + within
+    while True:
+        try:
+            desc = await handle.describe()
+            if desc.status is not WorkflowExecutionStatus.RUNNING:
+                return desc.status.name if desc.status else "?"
+            if p.scenario.expected[1] == "active" and not desc.raw_description.pending_activities:
+                state = await handle.query("status")
+                if state["stage"] == p.scenario.expected[0]:
+                    return "RUNNING"
+        except RPCError:
+            pass
+        if time.monotonic() > give_up:
+            return "RUNNING (not settled)"
+        await asyncio.sleep(1.0)
+
+
+@dataclass
+class Verdict:
+    expected: int = 0
+    wrong: list[str] = field(default_factory=list)
+    projection_equal: int = 0
+    projection_wrong: list[str] = field(default_factory=list)
+    query_nondeterminism: list[str] = field(default_factory=list)
+
+
+async def final_states(run: Run, client: Client, db: Database) -> Verdict:
+    v = Verdict()
+    for p in run.plan.processes:
+        handle = client.get_workflow_handle(p.workflow_id)
+        try:
+            state = await handle.query("status")
+        except (RPCError, WorkflowQueryFailedError) as exc:  # a query replays the run
+            v.wrong.append(f"{p.pid} ({p.scenario.name}): no status: {str(exc)[:200]}")
+            if "nondetermin" in str(exc).lower():
+                v.query_nondeterminism.append(p.workflow_id)
+            continue
+        got = (state["stage"], state["status"])
+        execution = (await handle.describe()).status
+        closed_ok = execution is (
+            WorkflowExecutionStatus.RUNNING
+            if p.scenario.expected[1] == "active"
+            else WorkflowExecutionStatus.COMPLETED
+        )
+        fallback_ok = p.scenario.name != "migration parked" or state["fallback"]["active"]
+        if got == p.scenario.expected and closed_ok and fallback_ok:
+            v.expected += 1
+        else:
+            v.wrong.append(
+                f"{p.pid} ({p.scenario.name}): {got}, execution {execution}, "
+                f"expected {p.scenario.expected}"
+            )
+        with db.session() as session:
+            row = repo.get_process(session=session, workflow_id=p.workflow_id)
+        projected = (row.stage, row.status) if row else None
+        if projected == got:
+            v.projection_equal += 1
+        else:
+            v.projection_wrong.append(f"{p.pid}: store {projected}, workflow {got}")
+    return v
+
+
+def nondeterminism_in_log(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "nondetermin" in line.lower()]
+
+
+async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
+    began = time.monotonic()
+    plan = make_plan(args.seed, args.processes, args.kills, args.restarts)
+    state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="kwanus-soak-"))
+    procs = Processes(state_dir, database_url=args.database_url, out=out)
+    admin = procs.prepare()
+    out(
+        f"soak: seed {args.seed}, {args.processes} processes, {args.kills} worker kills, "
+        f"{args.restarts} server restart(s); state in {state_dir}"
+    )
+    try:
+        await procs.start_server()
+        await procs.start_worker()
+        await procs.start_api()
+        client = await connect(procs.settings)
+        db = Database(procs.settings.database_url)
+        async with httpx.AsyncClient(base_url=procs.api_url, timeout=60) as http:
+            d = Driver(http, bearer(admin))
+            bodies = await d.bodies()
+            partners = {pid: await d.partner(partner_body(pid)) for pid in plan.partners}
+            resp = await d.call(
+                "PUT",
+                "/v1/compatibility-matrix",
+                headers=bodies[Body.TSC],
+                json={"entries": MATRIX, "reason": "soak: the migrations' target"},
+                ok=(200,),
+            )
+            assert resp.status_code == 200, resp.text
+            run = Run(plan, procs, d, bodies, partners, out)
+            drivers: list[asyncio.Task[None]] = []
+            chaos_task = asyncio.create_task(chaos(run))
+            await starter(run, policies(), drivers)
+            out(f"  {time.strftime('%X')} all {len(run.started)} started")
+            await chaos_task
+            await asyncio.gather(*drivers)
+            out(f"  {time.strftime('%X')} every person has acted; waiting for the processes")
+            rests = await asyncio.gather(*(settled(client, p, args.settle) for p in plan.processes))
+            out(f"  {time.strftime('%X')} settled: {dict(Counter(rests))}")
+            verdict = await final_states(run, client, db)
+            runs = {p.workflow_id: await histories(client, p.workflow_id) for p in plan.processes}
+            scheduled = {w: [k for h in hs for k in scheduled_writes(h)] for w, hs in runs.items()}
+            audit = check_audit(db, scheduled)
+            every = [h for hs in runs.values() for h in hs]
+            nde: list[str] = []
+            bugs: list[str] = []
+            other: Counter[str] = Counter()
+            for h in every:
+                f = task_failures(h.workflow_id, h)
+                nde += f.nondeterminism
+                bugs += f.bugs
+                other += f.other
+            replayed = await replay_failures(every)
+            in_log = nondeterminism_in_log(procs.log_text("worker"))
+            replayed_ids = {h.workflow_id for h in every if h.workflow_id in replayed}
+            if replayed_ids:
+                keep = state_dir / "nondeterministic-histories"
+                keep.mkdir(exist_ok=True)
+                for h in every:
+                    if h.workflow_id in replayed_ids:
+                        (keep / f"{h.workflow_id}.json").write_text(h.to_json())
+            db.dispose()
+    finally:
+        procs.stop()
+
+    n = len(plan.processes)
+    by_kind = Counter(p.scenario.name for p in plan.processes)
+    affected = {*replayed, *verdict.query_nondeterminism, *(x.split(" ")[0] for x in nde)}
+    nondeterminism = len(affected) or len(in_log)  # workflows hit (the log names none)
+    wall = time.monotonic() - began
+    rows = [
+        ("seed", str(args.seed)),
+        ("processes", str(n)),
+        *((f"  {name}", f"{by_kind[name]} -> {SCENARIOS[name].expected}") for name in SCENARIOS),
+        ("worker kills (SIGKILL)", str(run.kills)),
+        ("server restarts (SIGKILL, same db file)", str(run.restarts)),
+        ("in expected final state", f"{verdict.expected}/{n} ({100 * verdict.expected / n:.1f} %)"),
+        ("projection == workflow status", f"{verdict.projection_equal}/{n}"),
+        ("audit rows checked", str(audit.rows)),
+        ("duplicate audit rows", str(audit.duplicates)),
+        ("audit rows missing / unexpected", f"{len(audit.missing)} / {len(audit.unexpected)}"),
+        ("histories (runs) replayed", str(len(every))),
+        ("non-determinism errors (workflows)", str(nondeterminism)),
+        (
+            "  live histories / replay / worker log",
+            f"{len(nde)} / {len(replayed)} / {len(in_log)}",
+        ),
+        ("  status queries failing on it", str(len(verdict.query_nondeterminism))),
+        ("workflow task failures (bugs)", str(len(bugs))),
+        ("other workflow task failures", str(dict(other)) if other else "0"),
+        ("driver errors", str(len(run.driver_errors))),
+        ("HTTP calls retried (something was down)", str(d.retries)),
+        ("worker starts", str(procs.worker_starts)),
+        ("wall time", f"{wall:.0f} s ({timedelta(seconds=int(wall))})"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    out("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    problems = [
+        *verdict.wrong,
+        *verdict.projection_wrong,
+        *(f"duplicate key {k}" for k in audit.duplicate_keys),
+        *(f"duplicate event {k}" for k in audit.duplicate_events),
+        *(f"scheduled twice {k}" for k in audit.scheduled_twice),
+        *(f"duplicate notification {k}" for k in audit.duplicate_notifications),
+        *(f"missing audit row {k}" for k in audit.missing),
+        *(f"unexpected audit row {k}" for k in audit.unexpected),
+        *nde,
+        *(f"replay {k}: {v}" for k, v in replayed.items()),
+        *in_log,
+        *bugs,
+        *run.driver_errors,
+    ]
+    ok = run.kills >= args.kills and run.restarts >= args.restarts and not problems
+    ok = ok and verdict.expected == n
+    for line in problems[:50]:
+        out(f"  FAIL {line}")
+    out(f"\nsoak {'PASSED' if ok else 'FAILED'}")
+    return ok
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--processes", type=int, default=200)
+    p.add_argument("--kills", type=int, default=10, help="worker SIGKILLs")
+    p.add_argument("--restarts", type=int, default=1, choices=(0, 1), help="server restarts")
+    p.add_argument("--state-dir", type=Path, help="default: a new temporary folder")
+    p.add_argument("--database-url", default="", help="app database; default SQLite")
+    p.add_argument("--settle", type=float, default=300.0, help="seconds to wait for the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        ok = asyncio.run(soak(args, out))
+    except Exception as exc:
+        out(f"soak ERROR: {type(exc).__name__}: {exc}")
+        ok = False
+    # A process that used a Temporal client can crash in interpreter teardown (kwanus/cli.py).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
