@@ -632,3 +632,19 @@ async def test_new_tier_needs_a_sustainability_review(
     assert [r.split(":")[0] for r in result.decision.reasons] == ["sustainability_review"]
     with db.session() as session:
         assert "gold" not in repo.current_policy(session=session).tier_names
+
+
+async def test_monitoring_checks_at_least_once(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> None:
+    """E-11.1: the monitoring plan is carried out once at least, even when the stage begins after
+    its period has passed (a stage-entry write held up by a crashed worker: the soak found it)."""
+    monitoring = POLICY.monitoring.model_copy(update={"expansion_period": timedelta(0)})
+    policy = POLICY.model_copy(update={"monitoring": monitoring})
+    async with expansions_on(ts_env, db, request.node.name, policy) as start:
+        run: Run = await start()
+        await approve_all(run)
+        await run.partner_steps_to_release()
+        state = await run.until(lambda s: s.stage is ExpansionStage.REVIEW, "review")
+        assert len(state.monitoring) == 1
+        assert run.events().count("monitoring_check") == 1

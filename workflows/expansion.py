@@ -8,7 +8,7 @@ the policy's deadline with a reminder (P-3), and every event goes to the audit l
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from temporalio import workflow
@@ -397,12 +397,14 @@ class PartnerExpansion:
         end = self.state.monitoring_until
         checks = self.state.monitoring
         last = checks[-1].at if checks else end - m.expansion_period
-        while workflow.now() < end:
+        while workflow.now() < end or not checks:  # one check at least, however late it began
             if checks:
                 await continue_as_new_if_suggested(
                     lambda: self.inp.model_copy(update={"resume": self.state})
                 )
-            await workflow.sleep(min(m.check_interval, end - workflow.now()))
+            wait = min(m.check_interval, end - workflow.now())
+            if wait > timedelta(0):
+                await workflow.sleep(wait)
             now = workflow.now()
             await check_telemetry(
                 self.ledger,
