@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -32,11 +32,15 @@ S = TypeVar("S", bound=BaseModel)
 
 
 async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S | None:
-    """The run's `status` query; None when the run is gone or no worker answers in time."""
+    """The run's `status` query; None when the run is gone, no worker answers in time, or the
+    worker cannot rebuild the run (its workflow task failing, e.g. non-determinism): the
+    caller then answers from the store's projection, and ops see the failure in the UI."""
     try:
         state: S = await client.get_workflow_handle(workflow_id).query(
             "status", result_type=state_type, rpc_timeout=QUERY_TIMEOUT
         )
+    except WorkflowQueryFailedError:
+        return None
     except RPCError as exc:
         # Gone, or no worker answered in time (the client's own timeout reports CANCELLED).
         if exc.status in (

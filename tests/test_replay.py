@@ -57,3 +57,25 @@ async def test_an_unpatched_change_is_caught() -> None:
     replayer = Replayer(workflows=[ChangedMigration], data_converter=pydantic_data_converter)
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(load(migrations[0]))
+
+
+SDK_ORDERING = (
+    Path(__file__).parents[1] / "bench/findings/nde-expansion-update-in-activity-task.json.gz"
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=workflow.NondeterminismError,
+    reason="temporalio 1.35: an Update that reaches a fresh worker together with the activity "
+    "completion that opens its step is applied after the completion live, before it on replay "
+    "(README, 'Known issues'); strict, so a fixed SDK turns this red and the history joins the "
+    "corpus",
+)
+async def test_an_update_delivered_with_the_completion_that_opens_its_step_replays() -> None:
+    """Found by the soak (bench/soak.py, seed 7): 1 run in 400."""
+    history = WorkflowHistory.from_json(
+        "expansion-soak7-0022", gzip.decompress(SDK_ORDERING.read_bytes()).decode()
+    )
+    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
