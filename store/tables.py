@@ -57,9 +57,12 @@ class Process(SQLModel, table=True):
     activities; lists are served from here, never from Temporal queries."""
 
     __tablename__ = "process"
+    # Each list filter ends in workflow_id: a keyset page (`workflow_id > after ORDER BY
+    # workflow_id LIMIT n`) is then an index range read, not a sort of every matching row.
     __table_args__ = (
-        Index("ix_process_kind_partner", "kind", "partner_id"),
-        Index("ix_process_kind_stage", "kind", "stage"),
+        Index("ix_process_kind_partner_wf", "kind", "partner_id", "workflow_id"),
+        Index("ix_process_kind_stage_wf", "kind", "stage", "workflow_id"),
+        Index("ix_process_kind_status_wf", "kind", "status", "workflow_id"),
     )
 
     workflow_id: str = Field(primary_key=True, max_length=128)
