@@ -100,7 +100,7 @@ def list_deprecations(
     if principal.role is Role.PARTNER:
         return []
     rows = repo.list_processes(
-        session=session, kind=ProcessKind.DEPRECATION, after=after, limit=limit
+        session=session, kind=ProcessKind.DEPRECATION, after=after, limit=limit, summaries=True
     )
     return [summary(r) for r in rows]
 

@@ -157,6 +157,7 @@ def list_expansions(
         status=status_,
         after=after,
         limit=limit,
+        summaries=True,
     )
     return [summary(r) for r in rows]
 

@@ -179,6 +179,7 @@ def list_migrations(
         status=status_,
         after=after,
         limit=limit,
+        summaries=True,
     )
     return [summary(r) for r in rows]
 
