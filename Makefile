@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install lint types unit histories clean
+.PHONY: run test install lint types unit histories bench clean
 
 run: $(STAMP)        ## the whole product: Temporal dev server + UI, worker, API, SQLite
 	$(BIN)/kwanus dev
@@ -40,6 +40,9 @@ HISTORY_TESTS = tests/test_expansion_workflow.py tests/test_migration_workflow.p
 	tests/test_continue_as_new.py tests/test_api_stewardship.py tests/test_api_deprecation.py
 histories: $(STAMP)
 	KWANUS_EXPORT_HISTORIES=1 KWANUS_TEST_DATABASE_URL= $(BIN)/pytest -q $(HISTORY_TESTS)
+
+bench: $(STAMP)      ## performance side by side with bare Temporal (bench/RESULTS.md)
+	$(BIN)/python -m bench.perf $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
