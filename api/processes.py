@@ -53,6 +53,19 @@ async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S
     return state
 
 
+async def started_owner(client: Client, workflow_id: str) -> str | None:
+    """The partner of a run whose first event the store has not recorded yet, from the search
+    attribute set when it was started: the server answers, no worker needed (a query could
+    time out behind a busy worker). None when there is no such run."""
+    try:
+        run = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return run.typed_search_attributes.get(contract.PARTNER_ID) or ""
+
+
 CONFIDENTIAL = "confidential_notes"
 
 
@@ -106,13 +119,9 @@ async def send_step(
 ) -> S:
     """Send one human step to a process's workflow (its validator judges it again)."""
     row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
-    if row is None:
-        live = await live_state(client, workflow_id, state_type)
-        if live is None:
-            raise not_found(what)
-        owner = str(getattr(live, "partner_id", ""))
-    else:
-        owner = row.partner_id
+    owner = row.partner_id if row is not None else await started_owner(client, workflow_id)
+    if owner is None:
+        raise not_found(what)
     principal.ensure_sees(owner, what)
     actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
     try:

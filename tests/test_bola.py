@@ -5,14 +5,16 @@ to the caller."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kwanus.models import Awaiting
+from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind
-from tests.apistack import Api
+from tests.apistack import Api, unique
 from tests.factories import record_process
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
@@ -108,3 +110,35 @@ async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
         text = (await api.http.get("/v1/audit", params=query, headers=beta)).text
         assert "alpha" not in text and "secret" not in text, query
     print(f"BOLA: {len(checked)} operations on another partner's records, all 404")
+
+
+async def test_a_run_not_yet_recorded_is_owned_by_its_partner(api: Api) -> None:
+    """A step sent before a process's first event reaches the store is judged by the partner
+    the run was started for (its search attribute: the server answers, no worker needed), so
+    partner B gets 404 at once even when no worker could answer a query."""
+    await api.partner("alpha")
+    beta = await api.partner("beta")
+    mid = unique("unrecorded")
+    await start_process(
+        api.env.client,
+        "PartnerMigration",
+        {},  # never run: no worker polls this task queue
+        workflow_id=f"migration-{mid}",
+        task_queue="nobody-polls-this",
+        partner_id="alpha",
+        kind="migration",
+        stage="Notice",
+        summary="a run the store has not seen",
+    )
+    try:
+        url = f"/v1/migrations/{mid}/plan"
+        started = asyncio.get_running_loop().time()
+        resp = await api.http.post(url, json=BODIES["plan"], headers=beta)
+        assert resp.status_code == 404, resp.text
+        assert asyncio.get_running_loop().time() - started < 2  # no 5 s query timeout
+        gone = await api.http.post(
+            "/v1/migrations/never-started/plan", json=BODIES["plan"], headers=beta
+        )
+        assert gone.status_code == 404
+    finally:
+        await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("over")
