@@ -14,6 +14,7 @@ from typing import TypeVar
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
@@ -28,6 +29,15 @@ from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 from workflows.stewardship import StewardshipReview
 
+# The sandbox re-imported every workflow module (and what it imports) for each new run: ~30 % of
+# the worker's CPU in a fan-out and most of its memory per cached run (bench/RESULTS.md). Our
+# modules are deterministic at import (no I/O, no clock at module level; policy/ is pure), so
+# they are imported once and shared; the sandbox still guards what workflow code calls.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "workflows", "policy", "kwanus", "activities", "store"
+    )
+)
 WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut, StewardshipReview]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
@@ -69,6 +79,7 @@ def build_worker(
             migration.apply_lifecycle,
         ],
         activity_executor=executor,
+        workflow_runner=WORKFLOW_RUNNER,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=max_cached_workflows,
         # SIGTERM lets in-flight activities finish before the process exits.

@@ -93,7 +93,11 @@ def task_failures(workflow_id: str, history: WorkflowHistory) -> TaskFailures:
 async def replay_failures(all_histories: Iterable[WorkflowHistory]) -> dict[str, str]:
     """Replay every history against the product's workflows (worker.WORKFLOWS): run id →
     failure. A history that replays is today's code taking the same decisions it took live."""
-    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=worker.WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    )
     failures: dict[str, str] = {}
     for history in all_histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -558,6 +558,7 @@ class StewardshipStatus(BaseModel):
     closed_at: datetime | None = None
 
 
-# The inputs name the status they resume from, defined further down.
-ExpansionInput.model_rebuild()
-MigrationInput.model_rebuild()
+# Models that name others defined further down (the status a continued run resumes from, the
+# fan-out's progress) are completed once every model exists.
+for _model in (ExpansionInput, MigrationInput, DeprecationInput):
+    _model.model_rebuild()

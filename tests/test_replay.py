@@ -30,7 +30,11 @@ def load(path: Path) -> WorkflowHistory:
 
 async def test_every_history_replays() -> None:
     assert len(CORPUS) >= 20, "the replay corpus is missing (tests/histories/)"
-    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=worker.WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
         for path in CORPUS:
@@ -77,5 +81,9 @@ async def test_an_update_delivered_with_the_completion_that_opens_its_step_repla
     history = WorkflowHistory.from_json(
         "expansion-soak7-0022", gzip.decompress(SDK_ORDERING.read_bytes()).decode()
     )
-    replayer = Replayer(workflows=worker.WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=worker.WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    )
     await replayer.replay_workflow(history)
