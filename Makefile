@@ -27,9 +27,9 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-# Tests mostly wait on servers and timers: three processes in parallel on 2 cores (one file
-# each at a time, so a module's server starts once) take the suite from ~6.5 to ~4 minutes.
-PYTEST_ARGS ?= -n 3 --dist loadfile
+# Tests mostly wait on servers and timers: four processes in parallel on 2 cores (one file
+# each at a time, so a module's server starts once): 313 tests in ~4.3 min instead of ~11.
+PYTEST_ARGS ?= -n 4 --dist loadfile
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
