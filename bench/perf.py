@@ -45,6 +45,7 @@ from bench.stack import Processes, wait_for_temporal
 from kwanus import contract
 from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.settings import Settings
 from kwanus.temporal import start_process
 from policy.forms import ImplementationReport, IntegrationPlan, Release
 from policy.proposal import Proposal
@@ -55,6 +56,7 @@ from store import repo
 from store.db import Database
 from store.schemas import TokenCreate
 from store.tables import AuditEvent, Partner, Process, utcnow
+from tests.factories import proposal_body
 from workflows.expansion import PartnerExpansion
 
 SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads")
@@ -63,23 +65,7 @@ FANOUT_CONCURRENCY = 32
 BASE_QUEUE = "bench-baseline"
 NOTICE_ID = "bench-os-42"
 RETRY_PAUSE = 0.05  # a step sent before it is awaited is sent again after this (both sides)
-PROPOSAL: dict[str, Any] = {
-    "category": "A",
-    "description": "A read-only order analytics widget",
-    "justification": "Merchants ask for order trends in their dashboard",
-    "requested_tier": "verified",
-    "requested_capabilities": [
-        {"name": "order-trends", "kind": "read_only", "permissions": ["orders:read"]}
-    ],
-    "integrations": [{"name": "orders-api", "kind": "api"}],
-    "governance_alignment": "Uses only governed read APIs",
-    "compatibility_impact": "None: additive",
-    "security_impact": "Read-only, partner-scoped data",
-    "lifecycle_plan": "Supported for two OS major versions",
-    "risk_mitigation": "Feature flag per merchant",
-    "fallback_plan": "Disable the widget",
-    "monitoring_plan": "Error rate and latency dashboards",
-}
+PROPOSAL: dict[str, Any] = proposal_body()
 VOTE = {"decision": "approve", "rationale": "bench"}
 
 
@@ -709,32 +695,26 @@ class Bench:
         idle_cpu = cpu_s(p.worker.pid) - cpu_after
         rss_restart = rss_mb(p.worker.pid)
         # One parked migration asked to move on: only its own history is replayed.
-        t0 = time.perf_counter()
-        resp = await self.http.post(
-            f"/v1/migrations/{NOTICE_ID}.fo-00000/plan",
-            json={
-                "strategy": "s",
-                "compatibility_plan": "c",
-                "testing_plan": "t",
-                "rollback_plan": "r",
-            },
-            headers=self.headers["fo-00000"],
-        )
-        first_step = time.perf_counter() - t0
-        if resp.status_code != 200:
-            raise BenchError(f"plan after restart: {resp.status_code} {resp.text}")
-        t0 = time.perf_counter()
-        resp = await self.http.post(
-            f"/v1/migrations/{NOTICE_ID}.fo-00001/plan",
-            json={
-                "strategy": "s",
-                "compatibility_plan": "c",
-                "testing_plan": "t",
-                "rollback_plan": "r",
-            },
-            headers=self.headers["fo-00001"],
-        )
-        second_step = time.perf_counter() - t0
+        plan = {
+            "strategy": "s",
+            "compatibility_plan": "c",
+            "testing_plan": "t",
+            "rollback_plan": "r",
+        }
+
+        async def timed_plan(partner: str) -> float:
+            t0 = time.perf_counter()
+            resp = await self.http.post(
+                f"/v1/migrations/{NOTICE_ID}.{partner}/plan",
+                json=plan,
+                headers=self.headers[partner],
+            )
+            if resp.status_code != 200:
+                raise BenchError(f"plan after restart: {resp.status_code} {resp.text}")
+            return time.perf_counter() - t0
+
+        first_step = await timed_plan("fo-00000")
+        second_step = await timed_plan("fo-00001")
         self.base_proc.terminate()
         self.base_proc.wait(timeout=60)
         p.forget(self.base_proc)
@@ -966,7 +946,12 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=40, help="expansions voted on, a side")
     parser.add_argument("--inbox", type=int, default=40, help="expansions in the bodies' inbox")
     parser.add_argument("--samples", type=int, default=300, help="requests per read")
-    parser.add_argument("--max-cached", type=int, default=10_000, help="both workers' cache")
+    parser.add_argument(
+        "--max-cached",
+        type=int,
+        default=Settings.model_fields["max_cached_workflows"].default,
+        help="both workers' cache (default: the product's)",
+    )
     parser.add_argument("--fanout-batch", type=int, default=200, help="KWANUS_FANOUT_BATCH_SIZE")
     parser.add_argument("--timeout", type=float, default=3600, help="fan-out give-up (s)")
     parser.add_argument("--only", default="", help=f"comma list of {','.join(SCENARIOS)}")
