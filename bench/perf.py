@@ -373,30 +373,8 @@ class Bench:
             await asyncio.sleep(RETRY_PAUSE)
 
     async def bare_to_votes(self, i: int, eid: str) -> WorkflowHandle[Any, Any]:
-        pid = f"bare-{i:04d}"
-        proposal = Proposal.model_validate(PROPOSAL)
-        sha = canonical_sha256(proposal)
+        await self.bare_submit(i, eid)
         workflow_id = contract.expansion_workflow_id(eid)
-        await start_process(
-            self.client,
-            PartnerExpansion.run,
-            ExpansionInput(
-                expansion_id=eid,
-                partner_id=pid,
-                partner_tier="verified",
-                proposal=proposal,
-                proposal_sha256=sha,
-                policy=self.policy,
-                submitted_by=f"bench-{pid}",
-            ),
-            workflow_id=workflow_id,
-            task_queue=self.procs.settings.task_queue,
-            partner_id=pid,
-            kind=ProcessKind.EXPANSION.value,
-            stage=ExpansionStage.PROPOSAL.value,
-            summary=f"Expansion {eid} · partner {pid} · category A",
-            memo={"partner_id": pid, "content_sha256": sha},
-        )
         handle = self.client.get_workflow_handle(workflow_id)
         for body in Body:
             act = Act[Any](actor=self.actors[body.value], body=Review.model_validate(review(body)))
