@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from policy.review import criteria_of
 from policy.vocabulary import Body
+from tests.factories import review
 
 State = dict[str, Any]
 Headers = dict[str, str]
@@ -48,10 +48,6 @@ MIGRATION_DOCS = dict.fromkeys(
     "x",
 )
 ROLLOUT = {"version": "5.0.0"}
-
-
-def review(body: Body) -> dict[str, Any]:
-    return {"criteria": dict.fromkeys(criteria_of(body), "pass"), "recommendation": "approve"}
 
 
 def bearer(token: str) -> Headers:

@@ -7,17 +7,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from policy.review import criteria_of
 from policy.vocabulary import Body
 from store.tables import CompatEntry, Partner
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body
+from tests.factories import proposal_body, review
 
 PROBLEM = "application/problem+json"
-
-
-def review(body: Body) -> dict[str, Any]:
-    return {"criteria": dict.fromkeys(criteria_of(body), "pass"), "recommendation": "approve"}
 
 
 async def test_proposal_from_submission_to_release_over_http(api: Api) -> None:

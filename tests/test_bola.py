@@ -11,6 +11,14 @@ from typing import Any
 
 import yaml
 
+from bench.drive import (
+    IMPLEMENTATION,
+    INTEGRATION_PLAN,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
+    RELEASE,
+    ROLLOUT,
+)
 from kwanus.models import Awaiting
 from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind
@@ -27,30 +35,14 @@ IDS = {
 # A valid body for each partner step, so what answers is the ownership check, not validation.
 BODIES: dict[str, dict[str, Any]] = {
     "plans": {"risk_mitigation": "r"},
-    "integration-plan": {"versioning": "v", "compatibility_rules": "c", "rollout_plan": "r"},
-    "implementation": {"development": "d", "testing": "t", "documentation": "doc"},
-    "release": {
-        "version": "1.0.0",
-        "migration_guide": "g",
-        "fallback_behaviour": "f",
-        "compatibility": [
-            {"kind": "api", "name": "kwanus", "version": "2.1", "status": "supported"}
-        ],
-    },
+    "integration-plan": INTEGRATION_PLAN,
+    "implementation": IMPLEMENTATION,
+    "release": RELEASE,
     "withdraw": {},
     "decline": {},
-    "plan": {"strategy": "s", "compatibility_plan": "c", "testing_plan": "t", "rollback_plan": "r"},
-    "documentation": dict.fromkeys(
-        (
-            "migration_guide",
-            "compatibility_notes",
-            "version_notes",
-            "workflow_changes",
-            "permission_changes",
-        ),
-        "x",
-    ),
-    "rollout": {"version": "2.0.0"},
+    "plan": MIGRATION_PLAN,
+    "documentation": MIGRATION_DOCS,
+    "rollout": ROLLOUT,
     "telemetry": {
         "period_start": "2026-01-01T00:00:00Z",
         "period_end": "2026-01-08T00:00:00Z",
