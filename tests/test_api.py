@@ -200,7 +200,8 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
         resp = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
         assert resp.status_code == 200, resp.text
         data: dict[str, Any] = resp.json()
-        return data if data["stage"] == "Evaluation" else None
+        # The stage changes first; the bodies are awaited once the reviews' window is recorded.
+        return data if data["stage"] == "Evaluation" and data["step"] == "reviews" else None
 
     state = await eventually(in_evaluation)
     assert state is not None
