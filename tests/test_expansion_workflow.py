@@ -50,6 +50,7 @@ from store.schemas import PartnerCreate
 from store.tables import AuditEvent, CompatEntry, Partner
 from tests.conftest import end_runs, running_worker
 from tests.factories import partner_body, proposal_body
+from tests.histcheck import commands_on_step_opening
 from workflows.expansion import PartnerExpansion
 
 DAY = timedelta(days=1)
@@ -352,6 +353,8 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     assert events.count("stage_changed") == 6
     keys = [e.key for e in run.audit()]
     assert len(keys) == len(set(keys))  # P-4: each event once
+    # P-2: every step (reviews, votes, the partner's) opens without a command of its own.
+    assert commands_on_step_opening(await run.handle.fetch_history(), ":window:") == []
 
 
 # --- rejections -----------------------------------------------------------------------------

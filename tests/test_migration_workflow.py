@@ -54,6 +54,7 @@ from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
+from tests.histcheck import commands_on_step_opening
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 
@@ -253,6 +254,8 @@ async def test_fallback_kept_for_exactly_its_period(
         partner = session.get(Partner, "acme")
         assert partner is not None and (partner.os_version, partner.api_version) == ("5.0", "3.0")
     assert mig.events()[-2:] == ["lifecycle_updated", "completed"]
+    # P-2: plan, implementation, documentation and rollout open without a command of their own.
+    assert commands_on_step_opening(await mig.handle.fetch_history(), ":window:") == []
 
 
 async def test_unhealthy_telemetry_keeps_the_fallback(migrate: Callable[..., Any]) -> None:

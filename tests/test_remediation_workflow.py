@@ -28,6 +28,7 @@ from store.schemas import PartnerCreate
 from store.tables import Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
+from tests.histcheck import commands_on_step_opening
 from tests.test_migration_workflow import Mig
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
@@ -141,6 +142,8 @@ async def test_window_boundaries(
     after escalates (M-9.3): access restricted and a forced tier-downgrade migration."""
     rem: Rem = await open_remediation(severity)
     assert rem.partner_status() == "active"  # not severe: no restriction yet
+    # P-2: the steps open, once the opening is on record, without a command of their own.
+    assert commands_on_step_opening(await rem.handle.fetch_history(), ':opened"') == []
     await rem.env.sleep(inside * DAY)
     state = await rem.state()
     assert state.status is ProcessStatus.ACTIVE and state.escalation_migration is None
@@ -190,6 +193,9 @@ async def test_severe_restricts_at_once_and_waits_for_sco(
     result = await rem.handle.result()
     assert result.status is ProcessStatus.COMPLETED
     assert rem.partner_status() == "active"  # M-9.1: full access restored
+    # P-2: the steps open, once the restriction is on record, without a command of their own.
+    history = await rem.handle.fetch_history()
+    assert commands_on_step_opening(history, ':access:restricted"') == []
 
 
 async def test_unremediated_severe_violation_ends_in_a_lower_tier(

@@ -18,6 +18,7 @@ from policy.vocabulary import ProcessStatus, Role
 from store.db import Database
 from store.tables import AuditEvent, StewardshipReport
 from tests.conftest import end_runs, running_worker
+from tests.histcheck import commands_on_step_opening
 from workflows.stewardship import StewardshipReview
 
 DAY = timedelta(days=1)
@@ -49,6 +50,8 @@ async def test_missed_signoffs_escalate_then_expire(
             await asyncio.sleep(0.05)
         with db.session() as session:
             assert session.get(StewardshipReport, "2026") is not None  # stored once
+        # P-2: the sign-offs open, once the report is on record, without a command of their own.
+        assert commands_on_step_opening(await handle.fetch_history(), ':compiled"') == []
         for role in (Role.TSC, Role.SCO):
             await handle.execute_update(
                 "signoff",

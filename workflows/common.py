@@ -4,9 +4,10 @@ reminder and a deadline (P-3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -185,6 +186,47 @@ async def wait_with_deadline(
                 reminded = True
                 await on_reminder()
     return True
+
+
+T = TypeVar("T")
+
+# Runs that opened a step before the code below existed replay without it.
+STEP_OPENS_PATCH = "step-wait-starts-with-its-record"
+
+
+async def record_and_wait(
+    record: Callable[[], Awaitable[object]],
+    open_step: Callable[[], None],
+    wait: Callable[[], Awaitable[T]],
+    *,
+    show: Callable[[], None] | None = None,
+) -> T:
+    """Write a step's opening record, open the step once it is on record, and wait on it.
+
+    The wait (and its deadline timer) starts together with the record, so the record's
+    completion makes no command: `open_step` only changes state. That keeps the run replayable
+    when an Update for the step reaches the worker in the same workflow task as that completion:
+    a query answered by a freshly started worker can make the SDK apply the completion first
+    and the Update after it, while a replay applies the Update first (temporalio 1.35; README,
+    Known issues). With no command in between, both orders give the same history.
+
+    Runs that opened their steps before this existed replay the old order: the record, then
+    `open_step` and `show` (which upserted search attributes), then the wait."""
+    if not workflow.patched(STEP_OPENS_PATCH):
+        await record()
+        open_step()
+        if show is not None:
+            show()
+        return await wait()
+
+    async def record_then_open() -> None:
+        await record()
+        open_step()
+
+    recorded = asyncio.create_task(record_then_open())
+    result = await wait()
+    await recorded  # the step's record lands before the step closes (audit order)
+    return result
 
 
 # Runs that reached a continue-as-new point before the code below existed replay without it.

@@ -70,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         Ledger,
         check_telemetry,
         continue_as_new_if_suggested,
+        record_and_wait,
         refuse,
         refuse_decision,
         require_partner,
@@ -727,19 +728,57 @@ class PartnerExpansion:
         self.step_actors = actors
         self.deadline = opened + window.period
         self._show()
-        await self.ledger.emit(
-            f"window:{step}",
-            "window_opened",
-            rules=["P-3"],
-            data={"step": step, "deadline": self.deadline.isoformat()},
-        )
-        # The step is open (and its Updates accepted) only once its window is on record.
-        self.step = step
-        self._show()
+        deadline = self.deadline
+
+        def open_step() -> None:
+            """The step is open (and its Updates accepted) only once its window is on record;
+            its search attributes and awaited actors were shown with the window."""
+            if self.state.status is ProcessStatus.ACTIVE:
+                self.step = self.state.step = step
 
         def finished() -> bool:
             return done() or self.state.status is not ProcessStatus.ACTIVE
 
+        await record_and_wait(
+            lambda: self.ledger.emit(
+                f"window:{step}",
+                "window_opened",
+                rules=["P-3"],
+                data={"step": step, "deadline": deadline.isoformat()},
+            ),
+            open_step,
+            lambda: self._wait_step(step, opened, window, actors, finished, escalate=escalate),
+            show=self._show,
+        )
+        # The step's own events (reviews, votes...) are written before the process moves on.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._ensure_active()
+        ok = done()
+        if not ok:
+            await self.ledger.emit(
+                f"missed:{step}",
+                "deadline_missed",
+                rules=["P-3"],
+                data={"step": step, "missing": [a.actor for a in actors()]},
+            )
+        self.step = None
+        self.step_actors = list
+        self.deadline = None
+        self._show()
+        return ok
+
+    async def _wait_step(
+        self,
+        step: str,
+        opened: datetime,
+        window: Deadline,
+        actors: Callable[[], list[Awaiting]],
+        finished: Callable[[], bool],
+        *,
+        escalate: bool,
+    ) -> None:
+        """Wait for the step until its deadline, with a reminder; a missed review or vote is
+        escalated to CGB, who may extend the deadline within the escalation window."""
         escalations = 0
         while True:
             in_time = await wait_with_deadline(
@@ -781,22 +820,6 @@ class PartnerExpansion:
             self._show()
             if finished():
                 break
-        # The step's own events (reviews, votes...) are written before the process moves on.
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self._ensure_active()
-        ok = done()
-        if not ok:
-            await self.ledger.emit(
-                f"missed:{step}",
-                "deadline_missed",
-                rules=["P-3"],
-                data={"step": step, "missing": [a.actor for a in actors()]},
-            )
-        self.step = None
-        self.step_actors = list
-        self.deadline = None
-        self._show()
-        return ok
 
     async def _remind(self, step: str, n: int, actors: Callable[[], list[Awaiting]]) -> None:
         await self.ledger.emit(

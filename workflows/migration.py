@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Ledger,
         check_telemetry,
         continue_as_new_if_suggested,
+        record_and_wait,
         refuse,
         refuse_decision,
         require_partner,
@@ -546,21 +547,29 @@ class PartnerMigration:
         assert window_end is not None
         self.state.awaiting = [Awaiting(actor=self.partner, action=action, deadline=window_end)]
         self._show()
-        await self.ledger.emit(
-            f"window:{step}",
-            "window_opened",
-            rules=["P-3", rule],
-            data={"step": step, "deadline": window_end.isoformat()},
-        )
-        # The step is open (and its Update accepted) only once its window is on record.
-        self.state.step = step
-        in_time = await wait_with_deadline(
-            lambda: done() or self.state.status is not ProcessStatus.ACTIVE,
-            opened_at=workflow.now(),
-            deadline=lambda: window_end,
-            window=self.policy.partner_step,
-            on_reminder=lambda: self.ledger.emit(
-                f"reminder:{step}", "reminder", rules=["P-3"], data={"step": step}
+        opened = workflow.now()
+
+        def open_step() -> None:
+            """The step is open (and its Update accepted) only once its window is on record."""
+            if self.state.status is ProcessStatus.ACTIVE:
+                self.state.step = step
+
+        in_time = await record_and_wait(
+            lambda: self.ledger.emit(
+                f"window:{step}",
+                "window_opened",
+                rules=["P-3", rule],
+                data={"step": step, "deadline": window_end.isoformat()},
+            ),
+            open_step,
+            lambda: wait_with_deadline(
+                lambda: done() or self.state.status is not ProcessStatus.ACTIVE,
+                opened_at=opened,
+                deadline=lambda: window_end,
+                window=self.policy.partner_step,
+                on_reminder=lambda: self.ledger.emit(
+                    f"reminder:{step}", "reminder", rules=["P-3"], data={"step": step}
+                ),
             ),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         Ledger,
+        record_and_wait,
         refuse,
         refuse_decision,
         require_partner,
@@ -86,29 +87,43 @@ class Remediation:
         self.ledger.show(
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )
-        await self.ledger.emit(
-            "opened",
-            "remediation_opened",
-            actor=inp.opened_by,
-            rules=["M-9.1", "M-9.2"],
-            data={
-                "severity": inp.severity.value,
-                "kind": inp.kind,
-                "deadline": self.state.deadline.isoformat(),
-                "origin": inp.origin,
-            },
-        )
-        if severe:
-            await self._set_access(PartnerStatus.RESTRICTED, "restricted", ["M-9.2"])
-        self.open = True  # steps are awaited (and shown) once the opening is on record
-        self._refresh()
+        deadline = self.state.deadline
+
+        async def record() -> None:
+            await self.ledger.emit(
+                "opened",
+                "remediation_opened",
+                actor=inp.opened_by,
+                rules=["M-9.1", "M-9.2"],
+                data={
+                    "severity": inp.severity.value,
+                    "kind": inp.kind,
+                    "deadline": deadline.isoformat(),
+                    "origin": inp.origin,
+                },
+            )
+            if severe:
+                await self._set_access(PartnerStatus.RESTRICTED, "restricted", ["M-9.2"])
+
+        def open_steps() -> None:
+            """Steps are awaited once the opening is on record; they were shown with it."""
+            self.open = True
+            self._refresh(show=False)
+
         reminder = min(self.policy.partner_step.reminder, window * 3 / 4)
-        in_time = await wait_with_deadline(
-            self._remediated,
-            opened_at=inp.opened_at,
-            deadline=self._deadline,
-            window=Deadline(period=window, reminder=max(reminder, timedelta(seconds=1))),
-            on_reminder=lambda: self.ledger.emit("reminder", "reminder", rules=["P-3", "M-9.2"]),
+        in_time = await record_and_wait(
+            record,
+            open_steps,
+            lambda: wait_with_deadline(
+                self._remediated,
+                opened_at=inp.opened_at,
+                deadline=self._deadline,
+                window=Deadline(period=window, reminder=max(reminder, timedelta(seconds=1))),
+                on_reminder=lambda: self.ledger.emit(
+                    "reminder", "reminder", rules=["P-3", "M-9.2"]
+                ),
+            ),
+            show=self._show,
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         if in_time:
@@ -263,11 +278,15 @@ class Remediation:
         )
         return self.state
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, show: bool = True) -> None:
         active = self.open and self.state.status is ProcessStatus.ACTIVE
         step = self._next() if active else None
         self.state.step = step
         self.state.awaiting = [self._awaiting(step)] if step else []
+        if show:
+            self._show()
+
+    def _show(self) -> None:
         self.ledger.show(
             stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
         )

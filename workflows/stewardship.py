@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         Ledger,
+        record_and_wait,
         refuse,
         require_role,
         wait_with_deadline,
@@ -90,20 +91,27 @@ class StewardshipReview:
         opened = workflow.now()
         self.state.deadline = opened + policy.signoff.period
         self._await_missing()
-        await ledger.emit(
-            "compiled",
-            "report_compiled",
-            actor=inp.requested_by,
-            rules=["E-13.1", "M-10.1"],
-            data={"deadline": self.state.deadline.isoformat()},
-        )
-        self.state.step = "signoffs"  # open once the window is on record
-        in_time = await wait_with_deadline(
-            self._signed,
-            opened_at=opened,
-            deadline=self._deadline,
-            window=policy.signoff,
-            on_reminder=lambda: ledger.emit("reminder", "reminder", rules=["P-3", "M-10.1"]),
+        deadline = self.state.deadline
+
+        def open_step() -> None:
+            self.state.step = "signoffs"  # open once the window is on record
+
+        in_time = await record_and_wait(
+            lambda: ledger.emit(
+                "compiled",
+                "report_compiled",
+                actor=inp.requested_by,
+                rules=["E-13.1", "M-10.1"],
+                data={"deadline": deadline.isoformat()},
+            ),
+            open_step,
+            lambda: wait_with_deadline(
+                self._signed,
+                opened_at=opened,
+                deadline=self._deadline,
+                window=policy.signoff,
+                on_reminder=lambda: ledger.emit("reminder", "reminder", rules=["P-3", "M-10.1"]),
+            ),
         )
         if not in_time:
             # P-3: escalated to CGB, who chases the missing bodies within the escalation window.

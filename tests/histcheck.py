@@ -1,0 +1,64 @@
+"""Checks on a run's recorded history."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+
+E = EventType
+# What a workflow task's commands leave in the history right after its completion.
+COMMAND_EVENTS = {
+    E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    E.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED,
+    E.EVENT_TYPE_TIMER_STARTED,
+    E.EVENT_TYPE_TIMER_CANCELED,
+    E.EVENT_TYPE_MARKER_RECORDED,
+    E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    E.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+    E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+    E.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    E.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+
+
+def commands_on_step_opening(history: WorkflowHistory, *records: str) -> list[str]:
+    """The commands a run made on taking the completion of a step's opening record (an
+    activity whose input names one of `records`, e.g. ":window:"), before any Update that
+    task accepted. There must be none: an Update for the step can reach the worker in the same
+    workflow task as that completion and be applied after it live, before it on replay (README,
+    Known issues); only a completion that makes no command replays the same in both orders."""
+    events = list(history.events)
+    opening = {
+        e.event_id
+        for e in events
+        if e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and any(
+            r.encode() in p.data
+            for r in records
+            for p in e.activity_task_scheduled_event_attributes.input.payloads
+        )
+    }
+    assert opening, f"no record named {records} in the history"
+    found: list[str] = []
+    for i, e in enumerate(events):
+        if (
+            e.event_type != E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+            or e.activity_task_completed_event_attributes.scheduled_event_id not in opening
+        ):
+            continue
+        rest = events[i + 1 :]
+        task = next(
+            (j for j, w in enumerate(rest) if w.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+            None,
+        )
+        if task is None:
+            continue
+        for c in rest[task + 1 :]:
+            if c.event_type == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                continue
+            if c.event_type not in COMMAND_EVENTS:  # an accepted Update, or the next task
+                break
+            found.append(f"{E.Name(c.event_type)} (event {c.event_id}, record {e.event_id})")
+    return found
