@@ -71,10 +71,10 @@ SDK_ORDERING = (
 @pytest.mark.xfail(
     strict=True,
     raises=workflow.NondeterminismError,
-    reason="temporalio 1.35: an Update that reaches a fresh worker together with the activity "
-    "completion that opens its step is applied after the completion live, before it on replay "
-    "(README, 'Known issues'); strict, so a fixed SDK turns this red and the history joins the "
-    "corpus",
+    reason="temporalio 1.35: an Update that reaches a fresh worker in the workflow task of the "
+    "completion that opens its step, after a query made the worker apply that completion, is "
+    "applied after it live, before it on replay (README, 'Known issues'). Recorded before steps "
+    "opened through record_and_wait; strict, so a fixed SDK turns this red",
 )
 async def test_an_update_delivered_with_the_completion_that_opens_its_step_replays() -> None:
     """Found by the soak (bench/soak.py, seed 7): 1 run in 400."""
