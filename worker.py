@@ -75,6 +75,7 @@ def build_worker(
             starter.start_deprecation_batch,
             migration.notify_partner,
             migration.partner_state,
+            migration.notice,
             migration.validate,
             migration.apply_lifecycle,
         ],

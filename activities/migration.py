@@ -1,5 +1,6 @@
-"""Activities of the migration process: the notifier (pluggable), the partner's state, the four
-validation checks (M-8.1), and the lifecycle update at completion (M-4.7)."""
+"""Activities of the migration process: the notice (M-4.1) through a pluggable notifier, the
+partner's state, the four validation checks (M-8.1), and the lifecycle update at completion
+(M-4.7)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Protocol
 
 from temporalio import activity
 
-from kwanus.models import LifecycleInput, Notification, ValidationInput, ValidationResult
+from kwanus.models import (
+    LifecycleInput,
+    NoticeInput,
+    NoticeResult,
+    Notification,
+    ValidationInput,
+    ValidationResult,
+)
 from policy import migration as rules
 from policy.decisions import Decision
 from policy.evidence import PartnerState
@@ -48,6 +56,23 @@ class MigrationActivities:
             if row is None:
                 raise repo.UnknownPartner(partner_id)
             return repo.partner_state(row)
+
+    @activity.defn(name="notice")
+    def notice(self, inp: NoticeInput) -> NoticeResult:
+        """M-4.1 in one activity: the partner is notified (once per key, before the transaction:
+        the notifier may be a mail or a webhook), the fallback keeps its read-only permissions
+        and never more than it holds (M-6.1, M-6.3), and `notice` and the move to Plan are
+        recorded with their projection in one transaction, each once per key (P-4). A refused
+        fallback records nothing; the workflow refuses it."""
+        self.notifier.send(inp.note)
+        held = list(self.partner_state(inp.partner_id).permissions)
+        permissions = rules.fallback_permissions(held)
+        refused = rules.check_fallback(permissions, held)
+        if not refused.allowed:
+            return NoticeResult(permissions=permissions, refused=refused)
+        with self.db.session() as session:
+            repo.record_events(session=session, events=inp.recorded(permissions))
+        return NoticeResult(permissions=permissions)
 
     @activity.defn(name="validate")
     def validate(self, inp: ValidationInput) -> ValidationResult:

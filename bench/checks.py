@@ -37,16 +37,23 @@ async def histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
     return out
 
 
-def _audit_key(arg: Any) -> str | None:
-    """The audit key of a governance write's input: a RecordEvent, or one under `event`."""
+def _is_event(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("key"), str)
+        and isinstance(value.get("event"), str)
+        and "workflow_id" in value
+    )
+
+
+def _audit_keys(arg: Any) -> list[str]:
+    """The audit keys of a governance write's input: a RecordEvent, one under `event`, or the
+    migration notice's two (`notice` and `plan`, written in one transaction)."""
     if not isinstance(arg, dict):
-        return None
-    nested = arg.get("event")
-    if isinstance(nested, dict) and isinstance(nested.get("key"), str):
-        return str(nested["key"])
-    if isinstance(nested, str) and isinstance(arg.get("key"), str) and "workflow_id" in arg:
-        return str(arg["key"])
-    return None
+        return []
+    if _is_event(arg):
+        return [str(arg["key"])]
+    return [str(arg[f]["key"]) for f in ("event", "notice", "plan") if _is_event(arg.get(f))]
 
 
 def scheduled_writes(history: WorkflowHistory) -> list[str]:
@@ -58,11 +65,9 @@ def scheduled_writes(history: WorkflowHistory) -> list[str]:
             continue
         for payload in ev.activity_task_scheduled_event_attributes.input.payloads:
             try:
-                key = _audit_key(json.loads(payload.data))
+                keys += _audit_keys(json.loads(payload.data))
             except ValueError:
                 continue
-            if key is not None:
-                keys.append(key)
     return keys
 
 

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policy.decisions import Finding
+from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
 from policy.document import PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
@@ -354,6 +354,44 @@ class Notification(BaseModel):
     kind: str
     message: str
     at: datetime
+
+
+class NoticeInput(BaseModel):
+    """A migration's notice in one activity (M-4.1): notify the partner, read what it holds,
+    activate the read-only fallback (M-6.1, M-6.3) and record `notice` and the move to Plan in
+    one transaction. The events are the workflow's; only the fallback's permissions, which
+    depend on the partner's grants, are the activity's to fill in (`recorded`)."""
+
+    note: Notification
+    partner_id: str
+    state: MigrationStatus = Field(
+        description="The run at its notice: window defined, fallback active until its end."
+    )
+    notice: RecordEvent = Field(description="`notice`, without its state snapshot.")
+    plan: RecordEvent = Field(description="`stage_changed` to Plan, without its snapshot.")
+
+    def recorded(self, permissions: list[str]) -> list[RecordEvent]:
+        """Both events as the workflow records them step by step: the fallback holds
+        `permissions`; each carries the run's state after it (Notice, then Plan with no step
+        and nobody awaited)."""
+        fallback = self.state.fallback.model_copy(update={"permissions": permissions})
+        noticed = self.state.model_copy(update={"fallback": fallback})
+        planned = noticed.model_copy(
+            update={"stage": MigrationStage.PLAN, "step": None, "awaiting": []}
+        )
+        data = {**self.notice.data, "fallback_permissions": permissions}
+        return [
+            self.notice.model_copy(update={"data": data, "state": noticed.model_dump(mode="json")}),
+            self.plan.model_copy(update={"state": planned.model_dump(mode="json")}),
+        ]
+
+
+class NoticeResult(BaseModel):
+    permissions: list[str] = Field(description="The fallback's read-only permissions (M-6.1).")
+    refused: Decision = Field(
+        default_factory=Decision,
+        description="Findings against the fallback (M-6.1, M-6.3); nothing was recorded then.",
+    )
 
 
 class RemediationInput(BaseModel):

@@ -229,35 +229,36 @@ def role_of(token: ApiToken) -> Role:
 # --- processes and the audit log (written only by workflow activities) ----------------------
 
 
+def _audit_row(event: RecordEvent) -> dict[str, Any]:
+    return {
+        "key": event.key,
+        "at": event.at,
+        "recorded_at": utcnow(),
+        "workflow_id": event.workflow_id,
+        "process": event.process.value,
+        "process_id": event.process_id,
+        "partner_id": event.partner_id,
+        "event": event.event,
+        "actor": event.actor,
+        "stage": event.stage,
+        "rules": list(event.rules),
+        "data": event.data,
+    }
+
+
 def _append_audit(session: Session, event: RecordEvent) -> bool:
     """Append the event's row to the audit chain unless its key is taken (then roll back and
     say so): a retried activity changes nothing."""
-    appended = audit.append(
-        session,
-        {
-            "key": event.key,
-            "at": event.at,
-            "recorded_at": utcnow(),
-            "workflow_id": event.workflow_id,
-            "process": event.process.value,
-            "process_id": event.process_id,
-            "partner_id": event.partner_id,
-            "event": event.event,
-            "actor": event.actor,
-            "stage": event.stage,
-            "rules": list(event.rules),
-            "data": event.data,
-        },
-    )
+    appended = audit.append(session, _audit_row(event))
     if not appended:
         session.rollback()
     return appended
 
 
-def record_event(*, session: Session, event: RecordEvent) -> bool:
-    """Append the audit row and apply the projection in one transaction. Returns whether this call
-    wrote it: a retried activity finds the key taken and changes nothing (P-4)."""
-    if not _append_audit(session, event):
+def _record(session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply its projection, uncommitted; False (and nothing written)
+    if the key is taken."""
+    if not audit.append(session, _audit_row(event)):
         return False
     insert = insert_for(session)
     awaiting = [a.model_dump(mode="json") for a in event.awaiting]
@@ -305,8 +306,26 @@ def record_event(*, session: Session, event: RecordEvent) -> bool:
             )
             for a in event.awaiting
         )
-    session.commit()
     return True
+
+
+def record_event(*, session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply the projection in one transaction. Returns whether this call
+    wrote it: a retried activity finds the key taken and changes nothing (P-4)."""
+    (written,) = record_events(session=session, events=[event])
+    return written
+
+
+def record_events(*, session: Session, events: Sequence[RecordEvent]) -> list[bool]:
+    """Several events of one process, in order, each with its projection, in one transaction
+    (the last one's projection stands). Returns, per event, whether this call wrote it: a key
+    already taken is skipped, so a retried activity writes each row once (P-4)."""
+    written = [_record(session, event) for event in events]
+    if any(written):
+        session.commit()
+    else:
+        session.rollback()
+    return written
 
 
 def pending(

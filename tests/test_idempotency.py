@@ -7,35 +7,48 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
 from kwanus.models import (
     CompileInput,
+    Fallback,
     GrantInput,
     LifecycleInput,
     MatrixInput,
+    MigrationStatus,
     NewTierInput,
+    NoticeInput,
     Notification,
     PartnerStatusInput,
 )
 from policy.document import DEFAULT_POLICY
 from policy.evidence import MatrixEntry
 from policy.proposal import NewTier
-from policy.vocabulary import PartnerStatus
-from store import repo
+from policy.vocabulary import (
+    MigrationStage,
+    MigrationType,
+    PartnerStatus,
+    ProcessKind,
+    ProcessStatus,
+    Trigger,
+    TriggerClass,
+)
+from store import audit, repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import (
     AuditEvent,
     CompatChange,
     NotificationRow,
+    PendingAction,
     PolicyVersion,
+    Process,
     StewardshipReport,
 )
 from tests.factories import event, partner_body
@@ -152,3 +165,118 @@ def test_each_writing_activity_has_one_effect(db: Database, name: str) -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:  # and twice at once
         list(pool.map(lambda _: call(), range(2)))
     assert effects(db) == once, name
+
+
+def notice_input(workflow_id: str = "migration-n") -> NoticeInput:
+    """A migration's notice as the patched workflow sends it: the fallback's permissions left
+    for the activity to fill in."""
+    until = datetime(2027, 3, 1, tzinfo=UTC)
+    common: dict[str, Any] = {
+        "workflow_id": workflow_id,
+        "process": ProcessKind.MIGRATION,
+        "process_id": "n",
+        "at": AT,
+        "awaiting": [],
+    }
+    return NoticeInput(
+        note=Notification(
+            key=f"{workflow_id}:notice",
+            partner_id="acme",
+            process_id=workflow_id,
+            kind="migration_notice",
+            message="m",
+            at=AT,
+        ),
+        partner_id="acme",
+        state=MigrationStatus(
+            id="n",
+            workflow_id=workflow_id,
+            partner_id="acme",
+            trigger=Trigger.OS_MAJOR_VERSION,
+            trigger_class=TriggerClass.REQUIRED,
+            type_=MigrationType.VERSION,
+            subtype="os",
+            target={"os_version": "5.0"},
+            stage=MigrationStage.NOTICE,
+            status=ProcessStatus.ACTIVE,
+            window_end=AT + timedelta(days=90),
+            fallback=Fallback(active=True, until=until),
+            policy_version=1,
+            started_at=AT,
+        ),
+        notice=event(
+            f"{workflow_id}:notice",
+            event="notice",
+            actor="TSC",
+            stage="Notice",
+            rules=["M-4.1", "M-6.1", "M-6.2", "M-6.3"],
+            data={"fallback_until": until.isoformat(), "fallback_permissions": [], "origin": None},
+            **common,
+        ),
+        plan=event(
+            f"{workflow_id}:stage:Plan",
+            event="stage_changed",
+            actor="system",
+            stage="Plan",
+            rules=["M-4.1"],
+            **common,
+        ),
+    )
+
+
+def test_notice_in_one_activity_writes_each_row_once(db: Database) -> None:
+    """M-4.1, M-6.1, P-4: the notice in one activity (patch `notice-in-one-activity`) called three
+    times in sequence and twice at once with the same input leaves one notification, one
+    `notice` row and one `stage:Plan` row — written in one transaction — and the projection at
+    Plan, awaiting nobody, with the read-only fallback."""
+    with db.session() as session:
+        repo.create_partner(
+            session=session,
+            partner=PartnerCreate.model_validate(
+                partner_body(permissions=["orders:read", "orders:write"])
+            ),
+        )
+    activities, inp = MigrationActivities(db), notice_input()
+    results = [activities.notice(inp) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results += list(pool.map(lambda _: activities.notice(inp), range(2)))
+    assert all(r.permissions == ["orders:read"] and r.refused.allowed for r in results)
+    with db.session() as session:
+        rows = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all()
+        notes = session.exec(select(NotificationRow)).all()
+        process = session.get(Process, "migration-n")
+        inbox = session.exec(select(PendingAction)).all()
+        assert audit.verify(session).intact
+    assert [(r.key, r.event, r.stage) for r in rows] == [
+        ("migration-n:notice", "notice", "Notice"),
+        ("migration-n:stage:Plan", "stage_changed", "Plan"),
+    ]
+    assert rows[0].data == {
+        "fallback_until": "2027-03-01T00:00:00+00:00",
+        "fallback_permissions": ["orders:read"],  # M-6.1: read-only, never wider (M-6.3)
+        "origin": None,
+    }
+    assert [n.key for n in notes] == ["migration-n:notice"]
+    assert process is not None and (process.stage, process.status) == ("Plan", "active")
+    assert process.awaiting == [] and inbox == []
+    assert process.state is not None
+    assert (process.state["stage"], process.state["step"], process.state["awaiting"]) == (
+        "Plan",
+        None,
+        [],
+    )
+    assert process.state["fallback"]["permissions"] == ["orders:read"]
+
+
+def test_notice_refusing_a_wider_fallback_records_nothing(db: Database) -> None:
+    """M-6.3: a fallback that would hold an unbounded permission is refused by the activity
+    (the workflow then refuses it as before) and neither the notice nor the move to Plan is
+    recorded."""
+    with db.session() as session:
+        body = partner_body(permissions=["*:read", "orders:read"])  # the registry accepts `*`
+        repo.create_partner(session=session, partner=PartnerCreate.model_validate(body))
+    result = MigrationActivities(db).notice(notice_input())
+    assert not result.refused.allowed and result.refused.rules == ["M-6.3"]
+    with db.session() as session:
+        assert session.exec(select(AuditEvent)).all() == []
+        assert session.get(Process, "migration-n") is None

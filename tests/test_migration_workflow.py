@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -27,6 +33,8 @@ from kwanus.models import (
     GrantInput,
     MigrationInput,
     MigrationStatus,
+    NoticeInput,
+    RecordEvent,
     RemediationStatus,
 )
 from policy.document import DEFAULT_POLICY, PolicyDocument
@@ -55,7 +63,8 @@ from store.tables import AuditEvent, NotificationRow, Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
 from tests.histcheck import commands_on_step_opening
-from workflows.migration import PartnerMigration
+from workflows.common import STEP_OPENS_PATCH
+from workflows.migration import NOTICE_PATCH, PartnerMigration
 from workflows.remediation import Remediation
 
 DAY = timedelta(days=1)
@@ -478,3 +487,162 @@ async def test_forced_downgrade_changes_the_tier_only_at_completion(
     assert result.status is ProcessStatus.COMPLETED
     with mig.db.session() as session:
         assert (p := session.get(Partner, "acme")) is not None and p.tier == "community"
+
+
+# A run recorded before the notice became one activity (tests/histories/): its five activities
+# — notify, read the partner, record `notice`, record the move to Plan, open the plan window.
+TWO_STEP_RUN = (
+    Path(__file__).parent
+    / "histories/test_fallback_kept_for_exactly_its_period_sqlite-12___migration-452ceeeae8.json.gz"
+)
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+
+
+def _until_parked(history: WorkflowHistory) -> list[Any]:
+    """The events until the migration parked at Plan: through the workflow task that took the
+    completion of the plan window's record, and the commands it made."""
+    events = list(history.events)
+    window = next(
+        ev.event_id
+        for ev in events
+        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and b":window:plan" in ev.activity_task_scheduled_event_attributes.input.payloads[0].data
+    )
+    done = next(
+        i
+        for i, ev in enumerate(events)
+        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and ev.activity_task_completed_event_attributes.scheduled_event_id == window
+    )
+    took = next(
+        i
+        for i, ev in enumerate(events)
+        if i > done and ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+    end = took + 1
+    while end < len(events) and events[end].event_type in (
+        EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        EventType.EVENT_TYPE_TIMER_STARTED,
+    ):
+        end += 1
+    return events[:end]
+
+
+def _scheduled(events: list[Any]) -> list[tuple[str, Any]]:
+    """Each scheduled activity's type and its (pydantic-decoded) input."""
+    out = []
+    for ev in events:
+        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = ev.activity_task_scheduled_event_attributes
+            kind = {"record_event": RecordEvent, "notice": NoticeInput}.get(
+                attrs.activity_type.name
+            )
+            (arg,) = pydantic_data_converter.payload_converter.from_payloads(
+                list(attrs.input.payloads), [kind] if kind else None
+            )
+            out.append((attrs.activity_type.name, arg))
+    return out
+
+
+def _stages_shown(events: list[Any]) -> list[str]:
+    """The stages ops saw (KwanusStage upserts), each change once."""
+    shown: list[str] = []
+    for ev in events:
+        if ev.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = ev.upsert_workflow_search_attributes_event_attributes.search_attributes
+            stage = fields.indexed_fields.get("KwanusStage")
+            if stage is not None and json.loads(stage.data) not in shown[-1:]:
+                shown.append(json.loads(stage.data))
+    return shown
+
+
+def _recorded(event: RecordEvent) -> dict[str, Any]:
+    """What an audit row and its projection keep of an event, its timestamps blanked (the two
+    runs started at different times)."""
+    dump = event.model_dump(mode="json", exclude={"at"})
+    return dict(json.loads(ISO_TIME.sub("<time>", json.dumps(dump))))
+
+
+async def test_notice_in_one_activity_records_what_the_two_steps_did(
+    ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
+) -> None:
+    """M-4.1, M-6.1, M-6.2, M-6.3 — patch `notice-in-one-activity`: a new run notifies, activates
+    the fallback and moves to Plan in one activity, and records the same `notice` and
+    `stage:Plan` (key, rules, data, state snapshot, projection) as a run recorded with the two
+    steps did, with the same input; ops see the same stages (Notice, then Plan); parked at
+    Plan it has run 2 activities in 3 workflow tasks (the two steps: 5 in 6 on a dev server)."""
+    with gzip.open(TWO_STEP_RUN, "rt") as f:
+        old_history = WorkflowHistory.from_json("migration-452ceeeae8", f.read())
+    start = old_history.events[0].workflow_execution_started_event_attributes
+    (inp,) = pydantic_data_converter.payload_converter.from_payloads(
+        list(start.input.payloads), [MigrationInput]
+    )
+    with db.session() as session:  # as `migrations_on` seeded the recorded run
+        repo.create_partner(
+            session=session,
+            partner=PartnerCreate.model_validate(
+                partner_body(permissions=["orders:read", "orders:write"])
+            ),
+        )
+    async with running_worker(ts_env.client, db) as task_queue:
+        handle = await ts_env.client.start_workflow(
+            PartnerMigration.run, inp, id=old_history.workflow_id, task_queue=task_queue
+        )
+        try:
+            for _ in range(200):  # parked (read from the history: the test server's queries
+                new_history = await handle.fetch_history()  # make workflow tasks of their own)
+                try:
+                    new = _until_parked(new_history)
+                    break
+                except StopIteration:
+                    await asyncio.sleep(0.05)
+            state = await handle.query(PartnerMigration.status)
+        finally:
+            await end_runs(ts_env.client, [handle.id], request.node.name)
+    old = _until_parked(old_history)
+
+    old_acts, new_acts = _scheduled(old), _scheduled(new)
+    assert [kind for kind, _ in old_acts] == [
+        "notify_partner",
+        "partner_state",
+        "record_event",
+        "record_event",
+        "record_event",
+    ]
+    assert [kind for kind, _ in new_acts] == ["notice", "record_event"]
+    # (The recorded run's count is the test server's: its polled queries made tasks too.)
+    completed = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    assert sum(e.event_type == completed for e in new) == 3
+    markers = [e for e in new if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert [
+        [p.encode() in m.SerializeToString() for p in (NOTICE_PATCH, STEP_OPENS_PATCH)]
+        for m in markers
+    ] == [[True, False], [False, True]]
+
+    notice = new_acts[0][1]
+    assert isinstance(notice, NoticeInput)
+    assert state.stage is MigrationStage.PLAN and state.step == "plan"
+    written = notice.recorded(state.fallback.permissions)
+    two_steps = [e for _, e in old_acts[2:4]]
+    assert (
+        [e.key for e in written]
+        == [e.key for e in two_steps]
+        == [
+            f"{handle.id}:notice",
+            f"{handle.id}:stage:Plan",
+        ]
+    )
+    assert [_recorded(e) for e in written] == [_recorded(e) for e in two_steps]
+    with db.session() as session:
+        rows = session.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.workflow_id) == handle.id)
+            .order_by(col(AuditEvent.seq))
+        ).all()
+    assert [(r.key, r.event, r.stage, r.rules) for r in rows[:2]] == [
+        (e.key, e.event, e.stage, e.rules) for e in two_steps
+    ]
+    assert [json.loads(ISO_TIME.sub("<time>", json.dumps(r.data))) for r in rows[:2]] == [
+        _recorded(e)["data"] for e in two_steps
+    ]
+    assert _stages_shown(new) == _stages_shown(old) == ["Notice", "Plan"]

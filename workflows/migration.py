@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 
 from temporalio import workflow
 
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         MatrixInput,
         MigrationInput,
         MigrationStatus,
+        NoticeInput,
         Notification,
         RemediationClosed,
         RemediationInput,
@@ -68,6 +70,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
+NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
+# Runs noticed before this change replay their five activities (notify, read the partner, record
+# `notice`, record the move to Plan); new runs do it in one (bench/RESULTS.md, fan-out).
+NOTICE_PATCH = "notice-in-one-activity"
 
 
 class _Ended(Exception):
@@ -120,8 +126,11 @@ class PartnerMigration:
 
     async def _before_monitoring(self) -> None:
         """Notice to rollout (M-4.1 to M-4.5): each partner step due within the window."""
-        await self._notice()
-        await self._enter(MigrationStage.PLAN)
+        if workflow.patched(NOTICE_PATCH):
+            await self._notice_to_plan()
+        else:
+            await self._notice()
+            await self._enter(MigrationStage.PLAN)
         await self._partner_step(
             "plan", "submit the migration plan", "M-4.2", lambda: self.state.plan is not None
         )
@@ -155,15 +164,7 @@ class PartnerMigration:
         self._show()
         await workflow.execute_activity_method(
             MigrationActivities.notify_partner,
-            Notification(
-                key=f"{self.state.workflow_id}:notice",
-                partner_id=self.inp.partner_id,
-                process_id=self.state.workflow_id,
-                kind="migration_notice",
-                message=f"Migration {self.inp.migration_id} ({self.inp.trigger.value}, "
-                f"{self.inp.type_.value}/{self.inp.subtype}) has started.",
-                at=now,
-            ),
+            self._notification(now),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
             summary="notify partner",
@@ -188,18 +189,77 @@ class PartnerMigration:
             "notice",
             "notice",
             actor=self.inp.requested_by,
-            rules=["M-4.1", "M-6.1", "M-6.2", "M-6.3"],
-            data={
-                "actions": list(NOTICE_ACTIONS),
-                "trigger_class": self.state.trigger_class.value,
-                "window_end": self.state.window_end.isoformat(),
-                "fallback_until": self.state.fallback.until.isoformat()
-                if self.state.fallback.until
-                else None,
-                "fallback_permissions": permissions,
-                "origin": self.inp.origin,
-            },
+            rules=NOTICE_RULES,
+            data=self._notice_data(self.state.fallback),
         )
+
+    async def _notice_to_plan(self) -> None:
+        """M-4.1 as `_notice` then the move to Plan, in one activity: it notifies the partner,
+        reads its grants for the read-only fallback (M-6.1, M-6.3) and records `notice` and
+        `stage:Plan` in one transaction, keyed and filled as the two steps record them."""
+        now = workflow.now()
+        self._show()
+        self.state.window_end = now + migration_window(self.inp.trigger, self.policy)
+        until = fallback_until(now, self.inp.fallback_months)
+        noticed = self.state.model_copy(update={"fallback": Fallback(active=True, until=until)})
+        result = await workflow.execute_activity_method(
+            MigrationActivities.notice,
+            NoticeInput(
+                note=self._notification(now),
+                partner_id=self.inp.partner_id,
+                state=noticed,
+                notice=self.ledger.now_event(
+                    "notice",
+                    "notice",
+                    actor=self.inp.requested_by,
+                    rules=NOTICE_RULES,
+                    data=self._notice_data(noticed.fallback),
+                ).model_copy(update={"state": None}),
+                plan=self.ledger.event(
+                    f"stage:{MigrationStage.PLAN.value}",
+                    event="stage_changed",
+                    actor="system",
+                    stage=MigrationStage.PLAN,
+                    status=self.state.status,
+                    awaiting=[],
+                    rules=["M-4.1"],
+                ).model_copy(update={"state": None}),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="notice: notify, fallback, record notice and Plan",
+        )
+        refuse_decision(result.refused, "bad fallback")
+        # A decline accepted meanwhile (M-2.2) ends the run here, as `_enter` would have.
+        self._ensure_active()
+        self.state.fallback = Fallback(active=True, until=until, permissions=result.permissions)
+        self.state.stage = MigrationStage.PLAN
+        self.state.step = None
+        self.state.awaiting = []
+        self._show()
+
+    def _notification(self, now: datetime) -> Notification:
+        return Notification(
+            key=f"{self.state.workflow_id}:notice",
+            partner_id=self.inp.partner_id,
+            process_id=self.state.workflow_id,
+            kind="migration_notice",
+            message=f"Migration {self.inp.migration_id} ({self.inp.trigger.value}, "
+            f"{self.inp.type_.value}/{self.inp.subtype}) has started.",
+            at=now,
+        )
+
+    def _notice_data(self, fallback: Fallback) -> dict[str, object]:
+        """The `notice` event's record of M-4.1's three actions."""
+        assert self.state.window_end is not None
+        return {
+            "actions": list(NOTICE_ACTIONS),
+            "trigger_class": self.state.trigger_class.value,
+            "window_end": self.state.window_end.isoformat(),
+            "fallback_until": fallback.until.isoformat() if fallback.until else None,
+            "fallback_permissions": fallback.permissions,
+            "origin": self.inp.origin,
+        }
 
     async def _validation(self) -> None:
         """M-4.4 / M-8.1: four checks, each an activity with its result recorded. A failure
