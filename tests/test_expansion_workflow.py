@@ -569,6 +569,44 @@ async def test_concurrent_votes_each_counted_once(start: Callable[..., Any]) -> 
     assert run.events().count("voted") == 4
 
 
+async def test_a_partner_step_sent_twice_at_once_is_taken_once(start: Callable[..., Any]) -> None:
+    """P-4, P-2: the partner's step sent twice at the same moment (a client retrying while
+    the first attempt's answer is in flight) is taken once — the second is refused as already
+    submitted — so the run records it once and keeps the first body."""
+    run: Run = await start()
+    await approve_all(run)
+    await run.at_step("integration_plan")
+    plan = IntegrationPlan(versioning="semver", compatibility_rules="additive", rollout_plan="10%")
+    await run.send("integration_plan", actor("partner"), plan)
+    await run.at_step("implementation")
+    reports = [
+        ImplementationReport(development=f"PR-{n}", testing="CI-1", documentation="DOC-1")
+        for n in (1, 2)
+    ]
+    outcomes = await asyncio.gather(
+        *(run.send("implementation", actor("partner"), r) for r in reports),
+        return_exceptions=True,
+    )
+    taken = [o for o in outcomes if isinstance(o, ExpansionStatus)]
+    refused = [o for o in outcomes if isinstance(o, WorkflowUpdateFailedError)]
+    assert len(taken) == 1 and len(refused) == 1, outcomes
+    assert refusal(refused[0]).type == "AlreadyDone"
+    first = taken[0].implementation
+    assert first is not None
+    state = await run.at_step("release")
+    assert state.implementation == first
+    await run.recorded("implementation")
+    assert run.events().count("implementation_submitted") == 1
+    key = f'"{run.handle.id}:implementation"'.encode()
+    scheduled = [
+        e
+        for e in (await run.handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and key in e.activity_task_scheduled_event_attributes.input.payloads[0].data
+    ]
+    assert len(scheduled) == 1
+
+
 GOLD = {
     "spec": {
         "name": "gold",

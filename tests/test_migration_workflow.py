@@ -282,6 +282,24 @@ async def test_unhealthy_telemetry_keeps_the_fallback(migrate: Callable[..., Any
     assert result.status is ProcessStatus.COMPLETED and not result.fallback.active
 
 
+async def test_the_plan_sent_twice_at_once_is_taken_once(migrate: Callable[..., Any]) -> None:
+    """P-4, M-4.2: the plan sent twice at the same moment (a client retrying) is taken once;
+    the second is refused as already submitted and the run records the plan once."""
+    mig: Mig = await migrate()
+    await mig.at_step("plan")
+    other = PLAN.model_copy(update={"strategy": "another"})
+    outcomes = await asyncio.gather(
+        mig.send("plan", PLAN), mig.send("plan", other), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, WorkflowUpdateFailedError)]
+    assert len(refused) == 1, outcomes
+    assert isinstance(refused[0].cause, ApplicationError)
+    assert refused[0].cause.type == "AlreadyDone"
+    await mig.at_step("implementation")
+    await mig.recorded("plan")
+    assert mig.events().count("plan_submitted") == 1
+
+
 async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
     """M-2.2: an optional migration may be declined; M-2.3: a forced one may not (nor, M-2.1,
     a required one)."""

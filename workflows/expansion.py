@@ -647,6 +647,8 @@ class PartnerExpansion:
     ) -> None:
         require_partner(act.actor, self.inp.partner_id)
         self._require_step(step)
+        if getattr(self.state, step) is not None:  # a retry whose first attempt landed (P-4)
+            refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
 
     def _forbidden_found(self) -> bool:
         return any(r.review.forbidden for r in self.state.reviews.values())

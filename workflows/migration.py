@@ -580,6 +580,8 @@ class PartnerMigration:
         if self.state.step != step:
             now = f"awaiting {self.state.step}" if self.state.step else "not awaiting a step"
             refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({now})")
+        if getattr(self.state, step) is not None:  # a retry whose first attempt landed (P-4)
+            refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
 
     def _ensure_active(self) -> None:
         if self.state.status is not ProcessStatus.ACTIVE:
