@@ -276,6 +276,7 @@ def _record(session: Session, event: RecordEvent) -> bool:
         created_at=event.at,
         updated_at=event.at,
     )
+    table = Process.__table__.c  # type: ignore[attr-defined]
     projection = projection.on_conflict_do_update(
         index_elements=["workflow_id"],
         set_={
@@ -286,8 +287,13 @@ def _record(session: Session, event: RecordEvent) -> bool:
             "state": projection.excluded.state,
             "updated_at": projection.excluded.updated_at,
         },
-    )
-    session.execute(projection)
+        # Events of one run can commit out of order (an Update's record and the run's own, in
+        # flight at once): the projection keeps the state of the latest event in workflow time,
+        # so a closing event is never undone by an older one that lands after it.
+        where=table.updated_at <= projection.excluded.updated_at,
+    ).returning(table.workflow_id)
+    if session.execute(projection).first() is None:
+        return True  # on record in the log; the projection already shows a later event
     # The inbox: exactly who this process awaits now.
     session.execute(
         delete(PendingAction).where(col(PendingAction.workflow_id) == event.workflow_id)

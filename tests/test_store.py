@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from policy.evidence import MatrixEntry
-from policy.vocabulary import MatrixStatus, ProcessKind
+from policy.vocabulary import MatrixStatus, ProcessKind, ProcessStatus
 from store import repo
 from store.db import Database
 from store.migrate import upgrade
 from store.schemas import PartnerCreate, TokenCreate
-from store.tables import ApiToken, AuditEvent, Process, utcnow
+from store.tables import ApiToken, AuditEvent, PendingAction, Process, utcnow
 from tests.factories import event, partner_body
 
 
@@ -59,6 +59,40 @@ def test_record_event_retried_in_sequence_writes_once(db: Database) -> None:
         assert [r.key for r in rows] == ["expansion-x:submitted"]
         process = repo.get_process(session=session, workflow_id="expansion-x")
         assert process is not None and process.stage == "Proposal"
+
+
+def test_an_older_event_landing_late_keeps_the_later_state(db: Database) -> None:
+    """P-4: events of one run that commit out of order (a decline recorded while the run's own
+    `notice` write is in flight) are both in the log, and the projection and the inbox show
+    the later one in workflow time."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    declined = event(
+        "expansion-x:finished:declined",
+        at=t0 + timedelta(seconds=1),
+        event="declined",
+        status=ProcessStatus.WITHDRAWN,
+        awaiting=[],
+    )
+    earlier = event(
+        "expansion-x:stage:Evaluation", at=t0, event="stage_changed", stage="Evaluation"
+    )
+    with db.session() as session:
+        assert repo.record_event(session=session, event=declined)
+        assert repo.record_event(session=session, event=earlier)
+    with db.session() as session:
+        row = session.get(Process, "expansion-x")
+        assert row is not None
+        assert (row.status, row.stage) == (ProcessStatus.WITHDRAWN.value, "Proposal")
+        assert session.exec(select(PendingAction)).all() == []
+        keys = session.exec(select(AuditEvent.key)).all()
+        assert sorted(keys) == ["expansion-x:finished:declined", "expansion-x:stage:Evaluation"]
+        later = declined.model_copy(
+            update={"key": "expansion-x:reported", "at": t0 + timedelta(seconds=2), "stage": "Done"}
+        )
+        assert repo.record_event(session=session, event=later)  # a later one still applies
+    with db.session() as session:
+        row = session.get(Process, "expansion-x")
+        assert row is not None and row.stage == "Done"
 
 
 def test_record_event_concurrent_duplicates_write_once(db: Database) -> None:
