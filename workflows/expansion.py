@@ -78,6 +78,9 @@ with workflow.unsafe.imports_passed_through():
         wait_with_deadline,
     )
 
+# Runs that were monitoring before the loop ran until a check covers the end replay without it.
+MONITORING_END_PATCH = "monitoring-covers-its-end"
+
 # Withdrawal is possible until the release is in (E-2.7 makes the change real).
 BEFORE_RELEASE = (
     ExpansionStage.PROPOSAL,
@@ -398,7 +401,18 @@ class PartnerExpansion:
         end = self.state.monitoring_until
         checks = self.state.monitoring
         last = checks[-1].at if checks else end - m.expansion_period
-        while workflow.now() < end or not checks:  # one check at least, however late it began
+
+        def going() -> bool:
+            """Until a check covers the period's end; one at least, however late it began.
+            (Runs before the patch stopped once the clock passed the end, which could leave
+            the last moments unchecked when a check, or a new run, straddled it.)"""
+            if not checks:
+                return True
+            if workflow.patched(MONITORING_END_PATCH):
+                return last < end
+            return workflow.now() < end
+
+        while going():
             if checks:
                 await continue_as_new_if_suggested(
                     lambda: self.inp.model_copy(update={"resume": self.state})
