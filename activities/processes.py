@@ -7,6 +7,7 @@ finds the process already started and starts nothing new."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from temporalio import activity
 from temporalio.client import Client
@@ -24,6 +25,12 @@ from store.db import Database
 # Starts in flight at once within one fan-out batch: enough to keep the server busy, few
 # enough not to swamp it (DESIGN.md: bounded concurrency).
 START_CONCURRENCY = 32
+# Backpressure: a page returns once half its migrations have parked at their plan window (or
+# after PAGE_SETTLE_S, so a stopped worker never stalls the fan-out), keeping about a page of
+# migrations in flight. Started far ahead of the worker, 10,000 runs in flight overflow its cache
+# and every one is replayed on each of its workflow tasks (bench/RESULTS.md, fan-out).
+PAGE_SETTLE_S = 60.0
+SETTLE_POLL_S = 0.25
 
 
 class ProcessStarter:
@@ -114,12 +121,35 @@ class ProcessStarter:
                 return started
 
         started = await asyncio.gather(*(one(p.partner_id) for p in affected))
+        await self._settle(
+            [
+                contract.migration_workflow_id(migration_id(inp.notice_id, p.partner_id))
+                for p in affected
+            ]
+        )
         return BatchResult(
             scanned=len(rows),
             affected=len(affected),
             started=sum(started),
             last=rows[-1].partner_id if len(rows) == inp.limit else None,
         )
+
+    async def _settle(self, workflow_ids: list[str]) -> None:
+        """Wait until half the page's migrations have opened their plan window (PAGE_SETTLE_S
+        at most), heartbeating meanwhile."""
+        keys = [f"{wid}:window:plan" for wid in workflow_ids]
+        give_up = time.monotonic() + PAGE_SETTLE_S
+        while time.monotonic() < give_up:
+            parked = await asyncio.to_thread(self._recorded, keys)
+            if parked * 2 >= len(keys):
+                return
+            activity.heartbeat("settling")
+            await asyncio.sleep(SETTLE_POLL_S)
+        activity.logger.info("page not settled after %.0f s; going on", PAGE_SETTLE_S)
+
+    def _recorded(self, keys: list[str]) -> int:
+        with self.db.session() as session:
+            return repo.count_audit_keys(session=session, keys=keys)
 
     def _page(self, after: str | None, limit: int) -> list[PartnerState]:
         with self.db.session() as session:

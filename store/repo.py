@@ -334,6 +334,14 @@ def record_events(*, session: Session, events: Sequence[RecordEvent]) -> list[bo
     return written
 
 
+def count_audit_keys(*, session: Session, keys: Sequence[str]) -> int:
+    """How many of `keys` are in the audit log (the unique index on `key` answers it)."""
+    if not keys:
+        return 0
+    query = select(func.count()).select_from(AuditEvent).where(col(AuditEvent.key).in_(keys))
+    return int(session.exec(query).one())
+
+
 def pending(
     *,
     session: Session,
