@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -25,7 +26,7 @@ from policy.vocabulary import ProcessStatus, Role, Severity, Trigger
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
-from store.tables import Partner, Process
+from store.tables import AuditEvent, Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
 from tests.histcheck import commands_on_step_opening
@@ -193,6 +194,12 @@ async def test_severe_restricts_at_once_and_waits_for_sco(
     result = await rem.handle.result()
     assert result.status is ProcessStatus.COMPLETED
     assert rem.partner_status() == "active"  # M-9.1: full access restored
+    # P-4: the fixes sent again after the failed re-validation are an event of their own.
+    with rem.db.session() as session:
+        rows = session.exec(
+            select(AuditEvent.key).where(AuditEvent.workflow_id == rem.handle.id)
+        ).all()
+    assert sorted(k.split(":", 1)[1] for k in rows if ":fixes" in k) == ["fixes", "fixes:2"]
     # P-2: the steps open, once the restriction is on record, without a command of their own.
     history = await rem.handle.fetch_history()
     assert commands_on_step_opening(history, ':access:restricted"') == []

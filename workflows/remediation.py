@@ -269,8 +269,11 @@ class Remediation:
     async def _take(self, step: str, act: Act[RemediationStep]) -> RemediationStatus:
         self.state.steps[step] = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
         self._refresh()
+        # Fixes are submitted again after each failed re-validation: each submission is its own
+        # event (P-4), so the second is not taken for a retry of the first.
+        redone = step == "fixes" and self.failed_revalidations > 0
         await self.ledger.emit(
-            step,
+            f"{step}:{self.failed_revalidations + 1}" if redone else step,
             f"{step}_submitted",
             actor=act.actor.name,
             rules=["M-9.1"],
