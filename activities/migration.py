@@ -62,8 +62,13 @@ class MigrationActivities:
         """M-4.1 in one activity: the partner is notified (once per key, before the transaction:
         the notifier may be a mail or a webhook), the fallback keeps its read-only permissions
         and never more than it holds (M-6.1, M-6.3), and `notice` and the move to Plan are
-        recorded with their projection in one transaction, each once per key (P-4). A refused
-        fallback records nothing; the workflow refuses it."""
+        recorded with their projection in one transaction, each once per key (P-4). A retry
+        after the commit answers from the record: no second notice, no second read of the
+        grants. A refused fallback records nothing; the workflow refuses it."""
+        with self.db.session() as session:
+            done = repo.audit_data(session=session, key=inp.notice.key)
+        if done is not None:  # a retry after the commit: the recorded fallback stands
+            return NoticeResult(permissions=list(done["fallback_permissions"]))
         self.notifier.send(inp.note)
         held = list(self.partner_state(inp.partner_id).permissions)
         permissions = rules.fallback_permissions(held)

@@ -289,8 +289,13 @@ def _record(session: Session, event: RecordEvent) -> bool:
         },
         # Events of one run can commit out of order (an Update's record and the run's own, in
         # flight at once): the projection keeps the state of the latest event in workflow time,
-        # so a closing event is never undone by an older one that lands after it.
-        where=table.updated_at <= projection.excluded.updated_at,
+        # and a closed process stays closed — an event of the same instant (a review accepted
+        # with the withdrawal) landing after the closing one cannot reopen it.
+        where=(table.updated_at <= projection.excluded.updated_at)
+        & (
+            (table.status == ProcessStatus.ACTIVE.value)
+            | (projection.excluded.status != ProcessStatus.ACTIVE.value)
+        ),
     ).returning(table.workflow_id)
     if session.execute(projection).first() is None:
         return True  # on record in the log; the projection already shows a later event
@@ -332,6 +337,12 @@ def record_events(*, session: Session, events: Sequence[RecordEvent]) -> list[bo
     else:
         session.rollback()
     return written
+
+
+def audit_data(*, session: Session, key: str) -> dict[str, Any] | None:
+    """The `data` of the audit row under `key`, if it is on record."""
+    row = session.exec(select(AuditEvent.data).where(col(AuditEvent.key) == key)).first()
+    return dict(row) if row is not None else None
 
 
 def count_audit_keys(*, session: Session, keys: Sequence[str]) -> int:

@@ -46,6 +46,7 @@ from store.tables import (
     AuditEvent,
     CompatChange,
     NotificationRow,
+    Partner,
     PendingAction,
     PolicyVersion,
     Process,
@@ -266,6 +267,42 @@ def test_notice_in_one_activity_writes_each_row_once(db: Database) -> None:
         [],
     )
     assert process.state["fallback"]["permissions"] == ["orders:read"]
+
+
+def test_notice_retried_after_its_commit_neither_notifies_again_nor_rereads(
+    db: Database,
+) -> None:
+    """M-4.1, M-6.1, P-4: a retry of the notice after its commit (its answer lost) returns the
+    fallback on record — even if the partner's grants changed since — and does not send the
+    notice again through the notifier (a mail or webhook one would send it each time)."""
+    with db.session() as session:
+        repo.create_partner(
+            session=session,
+            partner=PartnerCreate.model_validate(
+                partner_body(permissions=["orders:read", "orders:write"])
+            ),
+        )
+
+    class Counting:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, note: Notification) -> bool:
+            self.sent.append(note.key)
+            return True
+
+    notifier = Counting()
+    activities, inp = MigrationActivities(db, notifier), notice_input()
+    first = activities.notice(inp)
+    with db.session() as session:
+        row = session.get(Partner, "acme")
+        assert row is not None
+        row.permissions = ["orders:read", "orders:write", "invoices:read"]
+        session.add(row)
+        session.commit()
+    again = activities.notice(inp)
+    assert first.permissions == again.permissions == ["orders:read"]
+    assert notifier.sent == ["migration-n:notice"]
 
 
 def test_notice_refusing_a_wider_fallback_records_nothing(db: Database) -> None:

@@ -90,9 +90,14 @@ def test_an_older_event_landing_late_keeps_the_later_state(db: Database) -> None
             update={"key": "expansion-x:reported", "at": t0 + timedelta(seconds=2), "stage": "Done"}
         )
         assert repo.record_event(session=session, event=later)  # a later one still applies
+        same_instant = event(  # a review accepted with the withdrawal, landing after it
+            "expansion-x:review:TSC", at=later.at, event="reviewed", stage="Evaluation"
+        )
+        assert repo.record_event(session=session, event=same_instant)
     with db.session() as session:
         row = session.get(Process, "expansion-x")
-        assert row is not None and row.stage == "Done"
+        assert row is not None and (row.stage, row.status) == ("Done", "withdrawn")
+        assert session.exec(select(PendingAction)).all() == []
 
 
 def test_record_event_concurrent_duplicates_write_once(db: Database) -> None:

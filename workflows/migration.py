@@ -230,7 +230,9 @@ class PartnerMigration:
             summary="notice: notify, fallback, record notice and Plan",
         )
         refuse_decision(result.refused, "bad fallback")
-        # A decline accepted meanwhile (M-2.2) ends the run here, as `_enter` would have.
+        # A decline accepted meanwhile (M-2.2) ends the run here. The move to Plan went on
+        # record with the notice; the decline's record, later in workflow time, is what the
+        # projection keeps.
         self._ensure_active()
         self.state.fallback = Fallback(active=True, until=until, permissions=result.permissions)
         self.state.stage = MigrationStage.PLAN
