@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationStatus,
         NoticeInput,
         Notification,
+        RecordEvent,
         RemediationClosed,
         RemediationInput,
         RemediationLink,
@@ -215,15 +216,7 @@ class PartnerMigration:
                     rules=NOTICE_RULES,
                     data=self._notice_data(noticed.fallback),
                 ).model_copy(update={"state": None}),
-                plan=self.ledger.event(
-                    f"stage:{MigrationStage.PLAN.value}",
-                    event="stage_changed",
-                    actor="system",
-                    stage=MigrationStage.PLAN,
-                    status=self.state.status,
-                    awaiting=[],
-                    rules=["M-4.1"],
-                ).model_copy(update={"state": None}),
+                plan=self._stage_changed(MigrationStage.PLAN).model_copy(update={"state": None}),
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -235,10 +228,7 @@ class PartnerMigration:
         # projection keeps.
         self._ensure_active()
         self.state.fallback = Fallback(active=True, until=until, permissions=result.permissions)
-        self.state.stage = MigrationStage.PLAN
-        self.state.step = None
-        self.state.awaiting = []
-        self._show()
+        self._move_to(MigrationStage.PLAN)
 
     def _notification(self, now: datetime) -> Notification:
         return Notification(
@@ -596,11 +586,27 @@ class PartnerMigration:
 
     async def _enter(self, stage: MigrationStage) -> None:
         self._ensure_active()
+        self._move_to(stage)
+        await self.ledger.write(self._stage_changed(stage))
+
+    def _move_to(self, stage: MigrationStage) -> None:
+        """The run at `stage`, awaiting nobody yet; ops see it."""
         self.state.stage = stage
         self.state.step = None
         self.state.awaiting = []
         self._show()
-        await self.ledger.emit(f"stage:{stage.value}", "stage_changed", rules=["M-4.1"])
+
+    def _stage_changed(self, stage: MigrationStage) -> RecordEvent:
+        """The move to `stage`, as the run records it (awaiting nobody yet)."""
+        return self.ledger.event(
+            f"stage:{stage.value}",
+            event="stage_changed",
+            actor="system",
+            stage=stage,
+            status=self.state.status,
+            awaiting=[],
+            rules=["M-4.1"],
+        )
 
     async def _partner_step(
         self, step: str, action: str, rule: str, done: Callable[[], bool]

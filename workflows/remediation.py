@@ -84,9 +84,7 @@ class Remediation:
         self.state.deadline = rules.deadline(inp.severity, inp.opened_at, self.policy)
         # Recorded with the opening (so lists and inboxes show it), accepted once it is.
         self.state.awaiting = [self._awaiting(REMEDIATION_STEPS[0])]
-        self.ledger.show(
-            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
-        )
+        self._show()
         deadline = self.state.deadline
 
         async def record() -> None:
