@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowHistory
 
 E = EventType
@@ -23,13 +24,10 @@ COMMAND_EVENTS = {
 }
 
 
-def commands_on_step_opening(history: WorkflowHistory, *records: str) -> list[str]:
-    """The commands a run made on taking the completion of a step's opening record (an
-    activity whose input names one of `records`, e.g. ":window:"), before any Update that
-    task accepted. There must be none: an Update for the step can reach the worker in the same
-    workflow task as that completion and be applied after it live, before it on replay (README,
-    Known issues); only a completion that makes no command replays the same in both orders."""
-    events = list(history.events)
+def openings_taken(events: list[HistoryEvent], *records: str) -> list[tuple[int, int]]:
+    """Per completion of a step's opening record (an activity whose input names one of
+    `records`, e.g. ":window:"): its index in `events` and that of the workflow task that took
+    it (the run's completed task after it). Completions no task has taken yet are left out."""
     opening = {
         e.event_id
         for e in events
@@ -40,25 +38,43 @@ def commands_on_step_opening(history: WorkflowHistory, *records: str) -> list[st
             for p in e.activity_task_scheduled_event_attributes.input.payloads
         )
     }
-    assert opening, f"no record named {records} in the history"
-    found: list[str] = []
+    taken: list[tuple[int, int]] = []
     for i, e in enumerate(events):
         if (
             e.event_type != E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
             or e.activity_task_completed_event_attributes.scheduled_event_id not in opening
         ):
             continue
-        rest = events[i + 1 :]
         task = next(
-            (j for j, w in enumerate(rest) if w.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+            (
+                j
+                for j in range(i + 1, len(events))
+                if events[j].event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+            ),
             None,
         )
-        if task is None:
-            continue
-        for c in rest[task + 1 :]:
+        if task is not None:
+            taken.append((i, task))
+    return taken
+
+
+def commands_on_step_opening(history: WorkflowHistory, *records: str) -> list[str]:
+    """The commands a run made on taking the completion of a step's opening record (an
+    activity whose input names one of `records`, e.g. ":window:"), before any Update that
+    task accepted. There must be none: an Update for the step can reach the worker in the same
+    workflow task as that completion and be applied after it live, before it on replay (README,
+    Known issues); only a completion that makes no command replays the same in both orders."""
+    events = list(history.events)
+    taken = openings_taken(events, *records)
+    assert taken, f"no record named {records} taken in the history"
+    found: list[str] = []
+    for done, task in taken:
+        for c in events[task + 1 :]:
             if c.event_type == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 continue
             if c.event_type not in COMMAND_EVENTS:  # an accepted Update, or the next task
                 break
-            found.append(f"{E.Name(c.event_type)} (event {c.event_id}, record {e.event_id})")
+            found.append(
+                f"{E.Name(c.event_type)} (event {c.event_id}, record {events[done].event_id})"
+            )
     return found

@@ -62,7 +62,7 @@ from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import event, partner_body
-from tests.histcheck import commands_on_step_opening
+from tests.histcheck import commands_on_step_opening, openings_taken
 from workflows.common import STEP_OPENS_PATCH
 from workflows.migration import NOTICE_PATCH, PartnerMigration
 from workflows.remediation import Remediation
@@ -516,28 +516,14 @@ TWO_STEP_RUN = (
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 
 
-def _until_parked(history: WorkflowHistory) -> list[Any]:
+def _until_parked(history: WorkflowHistory) -> list[Any] | None:
     """The events until the migration parked at Plan: through the workflow task that took the
-    completion of the plan window's record, and the commands it made."""
+    completion of the plan window's record, and the commands it made (None: not parked yet)."""
     events = list(history.events)
-    window = next(
-        ev.event_id
-        for ev in events
-        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and b":window:plan" in ev.activity_task_scheduled_event_attributes.input.payloads[0].data
-    )
-    done = next(
-        i
-        for i, ev in enumerate(events)
-        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
-        and ev.activity_task_completed_event_attributes.scheduled_event_id == window
-    )
-    took = next(
-        i
-        for i, ev in enumerate(events)
-        if i > done and ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    )
-    end = took + 1
+    taken = openings_taken(events, ":window:plan")
+    if not taken:
+        return None
+    end = taken[0][1] + 1
     while end < len(events) and events[end].event_type in (
         EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
         EventType.EVENT_TYPE_TIMER_STARTED,
@@ -608,16 +594,15 @@ async def test_notice_in_one_activity_records_what_the_two_steps_did(
         )
         try:
             for _ in range(200):  # parked (read from the history: the test server's queries
-                new_history = await handle.fetch_history()  # make workflow tasks of their own)
-                try:
-                    new = _until_parked(new_history)
+                new = _until_parked(await handle.fetch_history())  # make tasks of their own)
+                if new is not None:
                     break
-                except StopIteration:
-                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)
             state = await handle.query(PartnerMigration.status)
         finally:
             await end_runs(ts_env.client, [handle.id], request.node.name)
     old = _until_parked(old_history)
+    assert old is not None and new is not None
 
     old_acts, new_acts = _scheduled(old), _scheduled(new)
     assert [kind for kind, _ in old_acts] == [
