@@ -10,8 +10,10 @@ from kwanus.models import (
     MatrixInput,
     MonitoringCheck,
     NewTierInput,
+    NoticedInput,
     PartnerStatusInput,
     RecordEvent,
+    ReleaseInput,
     RiskInput,
     StewardshipFigures,
     TelemetryCheckInput,
@@ -42,9 +44,16 @@ class GovernanceActivities:
         """E-2.3 / E-11.1: score the proposal and the four reviews."""
         return assess(inp.proposal, inp.reviews, inp.policy, plans=inp.plans)
 
+    @activity.defn(name="release_grants")
+    def release_grants(self, inp: ReleaseInput) -> bool:
+        """E-2.7: the release's governance update on what the partner holds now, once (keyed by
+        its event): grants added, exactly `removes` taken away, compatibility declared."""
+        with self.db.session() as session:
+            return repo.release_grants(session=session, inp=inp)
+
     @activity.defn(name="apply_grant")
     def apply_grant(self, grant: GrantInput) -> bool:
-        """E-2.7: the release's governance update, once (keyed by its event)."""
+        """A release as runs released before E-2.7's decision sent it: it adds, once."""
         with self.db.session() as session:
             return repo.apply_grant(session=session, grant=grant)
 
@@ -56,9 +65,17 @@ class GovernanceActivities:
 
     @activity.defn(name="update_matrix")
     def update_matrix(self, inp: MatrixInput) -> bool:
-        """E-9.1 / M-5.1: a rollout's matrix entries, numbered in the history, once."""
+        """A rollout's entries as runs rolled out before E-9.2's decision sent them: the
+        partner's own compatibility, never the platform's rows, once."""
         with self.db.session() as session:
             return repo.update_matrix(session=session, event=inp.event, entries=inp.entries)
+
+    @activity.defn(name="record_deprecation")
+    def record_deprecation(self, inp: NoticedInput) -> bool:
+        """M-2.1 / M-5.1: a deprecation notice on record and its version marked deprecated in
+        the platform's matrix, once."""
+        with self.db.session() as session:
+            return repo.record_deprecation(session=session, event=inp.event, notice=inp.notice)
 
     @activity.defn(name="set_partner_status")
     def set_partner_status(self, inp: PartnerStatusInput) -> bool:
@@ -98,7 +115,7 @@ class GovernanceActivities:
                 session=session, partner_id=inp.partner_id, since=inp.since, until=inp.until
             )
             partner = repo.get_partner(session=session, partner_id=inp.partner_id)
-            granted = list(partner.permissions) if partner else []
+            granted = list(repo.holdings(partner).permissions) if partner else []
         health = telemetry_health(reports, granted, inp.policy)
         return MonitoringCheck(
             at=inp.until,

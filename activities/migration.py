@@ -13,6 +13,8 @@ from kwanus.models import (
     NoticeInput,
     NoticeResult,
     Notification,
+    RolloutInput,
+    TierChange,
     ValidationInput,
     ValidationResult,
 )
@@ -105,6 +107,13 @@ class MigrationActivities:
         return ValidationResult(
             check=inp.check, passed=decision.allowed, findings=list(decision.findings), at=inp.at
         )
+
+    @activity.defn(name="roll_out")
+    def roll_out(self, inp: RolloutInput) -> TierChange | None:
+        """M-4.5: the rollout on record with what it changes — the partner's declared
+        compatibility and a tier migration's tier (judged against the tier now) — once."""
+        with self.db.session() as session:
+            return repo.roll_out(session=session, inp=inp)
 
     @activity.defn(name="apply_lifecycle")
     def apply_lifecycle(self, inp: LifecycleInput) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
@@ -82,7 +82,21 @@ class Principal:
             raise not_found(what)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+PLATFORM_MARK = "__kwanus_platform__"
+
+
+def platform_may(endpoint: F) -> F:
+    """Marks an operation the `platform` role (the KWANUS OS runtime as a service) may call. It
+    is refused (403) everywhere else, deny by default: it reports the evidence (E-7.1) and
+    reads what partners hold and what the platform lists — never processes, the audit log or
+    anyone's steps."""
+    setattr(endpoint, PLATFORM_MARK, True)
+    return endpoint
+
+
 def current_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -91,7 +105,15 @@ def current_principal(
     token = repo.authenticate(session=session, raw=credentials.credentials, now=utcnow())
     if token is None:
         raise unauthorized("the bearer token is unknown, revoked or expired")
-    return Principal(token_id=token.id, role=Role(token.role), partner_id=token.partner_id)
+    role = Role(token.role)
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if role is Role.PLATFORM and not getattr(endpoint, PLATFORM_MARK, False):
+        raise Problem(
+            403,
+            "the platform role reports telemetry and reads partners, the compatibility matrix "
+            "and the policy; nothing else",
+        )
+    return Principal(token_id=token.id, role=role, partner_id=token.partner_id)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -112,6 +134,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
 
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 PartnerDep = Annotated[Principal, Depends(require(Role.PARTNER))]
+PlatformDep = Annotated[Principal, Depends(require(Role.PLATFORM))]
 
 
 _KNOWN_QUERY: dict[int, frozenset[str]] = {}

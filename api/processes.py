@@ -4,6 +4,7 @@ refusal maps to its HTTP status (P-2)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from kwanus import contract
 from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, Awaiting
 from kwanus.temporal import start_process
+from policy.decisions import Decision
 from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store import records, repo
 from store.records import ProcessRecord
@@ -116,13 +118,21 @@ async def send_step(
     body: BaseModel,
     state_type: type[S],
     what: str,
+    *,
+    judge: Callable[[], Decision] | None = None,
 ) -> S:
-    """Send one human step to a process's workflow (its validator judges it again)."""
+    """Send one human step to a process's workflow (its validator judges it again). `judge`
+    refuses, once the caller is known to see the process, what only the store can tell (a
+    declaration against the platform's matrix, say): 422 naming the rule, nothing sent."""
     row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
     owner = row.partner_id if row is not None else await started_owner(client, workflow_id)
     if owner is None:
         raise not_found(what)
     principal.ensure_sees(owner, what)
+    if judge is not None:
+        decision = await run_in_threadpool(judge)
+        if not decision.allowed:
+            raise Problem.refused(decision, f"the {update.replace('_', ' ')} breaks a rule")
     actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
     try:
         # Act[Any] serializes the body as what it is; the workflow reads it as its own type.

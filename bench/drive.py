@@ -26,9 +26,7 @@ RELEASE = {
     "version": "1.0.0",
     "migration_guide": "docs/1.0",
     "fallback_behaviour": "off",
-    "compatibility": [
-        {"kind": "runtime", "name": "kwanus-runtime", "version": "3.0", "status": "supported"}
-    ],
+    "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
 }
 OUTCOME_REVIEW = {"outcome": "successful", "notes": "as planned"}
 MIGRATION_PLAN = {

@@ -196,8 +196,9 @@ def migration_body(p: Planned) -> dict[str, Any]:
         extra = {"trigger": "os_major_version", "type": "version", "subtype": "os"}
         return {**common, **extra, "target": TARGET, "fallback_months": 6}
     if p.scenario.name == "migration declined":
-        extra = {"trigger": "tier_upgrade", "type": "tier", "subtype": "upgrade"}
-        return {**common, **extra, "target": {"tier": "premier"}}
+        # the partner's own downgrade: optional, so it may decline it (M-2.2)
+        extra = {"trigger": "tier_downgrade", "type": "tier", "subtype": "downgrade"}
+        return {**common, **extra, "target": {"tier": "community"}}
     return {**common, "trigger": "security_violation", "type": "permission", "subtype": "reduction"}
 
 

@@ -196,7 +196,9 @@ def parser() -> argparse.ArgumentParser:
 
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="token", required=True)
     tc = tok.add_parser("create", parents=[common], help="issue a bearer token (printed once)")
-    tc.add_argument("--role", required=True, help="partner, TSC, SCO, ERC, CGB, ops or admin")
+    tc.add_argument(
+        "--role", required=True, help="partner, TSC, SCO, ERC, CGB, ops, platform or admin"
+    )
     tc.add_argument("--partner", help="the partner id (role partner only)")
     tc.add_argument("--label", default="", help="a note on what the token is for")
     tc.set_defaults(func=_token_create)

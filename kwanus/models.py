@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
 from policy.document import PolicyDocument
-from policy.evidence import MatrixEntry, Telemetry
+from policy.evidence import PlatformRef, Telemetry
 from policy.forms import (
     ImplementationReport,
     IntegrationPlan,
@@ -25,6 +25,7 @@ from policy.forms import (
     Rollout,
     Withdrawal,
 )
+from policy.grants import Grant
 from policy.proposal import NewTier, Proposal
 from policy.review import Review
 from policy.risk import RiskAssessment
@@ -173,16 +174,31 @@ class ExpansionStatus(BaseModel):
     closed_at: datetime | None = None
 
 
+class ReleaseInput(BaseModel):
+    """The release's governance update (E-2.7): the approved grants added to what the partner
+    holds at release time, exactly `removes` taken away, and the partner's declared
+    compatibility (E-9.2) — applied by one activity with its audit event (before and after), so
+    a retry applies it once. No tier (the tier migration moves it) and no platform row."""
+
+    event: RecordEvent
+    partner_id: str
+    add: list[Grant]
+    removes: list[str]
+    release: str = Field(description="The released version.")
+    declared: list[PlatformRef]
+
+
 class GrantInput(BaseModel):
-    """The release's governance update (E-2.7): the partner's new grants and the matrix entries,
-    applied by one activity together with its audit event, so a retry applies it once."""
+    """The release's update as runs released before E-2.7's decision sent it (`apply_grant`).
+    Kept so those runs replay, and so one still in flight at a deploy is applied safely: it
+    adds, and moves neither the tier nor a platform row."""
 
     event: RecordEvent
     partner_id: str
     tier: str
     capabilities: list[str]
     permissions: list[str]
-    compatibility: list[MatrixEntry]
+    compatibility: list[PlatformRef]
 
 
 class RecordEvent(BaseModel):
@@ -240,6 +256,31 @@ class MigrationInput(BaseModel):
     )
 
 
+class TierChange(BaseModel):
+    """What a tier migration's rollout did to the tier (M-4.5, E-7.1, E-7.2): moved it, or not,
+    with the reason (the tier may have moved meanwhile)."""
+
+    before: str
+    target: str
+    applied: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RolloutInput(BaseModel):
+    """A migration's rollout takes effect in one activity (M-4.5): its event, the partner's
+    declared compatibility (E-9.2), and for a tier migration the tier (judged again against the
+    tier in effect now, E-7.1 / E-7.2)."""
+
+    event: RecordEvent
+    partner_id: str
+    release: str
+    declared: list[PlatformRef]
+    tier: str | None = Field(default=None, description="A tier migration's target tier.")
+    trigger: Trigger
+    subtype: str
+    origin: str | None = None
+
+
 class Fallback(BaseModel):
     """M-6: fallback APIs and workflows stay; permissions are read-only, never wider."""
 
@@ -276,6 +317,9 @@ class MigrationStatus(BaseModel):
         default_factory=list, description="Remediations opened by failed validations (M-8.2)."
     )
     origin: str | None = None
+    tier_change: TierChange | None = Field(
+        default=None, description="A tier migration's move at its rollout (M-4.5)."
+    )
     policy_version: int
     started_at: datetime
     closed_at: datetime | None = None
@@ -309,10 +353,19 @@ class ValidationResult(BaseModel):
 
 
 class MatrixInput(BaseModel):
-    """A process's change to the compatibility matrix, carried by its audit event."""
+    """A rollout's compatibility as runs rolled out before E-9.2's decision sent it
+    (`update_matrix`): the partner's own, never the platform's rows."""
 
     event: RecordEvent
-    entries: list[MatrixEntry]
+    entries: list[PlatformRef]
+
+
+class NoticedInput(BaseModel):
+    """A deprecation notice on record, and its version marked deprecated in the platform's
+    matrix (M-5.1), in one transaction."""
+
+    event: RecordEvent
+    notice: DeprecationNotice
 
 
 class NewTierInput(BaseModel):
@@ -333,10 +386,6 @@ class ValidationInput(BaseModel):
     target: dict[str, str]
     policy: PolicyDocument
     at: datetime
-
-
-class FallbackInput(BaseModel):
-    partner_id: str
 
 
 class LifecycleInput(BaseModel):

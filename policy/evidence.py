@@ -8,13 +8,19 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from policy.grants import Grant
 from policy.vocabulary import ComponentKind, MatrixStatus, Severity
 
 Rate = Annotated[float, Field(ge=0, le=1)]
+VersionKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^(os|api|runtime|workflow|permission):[A-Za-z0-9_.@+-]{1,100}$"),
+]
 
 
 class Telemetry(BaseModel):
-    """One telemetry report (`POST /v1/partners/{id}/telemetry`)."""
+    """One telemetry report, as the platform measured it (`POST /v1/partners/{id}/telemetry`,
+    role `platform`; E-7.1: evidence is what the platform reported)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +32,12 @@ class Telemetry(BaseModel):
         default_factory=dict, max_length=1000
     )
     deprecated_calls: int = Field(default=0, ge=0, le=2**31 - 1)
+    calls_by_version: dict[VersionKey, Annotated[int, Field(ge=0, le=2**53)]] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description='Calls per platform version the partner used, e.g. `{"api:2.0": 1523}` '
+        "(`<kind>:<version>`, or `<kind>:<name>@<version>` for runtimes and workflows).",
+    )
 
 
 class Violation(BaseModel):
@@ -44,6 +56,24 @@ class MatrixEntry(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     status: MatrixStatus
+
+
+class PlatformRef(BaseModel):
+    """A platform version a partner's release works with (E-9.2 Decision): `kind`, `name`,
+    `version` — never a status: the platform's rows are the platform's to change. Runs recorded
+    before that decision sent a `status` along, which is ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: ComponentKind
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class DeclaredRef(PlatformRef):
+    """A declaration as a partner sends it: a `status` (or any other field) is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class CompatibilityMatrix(BaseModel):
@@ -80,9 +110,10 @@ class PartnerState(BaseModel):
     api_version: str
     runtime_name: str
     runtime_version: str
-    capabilities: tuple[str, ...] = ()
-    permissions: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = Field(default=(), description="Every grant's name.")
+    permissions: tuple[str, ...] = Field(default=(), description="The permissions in effect.")
     workflows: tuple[WorkflowDecl, ...] = ()
+    grants: tuple[Grant, ...] = ()
 
 
 class TierEvidence(BaseModel):

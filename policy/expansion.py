@@ -1,5 +1,5 @@
-"""Expansion-wide rules beyond submission: the category's shape (E-3.x), the governance update
-a release makes (E-2.7), and the annual stewardship tasks (E-13.1, M-10.1)."""
+"""Expansion-wide rules beyond submission: the category's shape (E-3.x) and the annual
+stewardship tasks (E-13.1, M-10.1). The release's governance update is in policy.grants."""
 
 from __future__ import annotations
 
@@ -60,9 +60,10 @@ def check_category(proposal: Proposal, partner_tier: str) -> Decision:
     return Decision(findings=tuple(out))
 
 
-def governance_update(partner: PartnerState, proposal: Proposal) -> PartnerState:
-    """E-2.7: what a release grants — the requested tier, capabilities and permissions, less what
-    the proposal removes. Computed here, applied only at the Release stage."""
+def legacy_governance_update(partner: PartnerState, proposal: Proposal) -> PartnerState:
+    """The release's update as runs released before E-2.7's decision computed it (the requested
+    tier and grants over an empty "before"). Kept only so those runs replay; a release today
+    adds to what the partner holds (policy.grants.governance_update) and moves no tier."""
     removed = set(proposal.removes)
     capabilities = {*partner.capabilities, *(c.name for c in proposal.requested_capabilities)}
     capabilities |= {i.name for i in proposal.integrations}

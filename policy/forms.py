@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from policy.evidence import MatrixEntry
+from policy.evidence import DeclaredRef, PlatformRef
 from policy.types import Text, Version
 
 
@@ -109,8 +109,10 @@ class ImplementationReport(Form):
 
 
 class Release(Form):
-    """E-2.7: a versioned release with migration guides; E-9.1: a compatibility-matrix update and
-    fallback behaviour. An unversioned release would be a silent breaking change (E-9.2)."""
+    """E-2.7: a versioned release with migration guides; E-9.1: fallback behaviour and the
+    compatibility update — the platform versions this release works with, stored as the
+    partner's own (E-9.2 Decision: never the platform's rows). An unversioned release would be
+    a silent breaking change (E-9.2)."""
 
     rules: ClassVar[dict[str, str]] = {
         "version": "E-9.2",
@@ -121,8 +123,14 @@ class Release(Form):
     version: Version
     migration_guide: Text
     fallback_behaviour: Text
-    compatibility: list[MatrixEntry] = Field(min_length=1, max_length=100)
+    compatibility: tuple[PlatformRef, ...] = Field(min_length=1, max_length=100)
     notes: Text | None = None
+
+
+class ReleaseRequest(Release):
+    """`POST /v1/expansions/{id}/release`: a declaration carries no status (E-9.2)."""
+
+    compatibility: tuple[DeclaredRef, ...] = Field(min_length=1, max_length=100)
 
 
 class OutcomeReview(Form):
@@ -178,12 +186,19 @@ class MigrationDocumentation(Form):
 
 
 class Rollout(Form):
-    """M-4.5: a versioned rollout (M-5.2), with the matrix entries it changes (M-5.1) if any."""
+    """M-4.5: a versioned rollout (M-5.2), with the platform versions it works with (M-5.1),
+    stored as the partner's own compatibility (E-9.2 Decision)."""
 
     rules: ClassVar[dict[str, str]] = {"version": "M-5.2"}
     version: Version
-    compatibility: list[MatrixEntry] = Field(default_factory=list, max_length=100)
+    compatibility: tuple[PlatformRef, ...] = Field(default=(), max_length=100)
     notes: Text | None = None
+
+
+class RolloutRequest(Rollout):
+    """`POST /v1/migrations/{id}/rollout`: a declaration carries no status (E-9.2)."""
+
+    compatibility: tuple[DeclaredRef, ...] = Field(default=(), max_length=100)
 
 
 class RemediationStep(Form):

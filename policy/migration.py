@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
 from policy.evidence import CompatibilityMatrix, PartnerState, Telemetry
+from policy.tiers import tier_move
+from policy.types import action_of
 from policy.vocabulary import (
     ComponentKind,
     MatrixStatus,
@@ -126,17 +129,35 @@ def check_fallback_period(start: datetime, until: datetime, policy: PolicyConten
     )
 
 
+class Governing(StrEnum):
+    """How far the expansion a migration names (`expansion_id`) has gone, for its partner."""
+
+    NONE = "none"  # none named, unknown, another partner's, or not approved
+    APPROVED = "approved"
+    RELEASED = "released"
+
+
+def governing(*, same_partner: bool, approved: bool, released: bool) -> Governing:
+    if not same_partner or not approved:
+        return Governing.NONE
+    return Governing.RELEASED if released else Governing.APPROVED
+
+
 def check_request(
     *,
     trigger: Trigger,
     type_: MigrationType,
     subtype: str,
     fallback_months: int | None,
-    governing_expansion_approved: bool,
     policy: PolicyContent,
+    governed_by: Governing = Governing.NONE,
+    target: Mapping[str, str] | None = None,
+    current_tier: str | None = None,
 ) -> Decision:
-    """M-3.1 type and subtype; the trigger leads to that type; M-3.2 a permission expansion is
-    governed by an approved expansion; M-6.2 fallback length."""
+    """A migration as requested by hand: M-3.1 type and subtype, and the trigger leads to that
+    type; M-3.2 a permission expansion is governed by an approved expansion, a capability
+    expansion by a released one; the tier moves only by governance (E-7.1, E-7.2, M-2.2,
+    M-2.3); M-6.2 fallback length."""
     out: list[Finding] = []
     if subtype not in SUBTYPES[type_]:
         out.append(
@@ -158,7 +179,7 @@ def check_request(
     if (
         type_ is MigrationType.PERMISSION
         and subtype == "governed_expansion"
-        and not governing_expansion_approved
+        and governed_by is Governing.NONE
     ):
         out.append(
             Finding(
@@ -167,6 +188,16 @@ def check_request(
                 message="a permission expansion needs an approved expansion proposal",
             )
         )
+    if trigger is Trigger.CAPABILITY_EXPANSION and governed_by is not Governing.RELEASED:
+        out.append(
+            Finding(
+                field="expansion_id",
+                rule="M-3.2",
+                message="a capability expansion migration names, in expansion_id, a released "
+                "expansion of the partner",
+            )
+        )
+    out += _tier_findings(trigger, type_, subtype, target or {}, current_tier, policy)
     months = policy.fallback_default_months if fallback_months is None else fallback_months
     if months < policy.fallback_min_months:
         out.append(
@@ -179,13 +210,58 @@ def check_request(
     return Decision(findings=tuple(out))
 
 
-def _action(permission: str) -> str:
-    return permission.split(":", 1)[1] if ":" in permission else permission
+def _tier_findings(
+    trigger: Trigger,
+    type_: MigrationType,
+    subtype: str,
+    target: Mapping[str, str],
+    current_tier: str | None,
+    policy: PolicyContent,
+) -> list[Finding]:
+    """E-7.1: no one starts a tier upgrade by hand (an approved category-B release starts it);
+    a tier target only on a tier migration (M-3.1), and only in the trigger's direction —
+    down, for the partner's own downgrade or a forced one (E-7.2, M-2.2, M-2.3)."""
+    if trigger is Trigger.TIER_UPGRADE:
+        return [
+            Finding(
+                field="trigger",
+                rule="E-7.1",
+                message="a tier rises only through an approved category B proposal, whose "
+                "release starts the upgrade migration; submit one with POST /v1/expansions",
+            )
+        ]
+    tier = target.get("tier")
+    if type_ is not MigrationType.TIER:
+        if tier is None:
+            return []
+        return [
+            Finding(
+                field="target.tier",
+                rule="M-3.1",
+                message=f"a tier moves only by a tier migration, not a {type_.value} one",
+            )
+        ]
+    if tier is None:
+        return [
+            Finding(field="target.tier", rule="M-3.1", message="a tier migration names its tier")
+        ]
+    if current_tier is None:
+        return []
+    return list(
+        tier_move(
+            current=current_tier,
+            target=tier,
+            trigger=trigger,
+            subtype=subtype,
+            governed=False,
+            policy=policy,
+        ).findings
+    )
 
 
 def fallback_permissions(current: Sequence[str]) -> list[str]:
     """M-6.1: the fallback keeps the partner's APIs and workflows, with read-only permissions."""
-    return sorted(p for p in current if _action(p) == "read")
+    return sorted(p for p in current if action_of(p) == "read")
 
 
 def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
@@ -200,7 +276,7 @@ def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
                     message=f"{perm} is not held today: a fallback never expands permissions",
                 )
             )
-        elif _action(perm) != "read":
+        elif action_of(perm) != "read":
             out.append(
                 Finding(
                     field=f"fallback.permissions.{i}",
@@ -258,7 +334,7 @@ def validate_permission_boundary(state: PartnerState, policy: PolicyContent) -> 
             out.append(
                 Finding(field=f"permissions.{i}", rule="M-8.2", message=f"{perm} is unbounded")
             )
-        elif tier is not None and _action(perm) not in tier.permission_actions:
+        elif tier is not None and action_of(perm) not in tier.permission_actions:
             out.append(
                 Finding(
                     field=f"permissions.{i}",

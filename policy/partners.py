@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
+from policy.grants import Grant, GrantType, check_grants, classify_grant
 from policy.proposal import unbounded_findings
+from policy.vocabulary import Classification
 
 
-def check_profile(*, tier: str, permissions: list[str], policy: PolicyContent) -> Decision:
-    """A partner is registered on a catalogue tier (E-7.3: tiers come from governance) and never
-    with an unbounded permission (E-5.2)."""
+def check_profile(
+    *, tier: str, permissions: list[str], grants: Sequence[Grant], policy: PolicyContent
+) -> Decision:
+    """A partner is registered on a catalogue tier (E-7.3: tiers come from governance), never
+    with an unbounded permission (E-5.2), and with grants that are what their permissions say
+    (E-6.1, E-8.1) and that its tier's catalogue allows (E-7.4)."""
     findings: list[Finding] = []
-    if tier not in policy.tier_names:
+    spec = policy.tier(tier)
+    if spec is None:
         findings.append(
             Finding(
                 field="tier",
@@ -20,4 +28,13 @@ def check_profile(*, tier: str, permissions: list[str], policy: PolicyContent) -
             )
         )
     findings.extend(unbounded_findings("permissions", permissions))
+    classes = [classify_grant(g, policy) for g in grants]
+    for i, (grant, cls) in enumerate(zip(grants, classes, strict=True)):
+        findings.extend(unbounded_findings(f"grants.{i}.permissions", grant.permissions))
+        if cls is Classification.FORBIDDEN:
+            rule = "E-6.3" if grant.type is GrantType.CAPABILITY else "E-8.3"
+            findings.append(
+                Finding(field=f"grants.{i}.kind", rule=rule, message=f"{grant.kind} is forbidden")
+            )
+    findings += check_grants([f"grants.{i}" for i in range(len(grants))], grants, classes, spec)
     return Decision(findings=tuple(findings))

@@ -12,6 +12,7 @@ from pydantic_core import InitErrorDetails
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec, check_floors
 from policy.forms import Form, missing
+from policy.grants import Grant, check_grants, requested_grants
 from policy.types import Name, Permission, Text, Version
 from policy.vocabulary import CapabilityKind, Category, Classification, IntegrationKind
 
@@ -120,6 +121,14 @@ class Proposal(Form):
         ]
 
     @property
+    def grants(self) -> tuple[Grant, ...]:
+        """What the proposal asks to be granted (E-2.7), capabilities then integrations."""
+        return requested_grants(
+            ((c.name, c.kind, c.permissions) for c in self.requested_capabilities),
+            ((i.name, i.kind, i.permissions) for i in self.integrations),
+        )
+
+    @property
     def migration_plan_required(self) -> bool:
         return migration_plan_applicable(
             category=self.category.value, breaking_change=self.breaking_change, removes=self.removes
@@ -127,8 +136,9 @@ class Proposal(Form):
 
 
 def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
-    """What must be refused before a proposal's workflow starts (E-5.2, E-6.3, E-8.3), and what
-    is accepted but flagged as restricted (E-6.2, E-8.2)."""
+    """What must be refused before a proposal's workflow starts — forbidden items (E-5.2, E-6.3,
+    E-8.3), a kind carrying more than it may (E-6.1, E-8.1), what the requested tier's catalogue
+    does not allow (E-7.4) — and what is accepted but flagged as restricted (E-6.2, E-8.2)."""
     findings: list[Finding] = []
     flags: list[Finding] = []
     if proposal.new_tier is not None:
@@ -177,7 +187,20 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
                     )
                 )
             findings.extend(unbounded_findings(f"{where}.permissions", item.permissions))
+    findings += check_grants(
+        [f"{name}.{i}" for name, _, items, _, _ in lists for i in range(len(items))],
+        proposal.grants,
+        [classify(item, policy) for _, _, items, _, _ in lists for item in items],
+        requested_tier_spec(proposal, policy),
+    )
     return Decision(findings=tuple(findings), flags=tuple(flags))
+
+
+def requested_tier_spec(proposal: Proposal, policy: PolicyContent) -> TierSpec | None:
+    """The requested tier's catalogue entry (the new tier's own, for a new tier), if known."""
+    if proposal.new_tier is not None:
+        return proposal.new_tier.spec
+    return policy.tier(proposal.requested_tier)
 
 
 def classify(item: CapabilityRequest | IntegrationRequest, policy: PolicyContent) -> Classification:

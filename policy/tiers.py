@@ -217,3 +217,72 @@ def is_upgrade(proposal: Proposal, partner_tier: str, policy: PolicyContent) -> 
         and partner_tier in names
         and names.index(proposal.requested_tier) > names.index(partner_tier)
     )
+
+
+def tier_move(
+    *,
+    current: str,
+    target: str,
+    trigger: Trigger,
+    subtype: str,
+    governed: bool,
+    policy: PolicyContent,
+) -> Decision:
+    """Whether a tier migration may move the partner from `current` to `target` (E-7.1, E-7.2,
+    M-2.2, M-2.3): up only as the upgrade an approved category-B release started (`governed`);
+    down only by a downgrade — the partner's own (M-2.2) or a forced one (M-2.3). Judged when the
+    migration is requested and again when it takes effect: the tier may have moved meanwhile."""
+    names = policy.tier_names
+    if target not in names:
+        return _refused(
+            "target.tier",
+            "E-7.3",
+            f"unknown tier {target!r}; the catalogue is {', '.join(names)}",
+        )
+    if current not in names or target == current:
+        return _refused(
+            "target.tier",
+            "E-7.2",
+            f"the partner is on {current} already: the migration would not move its tier",
+        )
+    rises = names.index(target) > names.index(current)
+    if rises:
+        if trigger is Trigger.TIER_UPGRADE and subtype == "upgrade" and governed:
+            return Decision()
+        return _refused(
+            "target.tier",
+            "E-7.1",
+            f"{target} is above {current}: a tier rises only by the migration an approved "
+            "category B proposal's release starts",
+        )
+    if subtype == "downgrade" and trigger in DOWNGRADE_TRIGGERS:
+        return Decision()
+    return _refused(
+        "target.tier",
+        "E-7.2",
+        f"{target} is below {current}: a tier falls only by a downgrade (the partner's own "
+        "tier_downgrade, or a forced one)",
+    )
+
+
+# Who may move a tier down (M-2.2 the partner's own downgrade; M-2.3 the forced triggers).
+DOWNGRADE_TRIGGERS = frozenset(
+    {
+        Trigger.TIER_DOWNGRADE,
+        Trigger.COMPLIANCE_VIOLATION,
+        Trigger.SECURITY_VIOLATION,
+        Trigger.PARTNER_INSTABILITY,
+    }
+)
+
+
+def _refused(field: str, rule: str, message: str) -> Decision:
+    return Decision(findings=(Finding(field=field, rule=rule, message=message),))
+
+
+def governed_upgrade(
+    *, same_partner: bool, category: Category, approved: bool, released: bool, started: bool
+) -> bool:
+    """E-7.1 (Decision): a tier rises only by the migration an approved category-B proposal of
+    the same partner started at its release."""
+    return same_partner and category is Category.TIER and approved and released and started

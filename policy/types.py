@@ -13,6 +13,13 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Permission = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9_.*-]+:[A-Za-z0-9_.*-]+$", max_length=200)
 ]
+
+
+def action_of(permission: str) -> str:
+    """The action of a `resource:action` permission (the part after the first ':')."""
+    return permission.split(":", 1)[1] if ":" in permission else permission
+
+
 Version = Annotated[
     str,
     StringConstraints(strip_whitespace=True, pattern=r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$"),

@@ -14,6 +14,9 @@ class Role(StrEnum):
     CGB = "CGB"
     OPS = "ops"
     ADMIN = "admin"
+    # The KWANUS OS runtime as a service: reports telemetry (the only evidence, E-7.1) and reads
+    # what a partner may do.
+    PLATFORM = "platform"
 
 
 class Body(StrEnum):

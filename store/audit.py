@@ -45,10 +45,11 @@ def row_hash(prev: str, values: dict[str, Any]) -> str:
     return hashlib.sha256(f"{prev}\n{blob}".encode()).hexdigest()
 
 
-def append(session: Session, values: dict[str, Any]) -> bool:
-    """Append one row at the chain's head, unless its key is already in the log (then nothing
-    changes and False). Locks the head first (a row lock on PostgreSQL, the write lock on
-    SQLite), so the key check and the link are race-free. The caller commits."""
+def lock(session: Session) -> tuple[int, str]:
+    """Lock the chain's head (a row lock on PostgreSQL, the write lock on SQLite) for the rest
+    of the transaction and return it. Every governance write appends to the chain, so taking
+    this first also serializes a read-modify-write of what the event changes (a partner's
+    grants, its tier): nothing else governed can land in between."""
     table = AuditChain.__table__.c  # type: ignore[attr-defined]
     head = session.execute(
         update(AuditChain)
@@ -59,10 +60,20 @@ def append(session: Session, values: dict[str, Any]) -> bool:
     if head is None:
         session.add(AuditChain(id=1, seq=0, hash=GENESIS))
         session.flush()
-        seq, prev = 0, GENESIS
-    else:
-        seq, prev = int(head[0]), str(head[1])
-    if session.exec(select(AuditEvent.id).where(col(AuditEvent.key) == values["key"])).first():
+        return 0, GENESIS
+    return int(head[0]), str(head[1])
+
+
+def recorded(session: Session, key: str) -> bool:
+    return session.exec(select(AuditEvent.id).where(col(AuditEvent.key) == key)).first() is not None
+
+
+def append(session: Session, values: dict[str, Any]) -> bool:
+    """Append one row at the chain's head, unless its key is already in the log (then nothing
+    changes and False). Locks the head first, so the key check and the link are race-free.
+    The caller commits."""
+    seq, prev = lock(session)
+    if recorded(session, values["key"]):
         return False
     digest = row_hash(prev, values)
     session.add(AuditEvent(**values, seq=seq + 1, prev_hash=prev, hash=digest))

@@ -15,25 +15,43 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, func, select
 
 from kwanus.models import (
+    ExpansionStatus,
     GrantInput,
     LifecycleInput,
+    MigrationStatus,
     Notification,
     PartnerStatusInput,
     RecordEvent,
+    ReleaseInput,
+    RolloutInput,
+    TierChange,
 )
+from policy.compatibility import deprecated_by
+from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import (
     CompatibilityMatrix,
     MatrixEntry,
     PartnerState,
+    PlatformRef,
     Telemetry,
     TierEvidence,
     Violation,
 )
+from policy.grants import (
+    UNKNOWN_KIND,
+    Grant,
+    GrantType,
+    Holdings,
+    change,
+    governance_update,
+)
 from policy.proposal import NewTier, with_new_tier
-from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
+from policy.tiers import governed_upgrade, tier_move
+from policy.vocabulary import Outcome, PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store import audit
 from store.schemas import (
+    DeclaredCompatibility,
     PartnerCreate,
     PartnerPublic,
     Runtime,
@@ -48,6 +66,7 @@ from store.tables import (
     CompatEntry,
     NotificationRow,
     Partner,
+    PartnerCompat,
     PendingAction,
     PolicyVersion,
     Process,
@@ -96,10 +115,9 @@ def create_partner(*, session: Session, partner: PartnerCreate) -> Partner:
         api_version=partner.api_version,
         runtime_name=partner.runtime.name,
         runtime_version=partner.runtime.version,
-        capabilities=list(partner.capabilities),
-        permissions=list(partner.permissions),
         created_at=utcnow(),
     )
+    _set_holdings(row, partner.holdings)
     session.add(row)
     try:
         session.commit()
@@ -125,7 +143,21 @@ def list_partners(
     return session.exec(query).all()
 
 
-def partner_public(row: Partner) -> PartnerPublic:
+def holdings(row: Partner) -> Holdings:
+    """What the partner holds: its grants and the permissions registered with it."""
+    return Holdings(
+        grants=tuple(Grant.model_validate(g) for g in row.grants),
+        registered=tuple(row.registered_permissions),
+    )
+
+
+def _set_holdings(row: Partner, held: Holdings) -> None:
+    row.grants = [g.model_dump(mode="json") for g in held.grants]
+    row.registered_permissions = list(held.registered)
+
+
+def partner_public(row: Partner, compatibility: Sequence[PartnerCompat] = ()) -> PartnerPublic:
+    held = holdings(row)
     return PartnerPublic(
         id=row.id,
         name=row.name,
@@ -134,8 +166,21 @@ def partner_public(row: Partner) -> PartnerPublic:
         os_version=row.os_version,
         api_version=row.api_version,
         runtime=Runtime(name=row.runtime_name, version=row.runtime_version),
-        capabilities=row.capabilities,
-        permissions=row.permissions,
+        capabilities=list(held.capabilities),
+        permissions=list(held.permissions),
+        grants=list(held.grants),
+        registered_permissions=list(held.registered),
+        compatibility=[
+            DeclaredCompatibility(
+                kind=c.kind,
+                name=c.name,
+                version=c.version,
+                release=c.release,
+                source=c.source,
+                declared_at=as_utc(c.declared_at) or c.declared_at,
+            )
+            for c in compatibility
+        ],
         created_at=as_utc(row.created_at) or row.created_at,
     )
 
@@ -511,7 +556,11 @@ def save_policy(*, session: Session, content: PolicyContent, actor: str) -> Poli
 # --- telemetry, grants and the compatibility matrix -----------------------------------------
 
 
-def add_telemetry(*, session: Session, partner_id: str, report: Telemetry) -> TelemetryReport:
+def add_telemetry(
+    *, session: Session, partner_id: str, report: Telemetry, reported_by: str, reporter_role: Role
+) -> TelemetryReport:
+    """Store one report with its reporter (a token id and its role): only the platform's
+    reports are evidence (E-7.1)."""
     row = TelemetryReport(
         partner_id=partner_id,
         period_start=report.period_start,
@@ -520,6 +569,9 @@ def add_telemetry(*, session: Session, partner_id: str, report: Telemetry) -> Te
         api_error_rate=report.api_error_rate,
         permission_usage=dict(report.permission_usage),
         deprecated_calls=report.deprecated_calls,
+        calls_by_version=dict(report.calls_by_version),
+        reported_by=reported_by,
+        reporter_role=reporter_role.value,
         recorded_at=utcnow(),
     )
     session.add(row)
@@ -556,7 +608,7 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
     return TierEvidence(
         telemetry=tuple(telemetry),
         violations=tuple(violations),
-        granted_permissions=tuple(partner.permissions) if partner else (),
+        granted_permissions=holdings(partner).permissions if partner else (),
     )
 
 
@@ -587,10 +639,12 @@ def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
 def telemetry_between(
     *, session: Session, partner_id: str, since: datetime, until: datetime
 ) -> list[Telemetry]:
-    """Reports whose period ended in (since, until], oldest first."""
+    """The platform's reports whose period ended in (since, until], oldest first. Reports by
+    anyone else (self-reported, from before reporters were recorded) are never evidence."""
     rows = session.exec(
         select(TelemetryReport)
         .where(col(TelemetryReport.partner_id) == partner_id)
+        .where(col(TelemetryReport.reporter_role) == Role.PLATFORM.value)
         .where(col(TelemetryReport.period_end) > since)
         .where(col(TelemetryReport.period_end) <= until)
         .order_by(col(TelemetryReport.period_end))
@@ -603,12 +657,14 @@ def telemetry_between(
             api_error_rate=r.api_error_rate,
             permission_usage=r.permission_usage,
             deprecated_calls=r.deprecated_calls,
+            calls_by_version=r.calls_by_version,
         )
         for r in rows
     ]
 
 
 def partner_state(row: Partner) -> PartnerState:
+    held = holdings(row)
     return PartnerState(
         partner_id=row.id,
         tier=row.tier,
@@ -616,35 +672,128 @@ def partner_state(row: Partner) -> PartnerState:
         api_version=row.api_version,
         runtime_name=row.runtime_name,
         runtime_version=row.runtime_version,
-        capabilities=tuple(row.capabilities),
-        permissions=tuple(row.permissions),
+        capabilities=held.capabilities,
+        permissions=held.permissions,
+        grants=held.grants,
     )
+
+
+def _locked_partner(session: Session, partner_id: str) -> Partner:
+    """The partner's row, locked for the transaction (after the audit chain's head: see
+    audit.lock)."""
+    partner = session.get(Partner, partner_id, with_for_update=True)
+    if partner is None:
+        session.rollback()
+        raise UnknownPartner(partner_id)
+    return partner
+
+
+def release_grants(*, session: Session, inp: ReleaseInput) -> bool:
+    """E-2.7: the release's governance update, with its audit event, once per key. The update
+    is computed here from what the partner holds *now* (read under the audit chain's lock, so
+    no other governed change lands in between): the approved grants added, exactly `removes`
+    taken away — before and after in the event. The partner's declared compatibility is stored
+    as its own (E-9.2); no tier and no platform row changes."""
+    audit.lock(session)
+    if audit.recorded(session, inp.event.key):
+        session.rollback()
+        return False
+    partner = _locked_partner(session, inp.partner_id)
+    before = holdings(partner)
+    after = governance_update(before, add=inp.add, removes=inp.removes)
+    changed = change(before, after)
+    declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
+    data = {**inp.event.data, **changed.model_dump(mode="json"), "declared": declared}
+    _append_audit(session, inp.event.model_copy(update={"data": data}))
+    _set_holdings(partner, after)
+    session.add(partner)
+    session.commit()
+    return True
 
 
 def apply_grant(*, session: Session, grant: GrantInput) -> bool:
-    """E-2.7: the governance update — the partner's tier and grants, and the matrix entries — in
-    one transaction with its audit event, so a retried activity applies it exactly once."""
-    event = grant.event
-    if not _append_audit(session, event):
-        return False
-    partner = session.get(Partner, grant.partner_id)
-    if partner is None:
+    """A release as runs released before E-2.7's decision sent it, in flight at a deploy: it
+    adds what it names (capabilities by name, permissions as registered ones) and moves neither
+    the tier nor a platform row; its compatibility is the partner's own. Once per key."""
+    audit.lock(session)
+    if audit.recorded(session, grant.event.key):
         session.rollback()
-        raise UnknownPartner(grant.partner_id)
-    partner.tier = grant.tier
-    partner.capabilities = list(grant.capabilities)
-    partner.permissions = list(grant.permissions)
-    session.add(partner)
-    _upsert_matrix(
-        session,
-        grant.compatibility,
-        source=event.workflow_id,
-        actor=event.actor,
-        audit_key=event.key,
-        at=event.at,
+        return False
+    partner = _locked_partner(session, grant.partner_id)
+    before = holdings(partner)
+    named = [
+        Grant(type=GrantType.CAPABILITY, name=n, kind=UNKNOWN_KIND)
+        for n in grant.capabilities
+        if n not in before.capabilities
+    ]
+    registered = tuple(dict.fromkeys((*before.registered, *grant.permissions)))
+    after = Holdings(grants=(*before.grants, *named), registered=registered)
+    declared = _declare(session, grant.partner_id, grant.event, "", grant.compatibility)
+    changed = change(before, after).model_dump(mode="json")
+    _append_audit(
+        session, grant.event.model_copy(update={"data": {**changed, "declared": declared}})
     )
+    _set_holdings(partner, after)
+    session.add(partner)
     session.commit()
     return True
+
+
+def _declare(
+    session: Session,
+    partner_id: str,
+    event: RecordEvent,
+    release: str,
+    refs: Sequence[PlatformRef],
+) -> list[dict[str, str]]:
+    """Store a release's or rollout's declared compatibility as the partner's own (E-9.2), once
+    per (process, entry). Returns what was declared, for the audit event."""
+    insert = insert_for(session)
+    out = []
+    for ref in refs:
+        stmt = (
+            insert(PartnerCompat)
+            .values(
+                partner_id=partner_id,
+                source=event.workflow_id,
+                release=release,
+                kind=ref.kind.value,
+                name=ref.name,
+                version=ref.version,
+                declared_at=event.at,
+                audit_key=event.key,
+            )
+            .on_conflict_do_nothing(index_elements=["source", "kind", "name", "version"])
+        )
+        session.execute(stmt)
+        out.append({"kind": ref.kind.value, "name": ref.name, "version": ref.version})
+    return out
+
+
+def compatibility_of(
+    *, session: Session, partner_ids: Sequence[str]
+) -> dict[str, list[PartnerCompat]]:
+    """`partner_compatibility` for a page of partners, in one query."""
+    out: dict[str, list[PartnerCompat]] = {}
+    if not partner_ids:
+        return out
+    rows = session.exec(
+        select(PartnerCompat)
+        .where(col(PartnerCompat.partner_id).in_(partner_ids))
+        .order_by(col(PartnerCompat.declared_at).desc(), col(PartnerCompat.id).desc())
+    ).all()
+    for row in rows:
+        out.setdefault(row.partner_id, []).append(row)
+    return out
+
+
+def partner_compatibility(*, session: Session, partner_id: str) -> Sequence[PartnerCompat]:
+    """What the partner's releases and rollouts declared they work with, newest first."""
+    return session.exec(
+        select(PartnerCompat)
+        .where(col(PartnerCompat.partner_id) == partner_id)
+        .order_by(col(PartnerCompat.declared_at).desc(), col(PartnerCompat.id).desc())
+    ).all()
 
 
 def _upsert_matrix(
@@ -747,9 +896,70 @@ def change_matrix(
     return changes
 
 
-def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[MatrixEntry]) -> bool:
-    """A process's matrix change (a migration's rollout): its audit event carries the changes,
-    once per event key."""
+def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[PlatformRef]) -> bool:
+    """A rollout's matrix entries as runs rolled out before E-9.2's decision sent them, in flight
+    at a deploy: stored as the partner's own compatibility — never the platform's rows — with
+    the event, once per key."""
+    audit.lock(session)
+    if audit.recorded(session, event.key):
+        session.rollback()
+        return False
+    declared = _declare(session, event.partner_id, event, "", entries)
+    _append_audit(session, event.model_copy(update={"data": {**event.data, "declared": declared}}))
+    session.commit()
+    return True
+
+
+PLATFORM_SEED = "platform-seed"
+
+
+def seed_platform_matrix(
+    *, session: Session, entries: Sequence[MatrixEntry]
+) -> list[dict[str, Any]]:
+    """The versions the product ships (store/platform-matrix.json), added where the matrix does
+    not list them yet — never changing a row that is there (TSC's later calls stand) — numbered
+    in the history and audited as the platform's. Nothing new → nothing written."""
+    audit.lock(session)
+    missing = [
+        e for e in entries if session.get(CompatEntry, (e.kind.value, e.name, e.version)) is None
+    ]
+    if not missing:
+        session.rollback()
+        return []
+    now = utcnow()
+    key = f"{PLATFORM_SEED}:v{matrix_version(session=session) + 1}"
+    changes = _upsert_matrix(
+        session, missing, source=PLATFORM_SEED, actor="kwanus", audit_key=key, at=now
+    )
+    audit.append(
+        session,
+        {
+            "key": key,
+            "at": now,
+            "recorded_at": now,
+            "workflow_id": PLATFORM_SEED,
+            "process": "matrix",
+            "process_id": str(changes[-1]["matrix_version"]),
+            "partner_id": "",
+            "event": "matrix_seeded",
+            "actor": "kwanus",
+            "stage": "",
+            "rules": ["E-9.1", "M-5.1"],
+            "data": {"changes": changes},
+        },
+    )
+    session.commit()
+    return changes
+
+
+def record_deprecation(*, session: Session, event: RecordEvent, notice: DeprecationNotice) -> bool:
+    """A deprecation notice on record (with its projection), and the version it deprecates marked
+    `deprecated` in the platform's matrix (M-5.1), in one transaction, once per key."""
+    audit.lock(session)
+    if audit.recorded(session, event.key):
+        session.rollback()
+        return False
+    entries = deprecated_by(notice, compatibility_matrix(session=session))
     changes = _upsert_matrix(
         session,
         entries,
@@ -758,11 +968,7 @@ def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[Mat
         audit_key=event.key,
         at=event.at,
     )
-    if not _append_audit(
-        session, event.model_copy(update={"data": {**event.data, "changes": changes}})
-    ):
-        session.rollback()
-        return False
+    _record(session, event.model_copy(update={"data": {**event.data, "matrix": changes}}))
     session.commit()
     return True
 
@@ -823,17 +1029,114 @@ def notifications(*, session: Session, partner_id: str) -> Sequence[Notification
 LIFECYCLE_FIELDS = ("tier", "os_version", "api_version", "runtime_name", "runtime_version")
 
 
-def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
-    """M-4.7: the partner's record takes the migration's target, with its audit event, once."""
-    if not _append_audit(session, inp.event):
-        return False
-    partner = session.get(Partner, inp.partner_id)
-    if partner is None:
+def _tier_change(
+    session: Session,
+    partner: Partner,
+    *,
+    migration_id: str,
+    target: str,
+    trigger: Trigger,
+    subtype: str,
+    origin: str | None,
+) -> TierChange:
+    """Judge a tier migration's move against the tier in effect now (E-7.1, E-7.2) and apply
+    it if it holds. An upgrade is governed when it is the migration an approved category-B
+    expansion of this partner started at its release."""
+    expansion = None
+    if origin:
+        row = get_process(session=session, workflow_id=origin)
+        if row is not None and row.kind == ProcessKind.EXPANSION.value and row.state:
+            expansion = ExpansionStatus.model_validate(row.state)
+    governed = expansion is not None and governed_upgrade(
+        same_partner=expansion.partner_id == partner.id,
+        category=expansion.category,
+        approved=expansion.decision is not None and expansion.decision.outcome is Outcome.APPROVED,
+        released=expansion.release is not None,
+        started=expansion.migration_id == migration_id,
+    )
+    decision = tier_move(
+        current=partner.tier,
+        target=target,
+        trigger=trigger,
+        subtype=subtype,
+        governed=governed,
+        policy=current_policy(session=session),
+    )
+    moved = TierChange(
+        before=partner.tier,
+        target=target,
+        applied=decision.allowed,
+        reasons=[f"{f.message} ({f.rule})" for f in decision.findings],
+    )
+    if decision.allowed:
+        partner.tier = target
+    return moved
+
+
+def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
+    """M-4.5: the rollout takes effect, once per key, in one transaction with its event (and
+    the projection): the partner's declared compatibility (E-9.2) and, for a tier migration,
+    the tier — judged against the tier in effect now. A retry after the commit answers from
+    the record."""
+    audit.lock(session)
+    done = audit_data(session=session, key=inp.event.key)
+    if done is not None:
         session.rollback()
-        raise UnknownPartner(inp.partner_id)
+        tier = done.get("tier_change")
+        return TierChange.model_validate(tier) if tier else None
+    partner = _locked_partner(session, inp.partner_id)
+    moved = None
+    if inp.tier is not None:
+        moved = _tier_change(
+            session,
+            partner,
+            migration_id=inp.event.process_id,
+            target=inp.tier,
+            trigger=inp.trigger,
+            subtype=inp.subtype,
+            origin=inp.origin,
+        )
+        session.add(partner)
+    declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
+    tier_change = moved.model_dump(mode="json") if moved else None
+    data = {**inp.event.data, "declared": declared, "tier_change": tier_change}
+    state = {**(inp.event.state or {}), "tier_change": tier_change}
+    _record(session, inp.event.model_copy(update={"data": data, "state": state}))
+    session.commit()
+    return moved
+
+
+def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
+    """M-4.7: the partner's record takes the migration's target, with its audit event, once. A
+    tier in the target (runs rolled out before the tier moved at rollout) is judged like a
+    rollout's (E-7.1, E-7.2): a rise not governed by a released category-B expansion, or a move
+    against the migration's direction, is not applied and says why in the event."""
+    audit.lock(session)
+    if audit.recorded(session, inp.event.key):
+        session.rollback()
+        return False
+    partner = _locked_partner(session, inp.partner_id)
+    data = dict(inp.event.data)
     for field in LIFECYCLE_FIELDS:
-        if field in inp.target:
-            setattr(partner, field, inp.target[field])
+        if field not in inp.target or field == "tier":
+            continue
+        setattr(partner, field, inp.target[field])
+    if "tier" in inp.target:
+        row = get_process(session=session, workflow_id=inp.event.workflow_id)
+        migration = MigrationStatus.model_validate(row.state) if row and row.state else None
+        if migration is None:
+            raise UnknownPartner(f"no record of {inp.event.workflow_id}")
+        moved = _tier_change(
+            session,
+            partner,
+            migration_id=migration.id,
+            target=inp.target["tier"],
+            trigger=migration.trigger,
+            subtype=migration.subtype,
+            origin=migration.origin,
+        )
+        data["tier_change"] = moved.model_dump(mode="json")
+    _append_audit(session, inp.event.model_copy(update={"data": data}))
     session.add(partner)
     session.commit()
     return True

@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from policy.grants import UNKNOWN_KIND, Grant, GrantType, Holdings
 from policy.types import Name, Permission, Version
 from policy.vocabulary import PartnerStatus, Role
 
@@ -38,8 +39,42 @@ class PartnerCreate(BaseModel):
     os_version: Version
     api_version: Version
     runtime: Runtime
-    capabilities: list[Name] = Field(default_factory=list, max_length=200)
-    permissions: list[Permission] = Field(default_factory=list, max_length=200)
+    capabilities: list[Name] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Capabilities held, by name only (recorded with kind `unknown`); `grants` "
+        "records them with their kind and permissions.",
+    )
+    grants: list[Grant] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Capabilities and integrations held, each with its kind and permissions.",
+    )
+    permissions: list[Permission] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Permissions registered with the partner, carried by no grant.",
+    )
+
+    @property
+    def holdings(self) -> Holdings:
+        named = [
+            Grant(type=GrantType.CAPABILITY, name=n, kind=UNKNOWN_KIND)
+            for n in self.capabilities
+            if n not in {g.name for g in self.grants}
+        ]
+        return Holdings(grants=(*self.grants, *named), registered=tuple(self.permissions))
+
+
+class DeclaredCompatibility(BaseModel):
+    """A platform version the partner's release (or rollout) declared it works with (E-9.2)."""
+
+    kind: str
+    name: str
+    version: str
+    release: str = Field(description="The version released or rolled out.")
+    source: str = Field(description="The release's expansion or the rollout's migration.")
+    declared_at: datetime
 
 
 class PartnerPublic(BaseModel):
@@ -52,8 +87,15 @@ class PartnerPublic(BaseModel):
     os_version: str
     api_version: str
     runtime: Runtime
-    capabilities: list[str]
-    permissions: list[str]
+    capabilities: list[str] = Field(description="The name of every grant held.")
+    permissions: list[str] = Field(
+        description="The permissions held: the grants' and the registered ones."
+    )
+    grants: list[Grant]
+    registered_permissions: list[str]
+    compatibility: list[DeclaredCompatibility] = Field(
+        description="What its releases and rollouts declared they work with, newest first."
+    )
     created_at: datetime
 
 

@@ -123,7 +123,13 @@ def matrix_review(
 ) -> tuple[list[MatrixProposal], list[str]]:
     """E-13.1 / M-10.1 compatibility update: entries no partner uses may be retired; a partner
     on a runtime the matrix does not list is fragmentation (E-9.2)."""
-    entries = list(session.exec(select(CompatEntry).order_by(col(CompatEntry.kind))).all())
+    entries = list(
+        session.exec(
+            select(CompatEntry).order_by(
+                col(CompatEntry.kind), col(CompatEntry.name), col(CompatEntry.version)
+            )
+        ).all()
+    )
     proposals = [
         MatrixProposal(
             kind=e.kind,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -32,8 +32,16 @@ class Partner(SQLModel, table=True):
     api_version: str = Field(max_length=32)
     runtime_name: str = Field(max_length=64)
     runtime_version: str = Field(max_length=32)
-    capabilities: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    permissions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    grants: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="Each capability or integration held: type, name, kind, permissions.",
+    )
+    registered_permissions: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="Permissions registered with the partner, carried by no grant.",
+    )
     created_at: datetime = _ts()
 
 
@@ -164,8 +172,9 @@ class PolicyVersion(SQLModel, table=True):
 
 
 class TelemetryReport(SQLModel, table=True):
-    """A partner's telemetry for one period (`POST /v1/partners/{id}/telemetry`): the evidence
-    monitoring (M-4.6), tier upgrades (E-7.1) and downgrade triggers (E-7.2) are judged on."""
+    """The platform's telemetry of a partner for one period (`POST /v1/partners/{id}/telemetry`,
+    role `platform`): the evidence monitoring (M-4.6), tier upgrades (E-7.1) and downgrade
+    triggers (E-7.2) are judged on."""
 
     __tablename__ = "telemetry_report"
     __table_args__ = (Index("ix_telemetry_partner_end", "partner_id", "period_end"),)
@@ -183,12 +192,20 @@ class TelemetryReport(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
     deprecated_calls: int = 0
+    calls_by_version: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    # Who reported it (E-7.1: evidence is what the platform reported). Reports from before
+    # reporters were recorded have none: self-reported, never evidence.
+    reported_by: str | None = Field(default=None, max_length=32)
+    reporter_role: str | None = Field(default=None, max_length=16)
     recorded_at: datetime = _ts()
 
 
 class CompatEntry(SQLModel, table=True):
-    """One row of the compatibility matrix (E-9, M-5): changed by releases, rollouts and TSC,
-    never silently — every change is also an audit event naming the process behind it."""
+    """One platform row of the compatibility matrix (E-9, M-5): changed only by TSC and platform
+    processes (the shipped seed, a deprecation notice), never silently — every change is also
+    an audit event naming who or what is behind it (E-9.2 Decision)."""
 
     __tablename__ = "compat_entry"
 
@@ -219,6 +236,29 @@ class CompatChange(SQLModel, table=True):
     at: datetime = _ts()
     source: str = Field(max_length=128, description="The process (workflow id) or the API.")
     actor: str = Field(max_length=64)
+    audit_key: str = Field(max_length=200, description="The audit event that carried it.")
+
+
+class PartnerCompat(SQLModel, table=True):
+    """A partner's own compatibility, as a release or a rollout declared it: a platform version
+    the partner's release works with (E-9.2 Decision). Never a platform row."""
+
+    __tablename__ = "partner_compat"
+    __table_args__ = (
+        UniqueConstraint("source", "kind", "name", "version", name="uq_partner_compat_decl"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    partner_id: str = Field(max_length=64, foreign_key="partner.id", index=True)
+    source: str = Field(max_length=128, description="The release's or rollout's workflow id.")
+    release: str = Field(max_length=64, description="The version released or rolled out.")
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=100)
+    version: str = Field(max_length=32)
+    declared_at: datetime = _ts()
     audit_key: str = Field(max_length=200, description="The audit event that carried it.")
 
 

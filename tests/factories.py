@@ -7,9 +7,13 @@ from typing import Any
 
 from kwanus.models import Awaiting, RecordEvent
 from policy.review import criteria_of
-from policy.vocabulary import Body, ProcessKind, ProcessStatus
+from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
 from store import repo
 from store.db import Database
+
+# A report as the platform makes it (E-7.1: only the platform's telemetry is evidence), for tests
+# that seed evidence where no API runs (the time-skipping server's clock is not the API's).
+PLATFORM_REPORT: dict[str, Any] = {"reported_by": "tok_platform", "reporter_role": Role.PLATFORM}
 
 
 def partner_body(partner_id: str = "acme", **changes: Any) -> dict[str, Any]:

@@ -136,7 +136,8 @@ async def test_incomplete_proposal_names_every_missing_field_and_starts_nothing(
     assert not await api.workflow_exists(f"expansion-{eid}")
     with api.db.session() as session:
         assert session.exec(select(Process)).all() == []
-        assert session.exec(select(AuditEvent)).all() == []
+        written = session.exec(select(AuditEvent).where(AuditEvent.partner_id != "")).all()
+        assert written == []  # (the platform's shipped matrix rows are the log's first)
 
 
 async def test_forbidden_items_refused_at_submission(api: Api) -> None:

@@ -5,39 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from kwanus.models import GrantInput
-from policy.evidence import MatrixEntry
-from store import repo
+from store.migrate import shipped_matrix
 from tests.apistack import Api, eventually, unique
-from tests.factories import event
 
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
-
-
-def seed_matrix(api: Api) -> None:
-    entries = [
-        MatrixEntry(kind="os", name="kwanus", version="5.0", status="supported"),
-        MatrixEntry(kind="api", name="kwanus", version="3.0", status="supported"),
-        MatrixEntry(kind="runtime", name="kwanus-runtime", version="3.0", status="supported"),
-    ]
-    with api.db.session() as session:
-        repo.apply_grant(
-            session=session,
-            grant=GrantInput(
-                event=event(f"seed:{unique('m')}"),
-                partner_id="acme",
-                tier="verified",
-                capabilities=[],
-                permissions=["orders:read"],
-                compatibility=entries,
-            ),
-        )
 
 
 async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     """M-4.1 to M-4.5 over HTTP with real tokens; the run is listed by `KwanusProcess`."""
     acme = await api.partner("acme")
-    seed_matrix(api)
     tsc = api.token("TSC")
     mid = unique("mig")
     body = {
@@ -82,19 +58,26 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     assert all(v["passed"] for v in state["validation"].values())
     unversioned = await api.http.post(f"{base}/rollout", json={}, headers=acme)
     assert unversioned.status_code == 422 and unversioned.json()["rule"] == "M-5.2"
-    retire = {"kind": "os", "name": "kwanus", "version": "4.2", "status": "deprecated"}
+    history = (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json()
+    os_42 = {"kind": "os", "name": "kwanus", "version": "4.2"}
+    retire = {**os_42, "status": "deprecated"}  # a partner's rollout never moves a platform row
     rollout = {"version": "5.0.0", "compatibility": [retire]}
+    resp = await api.http.post(f"{base}/rollout", json=rollout, headers=acme)
+    assert resp.status_code == 422 and "compatibility.0.status" in resp.json()["errors"]
+    unlisted = {"version": "5.0.0", "compatibility": [{**os_42, "version": "1.0"}]}
+    resp = await api.http.post(f"{base}/rollout", json=unlisted, headers=acme)
+    assert resp.status_code == 422 and resp.json()["rule"] == "E-9.2"  # E-9.2: nothing sent
+    moved = {"kind": "os", "name": "kwanus", "version": "5.0"}
+    rollout = {"version": "5.0.0", "compatibility": [moved]}
     assert (await api.http.post(f"{base}/rollout", json=rollout, headers=acme)).status_code == 200
     state = await eventually(lambda: at(None, "Monitoring"))
     assert state["fallback"]["active"]
-
-    async def matrix_followed() -> list[dict[str, Any]]:  # M-5.1: the rollout's matrix change
-        history = (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json()
-        return [h for h in history if h["source"] == f"migration-{mid}"]
-
-    changed = await eventually(matrix_followed)
-    assert changed and (changed[0]["version"], changed[0]["status"]) == ("4.2", "deprecated")
-    assert changed[0]["audit_key"] == f"migration-{mid}:matrix:rollout"
+    # M-5.1 / E-9.2: the partner's declared compatibility, not the platform's rows
+    assert (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json() == history
+    declared = (await api.http.get("/v1/partners/acme", headers=acme)).json()["compatibility"]
+    assert [(c["kind"], c["version"], c["source"]) for c in declared] == [
+        ("os", "5.0", f"migration-{mid}")
+    ]
 
     async def listed() -> list[str]:
         query = "KwanusProcess='migration' AND KwanusPartnerId='acme'"
@@ -136,7 +119,6 @@ async def test_migration_refusals_by_rule(api: Api) -> None:
 async def test_decline_over_http(api: Api) -> None:
     """M-2.2 optional: declined; M-2.3 forced: refused with the rule."""
     acme = await api.partner("acme")
-    seed_matrix(api)
     sco = api.token("SCO")
     forced, optional = unique("forced"), unique("optional")
     ok = await api.http.post(
@@ -156,10 +138,10 @@ async def test_decline_over_http(api: Api) -> None:
         json={
             "id": optional,
             "partner_id": "acme",
-            "trigger": "tier_upgrade",
+            "trigger": "tier_downgrade",
             "type": "tier",
-            "subtype": "upgrade",
-            "target": {"tier": "premier"},
+            "subtype": "downgrade",
+            "target": {"tier": "community"},
         },
         headers=acme,
     )
@@ -198,6 +180,8 @@ async def test_tsc_changes_the_matrix_with_a_reason(api: Api) -> None:
     resp = await api.http.put("/v1/compatibility-matrix", json=body, headers=tsc)
     assert resp.status_code == 200, resp.text
     matrix = resp.json()
-    assert matrix["version"] == 1 and entry in matrix["entries"]
+    version = len(shipped_matrix()) + 1  # after the shipped platform rows
+    assert matrix["version"] == version and entry in matrix["entries"]
     history = (await api.http.get("/v1/compatibility-matrix/history", headers=acme)).json()
-    assert history[0]["actor"] == "TSC" and history[0]["audit_key"] == "compatibility-matrix:v1"
+    assert history[0]["actor"] == "TSC"
+    assert history[0]["audit_key"] == f"compatibility-matrix:v{version}"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kwanus import schedules
-from kwanus.models import Awaiting, GrantInput
+from kwanus.models import Awaiting
 from policy.evidence import MatrixEntry, Telemetry
 from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo
@@ -22,7 +22,7 @@ from store.schemas import PartnerCreate
 from store.tables import utcnow
 from tests.apistack import Api, eventually, unique
 from tests.conftest import end_runs
-from tests.factories import event, partner_body, record_process
+from tests.factories import PLATFORM_REPORT, partner_body, record_process
 
 DAY = timedelta(days=1)
 
@@ -62,28 +62,17 @@ def seed(api: Api) -> dict[str, str]:
             repo.create_partner(
                 session=session, partner=PartnerCreate.model_validate(partner_body(pid, **changes))
             )
-        repo.apply_grant(
+        repo.change_matrix(  # TSC lists an old API version as deprecated
             session=session,
-            grant=GrantInput(
-                event=event("seed:matrix"),
-                partner_id="acme",
-                tier="verified",
-                capabilities=["orders-dashboard"],
-                permissions=["orders:read"],
-                compatibility=[
-                    MatrixEntry(kind="os", name="kwanus", version="4.2", status="supported"),
-                    MatrixEntry(kind="api", name="kwanus", version="2.1", status="supported"),
-                    MatrixEntry(kind="api", name="kwanus", version="1.0", status="deprecated"),
-                    MatrixEntry(
-                        kind="runtime", name="kwanus-runtime", version="3.0", status="supported"
-                    ),
-                ],
-            ),
+            entries=[MatrixEntry(kind="api", name="kwanus", version="1.0", status="deprecated")],
+            actor="TSC",
+            reason="1.0 is going",
         )
         for days_ago, success in ((150, 0.999), (120, 0.999), (60, 0.95), (30, 0.95)):
             end = now - days_ago * DAY
             repo.add_telemetry(
                 session=session,
+                **PLATFORM_REPORT,
                 partner_id="acme",
                 report=Telemetry(
                     period_start=end - 7 * DAY,
@@ -169,15 +158,11 @@ async def test_report_figures_match_the_store_and_bodies_sign_off(
     assert (review["total"], review["completed"], review["overdue"]) == (3, 1, ["m2"])
     held = {f["migration_id"]: f["until"][:19] for f in review["fallbacks_active"]}
     assert held == {m: until[:19] for m, until in fallbacks.items()}
-    assert figures["matrix_proposals"] == [
-        {
-            "kind": "api",
-            "name": "kwanus",
-            "version": "1.0",
-            "proposal": "retire",
-            "reason": "no partner uses it",
-        }
-    ]
+    unused = [(p["kind"], p["version"]) for p in figures["matrix_proposals"]]
+    assert unused == [("api", "1.0"), ("api", "3.0"), ("os", "5.0")]  # shipped, no one on it
+    assert {(p["proposal"], p["reason"]) for p in figures["matrix_proposals"]} == {
+        ("retire", "no partner uses it")
+    }
     assert figures["unlisted_runtimes"] == ["beta"]
     assert figures["lifecycle"]["tier"] == {"premier": 1, "verified": 1}
     trends = {t["partner_id"]: t["reasons"] for t in figures["sustainability"]}

@@ -9,30 +9,28 @@ from typing import Any
 
 from sqlmodel import SQLModel, delete
 
-from policy.evidence import Telemetry
 from policy.vocabulary import ProcessKind, ProcessStatus, Severity
-from store import repo
-from store.tables import Partner, PendingAction, Process, TelemetryReport, utcnow
+from store.tables import PendingAction, Process, TelemetryReport, utcnow
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body, record_process
+from tests.factories import partner_body, proposal_body, record_process
 
 DAY = timedelta(days=1)
 
 
-def report(api: Api, days_ago: int, success: float = 0.999, **usage: int) -> None:
+async def report(api: Api, days_ago: int, success: float = 0.999, **usage: int) -> None:
+    """The platform reports a week of acme's telemetry (E-7.1: the only evidence)."""
     end = utcnow() - days_ago * DAY
-    with api.db.session() as session:
-        repo.add_telemetry(
-            session=session,
-            partner_id="acme",
-            report=Telemetry(
-                period_start=end - 7 * DAY,
-                period_end=end,
-                workflow_success_rate=success,
-                api_error_rate=0.001,
-                permission_usage=usage or {"orders:read": 40},
-            ),
-        )
+    body = {
+        "period_start": (end - 7 * DAY).isoformat(),
+        "period_end": end.isoformat(),
+        "workflow_success_rate": success,
+        "api_error_rate": 0.001,
+        "permission_usage": usage or {"orders:read": 40},
+    }
+    resp = await api.http.post(
+        "/v1/partners/acme/telemetry", json=body, headers=api.token("platform")
+    )
+    assert resp.status_code == 201, resp.text
 
 
 def violation(api: Api, status: ProcessStatus) -> None:
@@ -66,7 +64,9 @@ async def test_upgrade_refused_for_each_condition_then_accepted(api: Api) -> Non
     """E-7.1: reliable workflows, clean compliance, minimal permissions — each checked against
     recorded data at submission, each failure named (the fourth, low risk, once assessed: see
     test_expansion_workflow); all holding, the proposal is accepted."""
-    acme = await api.partner("acme")
+    body = partner_body("acme", permissions=["orders:read", "orders:write"])
+    assert (await api.http.post("/v1/partners", json=body, headers=api.admin)).status_code == 201
+    acme = api.token("partner", "acme")
     upgrade = proposal_body(category="B", requested_tier="premier", migration_plan="dual run")
 
     async def refused() -> list[str]:
@@ -75,28 +75,22 @@ async def test_upgrade_refused_for_each_condition_then_accepted(api: Api) -> Non
         assert resp.json()["rule"] == "E-7.1"
         return sorted(resp.json()["errors"])
 
-    # Nothing on record: neither reliability nor the use of its grant is shown.
+    # Nothing on record: neither reliability nor the use of its grants is shown.
     assert await refused() == ["permissions_minimal", "workflows_reliable"]
     for days_ago in (7, 21, 42, 60):
-        report(api, days_ago, success=0.5 if days_ago == 60 else 0.999)
-    assert await refused() == ["workflows_reliable"]  # one bad month drags the mean down
+        await report(api, days_ago, success=0.5 if days_ago == 60 else 0.999)
+    # one bad month drags the mean down; orders:write is granted and never used
+    assert await refused() == ["permissions_minimal", "workflows_reliable"]
     forget(api, TelemetryReport)
     for days_ago in (7, 21, 42):
-        report(api, days_ago)
+        await report(api, days_ago)
+    assert await refused() == ["permissions_minimal"]
 
     violation(api, ProcessStatus.ACTIVE)
+    await report(api, 3, **{"orders:read": 5, "orders:write": 2})
     assert await refused() == ["compliance_clean"]  # an open remediation
     forget(api, Process, PendingAction)
 
-    with api.db.session() as session:
-        partner = session.get(Partner, "acme")
-        assert partner is not None
-        partner.permissions = ["orders:read", "orders:write"]  # write granted, never used
-        session.add(partner)
-        session.commit()
-    assert await refused() == ["permissions_minimal"]
-
-    report(api, 3, **{"orders:read": 5, "orders:write": 2})
     eid = unique("up")
     accepted = await api.http.post("/v1/expansions", json={**upgrade, "id": eid}, headers=acme)
     assert accepted.status_code == 202, accepted.text
@@ -117,9 +111,10 @@ async def test_instability_forces_one_downgrade(api: Api) -> None:
         "permission_usage": {"orders:read": 10},
     }
     healthy = {**bad, "workflow_success_rate": 0.999}
-    ok = await api.http.post("/v1/partners/acme/telemetry", json=healthy, headers=acme)
+    platform = api.token("platform")  # E-7.1: the evidence is the platform's
+    ok = await api.http.post("/v1/partners/acme/telemetry", json=healthy, headers=platform)
     assert ok.status_code == 201 and ok.json()["downgrade"] is None
-    resp = await api.http.post("/v1/partners/acme/telemetry", json=bad, headers=acme)
+    resp = await api.http.post("/v1/partners/acme/telemetry", json=bad, headers=platform)
     assert resp.status_code == 201, resp.text
     downgrade = resp.json()["downgrade"]
     assert downgrade["started"] and downgrade["trigger"] == "partner_instability"
@@ -133,7 +128,7 @@ async def test_instability_forces_one_downgrade(api: Api) -> None:
     state = await eventually(running)
     assert state and state["trigger_class"] == "forced" and state["target"] == {"tier": "community"}
     misuse = {**bad, "permission_usage": {"orders:write": 3}}
-    again = await api.http.post("/v1/partners/acme/telemetry", json=misuse, headers=acme)
+    again = await api.http.post("/v1/partners/acme/telemetry", json=misuse, headers=platform)
     second = again.json()["downgrade"]
     assert second["migration_id"] == mid and not second["started"]
     assert {f["field"] for f in second["findings"]} >= {"permission_misuse"}

@@ -17,6 +17,9 @@ from store.db import Database
 from store.migrate import upgrade
 from tests.factories import event
 
+# `kwanus db upgrade` seeds the shipped platform rows with one audit event: row 1 of a new log.
+SEEDED = 1
+
 
 def log(db: Database, n: int, prefix: str = "expansion-x") -> None:
     for i in range(n):
@@ -27,7 +30,7 @@ def log(db: Database, n: int, prefix: str = "expansion-x") -> None:
 def test_chain_verifies_and_names_the_first_break(db: Database) -> None:
     log(db, 5)
     with db.session() as session:
-        assert audit.verify(session).intact and audit.verify(session).rows == 5
+        assert audit.verify(session).intact and audit.verify(session).rows == SEEDED + 5
     if db.engine.dialect.name != "sqlite":
         pytest.skip("raw tampering is refused on PostgreSQL (next test)")
     with db.engine.begin() as conn:  # someone edits row 3 behind the application's back
@@ -76,7 +79,7 @@ def test_concurrent_appends_never_fork(db: Database) -> None:
         list(pool.map(write, range(40)))
     with db.session() as session:
         verdict = audit.verify(session)
-    assert verdict.intact and verdict.rows == 40
+    assert verdict.intact and verdict.rows == SEEDED + 40
 
 
 def test_migration_chains_an_existing_log(tmp_path: Path) -> None:
@@ -99,7 +102,7 @@ def test_migration_chains_an_existing_log(tmp_path: Path) -> None:
         log(database, 2, prefix="expansion-n")  # and new rows chain on
         with database.session() as session:
             verdict = audit.verify(session)
-        assert verdict.intact and verdict.rows == 5
+        assert verdict.intact and verdict.rows == 3 + SEEDED + 2
     finally:
         database.dispose()
 
@@ -114,7 +117,7 @@ def test_audit_verify_command(
     try:
         log(database, 3)
         assert main(["audit", "verify"]) == 0
-        assert "3 rows" in capsys.readouterr().out
+        assert f"{SEEDED + 3} rows" in capsys.readouterr().out
         with database.engine.begin() as conn:
             conn.execute(sa.text("UPDATE audit_event SET data = '{\"x\": 1}' WHERE seq = 2"))
         assert main(["audit", "verify"]) == 1

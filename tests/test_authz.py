@@ -13,7 +13,7 @@ import yaml
 from tests.apistack import Api
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
-ROLES = ("partner", "TSC", "SCO", "ERC", "CGB", "ops", "admin")
+ROLES = ("partner", "TSC", "SCO", "ERC", "CGB", "ops", "admin", "platform")
 INVALID = {"__not_a_field__": True}  # allowed callers get a 422, so nothing is started
 
 

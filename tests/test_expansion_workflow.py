@@ -47,9 +47,9 @@ from policy.vote import Vote
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
-from store.tables import AuditEvent, CompatEntry, Partner
+from store.tables import AuditEvent, Partner
 from tests.conftest import end_runs, running_worker
-from tests.factories import partner_body, proposal_body
+from tests.factories import PLATFORM_REPORT, partner_body, proposal_body
 from tests.histcheck import commands_on_step_opening
 from workflows.expansion import PartnerExpansion
 
@@ -235,6 +235,7 @@ def reliable_record(db: Database, now: datetime) -> None:
             end = now - weeks_ago * 7 * DAY
             repo.add_telemetry(
                 session=session,
+                **PLATFORM_REPORT,
                 partner_id="acme",
                 report=Telemetry(
                     period_start=end - 7 * DAY,
@@ -272,8 +273,8 @@ async def approve_all(run: Run) -> None:
 
 async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Database) -> None:
     """E-12.1: Proposal → Evaluation → Approval → Integration → Release → Monitoring → Review,
-    completed; E-2.7 the release grants and changes the matrix; E-2.1a a tier change starts its
-    migration; P-4 every event once."""
+    completed; E-2.7 the release grants (and moves no tier), E-9.2 its compatibility is the
+    partner's own; E-2.1a a tier change starts its migration; P-4 every event once."""
     run: Run = await start(category="B", requested_tier="premier", migration_plan="dual run")
     reliable_record(db, await run.env.get_current_time())  # E-7.1: the upgrade's evidence
     state = await run.at_step("reviews")
@@ -294,13 +295,17 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     now = await run.env.get_current_time()
     with db.session() as session:
         partner = session.get(Partner, "acme")
-        assert partner is not None and partner.tier == "premier"
-        assert "order-trends" in partner.capabilities
-        assert session.get(CompatEntry, ("runtime", "kwanus-runtime", "3.0")) is not None
+        assert partner is not None and partner.tier == "verified"  # the migration moves it
+        assert "order-trends" in repo.holdings(partner).capabilities
+        declared = repo.partner_compatibility(session=session, partner_id="acme")
+        assert [(d.kind, d.version, d.release) for d in declared] == [("runtime", "3.0", "1.0.0")]
+        history = repo.matrix_history(session=session)
+        assert {c.source for c in history} == {"platform-seed"}  # E-9.2: no platform row moved
         for week in range(13):
             end = now + week * 7 * DAY + 3 * DAY  # mid-week: inside each check's period
             repo.add_telemetry(
                 session=session,
+                **PLATFORM_REPORT,
                 partner_id="acme",
                 report=Telemetry(
                     period_start=end - 7 * DAY,
@@ -640,8 +645,9 @@ async def test_new_tier_lands_in_the_catalogue_at_release(
     start: Callable[..., Any], db: Database
 ) -> None:
     """E-7.3: a new tier, approved by the vote with its compatibility plan, lifecycle plan and
-    CGB's sustainability review, becomes a new policy version's tier at release — the partner
-    is granted it; running processes keep their version (P-5)."""
+    CGB's sustainability review, becomes a new policy version's tier at release, and the
+    release starts the migration to it (E-7.1: the tier moves at that migration's rollout);
+    running processes keep their version (P-5)."""
     run = await _new_tier_through_votes(start, db, "pass")
     await run.at_step("integration_plan")
     await run.partner_steps_to_release()
@@ -651,13 +657,15 @@ async def test_new_tier_lands_in_the_catalogue_at_release(
         policy = repo.current_policy(session=session)
         assert policy.version == 2 and policy.tier_names[:3] == ("community", "verified", "gold")
         partner = session.get(Partner, "acme")
-        assert partner is not None and partner.tier == "gold"
+        assert partner is not None and partner.tier == "verified"  # its migration moves it
     assert "tier_created" in run.events()
     migration = run.env.client.get_workflow_handle(f"migration-{(await run.state()).migration_id}")
     for _ in range(200):
-        if (await migration.query("status"))["step"] == "plan":
+        status = await migration.query("status")
+        if status["step"] == "plan":
             break
         await asyncio.sleep(0.05)
+    assert (status["trigger"], status["target"]) == ("tier_upgrade", {"tier": "gold"})
     await migration.terminate("tested elsewhere")
 
 

@@ -1,20 +1,27 @@
 """A hypothesis state machine over the governance API on the dev server: partners submit and
 withdraw, the bodies review and vote (approve or reject, sometimes twice, sometimes out of
-turn), CGB extends deadlines, SCO reports violations — in any order. After every step the
-invariants hold: a decided proposal never changes its decision, each body counts once (one
-review, one vote in the audit log), no step is taken out of stage (a process that has closed or
-moved past a stage never accepts that stage's step), and nothing answers with a 5xx."""
+turn), CGB extends deadlines, SCO reports violations, proposals are released (adding grants,
+removing one), a category-B upgrade goes through its migration, TSC changes and deprecates
+platform versions — and the partner tries every way around governance it has (its own tier
+upgrade, a "downgrade" upward, a tier on a required migration, its own telemetry, a platform
+status in its release) — in any order. After every step the invariants hold: a decided
+proposal never changes its decision, each body counts once (one review, one vote in the audit
+log), no step is taken out of stage, nothing answers with a 5xx, and (issue 15) a tier never
+rises but by the rollout of a released category-B expansion's migration (E-7.1), a grant
+disappears only through a governed process that names it in its audit event (E-2.7), and the
+platform's matrix rows change only by TSC, a deprecation notice or the shipped seed (E-9.2)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -24,13 +31,34 @@ from hypothesis.stateful import (
     rule,
 )
 
+from bench.drive import (
+    IMPLEMENTATION,
+    INTEGRATION_PLAN,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
+    RELEASE,
+    ROLLOUT,
+    Driver,
+    at_step,
+    review_all,
+    vote_all,
+)
 from policy.vocabulary import Body, ExpansionStage
 from store.tables import utcnow
 from tests.apistack import Api, unique
-from tests.factories import proposal_body
+from tests.factories import partner_body, proposal_body
 from tests.test_api_expansion import review
 
+DAY = timedelta(days=1)
 STAGES = [s.value for s in ExpansionStage]
+GRANTS = (("inventory-view", "inventory:read"), ("stock-alerts", "stock:read"))
+TIER_BYPASSES = (
+    "own upgrade",
+    "body upgrade",
+    "downgrade upward",
+    "required with a tier",
+    "forced upward",
+)
 STEP_STAGE = {"reviews": ExpansionStage.EVALUATION.value, "votes": ExpansionStage.APPROVAL.value}
 
 
@@ -51,12 +79,26 @@ def machine(
             """Every walk starts with one proposal driven to its vote, each step sent once its
             step is open — so what the closing assertion counts (a review and a vote accepted,
             a second one refused) is reached by rule, not by the timing of a random walk."""
-            self.partner = asyncio.run_coroutine_threadsafe(
-                api.partner(unique("gm")[:20].lower()), loop
-            ).result(timeout=30)
+            policy = call("GET", "/v1/policy", headers=api.admin).json()
+            if policy["max_open_proposals_per_partner"] < 100:  # released ones stay open
+                content = {k: v for k, v in policy.items() if k != "version"}
+                content["max_open_proposals_per_partner"] = 100
+                assert call("PUT", "/v1/policy", json=content, headers=api.admin).status_code == 200
+            self.pid = unique("gm")[:20].lower()
+            body = partner_body(self.pid, permissions=["orders:read", "customers:read"])
+            resp = call("POST", "/v1/partners", json=body, headers=api.admin)
+            assert resp.status_code == 201, resp.text
+            self.partner = api.token("partner", self.pid)
+            self.platform = api.token("platform")
             self.bodies = {b: api.token(b.value) for b in Body}
             self.decided: dict[str, dict[str, Any]] = {}
             self.started: list[str] = []
+            self.drive = Driver(api.http, api.admin)
+            self.audit_after = 0
+            self.events: list[dict[str, Any]] = []  # the partner's audit events so far
+            self.tier = "verified"
+            self.grants = set(self.held()["capabilities"])
+            self.report_use()
             eid = self.submit()
             self.awaited(eid, "reviews")
             for body in Body:
@@ -98,13 +140,235 @@ def machine(
             else:
                 assert resp.status_code in (403, 409, 422), resp.text
 
+        # --- helpers for the issue-15 rules ------------------------------------------------
+
+        def run(self, coro: Any, timeout: float = 300) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=timeout)
+
+        def held(self) -> dict[str, Any]:
+            resp = call("GET", f"/v1/partners/{self.pid}", headers=self.partner)
+            assert resp.status_code == 200, resp.text
+            data: dict[str, Any] = resp.json()
+            return data
+
+        def report_use(self) -> None:
+            """The platform reports three healthy weeks using every permission held (E-7.1's
+            evidence of reliable workflows and minimal permissions)."""
+            usage = dict.fromkeys(self.held()["permissions"], 5)
+            for weeks_ago in (1, 3, 5):
+                end = utcnow() - weeks_ago * 7 * DAY
+                report = {
+                    "period_start": (end - 7 * DAY).isoformat(),
+                    "period_end": end.isoformat(),
+                    "workflow_success_rate": 0.999,
+                    "api_error_rate": 0.001,
+                    "permission_usage": usage,
+                }
+                url = f"/v1/partners/{self.pid}/telemetry"
+                resp = call("POST", url, json=report, headers=self.platform)
+                assert resp.status_code == 201, resp.text
+
+        def approved(self, body: dict[str, Any]) -> str | None:
+            """Submit and take a proposal through reviews and votes (None: refused or not
+            approved)."""
+            eid = unique("gx")
+            resp = call("POST", "/v1/expansions", json={**body, "id": eid}, headers=self.partner)
+            seen[f"governed submit {resp.status_code}"] += 1
+            if resp.status_code != 202:
+                assert resp.status_code in (422, 429), resp.text
+                return None
+            self.started.append(eid)
+            d = self.drive
+            self.run(review_all(d, eid, self.bodies))
+            self.run(vote_all(d, eid, self.bodies, "approve"))
+            state = self.run(
+                d.until("expansions", eid, self.partner, lambda s: s["decision"] is not None)
+            )
+            if state["decision"]["outcome"] != "approved":
+                return None
+            return eid
+
+        def release(self, eid: str, release: dict[str, Any]) -> dict[str, Any]:
+            d = self.drive
+            for action, step, content in (
+                ("integration-plan", "integration_plan", INTEGRATION_PLAN),
+                ("implementation", "implementation", IMPLEMENTATION),
+            ):
+                self.run(
+                    d.step(
+                        "expansions",
+                        eid,
+                        action,
+                        content,
+                        self.partner,
+                        awaited=at_step(step),
+                        done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
+                    )
+                )
+            self.run(d.until("expansions", eid, self.partner, at_step("release")))
+            url = f"/v1/expansions/{eid}/release"
+            # E-9.2: a platform status, or a retired or unlisted version, is refused first
+            for bad in (
+                [{"kind": "os", "name": "kwanus", "version": "4.2", "status": "retired"}],
+                [{"kind": "os", "name": "kwanus", "version": "0.1"}],
+            ):
+                resp = call(
+                    "POST", url, json={**release, "compatibility": bad}, headers=self.partner
+                )
+                seen[f"bad declaration {resp.status_code}"] += 1
+                assert resp.status_code == 422, resp.text
+            resp = call("POST", url, json=release, headers=self.partner)
+            assert resp.status_code == 200, resp.text
+            state: dict[str, Any] = self.run(
+                d.until("expansions", eid, self.partner, lambda s: s["stage"] == "Monitoring")
+            )
+            return state
+
+        # --- issue 15: governed changes, and every way around them ---------------------
+
+        @rule(grant=st.sampled_from(GRANTS), remove=st.booleans())
+        def release_a_grant(self, grant: tuple[str, str], remove: bool) -> None:
+            """E-2.7: a release adds its grant; with `removes` it takes exactly one held grant."""
+            name, permission = grant
+            held = sorted(self.held()["capabilities"])
+            removes = [held[0]] if remove and held else []
+            body = proposal_body(
+                requested_tier=self.held()["tier"],
+                requested_capabilities=[
+                    {"name": name, "kind": "read_only", "permissions": [permission]}
+                ],
+                integrations=[],
+                removes=removes,
+                **({"migration_plan": "retire it with the release"} if removes else {}),
+            )
+            eid = self.approved(body)
+            if eid is None:
+                return
+            self.release(eid, RELEASE)
+            seen["released"] += 1
+
+        @rule()
+        def upgrade_through_governance(self) -> None:
+            """E-7.1: the one way up — a category-B proposal, approved and released, whose
+            migration rolls out."""
+            order = ["community", "verified", "premier", "strategic"]
+            tier = self.held()["tier"]
+            if tier == order[-1]:
+                return
+            self.report_use()
+            body = proposal_body(
+                category="B",
+                requested_tier=order[order.index(tier) + 1],
+                requested_capabilities=[],
+                integrations=[],
+                migration_plan="dual run",
+            )
+            eid = self.approved(body)
+            if eid is None:
+                return
+            mid = self.release(eid, RELEASE)["migration_id"]
+            d = self.drive
+            for action, content in (
+                ("plan", MIGRATION_PLAN),
+                ("implementation", IMPLEMENTATION),
+                ("documentation", MIGRATION_DOCS),
+            ):
+                self.run(
+                    d.step(
+                        "migrations",
+                        mid,
+                        action,
+                        content,
+                        self.partner,
+                        awaited=at_step(action),
+                        done=lambda s, f=action: s[f] is not None,  # type: ignore[misc]
+                    )
+                )
+            state = self.run(
+                d.until(
+                    "migrations",
+                    mid,
+                    self.partner,
+                    lambda s: s["step"] in ("rollout", "remediation"),
+                )
+            )
+            if state["step"] != "rollout":
+                seen["upgrade remediated"] += 1
+                return
+            resp = call("POST", f"/v1/migrations/{mid}/rollout", json=ROLLOUT, headers=self.partner)
+            assert resp.status_code == 200, resp.text
+            seen[f"upgrade rolled out {resp.json()['tier_change']['applied']}"] += 1
+
+        @rule(way=st.sampled_from(TIER_BYPASSES))
+        def tier_bypass(self, way: str) -> None:
+            """E-7.1, E-7.2, M-3.1: every other way to move a tier by hand is refused."""
+            tier = self.held()["tier"]
+            body: dict[str, Any] = {
+                "partner_id": self.pid,
+                "type": "tier",
+                "trigger": "tier_downgrade",
+                "subtype": "downgrade",
+                "target": {"tier": "strategic" if tier != "strategic" else tier},
+            }
+            who = self.partner
+            if way == "own upgrade":
+                body.update(trigger="tier_upgrade", subtype="upgrade")
+            elif way == "body upgrade":
+                body.update(trigger="tier_upgrade", subtype="upgrade")
+                who = self.bodies[Body.CGB]
+            elif way == "required with a tier":
+                body.update(trigger="api_deprecation", type="version", subtype="api")
+                who = self.bodies[Body.TSC]
+            elif way == "forced upward":
+                body.update(trigger="security_violation")
+                who = self.bodies[Body.SCO]
+            resp = call("POST", "/v1/migrations", json=body, headers=who)
+            seen[f"tier bypass {resp.status_code}"] += 1
+            assert resp.status_code == 422, (way, resp.text)
+
+        @rule(who=st.sampled_from(["partner", "ops"]))
+        def self_report(self, who: str) -> None:
+            """E-7.1: evidence is the platform's; a partner's (or ops') report is refused."""
+            end = utcnow()
+            report = {
+                "period_start": (end - 7 * DAY).isoformat(),
+                "period_end": end.isoformat(),
+                "workflow_success_rate": 1.0,
+                "api_error_rate": 0.0,
+            }
+            headers = self.partner if who == "partner" else api.token("ops")
+            url = f"/v1/partners/{self.pid}/telemetry"
+            resp = call("POST", url, json=report, headers=headers)
+            seen[f"self report {resp.status_code}"] += 1
+            assert resp.status_code == 403, resp.text
+
+        @rule(version=st.sampled_from(["3.0", "5.0"]))
+        def platform_changes(self, version: str) -> None:
+            """E-9.2: TSC and deprecation notices move platform rows; a partner cannot."""
+            entry = {"kind": "runtime", "name": "kwanus-runtime", "version": "2.0"}
+            change = {"entries": [{**entry, "status": "retired"}], "reason": "end of life"}
+            url = "/v1/compatibility-matrix"
+            assert call("PUT", url, json=change, headers=self.partner).status_code == 403
+            assert call("PUT", url, json=change, headers=self.bodies[Body.TSC]).status_code == 200
+            kind = "api" if version == "3.0" else "os"
+            notice = {
+                "id": unique("dep"),
+                "kind": kind,
+                "version": version,
+                "replacement": f"{version}.1",
+            }
+            resp = call("POST", "/v1/deprecations", json=notice, headers=self.bodies[Body.TSC])
+            assert resp.status_code == 202, resp.text
+            seen["platform changed by TSC and a notice"] += 1
+
         @rule(target=proposals)
         def submit_one(self) -> str:
             return self.submit()
 
         def submit(self) -> str:
             eid = unique("sm")
-            resp = call("POST", "/v1/expansions", json=proposal_body(id=eid), headers=self.partner)
+            body = proposal_body(id=eid, requested_tier=self.held()["tier"])  # E-3.2
+            resp = call("POST", "/v1/expansions", json=body, headers=self.partner)
             assert resp.status_code == 202, resp.text
             self.started.append(eid)
             return eid
@@ -184,6 +448,81 @@ def machine(
             resp = call("GET", "/v1/partners", headers=self.partner)
             return str(resp.json()[0]["id"])
 
+        def new_events(self) -> list[dict[str, Any]]:
+            """The partner's audit events written since the last look, in order."""
+            fresh: list[dict[str, Any]] = []
+            while True:
+                params = {"partner_id": self.pid, "after": self.audit_after, "limit": 500}
+                page = call("GET", "/v1/audit", params=params, headers=self.bodies[Body.TSC])
+                rows = page.json()
+                if not rows:
+                    break
+                fresh += rows
+                self.audit_after = rows[-1]["seq"]
+            self.events += fresh
+            return fresh
+
+        @invariant()
+        def governance_explains_tier_and_grants(self) -> None:
+            """E-7.1: the tier in effect is the last rollout's that moved it (the registration's
+            before), and every rise is the rollout of the migration a released category-B
+            expansion of this partner started. E-2.7: a grant gone is named as removed by the
+            governed process that took it."""
+            if not hasattr(self, "pid"):
+                return
+            fresh = self.new_events()
+            partner = self.held()
+            moved = [e for e in self.events if (e["data"].get("tier_change") or {}).get("applied")]
+            expected = moved[-1]["data"]["tier_change"]["target"] if moved else "verified"
+            assert partner["tier"] == expected, (partner["tier"], moved[-1:] or "registration")
+            order = ["community", "verified", "premier", "strategic"]
+            for e in moved:
+                change = e["data"]["tier_change"]
+                assert e["event"] == "rolled_out" and e["stage"] == "Rollout", e
+                if order.index(change["target"]) > order.index(change["before"]):
+                    eid = e["workflow_id"].removeprefix("migration-exp-")
+                    origin = [x for x in self.events if x["workflow_id"] == f"expansion-{eid}"]
+                    assert {"governance_update", "migration_started"} <= {
+                        x["event"] for x in origin
+                    }, e
+                    submitted = next(x for x in origin if x["event"] == "submitted")
+                    assert submitted["data"]["category"] == "B", submitted
+            self.tier = partner["tier"]
+            now = set(partner["capabilities"])
+            removed = {
+                name
+                for e in fresh
+                if e["event"] == "governance_update" and e["workflow_id"].startswith("expansion-")
+                for name in e["data"].get("removed", [])
+            }
+            gone = self.grants - now
+            assert gone <= removed, (gone, removed)
+            self.grants = now
+
+        @invariant()
+        def platform_rows_are_the_platforms(self) -> None:
+            """E-9.2: every platform row's history names TSC, a deprecation notice or the
+            shipped seed; the matrix is exactly what that history says."""
+            if not hasattr(self, "pid"):
+                return
+            history = call(
+                "GET",
+                "/v1/compatibility-matrix/history",
+                params={"limit": 500},
+                headers=self.partner,
+            ).json()
+            for change in history:
+                source = change["source"]
+                assert source in ("platform-seed", "compatibility-matrix") or source.startswith(
+                    "deprecation-"
+                ), change
+            latest: dict[tuple[str, str, str], str] = {}
+            for change in sorted(history, key=lambda c: c["matrix_version"]):
+                latest[(change["kind"], change["name"], change["version"])] = change["status"]
+            matrix = call("GET", "/v1/compatibility-matrix", headers=self.partner).json()
+            rows = {(e["kind"], e["name"], e["version"]): e["status"] for e in matrix["entries"]}
+            assert rows == latest
+
         @invariant()
         def decisions_never_change(self) -> None:
             for eid in getattr(self, "started", []):
@@ -212,6 +551,7 @@ def machine(
     return Governance
 
 
+@pytest.mark.timeout(480)  # a walk drives whole processes (releases, an upgrade's migration)
 async def test_governance_invariants_hold_in_any_order(
     api: Api, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -219,14 +559,21 @@ async def test_governance_invariants_hold_in_any_order(
     seen: Counter[str] = Counter()
     Governance = machine(api, loop, seen)
     Governance.TestCase.settings = settings(
-        max_examples=8,
-        stateful_step_count=15,
+        max_examples=int(os.environ.get("KWANUS_MACHINE_EXAMPLES", "8")),
+        stateful_step_count=int(os.environ.get("KWANUS_MACHINE_STEPS", "15")),
         deadline=None,
         database=None,
         derandomize=True,
+        # No shrinking: each step waits on real servers, so shrinking a failure would take
+        # hours; the failing walk is printed as found.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
     await asyncio.to_thread(Governance.TestCase().runTest)
     with capsys.disabled():
         print(f"\ngovernance state machine: steps answered {dict(sorted(seen.items()))}")
     assert seen["reviews 200"] and seen["reviews 409"] and seen["votes 200"] and seen["votes 409"]
+    # issue 15: the governed changes happened, and every bypass was tried and refused
+    assert seen["released"] and seen["upgrade rolled out True"], seen
+    assert seen["tier bypass 422"] and seen["self report 403"] and seen["bad declaration 422"]
+    assert seen["platform changed by TSC and a notice"], seen

@@ -23,12 +23,17 @@ from kwanus.models import (
     MatrixInput,
     MigrationStatus,
     NewTierInput,
+    NoticedInput,
     NoticeInput,
     Notification,
     PartnerStatusInput,
+    ReleaseInput,
+    RolloutInput,
 )
+from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
-from policy.evidence import MatrixEntry
+from policy.evidence import PlatformRef
+from policy.grants import Grant
 from policy.proposal import NewTier
 from policy.vocabulary import (
     MigrationStage,
@@ -47,6 +52,7 @@ from store.tables import (
     CompatChange,
     NotificationRow,
     Partner,
+    PartnerCompat,
     PendingAction,
     PolicyVersion,
     Process,
@@ -55,7 +61,7 @@ from store.tables import (
 from tests.factories import event, partner_body
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
-ENTRY = MatrixEntry(kind="api", name="kwanus", version="9.0", status="supported")
+ENTRY = PlatformRef(kind="api", name="kwanus", version="2.1")
 
 
 def calls(db: Database) -> dict[str, Callable[[], Any]]:
@@ -119,7 +125,47 @@ def calls(db: Database) -> dict[str, Callable[[], Any]]:
         ),
         "apply_lifecycle": lambda: mig.apply_lifecycle(
             LifecycleInput(
-                event=event("migration-i:lifecycle"), partner_id="acme", target={"tier": "premier"}
+                event=event("migration-i:lifecycle"),
+                partner_id="acme",
+                target={"os_version": "5.0"},
+            )
+        ),
+        "release_grants": lambda: gov.release_grants(
+            ReleaseInput(
+                event=event("expansion-i:governance_update"),
+                partner_id="acme",
+                add=[Grant(type="capability", name="c", kind="read_only", permissions=("o:read",))],
+                removes=["orders-dashboard"],
+                release="1.0.0",
+                declared=[ENTRY],
+            )
+        ),
+        "roll_out": lambda: mig.roll_out(
+            RolloutInput(
+                event=event(
+                    "migration-i:rollout",
+                    workflow_id="migration-i",
+                    process=ProcessKind.MIGRATION,
+                    process_id="i",
+                ),
+                partner_id="acme",
+                release="2.0.0",
+                declared=[ENTRY],
+                tier="community",
+                trigger=Trigger.TIER_DOWNGRADE,
+                subtype="downgrade",
+            )
+        ),
+        "record_deprecation": lambda: gov.record_deprecation(
+            NoticedInput(
+                event=event(
+                    "deprecation-i:noticed",
+                    workflow_id="deprecation-i",
+                    process=ProcessKind.DEPRECATION,
+                    process_id="i",
+                    partner_id="",
+                ),
+                notice=DeprecationNotice(kind="api", version="2.1", replacement="3.0"),
             )
         ),
     }
@@ -131,12 +177,16 @@ def effects(db: Database) -> dict[str, int]:
         def count(table: Any) -> int:
             return int(session.exec(select(func.count()).select_from(table)).one())
 
+        partner = session.get(Partner, "acme")
+        assert partner is not None
         return {
             "audit rows": count(AuditEvent),
             "matrix changes": count(CompatChange),
             "policy versions": count(PolicyVersion),
             "reports": count(StewardshipReport),
             "notifications": count(NotificationRow),
+            "declarations": count(PartnerCompat),
+            "partner": (partner.tier, partner.os_version, str(partner.grants)),
         }
 
 
@@ -151,6 +201,9 @@ def effects(db: Database) -> dict[str, int]:
         "compile_stewardship",
         "notify_partner",
         "apply_lifecycle",
+        "release_grants",
+        "roll_out",
+        "record_deprecation",
     ],
 )
 def test_each_writing_activity_has_one_effect(db: Database, name: str) -> None:
@@ -243,7 +296,11 @@ def test_notice_in_one_activity_writes_each_row_once(db: Database) -> None:
         results += list(pool.map(lambda _: activities.notice(inp), range(2)))
     assert all(r.permissions == ["orders:read"] and r.refused.allowed for r in results)
     with db.session() as session:
-        rows = session.exec(select(AuditEvent).order_by(col(AuditEvent.seq))).all()
+        rows = session.exec(
+            select(AuditEvent)
+            .where(col(AuditEvent.workflow_id) == "migration-n")
+            .order_by(col(AuditEvent.seq))
+        ).all()
         notes = session.exec(select(NotificationRow)).all()
         process = session.get(Process, "migration-n")
         inbox = session.exec(select(PendingAction)).all()
@@ -297,7 +354,7 @@ def test_notice_retried_after_its_commit_neither_notifies_again_nor_rereads(
     with db.session() as session:
         row = session.get(Partner, "acme")
         assert row is not None
-        row.permissions = ["orders:read", "orders:write", "invoices:read"]
+        row.registered_permissions = ["orders:read", "orders:write", "invoices:read"]
         session.add(row)
         session.commit()
     again = activities.notice(inp)
@@ -315,5 +372,6 @@ def test_notice_refusing_a_wider_fallback_records_nothing(db: Database) -> None:
     result = MigrationActivities(db).notice(notice_input())
     assert not result.refused.allowed and result.refused.rules == ["M-6.3"]
     with db.session() as session:
-        assert session.exec(select(AuditEvent)).all() == []
+        rows = session.exec(select(AuditEvent).where(col(AuditEvent.workflow_id) == "migration-n"))
+        assert rows.all() == []
         assert session.get(Process, "migration-n") is None

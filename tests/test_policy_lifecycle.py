@@ -25,7 +25,6 @@ from policy.expansion import (
     EXPANSION_STEWARDSHIP,
     MIGRATION_STEWARDSHIP,
     check_category,
-    governance_update,
     stewardship_signed_off,
 )
 from policy.forms import (
@@ -37,8 +36,10 @@ from policy.forms import (
     Release,
     Rollout,
 )
+from policy.grants import Grant, Holdings, governance_update
 from policy.migration import (
     NOTICE_ACTIONS,
+    Governing,
     add_months,
     check_fallback,
     check_fallback_period,
@@ -182,9 +183,7 @@ RELEASE: dict[str, object] = {
     "version": "1.4.0",
     "migration_guide": "docs/1.4",
     "fallback_behaviour": "1.3 kept read-only",
-    "compatibility": [
-        {"kind": "runtime", "name": "kwanus-runtime", "version": "3.1", "status": "supported"}
-    ],
+    "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.1"}],
 }
 
 
@@ -235,24 +234,37 @@ def test_category_shapes() -> None:
     assert rules(category="D", integrations=[], requested_capabilities=[]) == []
 
 
-def test_release_grants_what_was_approved() -> None:
-    """E-2.7: the governance update grants the requested tier, capabilities and permissions and
-    takes away what the proposal removes."""
-    partner = PartnerState(
-        partner_id="acme",
-        tier="verified",
-        os_version="4.2",
-        api_version="2.1",
-        runtime_name="kwanus-runtime",
-        runtime_version="3.0",
-        capabilities=("legacy-export",),
-        permissions=("orders:read", "legacy:read"),
+def test_release_adds_to_what_is_held_and_removes_exactly_what_it_names() -> None:
+    """E-2.7 (Decision): the governance update is what the partner holds plus what was
+    approved, minus exactly what `removes` names — a removed grant takes its permissions with
+    it unless another grant (or the registration) carries them — and moves no tier."""
+    held = Holdings(
+        grants=(
+            Grant(
+                type="capability",
+                name="legacy-export",
+                kind="read_only",
+                permissions=("legacy:read", "orders:read"),
+            ),
+            Grant(
+                type="capability",
+                name="customer-cards",
+                kind="read_only",
+                permissions=("customers:read",),
+            ),
+        ),
+        registered=("orders:read",),
     )
-    body = proposal_body(removes=["legacy-export", "legacy:read"], migration_plan="m")
-    updated = governance_update(partner, Proposal.model_validate(body))
-    assert updated.capabilities == ("order-trends", "orders-api")
-    assert updated.permissions == ("orders:read",)
-    assert updated.tier == "verified"
+    body = proposal_body(removes=["legacy-export"], migration_plan="m")
+    proposal = Proposal.model_validate(body)
+    updated = governance_update(held, add=proposal.grants, removes=proposal.removes)
+    assert updated.capabilities == ("customer-cards", "order-trends", "orders-api")
+    # legacy:read went with its grant; orders:read stays (registered, and the new grant's)
+    assert updated.permissions == ("customers:read", "orders:read")
+    again = governance_update(updated, add=proposal.grants, removes=[])
+    assert again == updated  # granted twice: held once
+    by_permission = governance_update(held, add=(), removes=["orders:read"])
+    assert by_permission.permissions == ("customers:read", "legacy:read")
 
 
 # --- tiers ----------------------------------------------------------------------------------
@@ -421,7 +433,6 @@ def request(**changes: object) -> list[str]:
         "type_": MigrationType.VERSION,
         "subtype": "api",
         "fallback_months": None,
-        "governing_expansion_approved": False,
         "policy": DEFAULT_POLICY,
     }
     args.update(changes)
@@ -434,21 +445,27 @@ def test_types_and_subtypes() -> None:
     workflow (trigger, handler, permission)."""
     assert request() == []
     assert request(subtype="upgrade") == ["M-3.1"]
-    assert request(trigger=Trigger.TIER_UPGRADE, type_=MigrationType.TIER, subtype="upgrade") == []
-    assert request(trigger=Trigger.RUNTIME_CHANGE, type_=MigrationType.TIER, subtype="upgrade") == [
-        "M-2.1"
-    ]
+    down = {"type_": MigrationType.TIER, "subtype": "downgrade", "current_tier": "premier"}
+    assert request(trigger=Trigger.TIER_DOWNGRADE, target={"tier": "verified"}, **down) == []
+    # a required trigger never moves a tier: not its type (M-2.1), not a downgrade (E-7.2)
+    runtime = {"trigger": Trigger.RUNTIME_CHANGE, "target": {"tier": "verified"}}
+    assert request(**runtime, **down) == ["E-7.2", "M-2.1"]
+    assert request(**runtime, type_=MigrationType.RUNTIME, subtype="extension") == ["M-3.1"]
 
 
 def test_permission_expansion_is_governed() -> None:
-    """M-3.2: a permission expansion needs an approved expansion proposal."""
+    """M-3.2: a permission expansion needs an approved expansion proposal; a capability
+    expansion migration names a released one."""
     args = {
-        "trigger": Trigger.CAPABILITY_EXPANSION,
+        "trigger": Trigger.PERMISSION_CHANGE,
         "type_": MigrationType.PERMISSION,
         "subtype": "governed_expansion",
     }
     assert request(**args) == ["M-3.2"]
-    assert request(**args, governing_expansion_approved=True) == []
+    assert request(**args, governed_by=Governing.APPROVED) == []
+    args["trigger"] = Trigger.CAPABILITY_EXPANSION
+    assert request(**args, governed_by=Governing.APPROVED) == ["M-3.2"]
+    assert request(**args, governed_by=Governing.RELEASED) == []
 
 
 def test_fallback_duration_boundaries() -> None:

@@ -106,6 +106,7 @@ def test_restricted_kinds_accepted_and_flagged() -> None:
     """E-6.2, E-8.2: write, advanced permissions, intelligence workflows are accepted but
     flagged for SCO."""
     body = proposal_body(
+        requested_tier="strategic",  # the tier whose catalogue holds intelligence workflows
         requested_capabilities=[{"name": "w", "kind": "write"}],
         integrations=[{"name": "ai", "kind": "intelligence_workflow"}],
     )
@@ -164,7 +165,8 @@ def test_unknown_tier_refused() -> None:
         Proposal.model_validate(proposal_body(requested_tier="platinum")), DEFAULT_POLICY
     )
     assert decision.rules == ["E-7.3"]
-    assert not check_profile(tier="platinum", permissions=[], policy=DEFAULT_POLICY).allowed
+    profile = check_profile(tier="platinum", permissions=[], grants=[], policy=DEFAULT_POLICY)
+    assert not profile.allowed
 
 
 def test_every_kind_is_classified() -> None:

@@ -18,19 +18,18 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import remediation_workflow_id
-from kwanus.models import Act, Actor, GrantInput, RemediationInput, RemediationStatus
+from kwanus.models import Act, Actor, RemediationInput, RemediationStatus
 from policy.document import DEFAULT_POLICY
-from policy.evidence import MatrixEntry
-from policy.forms import RemediationStep
+from policy.forms import RemediationStep, Rollout
 from policy.vocabulary import ProcessStatus, Role, Severity, Trigger
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Partner, Process
 from tests.conftest import end_runs, running_worker
-from tests.factories import event, partner_body
+from tests.factories import partner_body
 from tests.histcheck import commands_on_step_opening
-from tests.test_migration_workflow import Mig
+from tests.test_migration_workflow import Mig, _to_validation
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 
@@ -66,28 +65,6 @@ class Rem:
             partner = session.get(Partner, "acme")
             assert partner is not None
             return partner.status
-
-
-def with_matrix(opener: Any) -> None:
-    """The partner's OS, API and runtime supported: its forced migration can pass validation."""
-    with opener.db.session() as session:
-        repo.apply_grant(
-            session=session,
-            grant=GrantInput(
-                event=event("seed:matrix"),
-                partner_id="acme",
-                tier="premier",
-                capabilities=[],
-                permissions=["orders:read"],
-                compatibility=[
-                    MatrixEntry(kind="os", name="kwanus", version="4.2", status="supported"),
-                    MatrixEntry(kind="api", name="kwanus", version="2.1", status="supported"),
-                    MatrixEntry(
-                        kind="runtime", name="kwanus-runtime", version="3.0", status="supported"
-                    ),
-                ],
-            ),
-        )
 
 
 @pytest.fixture
@@ -209,9 +186,8 @@ async def test_unremediated_severe_violation_ends_in_a_lower_tier(
     open_remediation: Callable[..., Any],
 ) -> None:
     """E-7.2 / M-9.3: a severe violation is restricted at once; left unremediated past its
-    window, its forced tier-downgrade migration runs to completion (M-4.7) and only then is
-    the partner's tier the one below."""
-    with_matrix(open_remediation)
+    window, its forced tier-downgrade migration (validated against the shipped platform rows)
+    moves the partner to the tier below at its rollout (M-4.5), and runs to completion."""
     rem: Rem = await open_remediation(Severity.SEVERE)
     assert rem.partner_status() == "restricted"
     deadline = (await rem.state()).deadline
@@ -227,9 +203,13 @@ async def test_unremediated_severe_violation_ends_in_a_lower_tier(
         ),
         [],
     )
-    migration = await forced.through_rollout()
+    await _to_validation(forced)
+    await forced.at_step("rollout")
+    assert rem.tier() == "premier"  # not before the rollout
+    migration = await forced.send("rollout", Rollout(version="5.0.0"))
+    await forced.recorded("stage:Monitoring")
     assert migration.trigger is Trigger.COMPLIANCE_VIOLATION
-    assert rem.tier() == "premier"  # not before the migration completes
+    assert rem.tier() == "verified"  # M-4.5: the tier moves at the rollout
     assert migration.fallback.until is not None
     forced.healthy_telemetry_at(migration.fallback.until - timedelta(hours=1))
     # Skip by sleeping, not by awaiting the result: after this test's earlier sleep, the test

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from policy.evidence import MatrixEntry
+from policy.evidence import MatrixEntry, PlatformRef
 from policy.vocabulary import MatrixStatus, ProcessKind, ProcessStatus
 from store import repo
 from store.db import Database
-from store.migrate import upgrade
+from store.migrate import shipped_matrix, upgrade
+from store.repo import PLATFORM_SEED
 from store.schemas import PartnerCreate, TokenCreate
 from store.tables import ApiToken, AuditEvent, PendingAction, Process, utcnow
+from tests.conftest import BACKENDS, PG_URL, _pg_schema_url
 from tests.factories import event, partner_body
 
 
@@ -55,7 +60,7 @@ def test_record_event_retried_in_sequence_writes_once(db: Database) -> None:
             results.append(repo.record_event(session=session, event=event()))
     assert results == [True, False, False]
     with db.session() as session:
-        rows = session.exec(select(AuditEvent)).all()
+        rows = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == "expansion-x")).all()
         assert [r.key for r in rows] == ["expansion-x:submitted"]
         process = repo.get_process(session=session, workflow_id="expansion-x")
         assert process is not None and process.stage == "Proposal"
@@ -84,7 +89,9 @@ def test_an_older_event_landing_late_keeps_the_later_state(db: Database) -> None
         assert row is not None
         assert (row.status, row.stage) == (ProcessStatus.WITHDRAWN.value, "Proposal")
         assert session.exec(select(PendingAction)).all() == []
-        keys = session.exec(select(AuditEvent.key)).all()
+        keys = session.exec(
+            select(AuditEvent.key).where(AuditEvent.workflow_id == "expansion-x")
+        ).all()
         assert sorted(keys) == ["expansion-x:finished:declined", "expansion-x:stage:Evaluation"]
         later = declined.model_copy(
             update={"key": "expansion-x:reported", "at": t0 + timedelta(seconds=2), "stage": "Done"}
@@ -111,7 +118,8 @@ def test_record_event_concurrent_duplicates_write_once(db: Database) -> None:
         outcomes = list(pool.map(attempt, range(2)))
     assert sorted(outcomes) == [False, True]
     with db.session() as session:
-        assert len(session.exec(select(AuditEvent)).all()) == 1
+        rows = session.exec(select(AuditEvent).where(AuditEvent.workflow_id == "expansion-x"))
+        assert len(rows.all()) == 1
 
 
 def test_projection_follows_events_and_keeps_timezone(db: Database) -> None:
@@ -201,37 +209,115 @@ def test_policy_versions_stored_in_order(db: Database) -> None:
 
 
 def test_matrix_changes_are_numbered_and_audited(db: Database) -> None:
-    """E-9.1 / E-9.2 never silently: each changed entry gets the next matrix version and names
-    its source; an unchanged entry writes nothing; a retried process event applies once."""
+    """E-9.1 / E-9.2 never silently: the shipped platform rows are numbered first (source
+    `platform-seed`); each entry TSC changes gets the next matrix version and names its source;
+    an unchanged entry writes nothing; seeding again changes nothing; a rollout event from a run
+    recorded before E-9.2's decision, retried, is the partner's own declaration — the platform's
+    rows stay as they are."""
+    shipped = shipped_matrix()
     supported = MatrixEntry(kind="api", name="kwanus", version="2.1", status="supported")
+    assert supported in shipped
     deprecated = supported.model_copy(update={"status": MatrixStatus.DEPRECATED})
+    seeded = len(shipped)
     with db.session() as session:
+        repo.create_partner(session=session, partner=PartnerCreate(**partner_body("acme")))
+        assert [c.source for c in repo.matrix_history(session=session)] == [PLATFORM_SEED] * seeded
         first = repo.change_matrix(
-            session=session, entries=[supported], actor="TSC", reason="2.1 is out"
+            session=session, entries=[deprecated], actor="TSC", reason="2.1 is going"
         )
-        assert [c["matrix_version"] for c in first] == [1]
+        assert [c["matrix_version"] for c in first] == [seeded + 1]
         assert (
-            repo.change_matrix(session=session, entries=[supported], actor="TSC", reason="x") == []
+            repo.change_matrix(session=session, entries=[deprecated], actor="TSC", reason="x") == []
         )
+        assert repo.seed_platform_matrix(session=session, entries=shipped) == []
         rollout = event(
             "migration-m1:matrix:rollout",
             workflow_id="migration-m1",
             process=ProcessKind.MIGRATION,
             event="matrix_changed",
         )
+        legacy = PlatformRef(kind="api", name="kwanus", version="2.1")
         for _ in range(3):  # a retried activity
-            repo.update_matrix(session=session, event=rollout, entries=[deprecated])
+            repo.update_matrix(session=session, event=rollout, entries=[legacy])
         history = repo.matrix_history(session=session)
-        assert [(c.matrix_version, c.status, c.previous, c.source) for c in history] == [
-            (2, "deprecated", "supported", "migration-m1"),
-            (1, "supported", None, "compatibility-matrix"),
+        assert [(c.matrix_version, c.status, c.previous, c.source) for c in history[:1]] == [
+            (seeded + 1, "deprecated", "supported", "compatibility-matrix"),
         ]
-        assert repo.compatibility_matrix(session=session).version == 2
-        audit = session.exec(
-            select(AuditEvent).where(AuditEvent.key == "migration-m1:matrix:rollout")
-        ).one()
-        assert audit.data["changes"][0]["previous"] == "supported"
+        matrix = repo.compatibility_matrix(session=session)
+        assert matrix.version == seeded + 1
+        assert matrix.status_of(supported.kind, "kwanus", "2.1") is MatrixStatus.DEPRECATED
+        declared = repo.partner_compatibility(session=session, partner_id="acme")
+        assert [(d.kind, d.version, d.source) for d in declared] == [("api", "2.1", "migration-m1")]
         tsc = session.exec(
-            select(AuditEvent).where(AuditEvent.key == "compatibility-matrix:v1")
+            select(AuditEvent).where(AuditEvent.key == f"compatibility-matrix:v{seeded + 1}")
         ).one()
-        assert tsc.actor == "TSC" and tsc.data["reason"] == "2.1 is out"
+        assert tsc.actor == "TSC" and tsc.data["reason"] == "2.1 is going"
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema yet: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    schema = f"kwtest_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _pg_schema_url(PG_URL, schema)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_partners_registered_before_keep_their_grants_and_old_reports_are_not_evidence(
+    empty_url: str,
+) -> None:
+    """E-2.7 / E-7.1, migration 0010 on both databases: a partner registered before grants had
+    kinds keeps its capability names (kind `unknown`, no permissions) and its permissions (as
+    registered ones); a telemetry report stored before reporters were recorded has none — it
+    counts as self-reported and is never evidence."""
+    upgrade(empty_url, "0009")
+    db = Database(empty_url)
+    try:
+        end = datetime.now(UTC) - timedelta(days=1)
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO partner (id, name, tier, status, os_version, api_version, "
+                    "runtime_name, runtime_version, capabilities, permissions, created_at) VALUES "
+                    "('acme', 'Acme', 'verified', 'active', '4.2', '2.1', 'kwanus-runtime', "
+                    "'3.0', :caps, :perms, :at)"
+                ),
+                {
+                    "caps": '["orders-dashboard", "legacy-export"]',
+                    "perms": '["orders:read", "legacy:read"]',
+                    "at": end,
+                },
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO telemetry_report (partner_id, period_start, period_end, "
+                    "workflow_success_rate, api_error_rate, permission_usage, deprecated_calls, "
+                    "recorded_at) VALUES ('acme', :start, :end, 1.0, 0.0, '{}', 0, :end)"
+                ),
+                {"start": end - timedelta(days=7), "end": end},
+            )
+        upgrade(empty_url)
+        with db.session() as session:
+            row = repo.get_partner(session=session, partner_id="acme")
+            assert row is not None
+            held = repo.holdings(row)
+            assert [(g.name, g.kind, g.permissions) for g in held.grants] == [
+                ("orders-dashboard", "unknown", ()),
+                ("legacy-export", "unknown", ()),
+            ]
+            assert held.permissions == ("legacy:read", "orders:read")
+            assert repo.partner_public(row).capabilities == ["legacy-export", "orders-dashboard"]
+            evidence = repo.tier_evidence(session=session, partner_id="acme", now=datetime.now(UTC))
+            assert evidence.telemetry == ()  # self-reported: never evidence
+            assert evidence.granted_permissions == ("legacy:read", "orders:read")
+    finally:
+        db.dispose()

@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import DEPRECATION_WORKFLOW
     from kwanus.models import (
@@ -20,11 +21,14 @@ with workflow.unsafe.imports_passed_through():
         DeprecationInput,
         DeprecationProgress,
         DeprecationStatus,
+        NoticedInput,
     )
     from policy.vocabulary import ProcessKind, ProcessStatus
-    from workflows.common import ACTIVITY_RETRY, Ledger
+    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Ledger
 
 STAGE = "Fan-out"
+# Notices recorded before a notice marked its version deprecated in the matrix replay without.
+MATRIX_PATCH = "notice-deprecates-its-version"
 BATCH_TIMEOUT = timedelta(minutes=10)
 BATCH_HEARTBEAT = timedelta(seconds=60)
 
@@ -59,13 +63,7 @@ class DeprecationFanOut:
         progress = self.state.progress
         if inp.progress is None:  # the first run, not a continuation
             self.ledger.show(stage=STAGE, status=self.state.status, awaiting=[])
-            await self.ledger.emit(
-                "noticed",
-                "deprecation_noticed",
-                actor=inp.requested_by,
-                rules=["M-2.1", "M-4.1"],
-                data=inp.notice.model_dump(mode="json", exclude_none=True),
-            )
+            await self._noticed(inp)
         after = inp.after
         while True:
             result = await workflow.execute_activity_method(
@@ -104,6 +102,31 @@ class DeprecationFanOut:
             data=progress.model_dump(),
         )
         return self.state
+
+    async def _noticed(self, inp: DeprecationInput) -> None:
+        """M-2.1: the notice on record; M-5.1: with it, the platform's matrix marks the version
+        deprecated (platform rows change only by TSC and platform processes, E-9.2)."""
+        rules = ["M-2.1", "M-4.1"]
+        data = inp.notice.model_dump(mode="json", exclude_none=True)
+        if not workflow.patched(MATRIX_PATCH):
+            await self.ledger.emit(
+                "noticed", "deprecation_noticed", actor=inp.requested_by, rules=rules, data=data
+            )
+            return
+        event = self.ledger.now_event(
+            "noticed",
+            "deprecation_noticed",
+            actor=inp.requested_by,
+            rules=[*rules, "M-5.1"],
+            data=data,
+        )
+        await workflow.execute_activity_method(
+            GovernanceActivities.record_deprecation,
+            NoticedInput(event=event, notice=inp.notice),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="record the notice; mark its version deprecated",
+        )
 
     @workflow.query(name="status")
     def status(self) -> DeprecationStatus:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         GrantInput,
         MigrationInput,
         NewTierInput,
+        ReleaseInput,
         ReviewRecord,
         RiskInput,
         StepRecord,
@@ -36,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.document import Deadline
     from policy.evidence import PartnerState
-    from policy.expansion import governance_update
+    from policy.expansion import legacy_governance_update
     from policy.forms import (
         DeadlineExtension,
         ImplementationReport,
@@ -80,6 +81,9 @@ with workflow.unsafe.imports_passed_through():
 
 # Runs that were monitoring before the loop ran until a check covers the end replay without it.
 MONITORING_END_PATCH = "monitoring-covers-its-end"
+# Runs released before a release added to what the partner holds (and left the tier and the
+# platform's matrix alone) replay their `apply_grant`.
+RELEASE_PATCH = "release-adds-to-what-is-held"
 
 # Withdrawal is possible until the release is in (E-2.7 makes the change real).
 BEFORE_RELEASE = (
@@ -322,9 +326,11 @@ class PartnerExpansion:
         )
 
     async def _release(self) -> None:
-        """E-2.7: the versioned release is the governance update — grants, tier and the
-        compatibility matrix change here and only here (E-9.1); a tier change or an applicable
-        migration plan starts its migration."""
+        """E-2.7: the versioned release is the governance update — the approved grants added to
+        what the partner holds at release, exactly `removes` taken away, the partner's declared
+        compatibility stored as its own (E-9.2), never a platform row. The tier is not changed
+        here: a category B release starts the tier migration whose rollout moves it (E-7.1); an
+        applicable migration plan starts its migration too."""
         await self._enter(ExpansionStage.RELEASE)
         await self._partner_step(
             "release",
@@ -334,6 +340,55 @@ class PartnerExpansion:
         )
         assert self.state.release is not None
         release = self.state.release.body
+        proposal = self.inp.proposal
+        if proposal.new_tier is not None:  # E-7.3: into the catalogue, then migrated to
+            await workflow.execute_activity_method(
+                GovernanceActivities.add_tier,
+                NewTierInput(
+                    event=self.ledger.now_event(
+                        "new_tier",
+                        "tier_created",
+                        rules=["E-7.3"],
+                        data={"tier": proposal.new_tier.spec.name},
+                    ),
+                    new_tier=proposal.new_tier,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="add the new tier to the catalogue",
+            )
+        if workflow.patched(RELEASE_PATCH):
+            await workflow.execute_activity_method(
+                GovernanceActivities.release_grants,
+                ReleaseInput(
+                    event=self.ledger.now_event(
+                        "governance_update",
+                        "governance_update",
+                        rules=["E-2.7", "E-9.1", "E-9.2"],
+                        data={
+                            "version": release.version,
+                            "requested": [g.model_dump(mode="json") for g in proposal.grants],
+                            "removes": list(proposal.removes),
+                        },
+                    ),
+                    partner_id=self.inp.partner_id,
+                    add=list(proposal.grants),
+                    removes=list(proposal.removes),
+                    release=release.version,
+                    declared=list(release.compatibility),
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+                summary="governance update",
+            )
+        else:
+            await self._legacy_grant(release)
+        if proposal.migration_plan_required:
+            await self._start_migration()
+
+    async def _legacy_grant(self, release: Release) -> None:
+        """The release's update as runs released before RELEASE_PATCH recorded it (replay only:
+        a live run takes the patched path)."""
         before = PartnerState(
             partner_id=self.inp.partner_id,
             tier=self.inp.partner_tier,
@@ -342,30 +397,13 @@ class PartnerExpansion:
             runtime_name="",
             runtime_version="",
         )
-        granted = governance_update(before, self.inp.proposal)
-        if self.inp.proposal.new_tier is not None:  # E-7.3: into the catalogue, then granted
-            await workflow.execute_activity_method(
-                GovernanceActivities.add_tier,
-                NewTierInput(
-                    event=self.ledger.now_event(
-                        "new_tier",
-                        "tier_created",
-                        rules=["E-7.3"],
-                        data={"tier": self.inp.proposal.new_tier.spec.name},
-                    ),
-                    new_tier=self.inp.proposal.new_tier,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="add the new tier to the catalogue",
-            )
+        granted = legacy_governance_update(before, self.inp.proposal)
         await workflow.execute_activity_method(
             GovernanceActivities.apply_grant,
             GrantInput(
                 event=self.ledger.now_event(
                     "governance_update",
                     "governance_update",
-                    actor="system",
                     rules=["E-2.7", "E-9.1"],
                     data={
                         "version": release.version,
@@ -386,8 +424,6 @@ class PartnerExpansion:
             retry_policy=ACTIVITY_RETRY,
             summary="governance update",
         )
-        if self.inp.proposal.migration_plan_required:
-            await self._start_migration()
 
     async def _monitoring(self) -> None:
         """Stage 6: the partner's telemetry checked periodically over the policy's monitoring
@@ -889,7 +925,9 @@ class PartnerExpansion:
         """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
         ID from the proposal, linked (not a child): it outlives this run."""
         proposal = self.inp.proposal
-        if proposal.category is Category.TIER and proposal.requested_tier in self.policy.tier_names:
+        # A new tier (E-7.3) is in the catalogue since this release, not in the run's policy.
+        known = proposal.requested_tier in self.policy.tier_names or proposal.new_tier is not None
+        if proposal.category is Category.TIER and known:
             up = is_upgrade(proposal, self.inp.partner_tier, self.policy)
             trigger = Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE
             type_, subtype = MigrationType.TIER, "upgrade" if up else "downgrade"

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RemediationClosed,
         RemediationInput,
         RemediationLink,
+        RolloutInput,
         StepRecord,
         ValidationInput,
     )
@@ -56,7 +57,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.remediation import deadline as remediation_deadline
     from policy.remediation import validation_severity
-    from policy.vocabulary import VALIDATION_CHECKS, MigrationStage, ProcessKind, ProcessStatus
+    from policy.vocabulary import (
+        VALIDATION_CHECKS,
+        MigrationStage,
+        MigrationType,
+        ProcessKind,
+        ProcessStatus,
+    )
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -75,6 +82,9 @@ NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
 # Runs noticed before this change replay their five activities (notify, read the partner, record
 # `notice`, record the move to Plan); new runs do it in one (bench/RESULTS.md, fan-out).
 NOTICE_PATCH = "notice-in-one-activity"
+# Runs rolled out before a rollout took effect with its record (tier, declared compatibility)
+# replay their `record_event` and `update_matrix`.
+ROLLOUT_PATCH = "rollout-takes-effect"
 
 
 class _Ended(Exception):
@@ -440,6 +450,12 @@ class PartnerMigration:
         assert decision.allowed, decision
         await self._enter(MigrationStage.COMPLETION)
         self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
+        # A tier moved at the rollout (M-4.5) is not moved again: it may have moved since.
+        target = {
+            k: v
+            for k, v in self.inp.target.items()
+            if not (k == "tier" and self.state.tier_change is not None)
+        }
         await workflow.execute_activity_method(
             MigrationActivities.apply_lifecycle,
             LifecycleInput(
@@ -447,10 +463,10 @@ class PartnerMigration:
                     "lifecycle",
                     "lifecycle_updated",
                     rules=["M-4.7"],
-                    data={"target": self.inp.target},
+                    data={"target": target},
                 ),
                 partner_id=self.inp.partner_id,
-                target=self.inp.target,
+                target=target,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -487,6 +503,39 @@ class PartnerMigration:
     @workflow.update(name="rollout")
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
         self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        if not workflow.patched(ROLLOUT_PATCH):
+            return await self._legacy_rollout(act)
+        # M-4.5: the rollout takes effect with its record — the partner's declared
+        # compatibility (E-9.2) and a tier migration's tier, judged against the tier now
+        # (E-7.1, E-7.2); the fallback stays until completion.
+        tier = self.inp.target.get("tier") if self.inp.type_ is MigrationType.TIER else None
+        event = self.ledger.now_event(
+            "rollout",
+            "rolled_out",
+            actor=act.actor.name,
+            rules=["M-4.5", "M-5.2", "E-9.2"] + (["E-7.1", "E-7.2"] if tier else []),
+            data={"version": act.body.version, "fallback_active": self.state.fallback.active},
+        )
+        self.state.tier_change = await workflow.execute_activity_method(
+            MigrationActivities.roll_out,
+            RolloutInput(
+                event=event,
+                partner_id=self.inp.partner_id,
+                release=act.body.version,
+                declared=list(act.body.compatibility),
+                tier=tier,
+                trigger=self.inp.trigger,
+                subtype=self.inp.subtype,
+                origin=self.inp.origin,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+            summary="roll out" + (f": tier {tier}" if tier else ""),
+        )
+        return self.state
+
+    async def _legacy_rollout(self, act: Act[Rollout]) -> MigrationStatus:
+        """The rollout as runs rolled out before ROLLOUT_PATCH recorded it (replay only)."""
         await self.ledger.emit(
             "rollout",
             "rolled_out",
@@ -494,14 +543,14 @@ class PartnerMigration:
             rules=["M-4.5", "M-5.2"],
             data={"version": act.body.version, "fallback_active": self.state.fallback.active},
         )
-        if act.body.compatibility:  # M-5.1: the matrix follows the rollout, never silently
+        if act.body.compatibility:
             await workflow.execute_activity_method(
                 GovernanceActivities.update_matrix,
                 MatrixInput(
                     event=self.ledger.now_event(
                         "matrix:rollout", "matrix_changed", actor=act.actor.name, rules=["M-5.1"]
                     ),
-                    entries=act.body.compatibility,
+                    entries=list(act.body.compatibility),
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, Limit, Principal, SessionDep, require
+from api.deps import CurrentPrincipal, Limit, Principal, SessionDep, platform_may, require
 from api.problems import Problem
 from policy.evidence import CompatibilityMatrix, MatrixEntry
 from policy.types import Text
@@ -42,6 +42,7 @@ class MatrixChangeRecord(BaseModel):
 
 
 @router.get("", response_model=CompatibilityMatrix)
+@platform_may
 def get_matrix(_: CurrentPrincipal, session: SessionDep) -> CompatibilityMatrix:
     """OS, API and runtime versions, each supported, deprecated or retired; `version` counts
     the changes so far."""
@@ -63,6 +64,7 @@ def change_matrix(
 
 
 @router.get("/history", response_model=list[MatrixChangeRecord])
+@platform_may
 def matrix_history(
     _: CurrentPrincipal,
     session: SessionDep,

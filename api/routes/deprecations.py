@@ -59,7 +59,6 @@ async def notify_deprecation(
         type_=kind.type_,
         subtype=kind.subtype,
         fallback_months=notice.fallback_months,
-        governing_expansion_approved=False,
         policy=policy,
     )
     if not refusal.allowed:

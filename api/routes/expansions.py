@@ -35,6 +35,7 @@ from api.processes import (
 )
 from kwanus import contract
 from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
+from policy.compatibility import check_declared
 from policy.decisions import Decision
 from policy.expansion import check_category
 from policy.forms import (
@@ -43,9 +44,10 @@ from policy.forms import (
     IntegrationPlan,
     OutcomeReview,
     Plans,
-    Release,
+    ReleaseRequest,
     Withdrawal,
 )
+from policy.grants import check_removes
 from policy.proposal import Proposal, check_submission
 from policy.review import Review
 from policy.tiers import is_upgrade, upgrade_evidence
@@ -88,7 +90,9 @@ async def submit_expansion(
     if partner is None:
         raise not_found("partner")
     decision = Decision.merge(
-        check_submission(proposal, policy), check_category(proposal, partner.tier)
+        check_submission(proposal, policy),
+        check_category(proposal, partner.tier),
+        check_removes(proposal.removes, repo.holdings(partner)),
     )
     if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
         evidence = await run_in_threadpool(
@@ -257,13 +261,29 @@ async def implementation(
 @router.post("/{expansion_id}/release", response_model=ExpansionStatus)
 async def release(
     expansion_id: str,
-    body: Release,
+    body: ReleaseRequest,
     principal: PartnerDep,
     session: SessionDep,
     client: TemporalDep,
 ) -> ExpansionStatus:
-    """The versioned release: the governance update happens here (partner; E-2.7, E-9.1)."""
-    return await _step(client, session, principal, expansion_id, "release", body)
+    """The versioned release (partner): the governance update happens here — the approved
+    grants added to what the partner holds, only `removes` taken away (E-2.7). `compatibility`
+    names the platform versions the release works with, stored as the partner's own; a version
+    the matrix does not list, or has retired, is refused (E-9.2)."""
+    workflow_id = contract.expansion_workflow_id(expansion_id)
+    return await send_step(
+        client,
+        session,
+        principal,
+        workflow_id,
+        "release",
+        body,
+        ExpansionStatus,
+        "expansion",
+        judge=lambda: check_declared(
+            "compatibility", body.compatibility, repo.compatibility_matrix(session=session)
+        ),
+    )
 
 
 @router.post("/{expansion_id}/outcome-review", response_model=ExpansionStatus)

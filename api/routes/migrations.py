@@ -34,15 +34,16 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
+from kwanus.models import ExpansionStatus, MigrationInput, MigrationStatus, canonical_sha256
+from policy.compatibility import check_declared
 from policy.forms import (
     ImplementationReport,
     MigrationDocumentation,
     MigrationPlan,
-    Rollout,
+    RolloutRequest,
     Withdrawal,
 )
-from policy.migration import check_request, trigger_class
+from policy.migration import Governing, check_request, governing, trigger_class
 from policy.vocabulary import (
     MigrationStage,
     MigrationType,
@@ -95,38 +96,42 @@ async def start_migration(
 ) -> Accepted:
     """Start a migration (TSC, SCO, CGB, admin; a partner only for an optional trigger on
     itself, M-2.2). Refused with 422 naming the rule when the type, trigger, fallback or
-    governance do not fit (M-3.1, M-3.2, M-6.2)."""
+    governance do not fit (M-3.1, M-3.2, M-6.2) — and whenever it would move a tier other than
+    by governance: no one starts a tier upgrade by hand (E-7.1: an approved category B
+    proposal's release starts it); a tier target only on a tier migration going down — the
+    partner's own `tier_downgrade` or a forced one (E-7.2, M-2.2, M-2.3)."""
     if principal.role is Role.PARTNER:
         principal.ensure_sees(body.partner_id, "partner")
         if trigger_class(body.trigger) is not TriggerClass.OPTIONAL:
             raise Problem(403, "a partner starts only optional migrations (M-2.2)", rule="M-2.2")
     elif principal.role not in STARTERS:
         raise Problem(403, f"role {principal.role.value} may not start migrations")
-    if (
-        await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
-        is None
-    ):
+    partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
+    if partner is None:
         raise not_found("partner")
-    governed = False
+    governed_by = Governing.NONE
     if body.expansion_id:
         row = await run_in_threadpool(
             repo.get_process,
             session=session,
             workflow_id=contract.expansion_workflow_id(body.expansion_id),
         )
-        decision = (row.state or {}).get("decision") if row else None
-        governed = bool(
-            row
-            and row.partner_id == body.partner_id
-            and decision
-            and decision.get("outcome") == Outcome.APPROVED.value
-        )
+        if row is not None and row.state:
+            expansion = ExpansionStatus.model_validate(row.state)
+            governed_by = governing(
+                same_partner=expansion.partner_id == body.partner_id,
+                approved=expansion.decision is not None
+                and expansion.decision.outcome is Outcome.APPROVED,
+                released=expansion.release is not None,
+            )
     refusal = check_request(
         trigger=body.trigger,
         type_=body.type,
         subtype=body.subtype,
         fallback_months=body.fallback_months,
-        governing_expansion_approved=governed,
+        governed_by=governed_by,
+        target=body.target,
+        current_tier=partner.tier,
         policy=policy,
     )
     if not refusal.allowed:
@@ -258,13 +263,29 @@ async def documentation(
 @router.post("/{migration_id}/rollout", response_model=MigrationStatus)
 async def rollout(
     migration_id: str,
-    body: Rollout,
+    body: RolloutRequest,
     principal: PartnerDep,
     session: SessionDep,
     client: TemporalDep,
 ) -> MigrationStatus:
-    """The versioned rollout; the fallback stays (partner; M-4.5, M-5.2)."""
-    return await _step(client, session, principal, migration_id, "rollout", body)
+    """The versioned rollout (partner; M-4.5, M-5.2): a tier migration's tier moves here, and
+    the fallback stays until completion. `compatibility` names the platform versions it works
+    with, stored as the partner's own; a version the matrix does not list, or has retired, is
+    refused (E-9.2)."""
+    workflow_id = contract.migration_workflow_id(migration_id)
+    return await send_step(
+        client,
+        session,
+        principal,
+        workflow_id,
+        "rollout",
+        body,
+        MigrationStatus,
+        "migration",
+        judge=lambda: check_declared(
+            "compatibility", body.compatibility, repo.compatibility_matrix(session=session)
+        ),
+    )
 
 
 @router.post("/{migration_id}/decline", response_model=MigrationStatus)

@@ -12,10 +12,12 @@ from api.deps import (
     AdminDep,
     CurrentPrincipal,
     Limit,
+    PlatformDep,
     PolicyDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
+    platform_may,
 )
 from api.problems import Problem, not_found
 from api.processes import start_once
@@ -26,7 +28,7 @@ from policy.evidence import Telemetry
 from policy.partners import check_profile
 from policy.remediation import forced_downgrade
 from policy.tiers import telemetry_downgrade
-from policy.vocabulary import MigrationStage, ProcessKind, Role, Trigger
+from policy.vocabulary import MigrationStage, ProcessKind, Trigger
 from store import repo
 from store.schemas import PartnerCreate, PartnerPublic
 from store.tables import utcnow
@@ -39,7 +41,9 @@ def register_partner(
     body: PartnerCreate, _: AdminDep, session: SessionDep, policy: PolicyDep
 ) -> PartnerPublic:
     """Register a partner (admin)."""
-    decision = check_profile(tier=body.tier, permissions=body.permissions, policy=policy)
+    decision = check_profile(
+        tier=body.tier, permissions=body.permissions, grants=body.grants, policy=policy
+    )
     if not decision.allowed:
         raise Problem.refused(decision, "the partner profile breaks a governance rule")
     try:
@@ -50,6 +54,7 @@ def register_partner(
 
 
 @router.get("", response_model=list[PartnerPublic])
+@platform_may
 def list_partners(
     principal: CurrentPrincipal,
     session: SessionDep,
@@ -60,17 +65,23 @@ def list_partners(
 ) -> list[PartnerPublic]:
     """List partners by id (keyset pages); a partner sees only itself."""
     rows = repo.list_partners(session=session, after=after, limit=limit, only=principal.partner_id)
-    return [repo.partner_public(r) for r in rows]
+    declared = repo.compatibility_of(session=session, partner_ids=[r.id for r in rows])
+    return [repo.partner_public(r, declared.get(r.id, ())) for r in rows]
 
 
 @router.get("/{partner_id}", response_model=PartnerPublic)
+@platform_may
 def get_partner(partner_id: str, principal: CurrentPrincipal, session: SessionDep) -> PartnerPublic:
-    """One partner's profile, including its tier and status."""
+    """One partner's profile: its tier and status, what it holds (`grants`, each with its kind
+    and permissions; `permissions`, those in effect) and the compatibility its releases and
+    rollouts declared."""
     principal.ensure_sees(partner_id, "partner")
     row = repo.get_partner(session=session, partner_id=partner_id)
     if row is None:
         raise not_found("partner")
-    return repo.partner_public(row)
+    return repo.partner_public(
+        row, repo.partner_compatibility(session=session, partner_id=partner_id)
+    )
 
 
 class ForcedDowngrade(BaseModel):
@@ -92,22 +103,21 @@ class TelemetryRecorded(BaseModel):
 @router.post(
     "/{partner_id}/telemetry", status_code=status.HTTP_201_CREATED, response_model=TelemetryRecorded
 )
+@platform_may
 async def report_telemetry(
     partner_id: str,
     body: Telemetry,
-    principal: CurrentPrincipal,
+    principal: PlatformDep,
     session: SessionDep,
     policy: PolicyDep,
     settings: SettingsDep,
     client: TemporalDep,
 ) -> TelemetryRecorded:
-    """Record a telemetry report (the partner itself, or ops): the evidence monitoring (M-4.6)
-    and tier decisions (E-7) are judged on. Failing workflows, instability or calls on
-    permissions never granted (E-7.2) start a forced tier-downgrade migration (M-2.3) — one at
-    a time per partner."""
-    if principal.role not in (Role.PARTNER, Role.OPS):
-        raise Problem(403, "only the partner itself or ops report telemetry")
-    principal.ensure_sees(partner_id, "partner")
+    """Record the platform's telemetry of a partner (role `platform` only: evidence comes from
+    the platform, never the partner's own report, E-7.1; ops act on nothing). It is what
+    monitoring (M-4.6) and tier decisions (E-7) are judged on. Failing workflows, instability
+    or calls on permissions never granted (E-7.2) start a forced tier-downgrade migration
+    (M-2.3) — one at a time per partner."""
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=partner_id)
     if partner is None:
         raise not_found("partner")
@@ -116,7 +126,12 @@ async def report_telemetry(
             422, "the period ends before it starts", errors={"period_end": "after period_start"}
         )
     row = await run_in_threadpool(
-        repo.add_telemetry, session=session, partner_id=partner_id, report=body
+        repo.add_telemetry,
+        session=session,
+        partner_id=partner_id,
+        report=body,
+        reported_by=principal.token_id,
+        reporter_role=principal.role,
     )
     assert row.id is not None
     now = utcnow()

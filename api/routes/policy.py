@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import CurrentPrincipal, Principal, SessionDep, require
+from api.deps import CurrentPrincipal, Principal, SessionDep, platform_may, require
 from api.problems import Problem
 from policy.document import PolicyContent, PolicyDocument, check_update
 from policy.vocabulary import Role
@@ -17,8 +17,14 @@ router = APIRouter(prefix="/policy", tags=["policy"])
 
 
 @router.get("", response_model=PolicyDocument)
+@platform_may
 def get_policy(_: CurrentPrincipal, session: SessionDep) -> PolicyDocument:
-    """The policy version in force."""
+    """The policy version in force. `tiers` is the tier catalogue: what a partner on each tier
+    may hold — every capability and integration kind and permission action a proposal
+    requests must be in its requested tier's entry (E-7.4). Independently of the tier, a
+    kind's permissions must fit it (E-6.1, E-8.1): `read_only`, `ui_component`,
+    `workflow_trigger`, `api`, `extension`, `workflow` carry `read` only; `write` and
+    `intelligence_workflow` `read` and `write`; `advanced_permission` any bounded action."""
     return repo.current_policy(session=session)
 
 

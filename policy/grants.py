@@ -1,0 +1,240 @@
+"""What a partner holds — its grants, each a capability or integration with its kind and its
+permissions — and how governance changes it: what a grant's kind may carry (E-6.1, E-8.1), what
+the requested tier's catalogue allows (E-7.4), and the release's governance update, which adds
+and takes away only what the proposal names (E-2.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from policy.decisions import Decision, Finding
+from policy.document import PolicyContent, TierSpec
+from policy.types import Name, Permission, action_of
+from policy.vocabulary import CapabilityKind, Classification, IntegrationKind
+
+# A grant recorded before grants had kinds (a partner registered by capability names only).
+UNKNOWN_KIND = "unknown"
+
+
+class GrantType(StrEnum):
+    CAPABILITY = "capability"
+    INTEGRATION = "integration"
+
+
+# E-6.1 / E-8.1 (Decision): a kind is what its permissions do. The actions each kind may carry;
+# None is any bounded action (E-5.2 refuses `*` separately). Forbidden kinds are refused whatever
+# they carry (E-6.3, E-8.3).
+READ = frozenset({"read"})
+READ_WRITE = frozenset({"read", "write"})
+KIND_ACTIONS: dict[str, frozenset[str] | None] = {
+    CapabilityKind.READ_ONLY: READ,
+    CapabilityKind.UI_COMPONENT: READ,
+    CapabilityKind.WORKFLOW_TRIGGER: READ,
+    IntegrationKind.API: READ,
+    IntegrationKind.EXTENSION: READ,
+    IntegrationKind.WORKFLOW: READ,
+    CapabilityKind.WRITE: READ_WRITE,
+    CapabilityKind.INTELLIGENCE_WORKFLOW: READ_WRITE,
+    CapabilityKind.ADVANCED_PERMISSION: None,
+}
+
+
+class Grant(BaseModel):
+    """One capability or integration a partner holds, with its kind and permissions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: GrantType
+    name: Name
+    kind: str = Field(
+        description="A capability or integration kind, or `unknown` for a grant recorded "
+        "before kinds were (registered by name)."
+    )
+    permissions: tuple[Permission, ...] = ()
+
+    @model_validator(mode="after")
+    def _kind_of_its_type(self) -> Grant:
+        kinds = CapabilityKind if self.type is GrantType.CAPABILITY else IntegrationKind
+        if self.kind != UNKNOWN_KIND and self.kind not in set(kinds):
+            raise ValueError(f"{self.kind!r} is not a {self.type.value} kind")
+        return self
+
+    @property
+    def key(self) -> tuple[GrantType, str]:
+        return self.type, self.name
+
+
+class Holdings(BaseModel):
+    """Everything a partner holds: its grants, and the permissions registered with it outside
+    any grant. The permissions in effect are their union."""
+
+    model_config = ConfigDict(frozen=True)
+
+    grants: tuple[Grant, ...] = ()
+    registered: tuple[Permission, ...] = Field(
+        default=(), description="Permissions registered directly, carried by no grant."
+    )
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The names of every grant held (capabilities and integrations)."""
+        return tuple(sorted({g.name for g in self.grants}))
+
+    @property
+    def permissions(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.registered, *(p for g in self.grants for p in g.permissions)}))
+
+    def holds(self, item: str) -> bool:
+        """A grant of that name, or a permission in effect."""
+        return item in self.capabilities or item in self.permissions
+
+
+def requested_grants(
+    capabilities: Iterable[tuple[str, str, Sequence[str]]],
+    integrations: Iterable[tuple[str, str, Sequence[str]]],
+) -> tuple[Grant, ...]:
+    """Grants from (name, kind, permissions) requests, in the order requested."""
+    return tuple(
+        Grant(type=type_, name=name, kind=str(kind), permissions=tuple(dict.fromkeys(perms)))
+        for type_, items in (
+            (GrantType.CAPABILITY, capabilities),
+            (GrantType.INTEGRATION, integrations),
+        )
+        for name, kind, perms in items
+    )
+
+
+def classify_grant(grant: Grant, policy: PolicyContent) -> Classification:
+    """E-6 / E-8: the policy's class of a grant's kind (a grant of unknown kind, recorded
+    before kinds were, is judged by its permissions alone)."""
+    if grant.kind == UNKNOWN_KIND:
+        return Classification.ALLOWED
+    if grant.type is GrantType.CAPABILITY:
+        return policy.capability_classes[CapabilityKind(grant.kind)]
+    return policy.integration_classes[IntegrationKind(grant.kind)]
+
+
+def check_fit(field: str, grant: Grant, *, forbidden: bool) -> list[Finding]:
+    """E-6.1 (capabilities) / E-8.1 (integrations): every permission's action is one its kind
+    may carry. A forbidden kind is refused by its own rule (E-6.3, E-8.3), whatever it carries."""
+    allowed = KIND_ACTIONS.get(grant.kind)
+    if forbidden or grant.kind == UNKNOWN_KIND or allowed is None:
+        return []
+    rule = "E-6.1" if grant.type is GrantType.CAPABILITY else "E-8.1"
+    return [
+        Finding(
+            field=f"{field}.permissions.{j}",
+            rule=rule,
+            message=f"{perm} does more than a {grant.kind} {grant.type.value} may "
+            f"(actions: {', '.join(sorted(allowed))})",
+        )
+        for j, perm in enumerate(grant.permissions)
+        if "*" not in perm and action_of(perm) not in allowed  # `*` is E-5.2's to refuse
+    ]
+
+
+def check_catalogue(field: str, grant: Grant, tier: TierSpec) -> list[Finding]:
+    """E-7.4: the kind and every permission's action are in the tier's catalogue entry."""
+    out = []
+    kinds: frozenset[str] = (
+        tier.capability_kinds if grant.type is GrantType.CAPABILITY else tier.integration_kinds
+    )
+    if grant.kind != UNKNOWN_KIND and grant.kind not in kinds:
+        out.append(
+            Finding(
+                field=f"{field}.kind",
+                rule="E-7.4",
+                message=f"tier {tier.name} holds no {grant.kind} {grant.type.value}",
+            )
+        )
+    for j, perm in enumerate(grant.permissions):
+        if "*" not in perm and action_of(perm) not in tier.permission_actions:
+            out.append(
+                Finding(
+                    field=f"{field}.permissions.{j}",
+                    rule="E-7.4",
+                    message=f"tier {tier.name} allows the actions "
+                    f"{', '.join(sorted(tier.permission_actions))}, not {action_of(perm)!r}",
+                )
+            )
+    return out
+
+
+def check_grants(
+    field_of: Sequence[str],
+    grants: Sequence[Grant],
+    classes: Sequence[Classification],
+    tier: TierSpec | None,
+) -> list[Finding]:
+    """E-6.1 / E-8.1 and, where the tier is known, E-7.4 for each grant (`field_of[i]` names
+    where grant i came from)."""
+    out: list[Finding] = []
+    for field, grant, cls in zip(field_of, grants, classes, strict=True):
+        forbidden = cls is Classification.FORBIDDEN
+        out += check_fit(field, grant, forbidden=forbidden)
+        if tier is not None and not forbidden:
+            out += check_catalogue(field, grant, tier)
+    return out
+
+
+def check_removes(removes: Sequence[str], held: Holdings) -> Decision:
+    """E-2.7: a proposal removes only what the partner holds (a grant by name, or a permission);
+    anything else is refused at submission."""
+    return Decision(
+        findings=tuple(
+            Finding(
+                field=f"removes.{i}",
+                rule="E-2.7",
+                message=f"{item!r} is not held: neither a grant nor a permission of the partner",
+            )
+            for i, item in enumerate(removes)
+            if not held.holds(item)
+        )
+    )
+
+
+def governance_update(held: Holdings, *, add: Sequence[Grant], removes: Sequence[str]) -> Holdings:
+    """E-2.7 (Decision): what the partner holds at release time, minus exactly what `removes`
+    names, plus what was approved. A removed grant takes its permissions with it unless another
+    held grant (or the registration) carries them; a removed permission goes from every grant.
+    A grant approved again under a name held keeps its permissions and gains the new ones."""
+    names = set(removes)
+    registered = tuple(p for p in held.registered if p not in names)
+    kept: dict[tuple[GrantType, str], Grant] = {}
+    for grant in held.grants:
+        if grant.name in names:
+            continue
+        perms = tuple(p for p in grant.permissions if p not in names)
+        kept[grant.key] = grant.model_copy(update={"permissions": perms})
+    for grant in add:
+        old = kept.get(grant.key)
+        perms = grant.permissions if old is None else (*old.permissions, *grant.permissions)
+        kept[grant.key] = grant.model_copy(update={"permissions": tuple(dict.fromkeys(perms))})
+    return Holdings(grants=tuple(kept.values()), registered=registered)
+
+
+class HoldingsChange(BaseModel):
+    """What a governance update changed, for its audit event (before and after)."""
+
+    before: Holdings
+    after: Holdings
+    added: list[str]
+    removed: list[str]
+    permissions_added: list[str]
+    permissions_removed: list[str]
+
+
+def change(before: Holdings, after: Holdings) -> HoldingsChange:
+    was, now = set(before.capabilities), set(after.capabilities)
+    perms_was, perms_now = set(before.permissions), set(after.permissions)
+    return HoldingsChange(
+        before=before,
+        after=after,
+        added=sorted(now - was),
+        removed=sorted(was - now),
+        permissions_added=sorted(perms_now - perms_was),
+        permissions_removed=sorted(perms_was - perms_now),
+    )

@@ -1,0 +1,452 @@
+"""No way around governance, tried over HTTP as a partner would (issue 15): a tier moves only by
+governance, a release adds and never wipes, the platform's matrix is the platform's, evidence is
+the platform's, and a grant is what its permissions say. Each test names its rule and drives the
+real API, worker and dev server; nothing is seeded by hand but the platform's own reports."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from bench.drive import (
+    IMPLEMENTATION,
+    INTEGRATION_PLAN,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
+    Driver,
+    State,
+    at_step,
+    review_all,
+    vote_all,
+)
+from store.tables import AuditEvent, Process, utcnow
+from tests.apistack import Api, unique
+from tests.factories import partner_body, proposal_body
+
+DAY = timedelta(days=1)
+PROBLEM = "application/problem+json"
+RELEASE = {
+    "version": "1.0.0",
+    "migration_guide": "docs/1.0",
+    "fallback_behaviour": "off",
+    "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
+}
+
+
+def refused(resp: Any, status: int, rule: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = resp.json()
+    assert rule in (body.get("rule") or "").split(", "), body
+    return body
+
+
+async def nothing_started(api: Api, workflow_id: str) -> None:
+    assert not await api.workflow_exists(workflow_id)
+    with api.db.session() as session:
+        assert session.get(Process, workflow_id) is None
+
+
+async def platform_reports(api: Api, partner_id: str, usage: dict[str, int]) -> None:
+    """Three healthy weekly reports from the platform: E-7.1's evidence of reliable workflows
+    and of the grants in use."""
+    platform = api.token("platform")
+    for weeks_ago in (1, 3, 5):
+        end = utcnow() - weeks_ago * 7 * DAY
+        report = {
+            "period_start": (end - 7 * DAY).isoformat(),
+            "period_end": end.isoformat(),
+            "workflow_success_rate": 0.999,
+            "api_error_rate": 0.001,
+            "permission_usage": usage,
+            "calls_by_version": {"api:2.1": 1523},
+        }
+        resp = await api.http.post(
+            f"/v1/partners/{partner_id}/telemetry", json=report, headers=platform
+        )
+        assert resp.status_code == 201, resp.text
+
+
+async def approved(api: Api, d: Driver, partner: dict[str, str], body: dict[str, Any]) -> str:
+    """Submit a proposal and take it through reviews and votes to its integration plan."""
+    eid = unique("gov")
+    resp = await api.http.post("/v1/expansions", json={**body, "id": eid}, headers=partner)
+    assert resp.status_code == 202, resp.text
+    bodies = await d.bodies()
+    await review_all(d, eid, bodies)
+    await vote_all(d, eid, bodies, "approve")
+    state = await d.until(
+        "expansions", eid, partner, lambda s: s["decision"] is not None, what="decided"
+    )
+    assert state["decision"]["outcome"] == "approved", state["decision"]
+    await d.until("expansions", eid, partner, at_step("integration_plan"), what="integrating")
+    return eid
+
+
+async def released(
+    api: Api, d: Driver, partner: dict[str, str], body: dict[str, Any], **release: Any
+) -> State:
+    """A proposal approved, integrated and released: its state once the release is applied."""
+    eid = await approved(api, d, partner, body)
+    for action, step, content in (
+        ("integration-plan", "integration_plan", INTEGRATION_PLAN),
+        ("implementation", "implementation", IMPLEMENTATION),
+        ("release", "release", {**RELEASE, **release}),
+    ):
+        await d.step(
+            "expansions",
+            eid,
+            action,
+            content,
+            partner,
+            awaited=at_step(step),
+            done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
+        )
+    return await d.until(
+        "expansions", eid, partner, lambda s: s["stage"] == "Monitoring", what="released"
+    )
+
+
+async def held(api: Api, partner_id: str) -> dict[str, Any]:
+    resp = await api.http.get(f"/v1/partners/{partner_id}", headers=api.admin)
+    assert resp.status_code == 200, resp.text
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+async def end_migration(api: Api, mid: str) -> None:
+    await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
+
+
+def migration(**changes: Any) -> dict[str, Any]:
+    body = {
+        "partner_id": "acme",
+        "trigger": "tier_downgrade",
+        "type": "tier",
+        "subtype": "downgrade",
+        "target": {"tier": "community"},
+    }
+    body.update(changes)
+    return body
+
+
+# --- 1. a tier moves only by governance ----------------------------------------------------
+
+
+async def test_no_one_starts_a_tier_upgrade_by_hand(api: Api) -> None:
+    """E-7.1: a partner's own tier_upgrade (and a body's) is refused, nothing started."""
+    acme = await api.partner("acme")
+    mid = unique("up")
+    upgrade = migration(id=mid, trigger="tier_upgrade", subtype="upgrade", target={"tier": "x"})
+    upgrade["target"] = {"tier": "premier"}
+    body = refused(await api.http.post("/v1/migrations", json=upgrade, headers=acme), 422, "E-7.1")
+    assert "trigger" in body["errors"]
+    resp = await api.http.post("/v1/migrations", json=upgrade, headers=api.token("CGB"))
+    refused(resp, 422, "E-7.1")
+    await nothing_started(api, f"migration-{mid}")
+    assert (await held(api, "acme"))["tier"] == "verified"
+
+
+async def test_a_tier_downgrade_to_a_higher_tier_is_refused(api: Api) -> None:
+    """E-7.1: a partner's tier_downgrade naming a tier above its own is an upgrade by another
+    name — refused; to its own tier it moves nothing (E-7.2); below, it is accepted (M-2.2)."""
+    acme = await api.partner("acme")
+    mid = unique("down")
+    higher = migration(id=mid, target={"tier": "premier"})
+    body = refused(await api.http.post("/v1/migrations", json=higher, headers=acme), 422, "E-7.1")
+    assert "target.tier" in body["errors"]
+    same = migration(id=mid, target={"tier": "verified"})
+    refused(await api.http.post("/v1/migrations", json=same, headers=acme), 422, "E-7.2")
+    await nothing_started(api, f"migration-{mid}")
+    lower = migration(id=mid)
+    resp = await api.http.post("/v1/migrations", json=lower, headers=acme)
+    assert resp.status_code == 202, resp.text
+    await end_migration(api, mid)
+
+
+async def test_a_tier_target_on_any_other_migration_is_refused(api: Api) -> None:
+    """M-3.1: a body's required migration carrying a tier in its target is refused; a forced
+    downgrade (M-2.3) goes down only (E-7.1); a tier migration names its tier."""
+    await api.partner("acme")
+    tsc, sco = api.token("TSC"), api.token("SCO")
+    mid = unique("req")
+    required = migration(
+        id=mid,
+        trigger="api_deprecation",
+        type="version",
+        subtype="api",
+        target={"api_version": "3.0", "tier": "premier"},
+    )
+    body = refused(await api.http.post("/v1/migrations", json=required, headers=tsc), 422, "M-3.1")
+    assert "target.tier" in body["errors"]
+    forced_up = migration(id=mid, trigger="security_violation", target={"tier": "strategic"})
+    refused(await api.http.post("/v1/migrations", json=forced_up, headers=sco), 422, "E-7.1")
+    no_tier = migration(id=mid, trigger="security_violation", target={})
+    refused(await api.http.post("/v1/migrations", json=no_tier, headers=sco), 422, "M-3.1")
+    await nothing_started(api, f"migration-{mid}")
+    forced = migration(id=mid, trigger="security_violation")
+    assert (await api.http.post("/v1/migrations", json=forced, headers=sco)).status_code == 202
+    await end_migration(api, mid)
+
+
+async def test_a_capability_expansion_migration_names_a_released_expansion(api: Api) -> None:
+    """M-3.2 (extended): a partner's own capability_expansion migration names, in
+    expansion_id, a released expansion of its own — none, or one not released, is refused."""
+    acme = await api.partner("acme")
+    mid = unique("cap")
+    body = migration(
+        id=mid,
+        trigger="capability_expansion",
+        type="permission",
+        subtype="governed_expansion",
+        target={},
+    )
+    refused(await api.http.post("/v1/migrations", json=body, headers=acme), 422, "M-3.2")
+    d = Driver(api.http, api.admin)
+    eid = await approved(api, d, acme, proposal_body())
+    resp = await api.http.post("/v1/migrations", json={**body, "expansion_id": eid}, headers=acme)
+    refused(resp, 422, "M-3.2")  # approved, not released
+    await nothing_started(api, f"migration-{mid}")
+    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+
+
+async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -> None:
+    """E-7.1, E-2.7, M-4.5: an approved category-B upgrade's release moves no tier; it starts
+    the upgrade migration, whose rollout — and nothing else — raises the tier; its completion
+    does not move it again."""
+    acme = await api.partner("acme")
+    await platform_reports(api, "acme", {"orders:read": 40})
+    d = Driver(api.http, api.admin)
+    upgrade = proposal_body(
+        category="B",
+        requested_tier="premier",
+        migration_plan="dual run",
+        requested_capabilities=[],
+        integrations=[],
+    )
+    state = await released(api, d, acme, upgrade)
+    assert (await held(api, "acme"))["tier"] == "verified"  # E-2.7: not at the release
+    mid = state["migration_id"]
+    assert mid == f"exp-{state['id']}"
+    for action, content in (
+        ("plan", MIGRATION_PLAN),
+        ("implementation", IMPLEMENTATION),
+        ("documentation", MIGRATION_DOCS),
+    ):
+        await d.step(
+            "migrations",
+            mid,
+            action,
+            content,
+            acme,
+            awaited=at_step(action),
+            done=lambda s, f=action: s[f] is not None,  # type: ignore[misc]
+        )
+        assert (await held(api, "acme"))["tier"] == "verified"
+    await d.until("migrations", mid, acme, at_step("rollout"), what="validated")
+    rollout = {
+        "version": "2.0.0",
+        "compatibility": [{"kind": "os", "name": "kwanus", "version": "5.0"}],
+    }
+    resp = await api.http.post(f"/v1/migrations/{mid}/rollout", json=rollout, headers=acme)
+    assert resp.status_code == 200, resp.text
+    change = resp.json()["tier_change"]
+    assert change == {"before": "verified", "target": "premier", "applied": True, "reasons": []}
+    assert (await held(api, "acme"))["tier"] == "premier"
+    with api.db.session() as session:
+        row = session.exec(
+            select(AuditEvent).where(AuditEvent.key == f"migration-{mid}:rollout")
+        ).one()
+    assert row.stage == "Rollout" and row.data["tier_change"]["applied"]
+    await end_migration(api, mid)
+    await api.env.client.get_workflow_handle(f"expansion-{state['id']}").terminate("test over")
+
+
+# --- 2. a release adds; it never wipes ------------------------------------------------------
+
+
+def read_only(name: str, *permissions: str) -> dict[str, Any]:
+    return {"name": name, "kind": "read_only", "permissions": list(permissions)}
+
+
+async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
+    """E-2.7 (Decision): two releases in a row keep what the partner held and both grants; a
+    `removes` takes exactly its item (its permissions too, unless another grant carries them);
+    a `removes` the partner does not hold is refused at submission; the audit event records
+    before and after."""
+    resp = await api.http.post(
+        "/v1/partners",
+        json=partner_body("acme", permissions=["orders:read", "customers:read"]),
+        headers=api.admin,
+    )
+    assert resp.status_code == 201, resp.text
+    acme = api.token("partner", "acme")
+    d = Driver(api.http, api.admin)
+    first = proposal_body(
+        requested_capabilities=[read_only("inventory-view", "inventory:read")], integrations=[]
+    )
+    await released(api, d, acme, first)
+    second = proposal_body(
+        requested_capabilities=[read_only("stock-alerts", "inventory:read", "stock:read")],
+        integrations=[],
+    )
+    await released(api, d, acme, second)
+    partner = await held(api, "acme")
+    assert partner["permissions"] == [
+        "customers:read",
+        "inventory:read",
+        "orders:read",
+        "stock:read",
+    ]
+    assert partner["capabilities"] == ["inventory-view", "orders-dashboard", "stock-alerts"]
+    assert {g["name"]: g["kind"] for g in partner["grants"]} == {
+        "orders-dashboard": "unknown",
+        "inventory-view": "read_only",
+        "stock-alerts": "read_only",
+    }
+
+    not_held = proposal_body(removes=["payments:write"], migration_plan="m", integrations=[])
+    resp = await api.http.post("/v1/expansions", json=not_held, headers=acme)
+    assert refused(resp, 422, "E-2.7")["errors"].keys() == {"removes.0"}
+
+    removal = proposal_body(
+        requested_capabilities=[read_only("order-trends", "orders:read")],
+        integrations=[],
+        removes=["stock-alerts"],
+        migration_plan="stock alerts retire with 1.2",
+    )
+    state = await released(api, d, acme, removal)
+    partner = await held(api, "acme")
+    assert partner["capabilities"] == ["inventory-view", "order-trends", "orders-dashboard"]
+    # stock:read went with its grant; inventory:read stays: inventory-view carries it
+    assert partner["permissions"] == ["customers:read", "inventory:read", "orders:read"]
+    with api.db.session() as session:
+        row = session.exec(
+            select(AuditEvent).where(AuditEvent.key == f"expansion-{state['id']}:governance_update")
+        ).one()
+    assert row.data["removed"] == ["stock-alerts"]
+    assert row.data["permissions_removed"] == ["stock:read"]
+    assert "stock-alerts" in [g["name"] for g in row.data["before"]["grants"]]
+    assert "stock-alerts" not in [g["name"] for g in row.data["after"]["grants"]]
+    assert partner["tier"] == "verified"
+    if state["migration_id"]:
+        await end_migration(api, state["migration_id"])
+
+
+# --- 3. the platform's matrix belongs to the platform --------------------------------------
+
+
+async def test_a_partners_release_declares_its_own_compatibility(api: Api) -> None:
+    """E-9.2 (Decision): a release's compatibility is the partner's own — the platform's rows
+    stay as they are — a status is refused, and a declaration of a retired or unlisted version
+    is refused with nothing sent (the release stays awaited)."""
+    acme = await api.partner("acme")
+    tsc = api.token("TSC")
+    retire = {
+        "entries": [{"kind": "os", "name": "kwanus", "version": "3.9", "status": "retired"}],
+        "reason": "3.9 is gone",
+    }
+    assert (
+        await api.http.put("/v1/compatibility-matrix", json=retire, headers=tsc)
+    ).status_code == 200
+    d = Driver(api.http, api.admin)
+    eid = await approved(api, d, acme, proposal_body())
+    for action, step, content in (
+        ("integration-plan", "integration_plan", INTEGRATION_PLAN),
+        ("implementation", "implementation", IMPLEMENTATION),
+    ):
+        await d.step(
+            "expansions",
+            eid,
+            action,
+            content,
+            acme,
+            awaited=at_step(step),
+            done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
+        )
+    await d.until("expansions", eid, acme, at_step("release"), what="awaiting the release")
+    matrix_before = (await api.http.get("/v1/compatibility-matrix", headers=acme)).json()
+    url = f"/v1/expansions/{eid}/release"
+    os_42 = {"kind": "os", "name": "kwanus", "version": "4.2"}
+    with_status = {**RELEASE, "compatibility": [{**os_42, "status": "retired"}]}
+    resp = await api.http.post(url, json=with_status, headers=acme)
+    assert resp.status_code == 422 and "compatibility.0.status" in resp.json()["errors"]
+    retired = {**RELEASE, "compatibility": [os_42, {**os_42, "version": "3.9"}]}
+    body = refused(await api.http.post(url, json=retired, headers=acme), 422, "E-9.2")
+    assert body["errors"].keys() == {"compatibility.1"}
+    unlisted = {**RELEASE, "compatibility": [{**os_42, "version": "9.9"}]}
+    refused(await api.http.post(url, json=unlisted, headers=acme), 422, "E-9.2")
+    assert (await api.http.get(f"/v1/expansions/{eid}", headers=acme)).json()["step"] == "release"
+
+    resp = await api.http.post(url, json={**RELEASE, "compatibility": [os_42]}, headers=acme)
+    assert resp.status_code == 200, resp.text
+    await d.until("expansions", eid, acme, lambda s: s["stage"] == "Monitoring", what="released")
+    assert (await api.http.get("/v1/compatibility-matrix", headers=acme)).json() == matrix_before
+    declared = (await held(api, "acme"))["compatibility"]
+    assert [(c["kind"], c["version"], c["release"], c["source"]) for c in declared] == [
+        ("os", "4.2", "1.0.0", f"expansion-{eid}")
+    ]
+    record = (await api.http.get(f"/v1/expansions/{eid}/decision-record", headers=acme)).json()
+    assert record["decided"]["release"]["body"]["compatibility"] == [os_42]
+    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+
+
+# --- 4. evidence comes from the platform -----------------------------------------------------
+
+
+async def test_telemetry_is_reported_by_the_platform_only(api: Api) -> None:
+    """E-7.1 (Decision), P-6: a partner's or ops' report is 403; the platform's is accepted
+    with its reporter; the platform role may do nothing else but read partners and the
+    matrix."""
+    acme = await api.partner("acme")
+    end = utcnow()
+    report = {
+        "period_start": (end - 7 * DAY).isoformat(),
+        "period_end": end.isoformat(),
+        "workflow_success_rate": 0.999,
+        "api_error_rate": 0.001,
+        "calls_by_version": {"api:2.1": 10, "runtime:kwanus-runtime@3.0": 4},
+    }
+    url = "/v1/partners/acme/telemetry"
+    for who in (acme, api.token("ops"), api.token("SCO"), api.admin):
+        assert (await api.http.post(url, json=report, headers=who)).status_code == 403
+    platform = api.token("platform")
+    resp = await api.http.post(url, json=report, headers=platform)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["report"]["calls_by_version"] == report["calls_by_version"]
+    bad = {**report, "calls_by_version": {"nonsense": 1}}
+    assert (await api.http.post(url, json=bad, headers=platform)).status_code == 422
+    assert (await api.http.get("/v1/partners/acme", headers=platform)).status_code == 200
+    assert (await api.http.get("/v1/expansions", headers=platform)).status_code == 403
+    assert (await api.http.get("/v1/audit", headers=platform)).status_code == 403
+
+
+# --- 5. a grant is what its permissions say -------------------------------------------------
+
+
+async def test_kind_permission_and_tier_catalogue_refusals(api: Api) -> None:
+    """E-6.1, E-8.1, E-7.4: a read-only capability carrying `payments:write`, an API
+    integration that writes, and a kind or action the tier's catalogue lacks are refused at
+    submission, each field named; nothing started or stored."""
+    acme = await api.partner("acme")
+    eid = unique("fit")
+    cases = (
+        ("E-6.1", {"requested_capabilities": [read_only("pay", "payments:write")]}),
+        ("E-8.1", {"integrations": [{"name": "i", "kind": "api", "permissions": ["o:write"]}]}),
+        (
+            "E-7.4",
+            {
+                "requested_capabilities": [
+                    {"name": "adm", "kind": "advanced_permission", "permissions": ["o:admin"]}
+                ]
+            },
+        ),
+    )
+    for rule, change in cases:
+        body = proposal_body(id=eid, **change)
+        resp = await api.http.post("/v1/expansions", json=body, headers=acme)
+        errors = refused(resp, 422, rule)["errors"]
+        assert any(f"({rule})" in message for message in errors.values()), errors
+    await nothing_started(api, f"expansion-{eid}")

@@ -1,0 +1,150 @@
+"""What a grant may carry (E-6.1, E-8.1), what a tier's catalogue allows (E-7.4), what a release
+may take away (E-2.7), how a tier may move (E-7.1, E-7.2) and what a partner may declare against
+the platform's matrix (E-9.2) — the pure rules; tests/test_api_governance.py reaches each one
+through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from policy.compatibility import check_declared, deprecated_by
+from policy.deprecation import DeprecationNotice
+from policy.document import DEFAULT_POLICY
+from policy.evidence import CompatibilityMatrix, MatrixEntry, PlatformRef
+from policy.grants import Grant, Holdings, check_removes
+from policy.proposal import Proposal, check_submission
+from policy.tiers import tier_move
+from policy.vocabulary import MatrixStatus, Trigger
+from tests.factories import proposal_body
+
+
+def findings(**changes: Any) -> set[tuple[str, str]]:
+    proposal = Proposal.model_validate(proposal_body(**changes))
+    return {(f.field, f.rule) for f in check_submission(proposal, DEFAULT_POLICY).findings}
+
+
+def cap(kind: str, *permissions: str) -> dict[str, Any]:
+    return {"name": f"c-{kind}", "kind": kind, "permissions": list(permissions)}
+
+
+def test_a_capability_is_what_its_permissions_do() -> None:
+    """E-6.1 (Decision): a read-only capability carrying a write is refused, whatever it is
+    called; each kind carries only its actions."""
+    assert findings(requested_capabilities=[cap("read_only", "payments:write")]) == {
+        ("requested_capabilities.0.permissions.0", "E-6.1")
+    }
+    assert findings(requested_capabilities=[cap("ui_component", "orders:read")]) == set()
+    assert findings(requested_capabilities=[cap("workflow_trigger", "orders:write")]) == {
+        ("requested_capabilities.0.permissions.0", "E-6.1")
+    }
+    assert findings(requested_capabilities=[cap("write", "orders:read", "orders:write")]) == set()
+    assert findings(
+        requested_tier="premier",
+        requested_capabilities=[cap("write", "orders:admin")],
+    ) >= {("requested_capabilities.0.permissions.0", "E-6.1")}
+    premier_advanced = findings(
+        requested_tier="premier", requested_capabilities=[cap("advanced_permission", "x:admin")]
+    )
+    assert ("requested_capabilities.0.permissions.0", "E-6.1") not in premier_advanced
+
+
+def test_an_integration_is_what_its_permissions_do() -> None:
+    """E-8.1: an API, workflow or extension integration reads; a write one writes."""
+    assert findings(integrations=[{"name": "i", "kind": "api", "permissions": ["o:write"]}]) == {
+        ("integrations.0.permissions.0", "E-8.1")
+    }
+    ok = {"name": "i", "kind": "write", "permissions": ["o:read", "o:write"]}
+    assert findings(integrations=[ok]) == set()
+
+
+def test_the_requested_tiers_catalogue_bounds_the_request() -> None:
+    """E-7.4: every kind and permission action requested is in the requested tier's catalogue
+    entry (verified holds no advanced permissions and no `admin` action)."""
+    assert findings(requested_capabilities=[cap("advanced_permission", "orders:admin")]) == {
+        ("requested_capabilities.0.kind", "E-7.4"),
+        ("requested_capabilities.0.permissions.0", "E-7.4"),
+    }
+    community = findings(requested_tier="community", requested_capabilities=[cap("write")])
+    assert community == {("requested_capabilities.0.kind", "E-7.4")}
+    assert findings(requested_tier="strategic", requested_capabilities=[cap("write")]) == set()
+    assert findings(
+        integrations=[{"name": "ai", "kind": "intelligence_workflow", "permissions": []}]
+    ) == {("integrations.0.kind", "E-7.4")}
+
+
+def test_a_release_removes_only_what_is_held() -> None:
+    """E-2.7: a `removes` entry names a grant or a permission the partner holds."""
+    held = Holdings(
+        grants=(Grant(type="capability", name="orders-dashboard", kind="unknown"),),
+        registered=("orders:read",),
+    )
+    assert check_removes(["orders-dashboard", "orders:read"], held).allowed
+    refused = check_removes(["orders-dashboard", "payments:write"], held)
+    assert [(f.field, f.rule) for f in refused.findings] == [("removes.1", "E-2.7")]
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "trigger", "subtype", "governed", "rule"),
+    [
+        ("verified", "premier", Trigger.TIER_UPGRADE, "upgrade", True, None),
+        ("verified", "premier", Trigger.TIER_UPGRADE, "upgrade", False, "E-7.1"),
+        ("verified", "premier", Trigger.TIER_DOWNGRADE, "downgrade", False, "E-7.1"),
+        ("verified", "community", Trigger.TIER_DOWNGRADE, "downgrade", False, None),
+        ("verified", "community", Trigger.SECURITY_VIOLATION, "downgrade", False, None),
+        ("verified", "community", Trigger.API_DEPRECATION, "downgrade", False, "E-7.2"),
+        ("verified", "community", Trigger.TIER_UPGRADE, "upgrade", True, "E-7.2"),
+        ("verified", "verified", Trigger.TIER_DOWNGRADE, "downgrade", False, "E-7.2"),
+        ("verified", "platinum", Trigger.TIER_DOWNGRADE, "downgrade", False, "E-7.3"),
+    ],
+)
+def test_a_tier_moves_only_by_governance(
+    current: str, target: str, trigger: Trigger, subtype: str, governed: bool, rule: str | None
+) -> None:
+    """E-7.1: up only as the migration an approved category-B release started; E-7.2, M-2.2,
+    M-2.3: down only by a downgrade (the partner's own, or a forced one)."""
+    decision = tier_move(
+        current=current,
+        target=target,
+        trigger=trigger,
+        subtype=subtype,
+        governed=governed,
+        policy=DEFAULT_POLICY,
+    )
+    assert decision.rules == ([rule] if rule else [])
+
+
+MATRIX = CompatibilityMatrix(
+    entries=(
+        MatrixEntry(kind="os", name="kwanus", version="4.2", status="retired"),
+        MatrixEntry(kind="os", name="kwanus", version="5.0", status="supported"),
+        MatrixEntry(kind="api", name="kwanus", version="2.1", status="deprecated"),
+    )
+)
+
+
+def test_a_declaration_names_listed_versions_not_retired() -> None:
+    """E-9.2: a partner declares only versions the matrix lists and has not retired."""
+    refs = [
+        PlatformRef(kind="os", name="kwanus", version="5.0"),
+        PlatformRef(kind="api", name="kwanus", version="2.1"),  # deprecated: still works
+        PlatformRef(kind="os", name="kwanus", version="4.2"),
+        PlatformRef(kind="runtime", name="home-grown", version="1.0"),
+    ]
+    refused = check_declared("compatibility", refs, MATRIX)
+    assert [(f.field, f.rule) for f in refused.findings] == [
+        ("compatibility.2", "E-9.2"),
+        ("compatibility.3", "E-9.2"),
+    ]
+
+
+def test_a_notice_deprecates_its_version_and_never_revives_one() -> None:
+    """M-5.1: a deprecation notice marks its version deprecated; retirement stays TSC's call."""
+    notice = DeprecationNotice(kind="os", version="5.0", replacement="6.0")
+    assert deprecated_by(notice, MATRIX) == [
+        MatrixEntry(kind="os", name="kwanus", version="5.0", status=MatrixStatus.DEPRECATED)
+    ]
+    retired = DeprecationNotice(kind="os", version="4.2", replacement="6.0")
+    assert deprecated_by(retired, MATRIX) == []
+    assert deprecated_by(DeprecationNotice(kind="permission", name="orders:write"), MATRIX) == []
