@@ -4,7 +4,7 @@ refusal maps to its HTTP status (P-2)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -21,7 +21,9 @@ from kwanus import contract
 from kwanus.contract import Refusal
 from kwanus.models import Act, Actor, Awaiting
 from kwanus.temporal import start_process
+from policy.compatibility import check_declared
 from policy.decisions import Decision
+from policy.evidence import PlatformRef
 from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store import records, repo
 from store.records import ProcessRecord
@@ -151,6 +153,12 @@ async def send_step(
             raise not_found(what) from None
         raise
     return for_caller(principal, state)
+
+
+def declared_in_matrix(session: Session, refs: Sequence[PlatformRef]) -> Callable[[], Decision]:
+    """A release's or rollout's `judge`: what it declares it works with is listed in the
+    platform's matrix, and not retired (E-9.2)."""
+    return lambda: check_declared("compatibility", refs, repo.compatibility_matrix(session=session))
 
 
 def decision_record(

@@ -217,12 +217,28 @@ async def vote_all(d: Driver, eid: str, bodies: dict[Body, Headers], decision: s
     return state
 
 
-async def integrate_and_release(d: Driver, eid: str, partner: Headers) -> State:
-    for action, step, body in (
+async def decided(
+    d: Driver, eid: str, partner: Headers, bodies: dict[Body, Headers], decision: str = "approve"
+) -> State:
+    """Every body reviews, then votes `decision`: the state once the vote is decided."""
+    await review_all(d, eid, bodies)
+    await vote_all(d, eid, bodies, decision)
+    return await d.until(
+        "expansions", eid, partner, lambda s: s["decision"] is not None, what="decided"
+    )
+
+
+async def integrate_and_release(
+    d: Driver, eid: str, partner: Headers, release: dict[str, Any] | None = RELEASE
+) -> State:
+    """The integration plan, the implementation and (unless `release` is None) the release."""
+    steps = [
         ("integration-plan", "integration_plan", INTEGRATION_PLAN),
         ("implementation", "implementation", IMPLEMENTATION),
-        ("release", "release", RELEASE),
-    ):
+    ]
+    if release is not None:
+        steps.append(("release", "release", release))
+    for action, step, body in steps:
         state = await d.step(
             "expansions",
             eid,
@@ -248,14 +264,19 @@ async def outcome_review(d: Driver, eid: str, cgb: Headers) -> State:
     )
 
 
-async def migration_steps(d: Driver, mid: str, partner: Headers) -> State:
-    """Plan, implementation, documentation, rollout: the partner's whole part (M-4.2 to M-4.5)."""
-    for action, body in (
+async def migration_steps(
+    d: Driver, mid: str, partner: Headers, *, rollout: dict[str, Any] | None = ROLLOUT
+) -> State:
+    """Plan, implementation, documentation and (unless `rollout` is None) the rollout: the
+    partner's whole part (M-4.2 to M-4.5)."""
+    steps = [
         ("plan", MIGRATION_PLAN),
         ("implementation", IMPLEMENTATION),
         ("documentation", MIGRATION_DOCS),
-        ("rollout", ROLLOUT),
-    ):
+    ]
+    if rollout is not None:
+        steps.append(("rollout", rollout))
+    for action, body in steps:
         state = await d.step(
             "migrations",
             mid,

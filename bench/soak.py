@@ -179,7 +179,7 @@ def proposal_body(pid: str) -> dict[str, Any]:
         "requested_capabilities": [
             {"name": f"trends-{pid}", "kind": "read_only", "permissions": ["orders:read"]}
         ],
-        "integrations": [{"name": "orders-api", "kind": "api"}],
+        "integrations": [{"name": f"orders-api-{pid}", "kind": "api"}],  # each new (E-2.7)
         "governance_alignment": "Governed read APIs only",
         "compatibility_impact": "Additive",
         "security_impact": "Read-only, partner-scoped",

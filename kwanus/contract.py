@@ -23,6 +23,32 @@ def expansion_workflow_id(expansion_id: str) -> str:
     return f"expansion-{expansion_id}"
 
 
+def expansion_migration_id(expansion_id: str) -> str:
+    """The migration an expansion's release starts (E-2.1a; a tier upgrade's, E-7.1)."""
+    return f"exp-{expansion_id}"
+
+
+def remediation_migration_id(remediation_id: str) -> str:
+    """The forced downgrade a missed remediation window starts (M-9.3)."""
+    return f"rem-{remediation_id}"
+
+
+def telemetry_downgrade_id(partner_id: str, stamp: str) -> str:
+    """The forced downgrade a telemetry report sets off (E-7.2), one id per decision."""
+    return f"downgrade-{partner_id}-{stamp}"
+
+
+# Ids the processes give the migrations they start; a deprecation's are `<notice>.<partner>`.
+SYSTEM_MIGRATION_PREFIXES = ("exp-", "rem-", "downgrade-")
+
+
+def is_system_migration_id(migration_id: str) -> bool:
+    """Whether a migration id is one the processes name (P-1): a client may never take one,
+    or the process that needs it would find its migration "already started" — a partner could
+    pre-empt a required migration with one of its own and decline it."""
+    return migration_id.startswith(SYSTEM_MIGRATION_PREFIXES) or "." in migration_id
+
+
 def search_attribute_flags() -> list[str]:
     """`--search-attribute` arguments for `temporal server start-dev`."""
     kinds = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}

@@ -250,6 +250,19 @@ class MigrationInput(BaseModel):
     policy: PolicyDocument
     origin: str | None = Field(default=None, description="Workflow id of what started it.")
     requested_by: str
+    from_tier: str | None = Field(
+        default=None,
+        description="A category-B release's migration: the tier its proposal was judged from "
+        "(E-7.1: the rise applies only from there).",
+    )
+    grants: list[Grant] = Field(
+        default_factory=list,
+        description="A category-B release's migration: the grants that come with the tier "
+        "(E-2.7, E-7.4), granted at the rollout that moves it.",
+    )
+    removes: list[str] = Field(
+        default_factory=list, description="What goes with the tier, as `grants`."
+    )
     resume: MigrationStatus | None = Field(
         default=None,
         description="Set only on a continued run: the state it picks up at monitoring.",
@@ -264,12 +277,15 @@ class TierChange(BaseModel):
     target: str
     applied: bool
     reasons: list[str] = Field(default_factory=list)
+    withheld: list[str] = Field(
+        default_factory=list, description="Grants that came with the tier and were not granted."
+    )
 
 
 class RolloutInput(BaseModel):
     """A migration's rollout takes effect in one activity (M-4.5): its event, the partner's
     declared compatibility (E-9.2), and for a tier migration the tier (judged again against the
-    tier in effect now, E-7.1 / E-7.2)."""
+    tier in effect now, E-7.1 / E-7.2) with the grants that come with it."""
 
     event: RecordEvent
     partner_id: str
@@ -279,6 +295,9 @@ class RolloutInput(BaseModel):
     trigger: Trigger
     subtype: str
     origin: str | None = None
+    from_tier: str | None = None
+    grants: list[Grant] = Field(default_factory=list)
+    removes: list[str] = Field(default_factory=list)
 
 
 class Fallback(BaseModel):

@@ -180,20 +180,61 @@ def check_grants(
     return out
 
 
-def check_removes(removes: Sequence[str], held: Holdings) -> Decision:
-    """E-2.7: a proposal removes only what the partner holds (a grant by name, or a permission);
-    anything else is refused at submission."""
-    return Decision(
-        findings=tuple(
-            Finding(
-                field=f"removes.{i}",
-                rule="E-2.7",
-                message=f"{item!r} is not held: neither a grant nor a permission of the partner",
-            )
-            for i, item in enumerate(removes)
-            if not held.holds(item)
+def check_against_holdings(
+    requested: Sequence[tuple[str, Grant]], removes: Sequence[str], held: Holdings
+) -> Decision:
+    """E-2.7 at submission: a proposal removes only what the partner holds (a grant by name, or
+    a permission), and requests no grant it holds already unless it removes it too — a change
+    is a removal and a new grant, never a silent second grant under the same name (each
+    requested grant with the field it came from)."""
+    out = [
+        Finding(
+            field=f"removes.{i}",
+            rule="E-2.7",
+            message=f"{item!r} is not held: neither a grant nor a permission of the partner",
         )
-    )
+        for i, item in enumerate(removes)
+        if not held.holds(item)
+    ]
+    keys = {g.key for g in held.grants}
+    out += [
+        Finding(
+            field=f"{field}.name",
+            rule="E-2.7",
+            message=f"the partner holds {grant.type.value} {grant.name!r} already; to change "
+            "it, name it in `removes` too",
+        )
+        for field, grant in requested
+        if grant.key in keys and grant.name not in removes
+    ]
+    return Decision(findings=tuple(out))
+
+
+def grantable(
+    held: Holdings, add: Sequence[Grant], removes: Sequence[str], tier: TierSpec | None
+) -> tuple[list[Grant], list[Finding]]:
+    """What of `add` may be granted now, and why the rest may not: each grant within the
+    catalogue of the tier in effect when it is granted (E-7.4: the tier may have moved since
+    submission), and none under a name held with another kind that the update does not remove
+    (E-6.1: a grant is what its permissions say — merged, it would carry both)."""
+    kinds = {g.key: g.kind for g in held.grants if g.name not in removes}
+    ok: list[Grant] = []
+    withheld: list[Finding] = []
+    for grant in add:
+        found = check_catalogue(grant.name, grant, tier) if tier is not None else []
+        if kinds.get(grant.key, grant.kind) != grant.kind:
+            found.append(
+                Finding(
+                    field=grant.name,
+                    rule="E-6.1",
+                    message=f"held as {kinds[grant.key]}, requested as {grant.kind}",
+                )
+            )
+        if found:
+            withheld += found
+        else:
+            ok.append(grant)
+    return ok, withheld
 
 
 def governance_update(held: Holdings, *, add: Sequence[Grant], removes: Sequence[str]) -> Holdings:
@@ -214,6 +255,22 @@ def governance_update(held: Holdings, *, add: Sequence[Grant], removes: Sequence
         perms = grant.permissions if old is None else (*old.permissions, *grant.permissions)
         kept[grant.key] = grant.model_copy(update={"permissions": tuple(dict.fromkeys(perms))})
     return Holdings(grants=tuple(kept.values()), registered=registered)
+
+
+def legacy_additions(
+    held: Holdings, names: Sequence[str], permissions: Sequence[str], removes: Sequence[str]
+) -> Holdings:
+    """A release as runs released before E-2.7's decision sent it (names and permissions, no
+    kinds): exactly its `removes` taken away, then what it names added — grants of unknown
+    kind, registered permissions."""
+    kept = governance_update(held, add=(), removes=removes)
+    named = tuple(
+        Grant(type=GrantType.CAPABILITY, name=n, kind=UNKNOWN_KIND)
+        for n in dict.fromkeys(names)
+        if n not in kept.capabilities
+    )
+    registered = tuple(dict.fromkeys((*kept.registered, *permissions)))
+    return Holdings(grants=(*kept.grants, *named), registered=registered)
 
 
 class HoldingsChange(BaseModel):

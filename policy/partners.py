@@ -8,6 +8,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
 from policy.grants import Grant, GrantType, check_grants, classify_grant
 from policy.proposal import unbounded_findings
+from policy.types import action_of
 from policy.vocabulary import Classification
 
 
@@ -28,6 +29,17 @@ def check_profile(
             )
         )
     findings.extend(unbounded_findings("permissions", permissions))
+    if spec is not None:  # E-7.4: registered permissions stay within the tier's actions too
+        findings += [
+            Finding(
+                field=f"permissions.{i}",
+                rule="E-7.4",
+                message=f"tier {spec.name} allows the actions "
+                f"{', '.join(sorted(spec.permission_actions))}, not {action_of(perm)!r}",
+            )
+            for i, perm in enumerate(permissions)
+            if "*" not in perm and action_of(perm) not in spec.permission_actions
+        ]
     classes = [classify_grant(g, policy) for g in grants]
     for i, (grant, cls) in enumerate(zip(grants, classes, strict=True)):
         findings.extend(unbounded_findings(f"grants.{i}.permissions", grant.permissions))

@@ -129,6 +129,13 @@ class Proposal(Form):
         )
 
     @property
+    def grants_requested(self) -> list[tuple[str, Grant]]:
+        """Each requested grant with the field it came from (`requested_capabilities.0`...)."""
+        fields = [f"requested_capabilities.{i}" for i in range(len(self.requested_capabilities))]
+        fields += [f"integrations.{i}" for i in range(len(self.integrations))]
+        return list(zip(fields, self.grants, strict=True))
+
+    @property
     def migration_plan_required(self) -> bool:
         return migration_plan_applicable(
             category=self.category.value, breaking_change=self.breaking_change, removes=self.removes
@@ -187,9 +194,10 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
                     )
                 )
             findings.extend(unbounded_findings(f"{where}.permissions", item.permissions))
+    requested = proposal.grants_requested
     findings += check_grants(
-        [f"{name}.{i}" for name, _, items, _, _ in lists for i in range(len(items))],
-        proposal.grants,
+        [field for field, _ in requested],
+        [grant for _, grant in requested],
         [classify(item, policy) for _, _, items, _, _ in lists for item in items],
         requested_tier_spec(proposal, policy),
     )

@@ -227,11 +227,13 @@ def tier_move(
     subtype: str,
     governed: bool,
     policy: PolicyContent,
+    evidence: Decision | None = None,
 ) -> Decision:
     """Whether a tier migration may move the partner from `current` to `target` (E-7.1, E-7.2,
-    M-2.2, M-2.3): up only as the upgrade an approved category-B release started (`governed`);
-    down only by a downgrade — the partner's own (M-2.2) or a forced one (M-2.3). Judged when the
-    migration is requested and again when it takes effect: the tier may have moved meanwhile."""
+    M-2.2, M-2.3): up only as the upgrade an approved category-B release started from this very
+    tier (`governed`), with E-7.1's `evidence` still holding; down only by a downgrade — the
+    partner's own (M-2.2) or a forced one (M-2.3). Judged when the migration is requested and
+    again when it takes effect: the tier may have moved meanwhile."""
     names = policy.tier_names
     if target not in names:
         return _refused(
@@ -248,7 +250,7 @@ def tier_move(
     rises = names.index(target) > names.index(current)
     if rises:
         if trigger is Trigger.TIER_UPGRADE and subtype == "upgrade" and governed:
-            return Decision()
+            return evidence or Decision()
         return _refused(
             "target.tier",
             "E-7.1",
@@ -281,8 +283,33 @@ def _refused(field: str, rule: str, message: str) -> Decision:
 
 
 def governed_upgrade(
-    *, same_partner: bool, category: Category, approved: bool, released: bool, started: bool
+    *,
+    same_partner: bool,
+    category: Category,
+    approved: bool,
+    released: bool,
+    started: bool,
+    from_tier: bool,
 ) -> bool:
     """E-7.1 (Decision): a tier rises only by the migration an approved category-B proposal of
-    the same partner started at its release."""
-    return same_partner and category is Category.TIER and approved and released and started
+    the same partner started at its release — and only from the tier that proposal was judged
+    on (`from_tier`): after a downgrade, a pending upgrade does not raise the partner again."""
+    return (
+        same_partner
+        and category is Category.TIER
+        and approved
+        and released
+        and started
+        and from_tier
+    )
+
+
+def upgrade_still_eligible(
+    evidence: TierEvidence, *, now: datetime, policy: PolicyContent
+) -> Decision:
+    """E-7.1 when the tier rises (the rollout may come months after the vote): workflows still
+    reliable and compliance still clean on the recorded evidence. Permissions are not judged
+    again — the release has just added the grants the new tier was approved for, and they
+    cannot have been used yet."""
+    found = upgrade_evidence(evidence, now=now, policy=policy)
+    return Decision(findings=tuple(f for f in found.findings if f.field != "permissions_minimal"))

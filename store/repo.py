@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, func, select
 
+from kwanus import contract
 from kwanus.models import (
     ExpansionStatus,
     GrantInput,
@@ -27,6 +28,7 @@ from kwanus.models import (
     TierChange,
 )
 from policy.compatibility import deprecated_by
+from policy.decisions import Finding
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import (
@@ -39,15 +41,15 @@ from policy.evidence import (
     Violation,
 )
 from policy.grants import (
-    UNKNOWN_KIND,
     Grant,
-    GrantType,
     Holdings,
     change,
     governance_update,
+    grantable,
+    legacy_additions,
 )
 from policy.proposal import NewTier, with_new_tier
-from policy.tiers import governed_upgrade, tier_move
+from policy.tiers import governed_upgrade, tier_move, upgrade_still_eligible
 from policy.vocabulary import Outcome, PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store import audit
 from store.schemas import (
@@ -688,55 +690,87 @@ def _locked_partner(session: Session, partner_id: str) -> Partner:
     return partner
 
 
-def release_grants(*, session: Session, inp: ReleaseInput) -> bool:
-    """E-2.7: the release's governance update, with its audit event, once per key. The update
-    is computed here from what the partner holds *now* (read under the audit chain's lock, so
-    no other governed change lands in between): the approved grants added, exactly `removes`
-    taken away — before and after in the event. The partner's declared compatibility is stored
-    as its own (E-9.2); no tier and no platform row changes."""
+def _first_time(session: Session, key: str) -> bool:
+    """Lock the audit chain's head for the transaction (audit.lock) and say whether `key` is
+    still free; if it is taken — a retried activity — roll back: nothing more to do (P-4)."""
     audit.lock(session)
-    if audit.recorded(session, inp.event.key):
+    if audit.recorded(session, key):
         session.rollback()
         return False
-    partner = _locked_partner(session, inp.partner_id)
+    return True
+
+
+def _change_holdings(
+    session: Session,
+    event: RecordEvent,
+    partner_id: str,
+    update: Callable[[Partner, Holdings], tuple[Holdings, dict[str, Any]]],
+    *,
+    release: str,
+    declared: Sequence[PlatformRef],
+) -> bool:
+    """A governed change of what the partner holds, once per key: `update` applied to what it
+    holds *now* (read under the audit chain's lock, so no other governed change lands in
+    between), its declared compatibility stored as its own (E-9.2), and the event recording
+    before, after, added and removed (and what `update` adds to it) — in one transaction."""
+    if not _first_time(session, event.key):
+        return False
+    partner = _locked_partner(session, partner_id)
     before = holdings(partner)
-    after = governance_update(before, add=inp.add, removes=inp.removes)
-    changed = change(before, after)
-    declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
-    data = {**inp.event.data, **changed.model_dump(mode="json"), "declared": declared}
-    _append_audit(session, inp.event.model_copy(update={"data": data}))
+    after, extra = update(partner, before)
+    data = {
+        **event.data,
+        **change(before, after).model_dump(mode="json"),
+        **extra,
+        "declared": _declare(session, partner_id, event, release, declared),
+    }
+    _append_audit(session, event.model_copy(update={"data": data}))
     _set_holdings(partner, after)
     session.add(partner)
     session.commit()
     return True
+
+
+def _granted(
+    session: Session, partner: Partner, held: Holdings, add: Sequence[Grant], removes: Sequence[str]
+) -> tuple[Holdings, list[Finding]]:
+    """E-2.7: what the partner holds with exactly `removes` taken away and what may be granted
+    now added (E-7.4 against the tier in effect, E-6.1); the rest withheld, with why."""
+    tier = current_policy(session=session).tier(partner.tier)
+    ok, withheld = grantable(held, add, removes, tier)
+    return governance_update(held, add=ok, removes=removes), withheld
+
+
+def release_grants(*, session: Session, inp: ReleaseInput) -> bool:
+    """E-2.7: the release's governance update — the approved grants added, exactly `removes`
+    taken away; no tier and no platform row changes. A grant the tier in effect does not allow
+    (it moved since the vote) is withheld, and named in the event."""
+
+    def update(partner: Partner, held: Holdings) -> tuple[Holdings, dict[str, Any]]:
+        after, withheld = _granted(session, partner, held, inp.add, inp.removes)
+        return after, {"withheld": [f"{f.field}: {f.message} ({f.rule})" for f in withheld]}
+
+    return _change_holdings(
+        session, inp.event, inp.partner_id, update, release=inp.release, declared=inp.declared
+    )
 
 
 def apply_grant(*, session: Session, grant: GrantInput) -> bool:
-    """A release as runs released before E-2.7's decision sent it, in flight at a deploy: it
-    adds what it names (capabilities by name, permissions as registered ones) and moves neither
-    the tier nor a platform row; its compatibility is the partner's own. Once per key."""
-    audit.lock(session)
-    if audit.recorded(session, grant.event.key):
-        session.rollback()
-        return False
-    partner = _locked_partner(session, grant.partner_id)
-    before = holdings(partner)
-    named = [
-        Grant(type=GrantType.CAPABILITY, name=n, kind=UNKNOWN_KIND)
-        for n in grant.capabilities
-        if n not in before.capabilities
-    ]
-    registered = tuple(dict.fromkeys((*before.registered, *grant.permissions)))
-    after = Holdings(grants=(*before.grants, *named), registered=registered)
-    declared = _declare(session, grant.partner_id, grant.event, "", grant.compatibility)
-    changed = change(before, after).model_dump(mode="json")
-    _append_audit(
-        session, grant.event.model_copy(update={"data": {**changed, "declared": declared}})
+    """A release as runs released before E-2.7's decision sent it, in flight at a deploy: its
+    event's `removed` taken away and what it names added; neither the tier nor a platform row
+    moves."""
+    removes = [str(r) for r in grant.event.data.get("removed", [])]
+    return _change_holdings(
+        session,
+        grant.event,
+        grant.partner_id,
+        lambda _, held: (
+            legacy_additions(held, grant.capabilities, grant.permissions, removes),
+            {},
+        ),
+        release="",
+        declared=grant.compatibility,
     )
-    _set_holdings(partner, after)
-    session.add(partner)
-    session.commit()
-    return True
 
 
 def _declare(
@@ -900,9 +934,7 @@ def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[Pla
     """A rollout's matrix entries as runs rolled out before E-9.2's decision sent them, in flight
     at a deploy: stored as the partner's own compatibility — never the platform's rows — with
     the event, once per key."""
-    audit.lock(session)
-    if audit.recorded(session, event.key):
-        session.rollback()
+    if not _first_time(session, event.key):
         return False
     declared = _declare(session, event.partner_id, event, "", entries)
     _append_audit(session, event.model_copy(update={"data": {**event.data, "declared": declared}}))
@@ -955,9 +987,7 @@ def seed_platform_matrix(
 def record_deprecation(*, session: Session, event: RecordEvent, notice: DeprecationNotice) -> bool:
     """A deprecation notice on record (with its projection), and the version it deprecates marked
     `deprecated` in the platform's matrix (M-5.1), in one transaction, once per key."""
-    audit.lock(session)
-    if audit.recorded(session, event.key):
-        session.rollback()
+    if not _first_time(session, event.key):
         return False
     entries = deprecated_by(notice, compatibility_matrix(session=session))
     changes = _upsert_matrix(
@@ -1038,10 +1068,12 @@ def _tier_change(
     trigger: Trigger,
     subtype: str,
     origin: str | None,
+    from_tier: str | None,
 ) -> TierChange:
     """Judge a tier migration's move against the tier in effect now (E-7.1, E-7.2) and apply
-    it if it holds. An upgrade is governed when it is the migration an approved category-B
-    expansion of this partner started at its release."""
+    it if it holds. A rise is governed when it is the migration an approved category-B
+    expansion of this partner started at its release, from the tier the partner is on now;
+    and E-7.1's recorded evidence must still hold when the tier rises."""
     expansion = None
     if origin:
         row = get_process(session=session, workflow_id=origin)
@@ -1052,15 +1084,20 @@ def _tier_change(
         category=expansion.category,
         approved=expansion.decision is not None and expansion.decision.outcome is Outcome.APPROVED,
         released=expansion.release is not None,
-        started=expansion.migration_id == migration_id,
+        started=contract.expansion_migration_id(expansion.id) == migration_id,
+        from_tier=from_tier == partner.tier,
     )
+    policy = current_policy(session=session)
+    now = utcnow()
+    evidence = tier_evidence(session=session, partner_id=partner.id, now=now)
     decision = tier_move(
         current=partner.tier,
         target=target,
         trigger=trigger,
         subtype=subtype,
         governed=governed,
-        policy=current_policy(session=session),
+        evidence=upgrade_still_eligible(evidence, now=now, policy=policy),
+        policy=policy,
     )
     moved = TierChange(
         before=partner.tier,
@@ -1076,8 +1113,8 @@ def _tier_change(
 def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
     """M-4.5: the rollout takes effect, once per key, in one transaction with its event (and
     the projection): the partner's declared compatibility (E-9.2) and, for a tier migration,
-    the tier — judged against the tier in effect now. A retry after the commit answers from
-    the record."""
+    the tier — judged against the tier in effect now — with the grants that come with it
+    (a category-B release's, E-2.7). A retry after the commit answers from the record."""
     audit.lock(session)
     done = audit_data(session=session, key=inp.event.key)
     if done is not None:
@@ -1086,6 +1123,7 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
         return TierChange.model_validate(tier) if tier else None
     partner = _locked_partner(session, inp.partner_id)
     moved = None
+    data: dict[str, Any] = dict(inp.event.data)
     if inp.tier is not None:
         moved = _tier_change(
             session,
@@ -1095,11 +1133,21 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
             trigger=inp.trigger,
             subtype=inp.subtype,
             origin=inp.origin,
+            from_tier=inp.from_tier,
         )
+        if inp.grants or inp.removes:
+            before = holdings(partner)
+            if moved.applied:
+                after, withheld = _granted(session, partner, before, inp.grants, inp.removes)
+                _set_holdings(partner, after)
+                data.update(change(before, after).model_dump(mode="json"), removes=inp.removes)
+                moved.withheld = [f"{f.field}: {f.message} ({f.rule})" for f in withheld]
+            else:
+                moved.withheld = [f"{g.name}: the tier did not move" for g in inp.grants]
         session.add(partner)
     declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
     tier_change = moved.model_dump(mode="json") if moved else None
-    data = {**inp.event.data, "declared": declared, "tier_change": tier_change}
+    data.update(declared=declared, tier_change=tier_change)
     state = {**(inp.event.state or {}), "tier_change": tier_change}
     _record(session, inp.event.model_copy(update={"data": data, "state": state}))
     session.commit()
@@ -1111,9 +1159,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
     tier in the target (runs rolled out before the tier moved at rollout) is judged like a
     rollout's (E-7.1, E-7.2): a rise not governed by a released category-B expansion, or a move
     against the migration's direction, is not applied and says why in the event."""
-    audit.lock(session)
-    if audit.recorded(session, inp.event.key):
-        session.rollback()
+    if not _first_time(session, inp.event.key):
         return False
     partner = _locked_partner(session, inp.partner_id)
     data = dict(inp.event.data)
@@ -1134,6 +1180,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
             trigger=migration.trigger,
             subtype=migration.subtype,
             origin=migration.origin,
+            from_tier=None,  # runs rolled out before: their release moved the tier already
         )
         data["tier_change"] = moved.model_dump(mode="json")
     _append_audit(session, inp.event.model_copy(update={"data": data}))

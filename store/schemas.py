@@ -56,6 +56,17 @@ class PartnerCreate(BaseModel):
         description="Permissions registered with the partner, carried by no grant.",
     )
 
+    @field_validator("grants")
+    @classmethod
+    def _kinds_known(cls, grants: list[Grant]) -> list[Grant]:
+        for grant in grants:
+            if grant.kind == UNKNOWN_KIND:
+                raise ValueError(
+                    f"{grant.name}: name its kind ({UNKNOWN_KIND!r} is for grants "
+                    "recorded before kinds were)"
+                )
+        return grants
+
     @property
     def holdings(self) -> Holdings:
         named = [

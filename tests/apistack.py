@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -47,6 +48,27 @@ class Api:
         )
         assert resp.status_code == 201, resp.text
         return self.token("partner", partner_id)
+
+    async def platform_reports(
+        self, partner_id: str, usage: dict[str, int], weeks_ago: tuple[int, ...] = (1, 3, 5)
+    ) -> None:
+        """Healthy weekly reports by the platform (E-7.1: the only evidence) — of reliable
+        workflows, and of the permissions in `usage` in use."""
+        platform = self.token("platform")
+        for weeks in weeks_ago:
+            end = datetime.now(UTC) - timedelta(weeks=weeks)
+            report = {
+                "period_start": (end - timedelta(days=7)).isoformat(),
+                "period_end": end.isoformat(),
+                "workflow_success_rate": 0.999,
+                "api_error_rate": 0.001,
+                "permission_usage": usage,
+                "calls_by_version": {"api:2.1": 1523},
+            }
+            resp = await self.http.post(
+                f"/v1/partners/{partner_id}/telemetry", json=report, headers=platform
+            )
+            assert resp.status_code == 201, resp.text
 
     async def workflow_exists(self, workflow_id: str) -> bool:
         try:

@@ -11,15 +11,12 @@ from typing import Any
 from sqlmodel import select
 
 from bench.drive import (
-    IMPLEMENTATION,
-    INTEGRATION_PLAN,
-    MIGRATION_DOCS,
-    MIGRATION_PLAN,
     Driver,
     State,
     at_step,
-    review_all,
-    vote_all,
+    decided,
+    integrate_and_release,
+    migration_steps,
 )
 from store.tables import AuditEvent, Process, utcnow
 from tests.apistack import Api, unique
@@ -49,37 +46,12 @@ async def nothing_started(api: Api, workflow_id: str) -> None:
         assert session.get(Process, workflow_id) is None
 
 
-async def platform_reports(api: Api, partner_id: str, usage: dict[str, int]) -> None:
-    """Three healthy weekly reports from the platform: E-7.1's evidence of reliable workflows
-    and of the grants in use."""
-    platform = api.token("platform")
-    for weeks_ago in (1, 3, 5):
-        end = utcnow() - weeks_ago * 7 * DAY
-        report = {
-            "period_start": (end - 7 * DAY).isoformat(),
-            "period_end": end.isoformat(),
-            "workflow_success_rate": 0.999,
-            "api_error_rate": 0.001,
-            "permission_usage": usage,
-            "calls_by_version": {"api:2.1": 1523},
-        }
-        resp = await api.http.post(
-            f"/v1/partners/{partner_id}/telemetry", json=report, headers=platform
-        )
-        assert resp.status_code == 201, resp.text
-
-
 async def approved(api: Api, d: Driver, partner: dict[str, str], body: dict[str, Any]) -> str:
     """Submit a proposal and take it through reviews and votes to its integration plan."""
     eid = unique("gov")
     resp = await api.http.post("/v1/expansions", json={**body, "id": eid}, headers=partner)
     assert resp.status_code == 202, resp.text
-    bodies = await d.bodies()
-    await review_all(d, eid, bodies)
-    await vote_all(d, eid, bodies, "approve")
-    state = await d.until(
-        "expansions", eid, partner, lambda s: s["decision"] is not None, what="decided"
-    )
+    state = await decided(d, eid, partner, await d.bodies())
     assert state["decision"]["outcome"] == "approved", state["decision"]
     await d.until("expansions", eid, partner, at_step("integration_plan"), what="integrating")
     return eid
@@ -90,20 +62,7 @@ async def released(
 ) -> State:
     """A proposal approved, integrated and released: its state once the release is applied."""
     eid = await approved(api, d, partner, body)
-    for action, step, content in (
-        ("integration-plan", "integration_plan", INTEGRATION_PLAN),
-        ("implementation", "implementation", IMPLEMENTATION),
-        ("release", "release", {**RELEASE, **release}),
-    ):
-        await d.step(
-            "expansions",
-            eid,
-            action,
-            content,
-            partner,
-            awaited=at_step(step),
-            done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
-        )
+    await integrate_and_release(d, eid, partner, {**RELEASE, **release})
     return await d.until(
         "expansions", eid, partner, lambda s: s["stage"] == "Monitoring", what="released"
     )
@@ -217,7 +176,7 @@ async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -
     the upgrade migration, whose rollout — and nothing else — raises the tier; its completion
     does not move it again."""
     acme = await api.partner("acme")
-    await platform_reports(api, "acme", {"orders:read": 40})
+    await api.platform_reports("acme", {"orders:read": 40})
     d = Driver(api.http, api.admin)
     upgrade = proposal_body(
         category="B",
@@ -230,22 +189,9 @@ async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -
     assert (await held(api, "acme"))["tier"] == "verified"  # E-2.7: not at the release
     mid = state["migration_id"]
     assert mid == f"exp-{state['id']}"
-    for action, content in (
-        ("plan", MIGRATION_PLAN),
-        ("implementation", IMPLEMENTATION),
-        ("documentation", MIGRATION_DOCS),
-    ):
-        await d.step(
-            "migrations",
-            mid,
-            action,
-            content,
-            acme,
-            awaited=at_step(action),
-            done=lambda s, f=action: s[f] is not None,  # type: ignore[misc]
-        )
-        assert (await held(api, "acme"))["tier"] == "verified"
+    await migration_steps(d, mid, acme, rollout=None)
     await d.until("migrations", mid, acme, at_step("rollout"), what="validated")
+    assert (await held(api, "acme"))["tier"] == "verified"  # not before its rollout
     rollout = {
         "version": "2.0.0",
         "compatibility": [{"kind": "os", "name": "kwanus", "version": "5.0"}],
@@ -253,7 +199,7 @@ async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -
     resp = await api.http.post(f"/v1/migrations/{mid}/rollout", json=rollout, headers=acme)
     assert resp.status_code == 200, resp.text
     change = resp.json()["tier_change"]
-    assert change == {"before": "verified", "target": "premier", "applied": True, "reasons": []}
+    assert (change["before"], change["target"], change["applied"]) == ("verified", "premier", True)
     assert (await held(api, "acme"))["tier"] == "premier"
     with api.db.session() as session:
         row = session.exec(
@@ -262,6 +208,86 @@ async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -
     assert row.stage == "Rollout" and row.data["tier_change"]["applied"]
     await end_migration(api, mid)
     await api.env.client.get_workflow_handle(f"expansion-{state['id']}").terminate("test over")
+
+
+async def rolled_out(d: Driver, api: Api, mid: str, who: dict[str, str]) -> dict[str, Any]:
+    """The partner's migration steps, then its rollout: the rollout's tier change."""
+    await migration_steps(d, mid, who, rollout=None)
+    await d.until("migrations", mid, who, at_step("rollout"), what="validated")
+    resp = await api.http.post(
+        f"/v1/migrations/{mid}/rollout", json={"version": "2.0.0"}, headers=who
+    )
+    assert resp.status_code == 200, resp.text
+    change: dict[str, Any] = resp.json()["tier_change"]
+    return change
+
+
+async def test_a_pending_upgrade_does_not_undo_a_forced_downgrade(api: Api) -> None:
+    """E-7.1, M-2.3: an approved upgrade's migration rises only from the tier its proposal was
+    judged on — after a forced downgrade lands first, its rollout moves nothing (and says
+    why), so a security downgrade is not undone, nor a tier skipped."""
+    acme = await api.partner("acme")
+    await api.platform_reports("acme", {"orders:read": 40})
+    d = Driver(api.http, api.admin)
+    upgrade = proposal_body(
+        category="B",
+        requested_tier="premier",
+        migration_plan="dual run",
+        requested_capabilities=[],
+        integrations=[],
+    )
+    pending = (await released(api, d, acme, upgrade))["migration_id"]
+    forced = unique("forced")
+    body = migration(id=forced, trigger="security_violation")
+    assert (
+        await api.http.post("/v1/migrations", json=body, headers=api.token("SCO"))
+    ).status_code == 202
+    down = await rolled_out(d, api, forced, acme)
+    assert (down["before"], down["target"], down["applied"]) == ("verified", "community", True)
+    stale = await rolled_out(d, api, pending, acme)
+    assert (stale["before"], stale["target"], stale["applied"]) == ("community", "premier", False)
+    assert any("(E-7.1)" in reason for reason in stale["reasons"]), stale
+    assert (await held(api, "acme"))["tier"] == "community"
+    for mid in (pending, forced):
+        await end_migration(api, mid)
+
+
+async def test_a_tiers_grants_come_with_the_tier(api: Api) -> None:
+    """E-7.4, E-2.7, M-2.2: a category-B proposal's grants are the new tier's — granted at the
+    rollout that moves the tier, not at the release: a partner that declines the upgrade
+    holds nothing of it; one that rolls it out holds both."""
+    d = Driver(api.http, api.admin)
+    upgrade = proposal_body(
+        category="B",
+        requested_tier="verified",
+        migration_plan="dual run",
+        requested_capabilities=[
+            {"name": "order-hooks", "kind": "workflow_trigger", "permissions": ["orders:read"]}
+        ],
+        integrations=[{"name": "flows", "kind": "workflow", "permissions": ["orders:read"]}],
+    )
+    for partner_id, decline in (("acme", True), ("globex", False)):
+        body = partner_body(partner_id, tier="community")
+        assert (
+            await api.http.post("/v1/partners", json=body, headers=api.admin)
+        ).status_code == 201
+        who = api.token("partner", partner_id)
+        await api.platform_reports(partner_id, {"orders:read": 40})
+        mid = (await released(api, d, who, upgrade))["migration_id"]
+        assert (await held(api, partner_id))["capabilities"] == ["orders-dashboard"]
+        if decline:
+            await d.until("migrations", mid, who, at_step("plan"), what="plan open")
+            url = f"/v1/migrations/{mid}/decline"
+            assert (await api.http.post(url, json={}, headers=who)).status_code == 200
+            after = await held(api, partner_id)
+            assert (after["tier"], after["capabilities"]) == ("community", ["orders-dashboard"])
+            continue
+        change = await rolled_out(d, api, mid, who)
+        assert change["applied"] and change["withheld"] == []
+        after = await held(api, partner_id)
+        assert after["tier"] == "verified"
+        assert after["capabilities"] == ["flows", "order-hooks", "orders-dashboard"]
+        await end_migration(api, mid)
 
 
 # --- 2. a release adds; it never wipes ------------------------------------------------------
@@ -310,6 +336,15 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     not_held = proposal_body(removes=["payments:write"], migration_plan="m", integrations=[])
     resp = await api.http.post("/v1/expansions", json=not_held, headers=acme)
     assert refused(resp, 422, "E-2.7")["errors"].keys() == {"removes.0"}
+    # held already: granted again under its name (say, as another kind) it would hide a write
+    again = proposal_body(
+        requested_capabilities=[
+            {"name": "stock-alerts", "kind": "write", "permissions": ["stock:write"]}
+        ],
+        integrations=[],
+    )
+    resp = await api.http.post("/v1/expansions", json=again, headers=acme)
+    assert refused(resp, 422, "E-2.7")["errors"].keys() == {"requested_capabilities.0.name"}
 
     removal = proposal_body(
         requested_capabilities=[read_only("order-trends", "orders:read")],
@@ -353,19 +388,7 @@ async def test_a_partners_release_declares_its_own_compatibility(api: Api) -> No
     ).status_code == 200
     d = Driver(api.http, api.admin)
     eid = await approved(api, d, acme, proposal_body())
-    for action, step, content in (
-        ("integration-plan", "integration_plan", INTEGRATION_PLAN),
-        ("implementation", "implementation", IMPLEMENTATION),
-    ):
-        await d.step(
-            "expansions",
-            eid,
-            action,
-            content,
-            acme,
-            awaited=at_step(step),
-            done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
-        )
+    await integrate_and_release(d, eid, acme, release=None)
     await d.until("expansions", eid, acme, at_step("release"), what="awaiting the release")
     matrix_before = (await api.http.get("/v1/compatibility-matrix", headers=acme)).json()
     url = f"/v1/expansions/{eid}/release"
@@ -450,3 +473,42 @@ async def test_kind_permission_and_tier_catalogue_refusals(api: Api) -> None:
         errors = refused(resp, 422, rule)["errors"]
         assert any(f"({rule})" in message for message in errors.values()), errors
     await nothing_started(api, f"expansion-{eid}")
+
+
+async def test_a_partner_cannot_take_the_id_of_a_process_migration(api: Api) -> None:
+    """P-1, M-2.1: the ids processes give their migrations (a notice's `<notice>.<partner>`, an
+    expansion's `exp-…`, a remediation's `rem-…`, a forced downgrade's `downgrade-…`) are
+    refused as client-chosen ids — else a partner could start its own optional migration under
+    the id a required one will take, and decline it."""
+    acme = await api.partner("acme")
+    for mid in ("api-kwanus-2_1.acme", "exp-x", "rem-x", "downgrade-acme-1"):
+        resp = await api.http.post("/v1/migrations", json=migration(id=mid), headers=acme)
+        assert resp.status_code == 422 and "id" in resp.json()["errors"], resp.text
+        await nothing_started(api, f"migration-{mid}")
+
+
+async def test_registration_keeps_to_the_tier_and_the_kinds(api: Api) -> None:
+    """E-7.4, E-6.1: a partner is registered with grants that are what their permissions say
+    and permissions its tier's catalogue allows."""
+    cases = (
+        ("E-7.4", {"tier": "community", "permissions": ["orders:write"]}),
+        (
+            "E-6.1",
+            {
+                "grants": [
+                    {
+                        "type": "capability",
+                        "name": "c",
+                        "kind": "read_only",
+                        "permissions": ["orders:write"],
+                    }
+                ]
+            },
+        ),
+    )
+    for rule, change in cases:
+        resp = await api.http.post(
+            "/v1/partners", json=partner_body("acme", **change), headers=api.admin
+        )
+        refused(resp, 422, rule)
+    assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404

@@ -273,8 +273,9 @@ async def approve_all(run: Run) -> None:
 
 async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Database) -> None:
     """E-12.1: Proposal → Evaluation → Approval → Integration → Release → Monitoring → Review,
-    completed; E-2.7 the release grants (and moves no tier), E-9.2 its compatibility is the
-    partner's own; E-2.1a a tier change starts its migration; P-4 every event once."""
+    completed; E-2.7 a category-B release moves neither the tier nor its grants (both come
+    with its migration's rollout), E-9.2 its compatibility is the partner's own; E-2.1a a tier
+    change starts its migration; P-4 every event once."""
     run: Run = await start(category="B", requested_tier="premier", migration_plan="dual run")
     reliable_record(db, await run.env.get_current_time())  # E-7.1: the upgrade's evidence
     state = await run.at_step("reviews")
@@ -296,7 +297,8 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     with db.session() as session:
         partner = session.get(Partner, "acme")
         assert partner is not None and partner.tier == "verified"  # the migration moves it
-        assert "order-trends" in repo.holdings(partner).capabilities
+        # E-7.4: a category-B proposal's grants come with the tier, at that migration's rollout
+        assert "order-trends" not in repo.holdings(partner).capabilities
         declared = repo.partner_compatibility(session=session, partner_id="acme")
         assert [(d.kind, d.version, d.release) for d in declared] == [("runtime", "3.0", "1.0.0")]
         history = repo.matrix_history(session=session)
@@ -322,6 +324,7 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
             break
         await asyncio.sleep(0.05)
     assert status["origin"] == run.handle.id and status["fallback"]["active"]
+    assert status["target"] == {"tier": "premier"}
     # The migration is its own process (and test); ended here because an open run on a timer
     # keeps the time-skipping server from skipping time for the tests after this one.
     await migration.terminate("tested elsewhere")

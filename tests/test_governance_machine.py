@@ -32,16 +32,13 @@ from hypothesis.stateful import (
 )
 
 from bench.drive import (
-    IMPLEMENTATION,
-    INTEGRATION_PLAN,
-    MIGRATION_DOCS,
-    MIGRATION_PLAN,
     RELEASE,
     ROLLOUT,
     Driver,
     at_step,
-    review_all,
-    vote_all,
+    decided,
+    integrate_and_release,
+    migration_steps,
 )
 from policy.vocabulary import Body, ExpansionStage
 from store.tables import utcnow
@@ -51,6 +48,7 @@ from tests.test_api_expansion import review
 
 DAY = timedelta(days=1)
 STAGES = [s.value for s in ExpansionStage]
+TIERS = ("community", "verified", "premier", "strategic")
 GRANTS = (("inventory-view", "inventory:read"), ("stock-alerts", "stock:read"))
 TIER_BYPASSES = (
     "own upgrade",
@@ -96,8 +94,9 @@ def machine(
             self.drive = Driver(api.http, api.admin)
             self.audit_after = 0
             self.events: list[dict[str, Any]] = []  # the partner's audit events so far
-            self.tier = "verified"
-            self.grants = set(self.held()["capabilities"])
+            partner = self.held()
+            self.grants = set(partner["capabilities"])
+            self.permissions = set(partner["permissions"])
             self.report_use()
             eid = self.submit()
             self.awaited(eid, "reviews")
@@ -108,6 +107,7 @@ def machine(
             vote = {"decision": "approve", "rationale": "r"}
             self.step(eid, "votes", "votes", self.bodies[Body.TSC], vote)
             self.step(eid, "votes", "votes", self.bodies[Body.TSC], vote)
+            self.every_way_around()
             return eid
 
         def awaited(self, eid: str, step: str, within: float = 60.0) -> dict[str, Any]:
@@ -140,6 +140,20 @@ def machine(
             else:
                 assert resp.status_code in (403, 409, 422), resp.text
 
+        def every_way_around(self) -> None:
+            """Each way around governance the partner has (E-7.1, E-7.2, M-3.1, P-6, E-9.2),
+            tried at the start of every walk — each refused; the rules try them again later, in
+            other states."""
+            for way in TIER_BYPASSES:
+                self.tier_bypass(way)
+            for who in ("partner", "ops"):
+                self.self_report(who)
+            entry = {"kind": "os", "name": "kwanus", "version": "4.2", "status": "retired"}
+            change = {"entries": [entry], "reason": "mine now"}
+            resp = call("PUT", "/v1/compatibility-matrix", json=change, headers=self.partner)
+            seen[f"partner matrix change {resp.status_code}"] += 1
+            assert resp.status_code == 403, resp.text
+
         # --- helpers for the issue-15 rules ------------------------------------------------
 
         def run(self, coro: Any, timeout: float = 300) -> Any:
@@ -154,19 +168,7 @@ def machine(
         def report_use(self) -> None:
             """The platform reports three healthy weeks using every permission held (E-7.1's
             evidence of reliable workflows and minimal permissions)."""
-            usage = dict.fromkeys(self.held()["permissions"], 5)
-            for weeks_ago in (1, 3, 5):
-                end = utcnow() - weeks_ago * 7 * DAY
-                report = {
-                    "period_start": (end - 7 * DAY).isoformat(),
-                    "period_end": end.isoformat(),
-                    "workflow_success_rate": 0.999,
-                    "api_error_rate": 0.001,
-                    "permission_usage": usage,
-                }
-                url = f"/v1/partners/{self.pid}/telemetry"
-                resp = call("POST", url, json=report, headers=self.platform)
-                assert resp.status_code == 201, resp.text
+            self.run(api.platform_reports(self.pid, dict.fromkeys(self.held()["permissions"], 5)))
 
         def approved(self, body: dict[str, Any]) -> str | None:
             """Submit and take a proposal through reviews and votes (None: refused or not
@@ -178,33 +180,14 @@ def machine(
                 assert resp.status_code in (422, 429), resp.text
                 return None
             self.started.append(eid)
-            d = self.drive
-            self.run(review_all(d, eid, self.bodies))
-            self.run(vote_all(d, eid, self.bodies, "approve"))
-            state = self.run(
-                d.until("expansions", eid, self.partner, lambda s: s["decision"] is not None)
-            )
+            state = self.run(decided(self.drive, eid, self.partner, self.bodies))
             if state["decision"]["outcome"] != "approved":
                 return None
             return eid
 
         def release(self, eid: str, release: dict[str, Any]) -> dict[str, Any]:
             d = self.drive
-            for action, step, content in (
-                ("integration-plan", "integration_plan", INTEGRATION_PLAN),
-                ("implementation", "implementation", IMPLEMENTATION),
-            ):
-                self.run(
-                    d.step(
-                        "expansions",
-                        eid,
-                        action,
-                        content,
-                        self.partner,
-                        awaited=at_step(step),
-                        done=lambda s, f=step: s[f] is not None,  # type: ignore[misc]
-                    )
-                )
+            self.run(integrate_and_release(d, eid, self.partner, release=None))
             self.run(d.until("expansions", eid, self.partner, at_step("release")))
             url = f"/v1/expansions/{eid}/release"
             # E-9.2: a platform status, or a retired or unlisted version, is refused first
@@ -247,43 +230,10 @@ def machine(
             self.release(eid, RELEASE)
             seen["released"] += 1
 
-        @rule()
-        def upgrade_through_governance(self) -> None:
-            """E-7.1: the one way up — a category-B proposal, approved and released, whose
-            migration rolls out."""
-            order = ["community", "verified", "premier", "strategic"]
-            tier = self.held()["tier"]
-            if tier == order[-1]:
-                return
-            self.report_use()
-            body = proposal_body(
-                category="B",
-                requested_tier=order[order.index(tier) + 1],
-                requested_capabilities=[],
-                integrations=[],
-                migration_plan="dual run",
-            )
-            eid = self.approved(body)
-            if eid is None:
-                return
-            mid = self.release(eid, RELEASE)["migration_id"]
+        def migrate_to_rollout(self, mid: str) -> bool:
+            """The partner's steps of a migration; False if validation opened a remediation."""
             d = self.drive
-            for action, content in (
-                ("plan", MIGRATION_PLAN),
-                ("implementation", IMPLEMENTATION),
-                ("documentation", MIGRATION_DOCS),
-            ):
-                self.run(
-                    d.step(
-                        "migrations",
-                        mid,
-                        action,
-                        content,
-                        self.partner,
-                        awaited=at_step(action),
-                        done=lambda s, f=action: s[f] is not None,  # type: ignore[misc]
-                    )
-                )
+            self.run(migration_steps(d, mid, self.partner, rollout=None))
             state = self.run(
                 d.until(
                     "migrations",
@@ -292,12 +242,57 @@ def machine(
                     lambda s: s["step"] in ("rollout", "remediation"),
                 )
             )
-            if state["step"] != "rollout":
+            return bool(state["step"] == "rollout")
+
+        def roll_out(self, mid: str) -> dict[str, Any]:
+            url = f"/v1/migrations/{mid}/rollout"
+            resp = call("POST", url, json=ROLLOUT, headers=self.partner)
+            assert resp.status_code == 200, resp.text
+            change: dict[str, Any] = resp.json()["tier_change"]
+            return change
+
+        @rule(race_a_downgrade=st.booleans())
+        def upgrade_through_governance(self, race_a_downgrade: bool) -> None:
+            """E-7.1: the one way up — a category-B proposal, approved and released, whose
+            migration rolls out; with `race_a_downgrade`, SCO's forced downgrade rolls out
+            first, and the pending upgrade then moves nothing (M-2.3)."""
+            tier = self.held()["tier"]
+            if tier == TIERS[-1]:
+                return
+            self.report_use()
+            body = proposal_body(
+                category="B",
+                requested_tier=TIERS[TIERS.index(tier) + 1],
+                requested_capabilities=[],
+                integrations=[],
+                migration_plan="dual run",
+            )
+            eid = self.approved(body)
+            if eid is None:
+                return
+            mid = self.release(eid, RELEASE)["migration_id"]
+            if race_a_downgrade and tier != TIERS[0]:
+                forced = unique("forced")
+                down = {
+                    "id": forced,
+                    "partner_id": self.pid,
+                    "trigger": "security_violation",
+                    "type": "tier",
+                    "subtype": "downgrade",
+                    "target": {"tier": TIERS[TIERS.index(tier) - 1]},
+                }
+                resp = call("POST", "/v1/migrations", json=down, headers=self.bodies[Body.SCO])
+                assert resp.status_code == 202, resp.text
+                if not self.migrate_to_rollout(forced):
+                    return
+                seen[f"forced downgrade applied {self.roll_out(forced)['applied']}"] += 1
+            if not self.migrate_to_rollout(mid):
                 seen["upgrade remediated"] += 1
                 return
-            resp = call("POST", f"/v1/migrations/{mid}/rollout", json=ROLLOUT, headers=self.partner)
-            assert resp.status_code == 200, resp.text
-            seen[f"upgrade rolled out {resp.json()['tier_change']['applied']}"] += 1
+            applied = self.roll_out(mid)["applied"]
+            seen[
+                f"upgrade {'after a downgrade ' if race_a_downgrade else ''}applied {applied}"
+            ] += 1
 
         @rule(way=st.sampled_from(TIER_BYPASSES))
         def tier_bypass(self, way: str) -> None:
@@ -475,11 +470,10 @@ def machine(
             moved = [e for e in self.events if (e["data"].get("tier_change") or {}).get("applied")]
             expected = moved[-1]["data"]["tier_change"]["target"] if moved else "verified"
             assert partner["tier"] == expected, (partner["tier"], moved[-1:] or "registration")
-            order = ["community", "verified", "premier", "strategic"]
             for e in moved:
                 change = e["data"]["tier_change"]
                 assert e["event"] == "rolled_out" and e["stage"] == "Rollout", e
-                if order.index(change["target"]) > order.index(change["before"]):
+                if TIERS.index(change["target"]) > TIERS.index(change["before"]):
                     eid = e["workflow_id"].removeprefix("migration-exp-")
                     origin = [x for x in self.events if x["workflow_id"] == f"expansion-{eid}"]
                     assert {"governance_update", "migration_started"} <= {
@@ -487,17 +481,25 @@ def machine(
                     }, e
                     submitted = next(x for x in origin if x["event"] == "submitted")
                     assert submitted["data"]["category"] == "B", submitted
-            self.tier = partner["tier"]
-            now = set(partner["capabilities"])
-            removed = {
-                name
+                    # ...and it rose from the tier the proposal was judged on
+                    assert change["before"] == submitted["data"]["partner_tier"], (e, submitted)
+            # E-2.7: what went is what a governed process named in its `removes` — a grant, or
+            # a permission (by name, or with a grant it named)
+            named = {n for e in fresh for n in e["data"].get("removes", [])}
+            carried = {
+                p
                 for e in fresh
-                if e["event"] == "governance_update" and e["workflow_id"].startswith("expansion-")
-                for name in e["data"].get("removed", [])
+                for g in (e["data"].get("before") or {}).get("grants", [])
+                if g["name"] in named
+                for p in g["permissions"]
             }
-            gone = self.grants - now
-            assert gone <= removed, (gone, removed)
-            self.grants = now
+            grants, permissions = set(partner["capabilities"]), set(partner["permissions"])
+            assert self.grants - grants <= named, (self.grants - grants, named)
+            assert self.permissions - permissions <= named | carried, (
+                self.permissions - permissions,
+                named | carried,
+            )
+            self.grants, self.permissions = grants, permissions
 
         @invariant()
         def platform_rows_are_the_platforms(self) -> None:
@@ -522,6 +524,13 @@ def machine(
             matrix = call("GET", "/v1/compatibility-matrix", headers=self.partner).json()
             rows = {(e["kind"], e["name"], e["version"]): e["status"] for e in matrix["entries"]}
             assert rows == latest
+
+        def check(self) -> None:
+            """Every invariant, for a scripted walk."""
+            self.governance_explains_tier_and_grants()
+            self.platform_rows_are_the_platforms()
+            self.decisions_never_change()
+            self.each_body_counts_once()
 
         @invariant()
         def decisions_never_change(self) -> None:
@@ -559,8 +568,8 @@ async def test_governance_invariants_hold_in_any_order(
     seen: Counter[str] = Counter()
     Governance = machine(api, loop, seen)
     Governance.TestCase.settings = settings(
-        max_examples=int(os.environ.get("KWANUS_MACHINE_EXAMPLES", "8")),
-        stateful_step_count=int(os.environ.get("KWANUS_MACHINE_STEPS", "15")),
+        max_examples=int(os.environ.get("KWANUS_MACHINE_EXAMPLES", "6")),
+        stateful_step_count=int(os.environ.get("KWANUS_MACHINE_STEPS", "12")),
         deadline=None,
         database=None,
         derandomize=True,
@@ -573,7 +582,41 @@ async def test_governance_invariants_hold_in_any_order(
     with capsys.disabled():
         print(f"\ngovernance state machine: steps answered {dict(sorted(seen.items()))}")
     assert seen["reviews 200"] and seen["reviews 409"] and seen["votes 200"] and seen["votes 409"]
-    # issue 15: the governed changes happened, and every bypass was tried and refused
-    assert seen["released"] and seen["upgrade rolled out True"], seen
-    assert seen["tier bypass 422"] and seen["self report 403"] and seen["bad declaration 422"]
-    assert seen["platform changed by TSC and a notice"], seen
+    # issue 15: every way around governance was tried in every walk, and refused
+    assert seen["tier bypass 422"] and seen["self report 403"], seen
+    assert seen["partner matrix change 403"], seen
+
+
+@pytest.mark.timeout(300)
+async def test_every_governed_change_keeps_the_invariants(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15, scripted (what the random walks reach depends on their draw): two releases —
+    one adding a grant, one removing a held one — an upgrade through its migration, an
+    upgrade whose forced downgrade rolls out first (then moving nothing), and TSC's and a
+    notice's platform changes; after each, every invariant of the machine (E-7.1, E-2.7,
+    E-9.2)."""
+    loop = asyncio.get_running_loop()
+    seen: Counter[str] = Counter()
+    walk = machine(api, loop, seen)()
+
+    def steps() -> None:
+        walk.to_the_vote()
+        walk.check()
+        for step in (
+            lambda: walk.release_a_grant(GRANTS[0], remove=False),
+            lambda: walk.release_a_grant(GRANTS[1], remove=True),
+            lambda: walk.upgrade_through_governance(race_a_downgrade=False),
+            lambda: walk.upgrade_through_governance(race_a_downgrade=True),
+            lambda: walk.platform_changes("5.0"),
+        ):
+            step()
+            walk.check()
+
+    await asyncio.to_thread(steps)
+    with capsys.disabled():
+        print(f"\ngovernance walk: steps answered {dict(sorted(seen.items()))}")
+    assert seen["released"] == 2 and seen["bad declaration 422"] == 8, seen
+    assert seen["upgrade applied True"] == 1 and seen["forced downgrade applied True"] == 1
+    assert seen["upgrade after a downgrade applied False"] == 1, seen
+    assert seen["platform changed by TSC and a notice"] == 1, seen

@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 
 from policy.compatibility import check_declared, deprecated_by
+from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
 from policy.evidence import CompatibilityMatrix, MatrixEntry, PlatformRef
-from policy.grants import Grant, Holdings, check_removes
+from policy.grants import (
+    Grant,
+    Holdings,
+    check_against_holdings,
+    grantable,
+    legacy_additions,
+)
 from policy.proposal import Proposal, check_submission
 from policy.tiers import tier_move
 from policy.vocabulary import MatrixStatus, Trigger
@@ -74,15 +81,54 @@ def test_the_requested_tiers_catalogue_bounds_the_request() -> None:
     ) == {("integrations.0.kind", "E-7.4")}
 
 
-def test_a_release_removes_only_what_is_held() -> None:
-    """E-2.7: a `removes` entry names a grant or a permission the partner holds."""
-    held = Holdings(
-        grants=(Grant(type="capability", name="orders-dashboard", kind="unknown"),),
-        registered=("orders:read",),
-    )
-    assert check_removes(["orders-dashboard", "orders:read"], held).allowed
-    refused = check_removes(["orders-dashboard", "payments:write"], held)
+HELD = Holdings(
+    grants=(
+        Grant(type="capability", name="orders-dashboard", kind="unknown"),
+        Grant(type="capability", name="stock", kind="write", permissions=("stock:write",)),
+    ),
+    registered=("orders:read",),
+)
+
+
+def test_a_release_removes_only_what_is_held_and_grants_nothing_twice() -> None:
+    """E-2.7: a `removes` entry names a grant or a permission the partner holds; a grant held
+    already is requested again only to change it (named in `removes` too)."""
+    assert check_against_holdings([], ["orders-dashboard", "orders:read"], HELD).allowed
+    refused = check_against_holdings([], ["orders-dashboard", "payments:write"], HELD)
     assert [(f.field, f.rule) for f in refused.findings] == [("removes.1", "E-2.7")]
+    again = Grant(type="capability", name="stock", kind="read_only", permissions=("stock:read",))
+    requested = [("requested_capabilities.0", again)]
+    twice = check_against_holdings(requested, [], HELD)
+    assert [(f.field, f.rule) for f in twice.findings] == [
+        ("requested_capabilities.0.name", "E-2.7")
+    ]
+    assert check_against_holdings(requested, ["stock"], HELD).allowed  # a change
+
+
+def test_what_is_granted_is_judged_when_it_is_granted() -> None:
+    """E-7.4 / E-6.1 at the release: a grant the tier in effect does not allow (it moved since
+    the vote), or one under a held name of another kind, is withheld with why."""
+    community = DEFAULT_POLICY.tier("community")
+    write = Grant(type="capability", name="w", kind="write", permissions=("o:write",))
+    read = Grant(type="capability", name="r", kind="read_only", permissions=("o:read",))
+    stock = Grant(type="capability", name="stock", kind="read_only", permissions=("s:read",))
+    ok, withheld = grantable(HELD, [write, read, stock], [], community)
+    assert ok == [read]
+    assert [(f.field, f.rule) for f in withheld] == [
+        ("w.kind", "E-7.4"),
+        ("w.permissions.0", "E-7.4"),
+        ("stock", "E-6.1"),
+    ]
+    ok, _ = grantable(HELD, [stock], ["stock"], community)
+    assert ok == [stock]  # removed and granted again: a change
+
+
+def test_a_release_from_before_adds_and_removes_what_it_named() -> None:
+    """E-2.7: an `apply_grant` of a run released before the decision, still in flight at a
+    deploy, takes exactly its `removed` away and adds what it names — wiping nothing."""
+    after = legacy_additions(HELD, ["order-trends"], ["trends:read"], ["stock"])
+    assert after.capabilities == ("order-trends", "orders-dashboard")
+    assert after.permissions == ("orders:read", "trends:read")
 
 
 @pytest.mark.parametrize(
@@ -113,6 +159,31 @@ def test_a_tier_moves_only_by_governance(
         policy=DEFAULT_POLICY,
     )
     assert decision.rules == ([rule] if rule else [])
+
+
+def test_a_governed_rise_still_needs_its_evidence() -> None:
+    """E-7.1: when the tier rises (months after the vote), the recorded evidence still holds —
+    an open violation since refuses it."""
+    unclean = Decision(
+        findings=(Finding(field="compliance_clean", rule="E-7.1", message="1 open violation"),)
+    )
+    args: dict[str, Any] = {
+        "current": "verified",
+        "target": "premier",
+        "trigger": Trigger.TIER_UPGRADE,
+        "subtype": "upgrade",
+        "governed": True,
+        "policy": DEFAULT_POLICY,
+    }
+    assert tier_move(**args, evidence=unclean).rules == ["E-7.1"]
+    assert tier_move(**args, evidence=Decision()).allowed
+    down = {
+        **args,
+        "target": "community",
+        "trigger": Trigger.TIER_DOWNGRADE,
+        "subtype": "downgrade",
+    }
+    assert tier_move(**down, evidence=unclean).allowed  # evidence is for rises
 
 
 MATRIX = CompatibilityMatrix(

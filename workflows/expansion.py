@@ -162,6 +162,7 @@ class PartnerExpansion:
             data={
                 "proposal_sha256": inp.proposal_sha256,
                 "category": inp.proposal.category.value,
+                "partner_tier": inp.partner_tier,
                 "flags": [f.model_dump() for f in self.state.flags],
                 "submitted_by": inp.submitted_by,
             },
@@ -358,6 +359,10 @@ class PartnerExpansion:
                 summary="add the new tier to the catalogue",
             )
         if workflow.patched(RELEASE_PATCH):
+            # A category-B release's grants come with its tier, at the tier migration's rollout
+            # (E-7.4: what a tier allows is held on that tier, never before it).
+            now = [] if self._moves_tier() else list(proposal.grants)
+            removes = [] if self._moves_tier() else list(proposal.removes)
             await workflow.execute_activity_method(
                 GovernanceActivities.release_grants,
                 ReleaseInput(
@@ -367,13 +372,14 @@ class PartnerExpansion:
                         rules=["E-2.7", "E-9.1", "E-9.2"],
                         data={
                             "version": release.version,
-                            "requested": [g.model_dump(mode="json") for g in proposal.grants],
-                            "removes": list(proposal.removes),
+                            "requested": [g.model_dump(mode="json") for g in now],
+                            "removes": removes,
+                            "with_the_tier": self._moves_tier(),
                         },
                     ),
                     partner_id=self.inp.partner_id,
-                    add=list(proposal.grants),
-                    removes=list(proposal.removes),
+                    add=now,
+                    removes=removes,
                     release=release.version,
                     declared=list(release.compatibility),
                 ),
@@ -925,9 +931,8 @@ class PartnerExpansion:
         """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
         ID from the proposal, linked (not a child): it outlives this run."""
         proposal = self.inp.proposal
-        # A new tier (E-7.3) is in the catalogue since this release, not in the run's policy.
-        known = proposal.requested_tier in self.policy.tier_names or proposal.new_tier is not None
-        if proposal.category is Category.TIER and known:
+        with_tier = self._moves_tier()
+        if with_tier:
             up = is_upgrade(proposal, self.inp.partner_tier, self.policy)
             trigger = Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE
             type_, subtype = MigrationType.TIER, "upgrade" if up else "downgrade"
@@ -935,7 +940,7 @@ class PartnerExpansion:
             trigger = Trigger.CAPABILITY_EXPANSION
             type_ = MigrationType.PERMISSION
             subtype = "restructuring" if proposal.removes else "governed_expansion"
-        migration_id = f"exp-{self.inp.expansion_id}"
+        migration_id = contract.expansion_migration_id(self.inp.expansion_id)
         await workflow.execute_activity_method(
             ProcessStarter.start_migration,
             MigrationInput(
@@ -944,11 +949,15 @@ class PartnerExpansion:
                 trigger=trigger,
                 type_=type_,
                 subtype=subtype,
-                target={"tier": proposal.requested_tier},
                 fallback_months=self.policy.fallback_default_months,
                 policy=self.policy,
                 origin=self.state.workflow_id,
                 requested_by="system",
+                # E-7.1: the tier moves from the one the proposal was judged on, with its grants
+                target={"tier": proposal.requested_tier} if with_tier else {},
+                from_tier=self.inp.partner_tier if with_tier else None,
+                grants=list(proposal.grants) if with_tier else [],
+                removes=list(proposal.removes) if with_tier else [],
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -961,6 +970,13 @@ class PartnerExpansion:
             rules=["E-2.1a", "E-9.1"],
             data={"migration_id": migration_id, "trigger": trigger.value, "type": type_.value},
         )
+
+    def _moves_tier(self) -> bool:
+        """A category B proposal moves the tier (E-3.2) — to a known tier, or a new one (E-7.3),
+        in the catalogue since this release though not in the run's policy."""
+        proposal = self.inp.proposal
+        known = proposal.requested_tier in self.policy.tier_names or proposal.new_tier is not None
+        return proposal.category is Category.TIER and known
 
     async def _close(
         self,

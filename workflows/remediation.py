@@ -16,7 +16,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import REMEDIATION_WORKFLOW, Refusal
+    from kwanus.contract import REMEDIATION_WORKFLOW, Refusal, remediation_migration_id
     from kwanus.models import (
         Act,
         Awaiting,
@@ -153,7 +153,7 @@ class Remediation:
         """M-9.3 / E-7.2: access stays restricted; a forced tier-downgrade migration starts."""
         escalation = rules.missed_window(self.inp.partner_tier, self.policy)
         await self._set_access(PartnerStatus.RESTRICTED, "kept_restricted", ["M-9.3"])
-        migration_id = f"rem-{self.inp.remediation_id}"
+        migration_id = remediation_migration_id(self.inp.remediation_id)
         target = {"tier": escalation.target_tier} if escalation.target_tier else {}
         await workflow.execute_activity_method(
             ProcessStarter.start_migration,

@@ -28,6 +28,7 @@ from api.processes import (
     Accepted,
     ProcessSummary,
     decision_record,
+    declared_in_matrix,
     read_state,
     send_step,
     start_once,
@@ -35,7 +36,6 @@ from api.processes import (
 )
 from kwanus import contract
 from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
-from policy.compatibility import check_declared
 from policy.decisions import Decision
 from policy.expansion import check_category
 from policy.forms import (
@@ -47,7 +47,7 @@ from policy.forms import (
     ReleaseRequest,
     Withdrawal,
 )
-from policy.grants import check_removes
+from policy.grants import check_against_holdings
 from policy.proposal import Proposal, check_submission
 from policy.review import Review
 from policy.tiers import is_upgrade, upgrade_evidence
@@ -92,7 +92,7 @@ async def submit_expansion(
     decision = Decision.merge(
         check_submission(proposal, policy),
         check_category(proposal, partner.tier),
-        check_removes(proposal.removes, repo.holdings(partner)),
+        check_against_holdings(proposal.grants_requested, proposal.removes, repo.holdings(partner)),
     )
     if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
         evidence = await run_in_threadpool(
@@ -280,9 +280,7 @@ async def release(
         body,
         ExpansionStatus,
         "expansion",
-        judge=lambda: check_declared(
-            "compatibility", body.compatibility, repo.compatibility_matrix(session=session)
-        ),
+        judge=declared_in_matrix(session, body.compatibility),
     )
 
 

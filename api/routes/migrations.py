@@ -7,7 +7,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
@@ -28,6 +28,7 @@ from api.processes import (
     Accepted,
     ProcessSummary,
     decision_record,
+    declared_in_matrix,
     read_state,
     send_step,
     start_once,
@@ -35,7 +36,6 @@ from api.processes import (
 )
 from kwanus import contract
 from kwanus.models import ExpansionStatus, MigrationInput, MigrationStatus, canonical_sha256
-from policy.compatibility import check_declared
 from policy.forms import (
     ImplementationReport,
     MigrationDocumentation,
@@ -83,6 +83,16 @@ class MigrationCreate(BaseModel):
     expansion_id: str | None = Field(
         default=None, description="The approved expansion governing a permission expansion."
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_process_id(cls, value: str | None) -> str | None:
+        if value is not None and contract.is_system_migration_id(value):
+            raise ValueError(
+                "ids starting exp-, rem- or downgrade-, or holding '.', name the migrations "
+                "processes start (P-1); choose another"
+            )
+        return value
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
@@ -282,9 +292,7 @@ async def rollout(
         body,
         MigrationStatus,
         "migration",
-        judge=lambda: check_declared(
-            "compatibility", body.compatibility, repo.compatibility_matrix(session=session)
-        ),
+        judge=declared_in_matrix(session, body.compatibility),
     )
 
 

@@ -149,7 +149,8 @@ async def report_telemetry(
             migration_id, started = running, False
         else:
             # One id per decision: a partner may be downgraded again after this one ends.
-            migration_id, started = f"downgrade-{partner_id}-{now:%Y%m%dT%H%M%S%f}", True
+            stamp = f"{now:%Y%m%dT%H%M%S%f}"
+            migration_id, started = contract.telemetry_downgrade_id(partner_id, stamp), True
             escalation = forced_downgrade(
                 trigger, partner.tier, policy, tuple(sorted({*decision.rules, "M-2.3"}))
             )
