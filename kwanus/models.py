@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
-from policy.document import PolicyDocument
+from policy.document import PolicyDocument, TierSpec
 from policy.evidence import PlatformRef, Telemetry
 from policy.forms import (
     ImplementationReport,
@@ -263,6 +263,11 @@ class MigrationInput(BaseModel):
     removes: list[str] = Field(
         default_factory=list, description="What goes with the tier, as `grants`."
     )
+    tier_spec: TierSpec | None = Field(
+        default=None,
+        description="A new tier's release (E-7.3): the tier as its proposal defined it — the "
+        "rise lands on that tier only.",
+    )
     resume: MigrationStatus | None = Field(
         default=None,
         description="Set only on a continued run: the state it picks up at monitoring.",
@@ -298,6 +303,7 @@ class RolloutInput(BaseModel):
     from_tier: str | None = None
     grants: list[Grant] = Field(default_factory=list)
     removes: list[str] = Field(default_factory=list)
+    tier_spec: TierSpec | None = None
 
 
 class Fallback(BaseModel):

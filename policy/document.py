@@ -325,19 +325,27 @@ def check_floors(doc: PolicyContent) -> Decision:
 
 
 def check_update(current: PolicyDocument, proposed: PolicyContent) -> Decision:
-    """A new version keeps every tier of the current one (tiers come and go by governance,
-    E-7.3, not by editing the document) and holds the floors."""
+    """A new version keeps every tier of the current one, in its order (tiers come and go, and
+    rank, by governance, E-7.3 — not by editing the document), and holds the floors."""
     floors = check_floors(proposed)
     dropped = [t for t in current.tier_names if t not in proposed.tier_names]
-    if not dropped:
-        return floors
-    return Decision(
-        findings=(
-            *floors.findings,
+    kept = [t for t in proposed.tier_names if t in current.tier_names]
+    out = list(floors.findings)
+    if dropped:
+        out.append(
             Finding(
                 field="tiers",
                 rule="E-7.3",
                 message=f"tiers cannot be removed by a policy edit: {', '.join(dropped)}",
-            ),
+            )
         )
-    )
+    if not dropped and kept != list(current.tier_names):
+        # A tier's rank is its place: reordered, partners would rise or fall with no migration.
+        out.append(
+            Finding(
+                field="tiers",
+                rule="E-7.3",
+                message=f"tiers keep their order (lowest first): {', '.join(current.tier_names)}",
+            )
+        )
+    return Decision(findings=tuple(out))

@@ -47,6 +47,9 @@ class Violation(BaseModel):
     severity: Severity
     kind: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     resolved_at: datetime | None = None
+    origin: str | None = Field(
+        default=None, description="The process whose validation opened it, if one did."
+    )
 
 
 class MatrixEntry(BaseModel):
@@ -125,3 +128,6 @@ class TierEvidence(BaseModel):
     telemetry: tuple[Telemetry, ...] = ()
     violations: tuple[Violation, ...] = ()
     granted_permissions: tuple[str, ...] = ()
+    forced_downgrade: str | None = Field(
+        default=None, description="A forced downgrade of the partner still under way (E-7.2)."
+    )

@@ -234,6 +234,7 @@ def grantable(
             withheld += found
         else:
             ok.append(grant)
+            kinds[grant.key] = grant.kind  # a second grant of the name must be the same kind
     return ok, withheld
 
 

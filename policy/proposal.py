@@ -195,6 +195,18 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
                 )
             findings.extend(unbounded_findings(f"{where}.permissions", item.permissions))
     requested = proposal.grants_requested
+    seen: set[tuple[str, str]] = set()
+    for field, grant in requested:  # E-2.7: one grant a name — merged, two would blur a kind
+        key = (grant.type.value, grant.name)
+        if key in seen:
+            findings.append(
+                Finding(
+                    field=f"{field}.name",
+                    rule="E-2.7",
+                    message=f"{grant.type.value} {grant.name!r} is requested twice",
+                )
+            )
+        seen.add(key)
     findings += check_grants(
         [field for field, _ in requested],
         [grant for _, grant in requested],

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from policy.decisions import Decision, Finding
-from policy.document import PolicyContent
+from policy.document import PolicyContent, TierSpec
 from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal, with_new_tier
 from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
@@ -36,6 +36,14 @@ def upgrade_evidence(evidence: TierEvidence, *, now: datetime, policy: PolicyCon
                 rule="E-7.1",
                 message=f"{len(recent)} reports in the window (need {rules.min_reports}), "
                 f"mean workflow success {success:.3f} (need {rules.upgrade_min_success_rate})",
+            )
+        )
+    if evidence.forced_downgrade is not None:
+        out.append(
+            Finding(
+                field="compliance_clean",
+                rule="E-7.1",
+                message=f"a forced downgrade ({evidence.forced_downgrade}) is under way (E-7.2)",
             )
         )
     since = now - rules.violation_lookback
@@ -305,11 +313,28 @@ def governed_upgrade(
 
 
 def upgrade_still_eligible(
-    evidence: TierEvidence, *, now: datetime, policy: PolicyContent
+    evidence: TierEvidence, *, now: datetime, policy: PolicyContent, rising: str
 ) -> Decision:
     """E-7.1 when the tier rises (the rollout may come months after the vote): workflows still
-    reliable and compliance still clean on the recorded evidence. Permissions are not judged
-    again — the release has just added the grants the new tier was approved for, and they
-    cannot have been used yet."""
+    reliable and compliance still clean on the recorded evidence — no forced downgrade under
+    way, no violation but a remediation the rising migration's own validation opened
+    (`rising`, its workflow id: a fixed validation does not hold the upgrade back).
+    Permissions are not judged again: the grants the new tier was approved for come with it
+    and cannot have been used yet."""
+    own = tuple(v for v in evidence.violations if v.origin != rising)
+    evidence = evidence.model_copy(update={"violations": own})
     found = upgrade_evidence(evidence, now=now, policy=policy)
     return Decision(findings=tuple(f for f in found.findings if f.field != "permissions_minimal"))
+
+
+def same_new_tier(judged: TierSpec | None, in_catalogue: TierSpec | None) -> Decision:
+    """E-7.3: a new tier's upgrade lands on the tier its proposal defined — if the catalogue's
+    tier of that name is another (a second proposal of the same name released first), the
+    partner does not rise onto a tier nobody judged for it."""
+    if judged is None or judged == in_catalogue:
+        return Decision()
+    return _refused(
+        "target.tier",
+        "E-7.3",
+        f"the catalogue's {judged.name} is not the tier this proposal defined",
+    )

@@ -28,9 +28,9 @@ from kwanus.models import (
     TierChange,
 )
 from policy.compatibility import deprecated_by
-from policy.decisions import Finding
+from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
-from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
+from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument, TierSpec
 from policy.evidence import (
     CompatibilityMatrix,
     MatrixEntry,
@@ -49,7 +49,7 @@ from policy.grants import (
     legacy_additions,
 )
 from policy.proposal import NewTier, with_new_tier
-from policy.tiers import governed_upgrade, tier_move, upgrade_still_eligible
+from policy.tiers import governed_upgrade, same_new_tier, tier_move, upgrade_still_eligible
 from policy.vocabulary import Outcome, PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store import audit
 from store.schemas import (
@@ -604,6 +604,7 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
                 severity=state["severity"],
                 kind=state.get("kind") or "violation",
                 resolved_at=state.get("closed_at") if resolved else None,
+                origin=state.get("origin"),
             )
         )
     partner = get_partner(session=session, partner_id=partner_id)
@@ -611,6 +612,7 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
         telemetry=tuple(telemetry),
         violations=tuple(violations),
         granted_permissions=holdings(partner).permissions if partner else (),
+        forced_downgrade=active_forced_downgrade(session=session, partner_id=partner_id),
     )
 
 
@@ -1069,6 +1071,7 @@ def _tier_change(
     subtype: str,
     origin: str | None,
     from_tier: str | None,
+    tier_spec: TierSpec | None = None,
 ) -> TierChange:
     """Judge a tier migration's move against the tier in effect now (E-7.1, E-7.2) and apply
     it if it holds. A rise is governed when it is the migration an approved category-B
@@ -1096,7 +1099,12 @@ def _tier_change(
         trigger=trigger,
         subtype=subtype,
         governed=governed,
-        evidence=upgrade_still_eligible(evidence, now=now, policy=policy),
+        evidence=Decision.merge(
+            upgrade_still_eligible(
+                evidence, now=now, policy=policy, rising=f"migration-{migration_id}"
+            ),
+            same_new_tier(tier_spec, policy.tier(target)),
+        ),
         policy=policy,
     )
     moved = TierChange(
@@ -1134,6 +1142,7 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
             subtype=inp.subtype,
             origin=inp.origin,
             from_tier=inp.from_tier,
+            tier_spec=inp.tier_spec,
         )
         if inp.grants or inp.removes:
             before = holdings(partner)

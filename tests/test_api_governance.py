@@ -252,6 +252,30 @@ async def test_a_pending_upgrade_does_not_undo_a_forced_downgrade(api: Api) -> N
         await end_migration(api, mid)
 
 
+async def test_no_upgrade_while_a_forced_downgrade_is_under_way(api: Api) -> None:
+    """E-7.1, E-7.2: the platform reports calls on a permission never granted — a forced
+    downgrade starts; a pending upgrade rolled out meanwhile does not rise, whether or not the
+    downgrade has rolled out yet."""
+    acme = await api.partner("acme")
+    await api.platform_reports("acme", {"orders:read": 40})
+    d = Driver(api.http, api.admin)
+    upgrade = proposal_body(
+        category="B",
+        requested_tier="premier",
+        migration_plan="dual run",
+        requested_capabilities=[],
+        integrations=[],
+    )
+    pending = (await released(api, d, acme, upgrade))["migration_id"]
+    await api.platform_reports("acme", {"payments:write": 3}, weeks_ago=(0,))
+    change = await rolled_out(d, api, pending, acme)
+    assert not change["applied"] and any("forced downgrade" in r for r in change["reasons"])
+    again = await api.http.post("/v1/expansions", json=upgrade, headers=acme)
+    assert "compliance_clean" in refused(again, 422, "E-7.1")["errors"]  # nor a new one
+    assert (await held(api, "acme"))["tier"] == "verified"
+    await end_migration(api, pending)
+
+
 async def test_a_tiers_grants_come_with_the_tier(api: Api) -> None:
     """E-7.4, E-2.7, M-2.2: a category-B proposal's grants are the new tier's — granted at the
     rollout that moves the tier, not at the release: a partner that declines the upgrade
@@ -477,14 +501,24 @@ async def test_kind_permission_and_tier_catalogue_refusals(api: Api) -> None:
 
 async def test_a_partner_cannot_take_the_id_of_a_process_migration(api: Api) -> None:
     """P-1, M-2.1: the ids processes give their migrations (a notice's `<notice>.<partner>`, an
-    expansion's `exp-…`, a remediation's `rem-…`, a forced downgrade's `downgrade-…`) are
-    refused as client-chosen ids — else a partner could start its own optional migration under
-    the id a required one will take, and decline it."""
+    expansion's `exp-…`, a remediation's `rem-…`, a forced downgrade's `downgrade-…`) and
+    their remediations are refused as client-chosen ids — else a partner could start its own
+    optional migration under the id a required one will take, and decline it."""
     acme = await api.partner("acme")
     for mid in ("api-kwanus-2_1.acme", "exp-x", "rem-x", "downgrade-acme-1"):
         resp = await api.http.post("/v1/migrations", json=migration(id=mid), headers=acme)
         assert resp.status_code == 422 and "id" in resp.json()["errors"], resp.text
         await nothing_started(api, f"migration-{mid}")
+    # nor may a body: a notice's migrations are `<notice>.<partner>`, a failed validation's
+    # remediation `<migration>-v<n>`
+    notice = {"id": "rem-x", "kind": "api", "version": "2.1", "replacement": "3.0"}
+    resp = await api.http.post("/v1/deprecations", json=notice, headers=api.token("TSC"))
+    assert resp.status_code == 422 and "id" in resp.json()["errors"], resp.text
+    violation = {"id": "m1-v1", "kind": "k", "severity": "minor", "description": "d"}
+    resp = await api.http.post(
+        "/v1/partners/acme/violations", json=violation, headers=api.token("SCO")
+    )
+    assert resp.status_code == 422 and "id" in resp.json()["errors"], resp.text
 
 
 async def test_registration_keeps_to_the_tier_and_the_kinds(api: Api) -> None:

@@ -78,8 +78,9 @@ async def test_upgrade_refused_for_each_condition_then_accepted(api: Api) -> Non
     # Nothing on record: neither reliability nor the use of its grants is shown.
     assert await refused() == ["permissions_minimal", "workflows_reliable"]
     for days_ago in (7, 21, 42, 60):
-        await report(api, days_ago, success=0.5 if days_ago == 60 else 0.999)
-    # one bad month drags the mean down; orders:write is granted and never used
+        await report(api, days_ago, success=0.95 if days_ago == 60 else 0.999)
+    # one weak month drags the mean below 0.99 (not below E-7.2's floor: no forced downgrade);
+    # orders:write is granted and never used
     assert await refused() == ["permissions_minimal", "workflows_reliable"]
     forget(api, TelemetryReport)
     for days_ago in (7, 21, 42):

@@ -91,9 +91,13 @@ def test_every_step_keeps_a_deadline_with_a_reminder_before_it() -> None:
 
 
 def test_tiers_are_not_removed_by_an_edit_and_hold_nothing_forbidden() -> None:
-    """E-7.3: tiers come and go through governance; E-5.2: no tier holds a forbidden kind."""
+    """E-7.3: tiers come and go (and rank) through governance; E-5.2: no tier holds a
+    forbidden kind."""
     fewer = _doc(tiers=BASE["tiers"][:3])
     assert check_update(DEFAULT_POLICY, fewer).rules == ["E-7.3"]
+    # a tier's rank is its place: reordered, partners would rise with no migration (E-7.1)
+    reordered = _doc(tiers=list(reversed(BASE["tiers"])))
+    assert check_update(DEFAULT_POLICY, reordered).rules == ["E-7.3"]
     rogue = {**BASE["tiers"][0], "capability_kinds": ["read_only", "raw_data_access"]}
     assert _rules(_doc(tiers=[rogue, *BASE["tiers"][1:]])) == {"E-5.2"}
 

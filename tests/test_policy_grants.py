@@ -5,6 +5,7 @@ through the API."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,14 @@ from policy.compatibility import check_declared, deprecated_by
 from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
-from policy.evidence import CompatibilityMatrix, MatrixEntry, PlatformRef
+from policy.evidence import (
+    CompatibilityMatrix,
+    MatrixEntry,
+    PlatformRef,
+    Telemetry,
+    TierEvidence,
+    Violation,
+)
 from policy.grants import (
     Grant,
     Holdings,
@@ -22,7 +30,7 @@ from policy.grants import (
     legacy_additions,
 )
 from policy.proposal import Proposal, check_submission
-from policy.tiers import tier_move
+from policy.tiers import same_new_tier, tier_move, upgrade_still_eligible
 from policy.vocabulary import MatrixStatus, Trigger
 from tests.factories import proposal_body
 
@@ -219,3 +227,50 @@ def test_a_notice_deprecates_its_version_and_never_revives_one() -> None:
     retired = DeprecationNotice(kind="os", version="4.2", replacement="6.0")
     assert deprecated_by(retired, MATRIX) == []
     assert deprecated_by(DeprecationNotice(kind="permission", name="orders:write"), MATRIX) == []
+
+
+def test_a_grant_is_requested_once() -> None:
+    """E-2.7: one grant a name in a proposal — two of one name, merged, would blur its kind."""
+    twice = [cap("write", "reports:write"), cap("read_only", "reports:read")]
+    twice[1]["name"] = twice[0]["name"]
+    assert findings(requested_capabilities=twice) == {("requested_capabilities.1.name", "E-2.7")}
+    read = Grant(type="capability", name="r", kind="read_only", permissions=("o:read",))
+    write = Grant(type="capability", name="r", kind="write", permissions=("o:write",))
+    ok, withheld = grantable(Holdings(), [read, write], [], DEFAULT_POLICY.tier("verified"))
+    assert ok == [read] and [f.rule for f in withheld] == ["E-6.1"]
+
+
+def test_a_rise_waits_on_clean_evidence_but_not_on_its_own_remediation() -> None:
+    """E-7.1 at the rollout: a forced downgrade under way, or a violation, holds the rise back —
+    but not the remediation the rising migration's own validation opened and closed."""
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    reports = tuple(
+        Telemetry(
+            period_start=now - timedelta(days=d + 7),
+            period_end=now - timedelta(days=d),
+            workflow_success_rate=0.999,
+            api_error_rate=0.001,
+        )
+        for d in (7, 21, 35)
+    )
+    own = Violation(
+        at=now - timedelta(days=3),
+        severity="minor",
+        kind="validation_failed",
+        resolved_at=now - timedelta(days=1),
+        origin="migration-exp-e1",
+    )
+    evidence = TierEvidence(telemetry=reports, violations=(own,))
+    args: dict[str, Any] = {"now": now, "policy": DEFAULT_POLICY}
+    assert upgrade_still_eligible(evidence, rising="migration-exp-e1", **args).allowed
+    assert upgrade_still_eligible(evidence, rising="migration-exp-e2", **args).rules == ["E-7.1"]
+    forced = evidence.model_copy(update={"violations": (), "forced_downgrade": "downgrade-x"})
+    assert upgrade_still_eligible(forced, rising="migration-exp-e1", **args).rules == ["E-7.1"]
+
+
+def test_a_new_tiers_rise_lands_on_the_tier_it_defined() -> None:
+    """E-7.3: the catalogue's tier of that name must be the one the proposal defined."""
+    gold = DEFAULT_POLICY.tiers[1].model_copy(update={"name": "gold"})
+    other = gold.model_copy(update={"permission_actions": frozenset({"read", "write", "admin"})})
+    assert same_new_tier(gold, gold).allowed and same_new_tier(None, other).allowed
+    assert same_new_tier(gold, other).rules == ["E-7.3"]

@@ -958,6 +958,7 @@ class PartnerExpansion:
                 from_tier=self.inp.partner_tier if with_tier else None,
                 grants=list(proposal.grants) if with_tier else [],
                 removes=list(proposal.removes) if with_tier else [],
+                tier_spec=proposal.new_tier.spec if with_tier and proposal.new_tier else None,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

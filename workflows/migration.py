@@ -530,6 +530,7 @@ class PartnerMigration:
                 from_tier=self.inp.from_tier,
                 grants=self.inp.grants,
                 removes=self.inp.removes,
+                tier_spec=self.inp.tier_spec,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from api.deps import (
     After,
@@ -40,6 +40,14 @@ class DeprecationCreate(DeprecationNotice):
         description="Client-chosen id; by default the notice is named by what it deprecates "
         "(`<kind>-<name>-<version>`), so the same notice sent twice is one notice (P-1).",
     )
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_process_prefix(cls, value: str | None) -> str | None:
+        # Its migrations are `<id>.<partner>`: a prefix processes use would take their ids.
+        if value is not None and value.startswith(contract.SYSTEM_MIGRATION_PREFIXES):
+            raise ValueError("ids starting exp-, rem- or downgrade- are the processes' (P-1)")
+        return value
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)

@@ -3,11 +3,12 @@ step by step, SCO re-validates."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
@@ -46,6 +47,15 @@ class ViolationCreate(BaseModel):
     kind: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     severity: Severity
     description: Text
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_process_id(cls, value: str | None) -> str | None:
+        # A failed validation's remediation is `<migration>-v<n>` (P-1): taken, the migration
+        # would wait on a remediation that never reports to it.
+        if value is not None and ("." in value or re.search(r"-v\d+$", value)):
+            raise ValueError("ids ending -v<n> or holding '.' are the processes' (P-1)")
+        return value
 
 
 @violations.post(
