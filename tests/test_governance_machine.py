@@ -465,8 +465,17 @@ def machine(
             governed process that took it."""
             if not hasattr(self, "pid"):
                 return
+            # A process may write between the two reads (a notice's fan-out, say): read the
+            # partner between two looks at its log until nothing new landed in between.
             fresh = self.new_events()
-            partner = self.held()
+            for _ in range(50):
+                partner = self.held()
+                more = self.new_events()
+                if not more:
+                    break
+                fresh += more
+            else:
+                raise AssertionError("the partner's audit log never settled")
             moved = [e for e in self.events if (e["data"].get("tier_change") or {}).get("applied")]
             expected = moved[-1]["data"]["tier_change"]["target"] if moved else "verified"
             assert partner["tier"] == expected, (partner["tier"], moved[-1:] or "registration")
@@ -507,21 +516,33 @@ def machine(
             shipped seed; the matrix is exactly what that history says."""
             if not hasattr(self, "pid"):
                 return
-            history = call(
-                "GET",
-                "/v1/compatibility-matrix/history",
-                params={"limit": 500},
-                headers=self.partner,
-            ).json()
-            for change in history:
+
+            def history() -> list[dict[str, Any]]:
+                url = "/v1/compatibility-matrix/history"
+                rows: list[dict[str, Any]] = call(
+                    "GET", url, params={"limit": 500}, headers=self.partner
+                ).json()
+                return rows
+
+            # A notice's change lands asynchronously: read the matrix between two reads of its
+            # history until both agree (a change writes its row and its history together).
+            seen_before = history()
+            for _ in range(50):
+                matrix = call("GET", "/v1/compatibility-matrix", headers=self.partner).json()
+                seen_after = history()
+                if seen_after == seen_before:
+                    break
+                seen_before = seen_after
+            else:
+                raise AssertionError("the matrix never settled")
+            for change in seen_before:
                 source = change["source"]
                 assert source in ("platform-seed", "compatibility-matrix") or source.startswith(
                     "deprecation-"
                 ), change
             latest: dict[tuple[str, str, str], str] = {}
-            for change in sorted(history, key=lambda c: c["matrix_version"]):
+            for change in sorted(seen_before, key=lambda c: c["matrix_version"]):
                 latest[(change["kind"], change["name"], change["version"])] = change["status"]
-            matrix = call("GET", "/v1/compatibility-matrix", headers=self.partner).json()
             rows = {(e["kind"], e["name"], e["version"]): e["status"] for e in matrix["entries"]}
             assert rows == latest
 
