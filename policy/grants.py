@@ -136,6 +136,34 @@ def check_fit(field: str, grant: Grant, *, forbidden: bool) -> list[Finding]:
     ]
 
 
+def unbounded_findings(field: str, permissions: Sequence[str]) -> list[Finding]:
+    """E-5.2: a permission with a `*` anywhere is unbounded, forbidden without exception."""
+    return [
+        Finding(
+            field=f"{field}.{j}",
+            rule="E-5.2",
+            message=f"permission {perm!r} is unbounded (contains '*'): forbidden without exception",
+        )
+        for j, perm in enumerate(permissions)
+        if "*" in perm
+    ]
+
+
+def action_findings(field: str, permissions: Sequence[str], tier: TierSpec) -> list[Finding]:
+    """E-7.4: every permission's action is one the tier's catalogue entry allows (`*` is
+    E-5.2's to refuse)."""
+    return [
+        Finding(
+            field=f"{field}.{j}",
+            rule="E-7.4",
+            message=f"tier {tier.name} allows the actions "
+            f"{', '.join(sorted(tier.permission_actions))}, not {action_of(perm)!r}",
+        )
+        for j, perm in enumerate(permissions)
+        if "*" not in perm and action_of(perm) not in tier.permission_actions
+    ]
+
+
 def check_catalogue(field: str, grant: Grant, tier: TierSpec) -> list[Finding]:
     """E-7.4: the kind and every permission's action are in the tier's catalogue entry."""
     out = []
@@ -150,33 +178,66 @@ def check_catalogue(field: str, grant: Grant, tier: TierSpec) -> list[Finding]:
                 message=f"tier {tier.name} holds no {grant.kind} {grant.type.value}",
             )
         )
-    for j, perm in enumerate(grant.permissions):
-        if "*" not in perm and action_of(perm) not in tier.permission_actions:
-            out.append(
+    return out + action_findings(f"{field}.permissions", grant.permissions, tier)
+
+
+# E-6 for capabilities, E-8 for integrations: the same classes, their own rule IDs.
+CLASS_RULES = {
+    GrantType.CAPABILITY: {Classification.FORBIDDEN: "E-6.3", Classification.RESTRICTED: "E-6.2"},
+    GrantType.INTEGRATION: {Classification.FORBIDDEN: "E-8.3", Classification.RESTRICTED: "E-8.2"},
+}
+
+
+def check_requested(
+    requested: Sequence[tuple[str, Grant]], policy: PolicyContent, tier: TierSpec | None
+) -> Decision:
+    """Grants asked for (by a proposal, or at registration), each with the field it came from:
+    a forbidden kind refused (E-6.3, E-8.3) and a restricted one flagged for SCO (E-6.2,
+    E-8.2); an unbounded permission refused (E-5.2); a kind carrying more than it may (E-6.1,
+    E-8.1) and, where the tier is known, what its catalogue does not allow (E-7.4) refused."""
+    findings: list[Finding] = []
+    flags: list[Finding] = []
+    for field, grant in requested:
+        cls = classify_grant(grant, policy)
+        noun = grant.type.value
+        if cls is Classification.FORBIDDEN:
+            findings.append(
                 Finding(
-                    field=f"{field}.permissions.{j}",
-                    rule="E-7.4",
-                    message=f"tier {tier.name} allows the actions "
-                    f"{', '.join(sorted(tier.permission_actions))}, not {action_of(perm)!r}",
+                    field=f"{field}.kind",
+                    rule=CLASS_RULES[grant.type][cls],
+                    message=f"{noun} kind {grant.kind} is forbidden",
                 )
             )
-    return out
-
-
-def check_grants(
-    field_of: Sequence[str],
-    grants: Sequence[Grant],
-    classes: Sequence[Classification],
-    tier: TierSpec | None,
-) -> list[Finding]:
-    """E-6.1 / E-8.1 and, where the tier is known, E-7.4 for each grant (`field_of[i]` names
-    where grant i came from)."""
-    out: list[Finding] = []
-    for field, grant, cls in zip(field_of, grants, classes, strict=True):
+        elif cls is Classification.RESTRICTED:
+            flags.append(
+                Finding(
+                    field=f"{field}.kind",
+                    rule=CLASS_RULES[grant.type][cls],
+                    message=f"{noun} kind {grant.kind} is restricted: SCO must approve",
+                )
+            )
+        findings += unbounded_findings(f"{field}.permissions", grant.permissions)
         forbidden = cls is Classification.FORBIDDEN
-        out += check_fit(field, grant, forbidden=forbidden)
+        findings += check_fit(field, grant, forbidden=forbidden)
         if tier is not None and not forbidden:
-            out += check_catalogue(field, grant, tier)
+            findings += check_catalogue(field, grant, tier)
+    return Decision(findings=tuple(findings), flags=tuple(flags))
+
+
+def requested_once(requested: Sequence[tuple[str, Grant]]) -> list[Finding]:
+    """E-2.7: one grant a name in one request — two, merged, would blur a kind."""
+    out: list[Finding] = []
+    seen: set[tuple[GrantType, str]] = set()
+    for field, grant in requested:
+        if grant.key in seen:
+            out.append(
+                Finding(
+                    field=f"{field}.name",
+                    rule="E-2.7",
+                    message=f"{grant.type.value} {grant.name!r} is requested twice",
+                )
+            )
+        seen.add(grant.key)
     return out
 
 

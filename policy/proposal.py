@@ -3,7 +3,7 @@ E-8). The API, the workflows and the tests all ask these functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,9 +12,14 @@ from pydantic_core import InitErrorDetails
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec, check_floors
 from policy.forms import Form, missing
-from policy.grants import Grant, check_grants, requested_grants
+from policy.grants import (
+    Grant,
+    check_requested,
+    requested_grants,
+    requested_once,
+)
 from policy.types import Name, Permission, Text, Version
-from policy.vocabulary import CapabilityKind, Category, Classification, IntegrationKind
+from policy.vocabulary import CapabilityKind, Category, IntegrationKind
 
 # E-2.1: what every proposal must carry (the migration plan only when applicable, E-2.1a).
 REQUIRED_PROPOSAL_FIELDS: tuple[str, ...] = (
@@ -147,7 +152,6 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
     E-8.3), a kind carrying more than it may (E-6.1, E-8.1), what the requested tier's catalogue
     does not allow (E-7.4) — and what is accepted but flagged as restricted (E-6.2, E-8.2)."""
     findings: list[Finding] = []
-    flags: list[Finding] = []
     if proposal.new_tier is not None:
         findings += check_new_tier(proposal, proposal.new_tier, policy)
     elif proposal.requested_tier not in policy.tier_names:
@@ -167,53 +171,10 @@ def check_submission(proposal: Proposal, policy: PolicyContent) -> Decision:
                 message="an unversioned breaking change is forbidden without exception",
             )
         )
-    # E-6 for capabilities, E-8 for integrations: the same three classes, their own rule IDs.
-    Item = CapabilityRequest | IntegrationRequest
-    lists: tuple[tuple[str, str, Sequence[Item], str, str], ...] = (
-        ("requested_capabilities", "capability", proposal.requested_capabilities, "E-6.3", "E-6.2"),
-        ("integrations", "integration", proposal.integrations, "E-8.3", "E-8.2"),
-    )
-    for name, noun, items, forbidden_rule, restricted_rule in lists:
-        for i, item in enumerate(items):
-            where = f"{name}.{i}"
-            cls = classify(item, policy)
-            if cls is Classification.FORBIDDEN:
-                findings.append(
-                    Finding(
-                        field=f"{where}.kind",
-                        rule=forbidden_rule,
-                        message=f"{noun} kind {item.kind} is forbidden",
-                    )
-                )
-            elif cls is Classification.RESTRICTED:
-                flags.append(
-                    Finding(
-                        field=f"{where}.kind",
-                        rule=restricted_rule,
-                        message=f"{noun} kind {item.kind} is restricted: SCO must approve",
-                    )
-                )
-            findings.extend(unbounded_findings(f"{where}.permissions", item.permissions))
     requested = proposal.grants_requested
-    seen: set[tuple[str, str]] = set()
-    for field, grant in requested:  # E-2.7: one grant a name — merged, two would blur a kind
-        key = (grant.type.value, grant.name)
-        if key in seen:
-            findings.append(
-                Finding(
-                    field=f"{field}.name",
-                    rule="E-2.7",
-                    message=f"{grant.type.value} {grant.name!r} is requested twice",
-                )
-            )
-        seen.add(key)
-    findings += check_grants(
-        [field for field, _ in requested],
-        [grant for _, grant in requested],
-        [classify(item, policy) for _, _, items, _, _ in lists for item in items],
-        requested_tier_spec(proposal, policy),
-    )
-    return Decision(findings=tuple(findings), flags=tuple(flags))
+    grants = check_requested(requested, policy, requested_tier_spec(proposal, policy))
+    findings += [*grants.findings, *requested_once(requested)]
+    return Decision(findings=tuple(findings), flags=grants.flags)
 
 
 def requested_tier_spec(proposal: Proposal, policy: PolicyContent) -> TierSpec | None:
@@ -221,26 +182,6 @@ def requested_tier_spec(proposal: Proposal, policy: PolicyContent) -> TierSpec |
     if proposal.new_tier is not None:
         return proposal.new_tier.spec
     return policy.tier(proposal.requested_tier)
-
-
-def classify(item: CapabilityRequest | IntegrationRequest, policy: PolicyContent) -> Classification:
-    """E-6 / E-8: the policy's class of a requested capability or integration kind."""
-    if isinstance(item, CapabilityRequest):
-        return policy.capability_classes[item.kind]
-    return policy.integration_classes[item.kind]
-
-
-def unbounded_findings(field: str, permissions: Sequence[str]) -> list[Finding]:
-    """E-5.2: a permission with a `*` anywhere is unbounded, forbidden without exception."""
-    return [
-        Finding(
-            field=f"{field}.{j}",
-            rule="E-5.2",
-            message=f"permission {perm!r} is unbounded (contains '*'): forbidden without exception",
-        )
-        for j, perm in enumerate(permissions)
-        if "*" in perm
-    ]
 
 
 def with_new_tier(policy: PolicyContent, new_tier: NewTier) -> PolicyContent:
