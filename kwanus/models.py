@@ -173,6 +173,14 @@ class ExpansionStatus(BaseModel):
     submitted_at: datetime
     closed_at: datetime | None = None
 
+    @property
+    def approved(self) -> bool:
+        return self.decision is not None and self.decision.outcome is Outcome.APPROVED
+
+    @property
+    def released(self) -> bool:
+        return self.release is not None
+
 
 class ReleaseInput(BaseModel):
     """The release's governance update (E-2.7): the approved grants added to what the partner
@@ -250,28 +258,25 @@ class MigrationInput(BaseModel):
     policy: PolicyDocument
     origin: str | None = Field(default=None, description="Workflow id of what started it.")
     requested_by: str
-    from_tier: str | None = Field(
-        default=None,
-        description="A category-B release's migration: the tier its proposal was judged from "
-        "(E-7.1: the rise applies only from there).",
-    )
-    grants: list[Grant] = Field(
-        default_factory=list,
-        description="A category-B release's migration: the grants that come with the tier "
-        "(E-2.7, E-7.4), granted at the rollout that moves it.",
-    )
-    removes: list[str] = Field(
-        default_factory=list, description="What goes with the tier, as `grants`."
-    )
-    tier_spec: TierSpec | None = Field(
-        default=None,
-        description="A new tier's release (E-7.3): the tier as its proposal defined it — the "
-        "rise lands on that tier only.",
+    with_tier: WithTier | None = Field(
+        default=None, description="A category-B release's migration: what comes with its tier."
     )
     resume: MigrationStatus | None = Field(
         default=None,
         description="Set only on a continued run: the state it picks up at monitoring.",
     )
+
+
+class WithTier(BaseModel):
+    """What a category-B release's migration carries with the tier it moves, applied at its
+    rollout: the tier the proposal was judged on (E-7.1: the rise is from there only), the
+    grants and removals that come with the tier (E-2.7, E-7.4), and a new tier as the proposal
+    defined it (E-7.3: the rise lands on that tier only)."""
+
+    from_tier: str
+    grants: list[Grant] = Field(default_factory=list)
+    removes: list[str] = Field(default_factory=list)
+    spec: TierSpec | None = None
 
 
 class TierChange(BaseModel):
@@ -300,10 +305,7 @@ class RolloutInput(BaseModel):
     trigger: Trigger
     subtype: str
     origin: str | None = None
-    from_tier: str | None = None
-    grants: list[Grant] = Field(default_factory=list)
-    removes: list[str] = Field(default_factory=list)
-    tier_spec: TierSpec | None = None
+    with_tier: WithTier | None = None
 
 
 class Fallback(BaseModel):

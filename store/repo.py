@@ -26,11 +26,12 @@ from kwanus.models import (
     ReleaseInput,
     RolloutInput,
     TierChange,
+    WithTier,
 )
 from policy.compatibility import deprecated_by
 from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice
-from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument, TierSpec
+from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
 from policy.evidence import (
     CompatibilityMatrix,
     MatrixEntry,
@@ -50,7 +51,7 @@ from policy.grants import (
 )
 from policy.proposal import NewTier, with_new_tier
 from policy.tiers import governed_upgrade, same_new_tier, tier_move, upgrade_still_eligible
-from policy.vocabulary import Outcome, PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
+from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role, Trigger
 from store import audit
 from store.schemas import (
     DeclaredCompatibility,
@@ -424,6 +425,14 @@ def pending(
 
 def get_process(*, session: Session, workflow_id: str) -> Process | None:
     return session.get(Process, workflow_id)
+
+
+def expansion_status(*, session: Session, workflow_id: str) -> ExpansionStatus | None:
+    """An expansion's last state as its projection keeps it, if it is an expansion's."""
+    row = get_process(session=session, workflow_id=workflow_id)
+    if row is None or row.kind != ProcessKind.EXPANSION.value or not row.state:
+        return None
+    return ExpansionStatus.model_validate(row.state)
 
 
 def count_open(*, session: Session, kind: ProcessKind, partner_id: str) -> int:
@@ -1070,25 +1079,20 @@ def _tier_change(
     trigger: Trigger,
     subtype: str,
     origin: str | None,
-    from_tier: str | None,
-    tier_spec: TierSpec | None = None,
+    with_tier: WithTier | None,
 ) -> TierChange:
     """Judge a tier migration's move against the tier in effect now (E-7.1, E-7.2) and apply
     it if it holds. A rise is governed when it is the migration an approved category-B
     expansion of this partner started at its release, from the tier the partner is on now;
     and E-7.1's recorded evidence must still hold when the tier rises."""
-    expansion = None
-    if origin:
-        row = get_process(session=session, workflow_id=origin)
-        if row is not None and row.kind == ProcessKind.EXPANSION.value and row.state:
-            expansion = ExpansionStatus.model_validate(row.state)
+    expansion = expansion_status(session=session, workflow_id=origin) if origin else None
     governed = expansion is not None and governed_upgrade(
         same_partner=expansion.partner_id == partner.id,
         category=expansion.category,
-        approved=expansion.decision is not None and expansion.decision.outcome is Outcome.APPROVED,
-        released=expansion.release is not None,
+        approved=expansion.approved,
+        released=expansion.released,
         started=contract.expansion_migration_id(expansion.id) == migration_id,
-        from_tier=from_tier == partner.tier,
+        from_tier=with_tier is not None and with_tier.from_tier == partner.tier,
     )
     policy = current_policy(session=session)
     now = utcnow()
@@ -1103,7 +1107,7 @@ def _tier_change(
             upgrade_still_eligible(
                 evidence, now=now, policy=policy, rising=f"migration-{migration_id}"
             ),
-            same_new_tier(tier_spec, policy.tier(target)),
+            same_new_tier(with_tier.spec if with_tier else None, policy.tier(target)),
         ),
         policy=policy,
     )
@@ -1141,18 +1145,20 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
             trigger=inp.trigger,
             subtype=inp.subtype,
             origin=inp.origin,
-            from_tier=inp.from_tier,
-            tier_spec=inp.tier_spec,
+            with_tier=inp.with_tier,
         )
-        if inp.grants or inp.removes:
+        grants, removes = (
+            (inp.with_tier.grants, inp.with_tier.removes) if inp.with_tier else ([], [])
+        )
+        if grants or removes:
             before = holdings(partner)
             if moved.applied:
-                after, withheld = _granted(session, partner, before, inp.grants, inp.removes)
+                after, withheld = _granted(session, partner, before, grants, removes)
                 _set_holdings(partner, after)
-                data.update(change(before, after).model_dump(mode="json"), removes=inp.removes)
+                data.update(change(before, after).model_dump(mode="json"), removes=removes)
                 moved.withheld = [f"{f.field}: {f.message} ({f.rule})" for f in withheld]
             else:
-                moved.withheld = [f"{g.name}: the tier did not move" for g in inp.grants]
+                moved.withheld = [f"{g.name}: the tier did not move" for g in grants]
         session.add(partner)
     declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
     tier_change = moved.model_dump(mode="json") if moved else None
@@ -1189,7 +1195,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
             trigger=migration.trigger,
             subtype=migration.subtype,
             origin=migration.origin,
-            from_tier=None,  # runs rolled out before: their release moved the tier already
+            with_tier=None,  # runs rolled out before: their release moved the tier already
         )
         data["tier_change"] = moved.model_dump(mode="json")
     _append_audit(session, inp.event.model_copy(update={"data": data}))

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         StepRecord,
         TierEvidenceInput,
         VoteRecord,
+        WithTier,
     )
     from policy.document import Deadline
     from policy.evidence import PartnerState
@@ -361,8 +362,9 @@ class PartnerExpansion:
         if workflow.patched(RELEASE_PATCH):
             # A category-B release's grants come with its tier, at the tier migration's rollout
             # (E-7.4: what a tier allows is held on that tier, never before it).
-            now = [] if self._moves_tier() else list(proposal.grants)
-            removes = [] if self._moves_tier() else list(proposal.removes)
+            with_tier = self._moves_tier()
+            now = [] if with_tier else list(proposal.grants)
+            removes = [] if with_tier else list(proposal.removes)
             await workflow.execute_activity_method(
                 GovernanceActivities.release_grants,
                 ReleaseInput(
@@ -374,7 +376,7 @@ class PartnerExpansion:
                             "version": release.version,
                             "requested": [g.model_dump(mode="json") for g in now],
                             "removes": removes,
-                            "with_the_tier": self._moves_tier(),
+                            "with_the_tier": with_tier,
                         },
                     ),
                     partner_id=self.inp.partner_id,
@@ -953,12 +955,15 @@ class PartnerExpansion:
                 policy=self.policy,
                 origin=self.state.workflow_id,
                 requested_by="system",
-                # E-7.1: the tier moves from the one the proposal was judged on, with its grants
                 target={"tier": proposal.requested_tier} if with_tier else {},
-                from_tier=self.inp.partner_tier if with_tier else None,
-                grants=list(proposal.grants) if with_tier else [],
-                removes=list(proposal.removes) if with_tier else [],
-                tier_spec=proposal.new_tier.spec if with_tier and proposal.new_tier else None,
+                with_tier=WithTier(
+                    from_tier=self.inp.partner_tier,
+                    grants=list(proposal.grants),
+                    removes=list(proposal.removes),
+                    spec=proposal.new_tier.spec if proposal.new_tier else None,
+                )
+                if with_tier
+                else None,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -202,10 +203,20 @@ async def _step(
     expansion_id: str,
     update: str,
     body: BaseModel,
+    *,
+    judge: Callable[[], Decision] | None = None,
 ) -> ExpansionStatus:
     workflow_id = contract.expansion_workflow_id(expansion_id)
     return await send_step(
-        client, session, principal, workflow_id, update, body, ExpansionStatus, "expansion"
+        client,
+        session,
+        principal,
+        workflow_id,
+        update,
+        body,
+        ExpansionStatus,
+        "expansion",
+        judge=judge,
     )
 
 
@@ -270,18 +281,8 @@ async def release(
     grants added to what the partner holds, only `removes` taken away (E-2.7). `compatibility`
     names the platform versions the release works with, stored as the partner's own; a version
     the matrix does not list, or has retired, is refused (E-9.2)."""
-    workflow_id = contract.expansion_workflow_id(expansion_id)
-    return await send_step(
-        client,
-        session,
-        principal,
-        workflow_id,
-        "release",
-        body,
-        ExpansionStatus,
-        "expansion",
-        judge=declared_in_matrix(session, body.compatibility),
-    )
+    judge = declared_in_matrix(session, body.compatibility)
+    return await _step(client, session, principal, expansion_id, "release", body, judge=judge)
 
 
 @router.post("/{expansion_id}/outcome-review", response_model=ExpansionStatus)

@@ -4,6 +4,7 @@ by the `PartnerMigration` workflow."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -35,7 +36,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import ExpansionStatus, MigrationInput, MigrationStatus, canonical_sha256
+from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
+from policy.decisions import Decision
 from policy.forms import (
     ImplementationReport,
     MigrationDocumentation,
@@ -47,7 +49,6 @@ from policy.migration import Governing, check_request, governing, trigger_class
 from policy.vocabulary import (
     MigrationStage,
     MigrationType,
-    Outcome,
     ProcessKind,
     ProcessStatus,
     Role,
@@ -121,18 +122,16 @@ async def start_migration(
         raise not_found("partner")
     governed_by = Governing.NONE
     if body.expansion_id:
-        row = await run_in_threadpool(
-            repo.get_process,
+        expansion = await run_in_threadpool(
+            repo.expansion_status,
             session=session,
             workflow_id=contract.expansion_workflow_id(body.expansion_id),
         )
-        if row is not None and row.state:
-            expansion = ExpansionStatus.model_validate(row.state)
+        if expansion is not None:
             governed_by = governing(
                 same_partner=expansion.partner_id == body.partner_id,
-                approved=expansion.decision is not None
-                and expansion.decision.outcome is Outcome.APPROVED,
-                released=expansion.release is not None,
+                approved=expansion.approved,
+                released=expansion.released,
             )
     refusal = check_request(
         trigger=body.trigger,
@@ -227,10 +226,20 @@ async def _step(
     migration_id: str,
     update: str,
     body: BaseModel,
+    *,
+    judge: Callable[[], Decision] | None = None,
 ) -> MigrationStatus:
     workflow_id = contract.migration_workflow_id(migration_id)
     return await send_step(
-        client, session, principal, workflow_id, update, body, MigrationStatus, "migration"
+        client,
+        session,
+        principal,
+        workflow_id,
+        update,
+        body,
+        MigrationStatus,
+        "migration",
+        judge=judge,
     )
 
 
@@ -282,18 +291,8 @@ async def rollout(
     the fallback stays until completion. `compatibility` names the platform versions it works
     with, stored as the partner's own; a version the matrix does not list, or has retired, is
     refused (E-9.2)."""
-    workflow_id = contract.migration_workflow_id(migration_id)
-    return await send_step(
-        client,
-        session,
-        principal,
-        workflow_id,
-        "rollout",
-        body,
-        MigrationStatus,
-        "migration",
-        judge=declared_in_matrix(session, body.compatibility),
-    )
+    judge = declared_in_matrix(session, body.compatibility)
+    return await _step(client, session, principal, migration_id, "rollout", body, judge=judge)
 
 
 @router.post("/{migration_id}/decline", response_model=MigrationStatus)
