@@ -79,6 +79,16 @@ async def end_migration(api: Api, mid: str) -> None:
     await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
 
 
+def upgrade_to(tier: str, **changes: Any) -> dict[str, Any]:
+    """A category-B proposal moving the partner to `tier`, requesting no grants."""
+    return proposal_body(
+        category="B",
+        requested_tier=tier,
+        migration_plan="dual run",
+        **{"requested_capabilities": [], "integrations": [], **changes},
+    )
+
+
 def migration(**changes: Any) -> dict[str, Any]:
     body = {
         "partner_id": "acme",
@@ -178,13 +188,7 @@ async def test_the_released_upgrades_rollout_is_the_only_tier_change(api: Api) -
     acme = await api.partner("acme")
     await api.platform_reports("acme", {"orders:read": 40})
     d = Driver(api.http, api.admin)
-    upgrade = proposal_body(
-        category="B",
-        requested_tier="premier",
-        migration_plan="dual run",
-        requested_capabilities=[],
-        integrations=[],
-    )
+    upgrade = upgrade_to("premier")
     state = await released(api, d, acme, upgrade)
     assert (await held(api, "acme"))["tier"] == "verified"  # E-2.7: not at the release
     mid = state["migration_id"]
@@ -229,13 +233,7 @@ async def test_a_pending_upgrade_does_not_undo_a_forced_downgrade(api: Api) -> N
     acme = await api.partner("acme")
     await api.platform_reports("acme", {"orders:read": 40})
     d = Driver(api.http, api.admin)
-    upgrade = proposal_body(
-        category="B",
-        requested_tier="premier",
-        migration_plan="dual run",
-        requested_capabilities=[],
-        integrations=[],
-    )
+    upgrade = upgrade_to("premier")
     pending = (await released(api, d, acme, upgrade))["migration_id"]
     forced = unique("forced")
     body = migration(id=forced, trigger="security_violation")
@@ -259,13 +257,7 @@ async def test_no_upgrade_while_a_forced_downgrade_is_under_way(api: Api) -> Non
     acme = await api.partner("acme")
     await api.platform_reports("acme", {"orders:read": 40})
     d = Driver(api.http, api.admin)
-    upgrade = proposal_body(
-        category="B",
-        requested_tier="premier",
-        migration_plan="dual run",
-        requested_capabilities=[],
-        integrations=[],
-    )
+    upgrade = upgrade_to("premier")
     pending = (await released(api, d, acme, upgrade))["migration_id"]
     await api.platform_reports("acme", {"payments:write": 3}, weeks_ago=(0,))
     change = await rolled_out(d, api, pending, acme)
@@ -281,10 +273,8 @@ async def test_a_tiers_grants_come_with_the_tier(api: Api) -> None:
     rollout that moves the tier, not at the release: a partner that declines the upgrade
     holds nothing of it; one that rolls it out holds both."""
     d = Driver(api.http, api.admin)
-    upgrade = proposal_body(
-        category="B",
-        requested_tier="verified",
-        migration_plan="dual run",
+    upgrade = upgrade_to(
+        "verified",
         requested_capabilities=[
             {"name": "order-hooks", "kind": "workflow_trigger", "permissions": ["orders:read"]}
         ],
