@@ -34,13 +34,12 @@ def check_declared(
 
 
 def deprecated_by(notice: DeprecationNotice, matrix: CompatibilityMatrix) -> list[MatrixEntry]:
-    """M-5.1 / M-2.1: the platform row a deprecation notice changes — its version marked
-    `deprecated` (listed if it was not). A retired version stays retired: retirement is TSC's
-    call, and a notice never brings a version back."""
+    """M-5.1 / M-2.1: the platform row a deprecation notice changes — its version, listed and
+    supported, marked `deprecated`. A notice never lists a version (a partner could then
+    declare it, E-9.2) nor brings a retired one back: listing and retiring are TSC's calls."""
     if notice.version is None:  # a permission notice names no version
         return []
-    status = matrix.status_of(notice.kind, notice.name, notice.version)
-    if status in (MatrixStatus.DEPRECATED, MatrixStatus.RETIRED):
+    if matrix.status_of(notice.kind, notice.name, notice.version) is not MatrixStatus.SUPPORTED:
         return []
     return [
         MatrixEntry(

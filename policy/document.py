@@ -321,12 +321,26 @@ def check_floors(doc: PolicyContent) -> Decision:
         ]
         if bad or "*" in "".join(tier.permission_actions):
             refuse(f"tiers.{i}", "E-5.2", f"tier {tier.name} would hold forbidden: {bad or '*'}")
+    # A tier's rank is what it holds (E-7.1, E-7.4): each holds at least what the one below
+    # does — else a "downgrade" onto a lower-ranked tier could widen what a partner may do.
+    for i, (lower, tier) in enumerate(zip(doc.tiers, doc.tiers[1:], strict=False), start=1):
+        if not (
+            lower.capability_kinds <= tier.capability_kinds
+            and lower.integration_kinds <= tier.integration_kinds
+            and lower.permission_actions <= tier.permission_actions
+        ):
+            refuse(
+                f"tiers.{i}",
+                "E-7.4",
+                f"tier {tier.name} ranks above {lower.name} and holds at least what it does",
+            )
     return Decision(findings=tuple(out))
 
 
 def check_update(current: PolicyDocument, proposed: PolicyContent) -> Decision:
-    """A new version keeps every tier of the current one, in its order (tiers come and go, and
-    rank, by governance, E-7.3 — not by editing the document), and holds the floors."""
+    """A new version keeps the current tiers, no more and no fewer, in their order (tiers come
+    and go, and rank, by governance, E-7.3 — not by editing the document), and holds the
+    floors."""
     floors = check_floors(proposed)
     dropped = [t for t in current.tier_names if t not in proposed.tier_names]
     kept = [t for t in proposed.tier_names if t in current.tier_names]
@@ -337,6 +351,16 @@ def check_update(current: PolicyDocument, proposed: PolicyContent) -> Decision:
                 field="tiers",
                 rule="E-7.3",
                 message=f"tiers cannot be removed by a policy edit: {', '.join(dropped)}",
+            )
+        )
+    added = [t for t in proposed.tier_names if t not in current.tier_names]
+    if added:  # E-7.3: a new tier is a category-B proposal's, with its vote and plans
+        out.append(
+            Finding(
+                field="tiers",
+                rule="E-7.3",
+                message=f"tiers are created through a category B proposal, not a policy edit: "
+                f"{', '.join(added)}",
             )
         )
     if not dropped and kept != list(current.tier_names):

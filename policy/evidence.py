@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from policy.grants import Grant
+from policy.types import Version
 from policy.vocabulary import ComponentKind, MatrixStatus, Severity
 
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -57,7 +58,7 @@ class MatrixEntry(BaseModel):
 
     kind: ComponentKind
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    version: Version  # stripped and checked: `4.2 ` is `4.2`, never a second row
     status: MatrixStatus
 
 
@@ -70,7 +71,7 @@ class PlatformRef(BaseModel):
 
     kind: ComponentKind
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    version: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    version: Version  # stripped and checked: `4.2 ` is `4.2`, never a second row
 
 
 class DeclaredRef(PlatformRef):

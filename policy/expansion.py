@@ -57,6 +57,14 @@ def check_category(proposal: Proposal, partner_tier: str) -> Decision:
                 message="a category D proposal changes rules; grants are category A or C",
             )
         )
+    if cat is Category.GOVERNANCE and proposal.removes:
+        out.append(
+            Finding(
+                field="removes",
+                rule="E-3.4",
+                message="a category D proposal changes rules; it takes no grant away",
+            )
+        )
     return Decision(findings=tuple(out))
 
 

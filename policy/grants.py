@@ -225,11 +225,13 @@ def check_requested(
 
 
 def requested_once(requested: Sequence[tuple[str, Grant]]) -> list[Finding]:
-    """E-2.7: one grant a name in one request — two, merged, would blur a kind."""
+    """E-2.7: one grant a name in one request (names compared regardless of case) — two,
+    merged, would blur a kind; two spelt apart by case would read as one to a runtime."""
     out: list[Finding] = []
     seen: set[tuple[GrantType, str]] = set()
     for field, grant in requested:
-        if grant.key in seen:
+        key = (grant.type, grant.name.casefold())
+        if key in seen:
             out.append(
                 Finding(
                     field=f"{field}.name",
@@ -237,7 +239,7 @@ def requested_once(requested: Sequence[tuple[str, Grant]]) -> list[Finding]:
                     message=f"{grant.type.value} {grant.name!r} is requested twice",
                 )
             )
-        seen.add(grant.key)
+        seen.add(key)
     return out
 
 
@@ -257,16 +259,19 @@ def check_against_holdings(
         for i, item in enumerate(removes)
         if not held.holds(item)
     ]
-    keys = {g.key for g in held.grants}
+    # Held names compared regardless of case: `Acme-Widget` beside `acme-widget` is a second
+    # grant a runtime would read as the first.
+    held_names = {(g.type, g.name.casefold()): g.name for g in held.grants}
     out += [
         Finding(
             field=f"{field}.name",
             rule="E-2.7",
-            message=f"the partner holds {grant.type.value} {grant.name!r} already; to change "
-            "it, name it in `removes` too",
+            message=f"the partner holds {grant.type.value} {name!r} already; to change it, "
+            "name it in `removes` too",
         )
         for field, grant in requested
-        if grant.key in keys and grant.name not in removes
+        if (name := held_names.get((grant.type, grant.name.casefold()))) is not None
+        and name not in removes
     ]
     return Decision(findings=tuple(out))
 

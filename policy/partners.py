@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
-from policy.grants import Grant, action_findings, check_requested, unbounded_findings
+from policy.grants import (
+    Grant,
+    action_findings,
+    check_requested,
+    requested_once,
+    unbounded_findings,
+)
 
 
 def check_profile(
@@ -30,5 +36,5 @@ def check_profile(
     if spec is not None:
         findings += action_findings("permissions", permissions, spec)
     requested = [(f"grants.{i}", grant) for i, grant in enumerate(grants)]
-    findings += check_requested(requested, policy, spec).findings
+    findings += [*check_requested(requested, policy, spec).findings, *requested_once(requested)]
     return Decision(findings=tuple(findings))

@@ -20,9 +20,14 @@ def action_of(permission: str) -> str:
     return permission.split(":", 1)[1] if ":" in permission else permission
 
 
+# At most 32 characters: the longest version a column keeps (partner, matrix).
 Version = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, pattern=r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$"),
+    StringConstraints(
+        strip_whitespace=True,
+        max_length=32,
+        pattern=r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.-]+)?$",
+    ),
 ]
 
 

@@ -327,7 +327,11 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     first = proposal_body(
         requested_capabilities=[read_only("inventory-view", "inventory:read")], integrations=[]
     )
-    await released(api, d, acme, first)
+    done = await released(api, d, acme, first)
+    # P-1: sent again under its id, the released proposal is the process it started — not
+    # judged again against the grant its own release added
+    again = await api.http.post("/v1/expansions", json={**first, "id": done["id"]}, headers=acme)
+    assert again.status_code == 202 and again.json()["workflow_id"] == done["workflow_id"]
     second = proposal_body(
         requested_capabilities=[read_only("stock-alerts", "inventory:read", "stock:read")],
         integrations=[],
@@ -530,9 +534,39 @@ async def test_registration_keeps_to_the_tier_and_the_kinds(api: Api) -> None:
             },
         ),
     )
+    twice = {"type": "capability", "name": "x", "kind": "read_only", "permissions": ["o:read"]}
+    cases += (("E-2.7", {"grants": [twice, {**twice, "kind": "write"}]}),)  # one grant a name
     for rule, change in cases:
         resp = await api.http.post(
             "/v1/partners", json=partner_body("acme", **change), headers=api.admin
         )
         refused(resp, 422, rule)
     assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404
+
+
+async def test_no_tier_is_made_a_way_up(api: Api) -> None:
+    """E-7.3, E-7.4: a tier is created only by a category-B proposal, and ranks by what it
+    holds — a new tier placed low with a wide catalogue (a "downgrade" onto it would widen what
+    the partner may do, with no upgrade's checks) is refused at submission, and a policy edit
+    adds no tier."""
+    acme = await api.partner("acme")
+    wide = {
+        "name": "sandbox",
+        "capability_kinds": ["read_only", "ui_component", "advanced_permission"],
+        "integration_kinds": ["api", "extension"],
+        "permission_actions": ["read", "write", "admin", "delete"],
+    }
+    eid = unique("sandbox")
+    body = upgrade_to(
+        "sandbox",
+        id=eid,
+        new_tier={"spec": wide, "after": "community", "compatibility_plan": "c"},
+    )
+    resp = await api.http.post("/v1/expansions", json=body, headers=acme)
+    assert "new_tier.spec" in refused(resp, 422, "E-7.4")["errors"]
+    await nothing_started(api, f"expansion-{eid}")
+    policy = (await api.http.get("/v1/policy", headers=api.admin)).json()
+    content = {k: v for k, v in policy.items() if k != "version"}
+    content["tiers"] = [*content["tiers"], {**content["tiers"][-1], "name": "platinum"}]
+    resp = await api.http.put("/v1/policy", json=content, headers=api.admin)
+    refused(resp, 422, "E-7.3")

@@ -97,9 +97,21 @@ def test_tiers_are_not_removed_by_an_edit_and_hold_nothing_forbidden() -> None:
     assert check_update(DEFAULT_POLICY, fewer).rules == ["E-7.3"]
     # a tier's rank is its place: reordered, partners would rise with no migration (E-7.1)
     reordered = _doc(tiers=list(reversed(BASE["tiers"])))
-    assert check_update(DEFAULT_POLICY, reordered).rules == ["E-7.3"]
-    rogue = {**BASE["tiers"][0], "capability_kinds": ["read_only", "raw_data_access"]}
-    assert _rules(_doc(tiers=[rogue, *BASE["tiers"][1:]])) == {"E-5.2"}
+    assert "E-7.3" in check_update(DEFAULT_POLICY, reordered).rules
+    # nor added: a new tier is a category B proposal's, with its vote (E-7.3)
+    extra = {**BASE["tiers"][-1], "name": "platinum"}
+    assert check_update(DEFAULT_POLICY, _doc(tiers=[*BASE["tiers"], extra])).rules == ["E-7.3"]
+    top = BASE["tiers"][-1]
+    rogue = {**top, "capability_kinds": [*top["capability_kinds"], "raw_data_access"]}
+    assert _rules(_doc(tiers=[*BASE["tiers"][:-1], rogue])) == {"E-5.2"}
+
+
+def test_a_tiers_rank_is_what_it_holds() -> None:
+    """E-7.4: each tier holds at least what the one below holds — a tier ranked low with a
+    wider catalogue would make a downgrade onto it widen what a partner may do."""
+    wider = {**BASE["tiers"][0], "permission_actions": ["read", "write", "delete"]}
+    assert _rules(_doc(tiers=[wider, *BASE["tiers"][1:]])) == {"E-7.4"}
+    assert check_floors(DEFAULT_POLICY).allowed
 
 
 def test_incomplete_tables_are_invalid() -> None:

@@ -227,6 +227,38 @@ def test_a_notice_deprecates_its_version_and_never_revives_one() -> None:
     retired = DeprecationNotice(kind="os", version="4.2", replacement="6.0")
     assert deprecated_by(retired, MATRIX) == []
     assert deprecated_by(DeprecationNotice(kind="permission", name="orders:write"), MATRIX) == []
+    # nor lists one: a version the matrix never listed stays unlisted (a partner could then
+    # declare it, E-9.2)
+    unlisted = DeprecationNotice(
+        kind="runtime", name="shadow-runtime", version="1.0", replacement="3.0"
+    )
+    assert deprecated_by(unlisted, MATRIX) == []
+
+
+def test_a_declared_version_is_the_listed_one() -> None:
+    """E-9.2: a version is read stripped and checked, so `4.2 ` is the listed `4.2` — never a
+    second row beside it, for TSC or a partner."""
+    assert PlatformRef(kind="os", name="kwanus", version="4.2 ").version == "4.2"
+    assert (
+        MatrixEntry(kind="os", name="kwanus", version=" 5.0", status="supported").version == "5.0"
+    )
+    with pytest.raises(ValueError):
+        PlatformRef(kind="os", name="kwanus", version="4.2 beta")
+    with pytest.raises(ValueError):  # longer than any column keeps (the fuzzer found it)
+        MatrixEntry(kind="os", name="kwanus", version="0.0." + "0" * 40, status="retired")
+
+
+def test_names_are_one_grant_whatever_their_case() -> None:
+    """E-2.7: `Stock` beside a held `stock`, or two of one name in different case, is a second
+    grant a runtime would read as the first — refused."""
+    again = Grant(type="capability", name="STOCK", kind="write", permissions=("stock:write",))
+    twice = check_against_holdings([("requested_capabilities.0", again)], [], HELD)
+    assert [(f.field, f.rule) for f in twice.findings] == [
+        ("requested_capabilities.0.name", "E-2.7")
+    ]
+    pair = [cap("read_only", "a:read"), cap("read_only", "b:read")]
+    pair[1]["name"] = pair[0]["name"].upper()
+    assert findings(requested_capabilities=pair) == {("requested_capabilities.1.name", "E-2.7")}
 
 
 def test_a_grant_is_requested_once() -> None:

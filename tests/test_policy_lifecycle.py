@@ -219,7 +219,7 @@ def test_remediation_steps_in_order() -> None:
 
 def test_category_shapes() -> None:
     """E-3.1 capabilities; E-3.2 a tier change is category B and B changes the tier; E-3.3
-    integrations; E-3.4 governance expansions grant nothing."""
+    integrations; E-3.4 governance expansions grant nothing, and take nothing away."""
 
     def rules(**changes: object) -> list[str]:
         return check_category(Proposal.model_validate(proposal_body(**changes)), "verified").rules
@@ -232,6 +232,8 @@ def test_category_shapes() -> None:
     assert rules(category="C", integrations=[]) == ["E-3.3"]
     assert rules(category="D", integrations=[]) == ["E-3.4"]
     assert rules(category="D", integrations=[], requested_capabilities=[]) == []
+    d_removing = {"integrations": [], "requested_capabilities": [], "migration_plan": "m"}
+    assert rules(category="D", removes=["orders-dashboard"], **d_removing) == ["E-3.4"]
 
 
 def test_release_adds_to_what_is_held_and_removes_exactly_what_it_names() -> None:
@@ -369,11 +371,11 @@ def test_new_tier_requirements() -> None:
 def test_new_tier_checked_at_submission() -> None:
     """E-7.3: a new tier is a category B proposal naming it, new to the catalogue, above an
     existing tier, within the spec's floors (no forbidden kinds); it ranks where it lands."""
-    spec = {
+    spec = {  # verified's catalogue and a little: between verified and premier
         "name": "gold",
-        "capability_kinds": ["read_only"],
-        "integration_kinds": ["api"],
-        "permission_actions": ["read"],
+        "capability_kinds": ["read_only", "ui_component", "workflow_trigger", "write"],
+        "integration_kinds": ["api", "extension", "workflow", "write", "advanced_permission"],
+        "permission_actions": ["read", "write"],
     }
     new_tier = {"spec": spec, "after": "verified", "compatibility_plan": "c"}
 
@@ -391,8 +393,30 @@ def test_new_tier_checked_at_submission() -> None:
         new_tier={**new_tier, "spec": {**spec, "name": "premier"}}, requested_tier="premier"
     ) == ["new_tier.spec.name"]
     assert fields(new_tier={**new_tier, "after": "platinum"}) == ["new_tier.after"]
-    forbidden = {**spec, "capability_kinds": ["raw_data_access"]}
+    forbidden = {**spec, "capability_kinds": [*spec["capability_kinds"], "raw_data_access"]}
     assert fields(new_tier={**new_tier, "spec": forbidden}) == ["new_tier.spec"]
+    # E-7.4: ranked above verified, it holds at least what verified does — and below premier,
+    # no more than premier: a tier placed low with a wide catalogue would be an upgrade in
+    # disguise (a "downgrade" onto it widening what the partner may do)
+    narrow = {**spec, "permission_actions": ["read"]}
+    assert fields(new_tier={**new_tier, "spec": narrow}) == ["new_tier.spec"]
+    wide = {**spec, "permission_actions": ["read", "write", "admin", "delete"]}
+    assert fields(new_tier={**new_tier, "spec": wide}) == ["new_tier.spec"]
+    rules = {
+        f.rule
+        for f in check_submission(
+            Proposal.model_validate(
+                proposal_body(
+                    category="B",
+                    requested_tier="gold",
+                    migration_plan="m",
+                    new_tier={**new_tier, "spec": wide},
+                )
+            ),
+            DEFAULT_POLICY,
+        ).findings
+    }
+    assert "E-7.4" in rules
     gold = Proposal.model_validate(
         proposal_body(category="B", requested_tier="gold", migration_plan="m", new_tier=new_tier)
     )

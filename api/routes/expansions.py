@@ -38,6 +38,7 @@ from api.processes import (
 from kwanus import contract
 from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
 from policy.decisions import Decision
+from policy.document import PolicyDocument
 from policy.expansion import check_category
 from policy.forms import (
     DeadlineExtension,
@@ -56,7 +57,7 @@ from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
 from policy.vote import Vote
 from store import repo
 from store.records import ProcessRecord
-from store.tables import utcnow
+from store.tables import Partner, utcnow
 from workflows.expansion import PartnerExpansion
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
@@ -90,35 +91,15 @@ async def submit_expansion(
     )
     if partner is None:
         raise not_found("partner")
-    decision = Decision.merge(
-        check_submission(proposal, policy),
-        check_category(proposal, partner.tier),
-        check_against_holdings(proposal.grants_requested, proposal.removes, repo.holdings(partner)),
-    )
-    if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
-        evidence = await run_in_threadpool(
-            repo.tier_evidence, session=session, partner_id=partner.id, now=utcnow()
-        )
-        decision = Decision.merge(decision, upgrade_evidence(evidence, now=utcnow(), policy=policy))
-    if not decision.allowed:
-        raise Problem.refused(decision, "the proposal breaks a governance rule")
     expansion_id = body.id or secrets.token_hex(8)
-    open_now = await run_in_threadpool(
-        repo.count_open, session=session, kind=ProcessKind.EXPANSION, partner_id=partner.id
-    )
-    if open_now >= policy.max_open_proposals_per_partner and not await run_in_threadpool(
-        repo.get_process,
-        session=session,
-        workflow_id=contract.expansion_workflow_id(expansion_id),
-    ):  # API4: a cap on open proposals (a replay of an open one is still answered)
-        raise Problem(
-            429,
-            f"{open_now} proposals are open; the policy allows "
-            f"{policy.max_open_proposals_per_partner} (max_open_proposals_per_partner)",
-            headers={"Retry-After": "3600"},
-        )
     workflow_id = contract.expansion_workflow_id(expansion_id)
     sha = canonical_sha256(proposal)
+    # P-1: the same proposal sent again under its id, by its partner, is answered as the process
+    # it started — not judged again against what its own release has since changed. Anything
+    # else is judged as new (and start_once refuses an id in use).
+    known = await run_in_threadpool(repo.expansion_status, session=session, workflow_id=workflow_id)
+    if known is None or (known.partner_id, known.proposal_sha256) != (partner.id, sha):
+        await _admissible(proposal, partner, policy, session)
     stage = await start_once(
         client,
         run=PartnerExpansion.run,
@@ -142,6 +123,36 @@ async def submit_expansion(
         what="expansion",
     )
     return Accepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
+
+
+async def _admissible(
+    proposal: Proposal, partner: Partner, policy: PolicyDocument, session: Session
+) -> None:
+    """A new proposal, judged before anything starts: complete and allowed (E-2.1, E-5.2,
+    E-6, E-8, E-7.4), of its category's shape (E-3.x), against what the partner holds (E-2.7),
+    an upgrade on the recorded evidence (E-7.1), within the cap on open proposals (API4)."""
+    decision = Decision.merge(
+        check_submission(proposal, policy),
+        check_category(proposal, partner.tier),
+        check_against_holdings(proposal.grants_requested, proposal.removes, repo.holdings(partner)),
+    )
+    if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
+        evidence = await run_in_threadpool(
+            repo.tier_evidence, session=session, partner_id=partner.id, now=utcnow()
+        )
+        decision = Decision.merge(decision, upgrade_evidence(evidence, now=utcnow(), policy=policy))
+    if not decision.allowed:
+        raise Problem.refused(decision, "the proposal breaks a governance rule")
+    open_now = await run_in_threadpool(
+        repo.count_open, session=session, kind=ProcessKind.EXPANSION, partner_id=partner.id
+    )
+    if open_now >= policy.max_open_proposals_per_partner:
+        raise Problem(
+            429,
+            f"{open_now} proposals are open; the policy allows "
+            f"{policy.max_open_proposals_per_partner} (max_open_proposals_per_partner)",
+            headers={"Retry-After": "3600"},
+        )
 
 
 @router.get("", response_model=list[ProcessSummary])
