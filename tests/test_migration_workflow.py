@@ -62,9 +62,9 @@ from store.tables import AuditEvent, NotificationRow, Partner, Process
 from tests.conftest import end_runs, running_worker
 from tests.factories import PLATFORM_REPORT, partner_body
 from tests.histcheck import commands_on_step_opening, openings_taken
-from workflows.common import STEP_OPENS_PATCH
 from workflows.migration import NOTICE_PATCH, PartnerMigration
 from workflows.remediation import Remediation
+from workflows.steps import STEP_OPENS_PATCH
 
 DAY = timedelta(days=1)
 PARTNER = Actor(role=Role.PARTNER, token_id="tok_test", partner_id="acme")

@@ -1,17 +1,17 @@
 """What every governance workflow does the same way: write an event through the activity, show
-its stage to ops (search attributes + current details), and wait on a human step with a
-reminder and a deadline (P-3)."""
+its stage to ops (search attributes + current details), refuse a step (P-2, P-6), check
+telemetry and continue as new. Human steps wait through `workflows.steps`."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypedDict
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from typing_extensions import Unpack
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from kwanus.contract import Refusal
     from kwanus.models import Actor, Awaiting, MonitoringCheck, RecordEvent, TelemetryCheckInput
     from policy.decisions import Decision
-    from policy.document import Deadline, PolicyDocument
+    from policy.document import PolicyDocument
     from policy.vocabulary import ProcessKind, ProcessStatus, Role
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -28,6 +28,30 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
+
+
+class Tracked(Protocol):
+    """A process's status model, as its ledger records and shows it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def partner_id(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def status(self) -> ProcessStatus: ...
+    @property
+    def awaiting(self) -> list[Awaiting]: ...
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
+
+
+class Fields(TypedDict, total=False):
+    """What an event says beyond its step and name."""
+
+    actor: str
+    rules: list[str] | None
+    data: dict[str, Any] | None
 
 
 class Ledger:
@@ -50,6 +74,19 @@ class Ledger:
         self.snapshot = snapshot
         self.view = view  # the run's current (stage, status, awaiting)
         self.workflow_id = workflow.info().workflow_id
+
+    @classmethod
+    def of(cls, process: ProcessKind, state: Callable[[], Tracked], *, policy: int) -> Ledger:
+        """The ledger of a process whose status model says its id, partner, stage and who it
+        awaits (`state` is read at each event: the run's model as it is then)."""
+        return cls(
+            process=process,
+            process_id=state().id,
+            partner_id=state().partner_id,
+            policy_version=policy,
+            snapshot=lambda: state().model_dump(mode="json"),
+            view=lambda: (state().stage, state().status, state().awaiting),
+        )
 
     def event(
         self,
@@ -93,38 +130,22 @@ class Ledger:
             summary=f"{event.event} @ {event.stage}",
         )
 
-    def now_event(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> RecordEvent:
+    def now_event(self, step: str, event: str, **fields: Unpack[Fields]) -> RecordEvent:
         """An event stamped with the run's current stage, status and who it awaits."""
         stage, status, awaiting = self.view()
         return self.event(
             step,
             event=event,
-            actor=actor,
+            actor=fields.get("actor", "system"),
             stage=stage,
             status=status,
             awaiting=awaiting,
-            rules=rules,
-            data=dict(data or {}),
+            rules=fields.get("rules"),
+            data=dict(fields.get("data") or {}),
         )
 
-    async def emit(
-        self,
-        step: str,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        await self.write(self.now_event(step, event, actor=actor, rules=rules, data=data))
+    async def emit(self, step: str, event: str, **fields: Unpack[Fields]) -> None:
+        await self.write(self.now_event(step, event, **fields))
 
     def show(self, *, stage: str, status: ProcessStatus, awaiting: list[Awaiting]) -> None:
         """Search attributes and current details: ops read them without decoding payloads.
@@ -155,78 +176,6 @@ class Ledger:
 def next_deadline(awaiting: list[Awaiting]) -> datetime | None:
     deadlines = [a.deadline for a in awaiting if a.deadline is not None]
     return min(deadlines) if deadlines else None
-
-
-async def wait_with_deadline(
-    done: Callable[[], bool],
-    *,
-    opened_at: datetime,
-    deadline: Callable[[], datetime],
-    window: Deadline,
-    on_reminder: Callable[[], Any],
-) -> bool:
-    """Wait until `done()` or the deadline (P-3), sending one reminder at the policy's reminder
-    point. `deadline` is re-read on every wake-up, so an extension made while waiting is
-    honoured by the running timer. Returns whether the step was done in time."""
-    reminded = False
-    while not done():
-        now = workflow.now()
-        due = deadline()
-        if now >= due:
-            return False
-        remind_at = opened_at + window.reminder
-        wake = remind_at if not reminded and remind_at < due else due
-        try:
-            await workflow.wait_condition(
-                lambda d=due: done() or deadline() != d,  # type: ignore[misc]
-                timeout=max(wake - now, timedelta(seconds=1)),
-            )
-        except TimeoutError:
-            if not reminded and workflow.now() >= remind_at and not done():
-                reminded = True
-                await on_reminder()
-    return True
-
-
-T = TypeVar("T")
-
-# Runs that opened a step before the code below existed replay without it.
-STEP_OPENS_PATCH = "step-wait-starts-with-its-record"
-
-
-async def record_and_wait(
-    record: Callable[[], Awaitable[object]],
-    open_step: Callable[[], None],
-    wait: Callable[[], Awaitable[T]],
-    *,
-    show: Callable[[], None] | None = None,
-) -> T:
-    """Write a step's opening record, open the step once it is on record, and wait on it.
-
-    The wait (and its deadline timer) starts together with the record, so the record's
-    completion makes no command: `open_step` only changes state. That keeps the run replayable
-    when an Update for the step reaches the worker in the same workflow task as that completion:
-    a query answered by a freshly started worker can make the SDK apply the completion first
-    and the Update after it, while a replay applies the Update first (temporalio 1.35; README,
-    Known issues). With no command in between, both orders give the same history.
-
-    Runs that opened their steps before this existed replay the old order: the record, then
-    `open_step` and `show` (which upserted search attributes), then the wait."""
-    if not workflow.patched(STEP_OPENS_PATCH):
-        await record()
-        open_step()
-        if show is not None:
-            show()
-        return await wait()
-
-    async def record_then_open() -> None:
-        await record()
-        open_step()
-
-    recorded = asyncio.create_task(record_then_open())
-    result = await wait()
-    await recorded  # the step's record lands before the step closes (audit order)
-    return result
 
 
 # Runs that reached a continue-as-new point before the code below existed replay without it.
@@ -273,6 +222,32 @@ def require_role(actor: Actor, *roles: Role) -> None:
 def require_partner(actor: Actor, partner_id: str) -> None:
     if actor.role is not Role.PARTNER or actor.partner_id != partner_id:
         refuse(Refusal.FORBIDDEN, "only the partner of this process may do this", rule="P-6")
+
+
+async def monitor(
+    ledger: Ledger,
+    checks: list[MonitoringCheck],
+    *,
+    since: datetime,
+    going: Callable[[datetime], bool],
+    pause: Callable[[], timedelta],
+    resume: Callable[[], Any],
+    policy: PolicyDocument,
+    rules: list[str],
+) -> None:
+    """Check the partner's telemetry on durable timers while `going(last check's end)`, each
+    check covering (last, now] — not a cron poll. A months-long watch continues as a new run
+    when the server suggests it, the checks so far carried in `resume()`'s state."""
+    last = since
+    while going(last):
+        if checks:
+            await continue_as_new_if_suggested(resume)
+        wait = pause()
+        if wait > timedelta(0):
+            await workflow.sleep(wait)
+        now = workflow.now()
+        await check_telemetry(ledger, checks, since=last, until=now, policy=policy, rules=rules)
+        last = now
 
 
 async def check_telemetry(

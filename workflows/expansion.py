@@ -8,8 +8,7 @@ the policy's deadline with a reminder (P-3), and every event goes to the audit l
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 
 from temporalio import workflow
 
@@ -69,16 +68,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
-        Ledger,
-        check_telemetry,
-        continue_as_new_if_suggested,
-        record_and_wait,
+        monitor,
         refuse,
         refuse_decision,
         require_partner,
         require_role,
-        wait_with_deadline,
     )
+    from workflows.steps import Ended, Escalate, Step, Steps
 
 # Runs that were monitoring before the loop ran until a check covers the end replay without it.
 MONITORING_END_PATCH = "monitoring-covers-its-end"
@@ -96,10 +92,6 @@ BEFORE_RELEASE = (
 )
 
 
-class _Ended(Exception):
-    """The run ended early (rejected, withdrawn, expired); its closing event is recorded."""
-
-
 @workflow.defn(name=EXPANSION_WORKFLOW)
 class PartnerExpansion:
     @workflow.init
@@ -107,14 +99,6 @@ class PartnerExpansion:
         self.inp = inp
         self.policy = inp.policy  # P-5: the version in force at start, kept for the whole run
         self.partner = f"partner:{inp.partner_id}"
-        self.ledger = Ledger(
-            process=ProcessKind.EXPANSION,
-            process_id=inp.expansion_id,
-            partner_id=inp.partner_id,
-            policy_version=inp.policy.version,
-            snapshot=lambda: self.state.model_dump(mode="json"),
-            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
-        )
         self.state = inp.resume or ExpansionStatus(
             id=inp.expansion_id,
             workflow_id=workflow.info().workflow_id,
@@ -127,12 +111,16 @@ class PartnerExpansion:
             proposal_sha256=inp.proposal_sha256,
             submitted_at=workflow.now(),
         )
-        # The step awaited now, who it waits on, and until when (CGB may extend it).
-        self.step: str | None = None
-        self.step_actors: Callable[[], list[Awaiting]] = list
-        self.deadline: datetime | None = None
+        self.steps = Steps(
+            ProcessKind.EXPANSION,
+            lambda: self.state,
+            inp.policy,
+            what="proposal",
+            show_ends=True,
+            show_opened=True,
+        )
+        self.ledger = self.steps.ledger
         self.withdrawal: StepRecord[Withdrawal] | None = None
-        self.extensions = 0
 
     # --- the process, top to bottom --------------------------------------------------------
 
@@ -147,14 +135,14 @@ class PartnerExpansion:
                 await self._release()
             await self._monitoring()  # a continued run picks up here
             await self._review()
-        except _Ended:
+        except Ended:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
 
     async def _submitted(self, inp: ExpansionInput) -> None:
         """E-2.1: the proposal is on record, with the flags the policy raised."""
-        self._show()
+        self.steps.show()
         await self.ledger.emit(
             "submitted",
             "submitted",
@@ -195,7 +183,7 @@ class PartnerExpansion:
                 )
             )
         if not reviewed:
-            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.2"])
+            await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.2"])
 
     async def _approval(self) -> None:
         """E-2.3 risk assessment with its plans, then E-2.4 the vote."""
@@ -241,7 +229,7 @@ class PartnerExpansion:
                 escalate=False,
             )
             if not planned:
-                await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.3"])
+                await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.3"])
         voted = await self._step(
             "votes",
             self.policy.vote,
@@ -439,14 +427,13 @@ class PartnerExpansion:
         run when the server suggests it, the checks so far carried in the state."""
         m = self.policy.monitoring
         if self.state.monitoring_until is None:  # not yet in the stage (a continued run is)
-            self._ensure_active()
+            self.steps.ensure_active()
             self.state.monitoring_until = workflow.now() + m.expansion_period
             await self._enter(ExpansionStage.MONITORING)
         end = self.state.monitoring_until
         checks = self.state.monitoring
-        last = checks[-1].at if checks else end - m.expansion_period
 
-        def going() -> bool:
+        def going(last: datetime) -> bool:
             """Until a check covers the period's end; one at least, however late it began.
             (Runs before the patch stopped once the clock passed the end, which could leave
             the last moments unchecked when a check, or a new run, straddled it.)"""
@@ -456,24 +443,16 @@ class PartnerExpansion:
                 return last < end
             return workflow.now() < end
 
-        while going():
-            if checks:
-                await continue_as_new_if_suggested(
-                    lambda: self.inp.model_copy(update={"resume": self.state})
-                )
-            wait = min(m.check_interval, end - workflow.now())
-            if wait > timedelta(0):
-                await workflow.sleep(wait)
-            now = workflow.now()
-            await check_telemetry(
-                self.ledger,
-                self.state.monitoring,
-                since=last,
-                until=now,
-                policy=self.policy,
-                rules=["E-12.1", "E-11.1"],
-            )
-            last = now
+        await monitor(
+            self.ledger,
+            checks,
+            since=checks[-1].at if checks else end - m.expansion_period,
+            going=going,
+            pause=lambda: min(m.check_interval, end - workflow.now()),
+            resume=lambda: self.inp.model_copy(update={"resume": self.state}),
+            policy=self.policy,
+            rules=["E-12.1", "E-11.1"],
+        )
 
     async def _review(self) -> None:
         """Stage 7: CGB reviews the outcome."""
@@ -485,7 +464,7 @@ class PartnerExpansion:
             done=lambda: self.state.outcome_review is not None,
             escalate=False,
         )
-        await self._close(
+        await self.steps.close(
             ProcessStatus.COMPLETED,
             "completed",
             rules=["E-12.1"],
@@ -502,7 +481,7 @@ class PartnerExpansion:
         self.state.reviews[body] = ReviewRecord(
             review=act.body, actor=act.actor.name, at=workflow.now()
         )
-        self._show()
+        self.steps.show()
         rules = sorted({CRITERIA[c][1] for c in act.body.criteria} | {"E-2.2"})
         await self.ledger.emit(
             f"review:{body.value}",
@@ -520,7 +499,7 @@ class PartnerExpansion:
     @review.validator
     def _check_review(self, act: Act[Review]) -> None:
         require_role(act.actor, *sorted(BODY_ROLES))
-        self._require_step("reviews")
+        self.steps.require_step("reviews")
         body = Body(act.actor.role.value)
         if body in self.state.reviews:
             refuse(Refusal.ALREADY_DONE, f"{body.value} has already reviewed", rule="E-2.2")
@@ -533,7 +512,7 @@ class PartnerExpansion:
             self.state.risk = self.state.risk.model_copy(
                 update={"missing_plans": tuple(self._missing_risk_plans())}
             )
-        self._show()
+        self.steps.show()
         await self.ledger.emit(
             f"plans:{len(self.state.plans)}",
             "plans_submitted",
@@ -546,7 +525,7 @@ class PartnerExpansion:
     @plans.validator
     def _check_plans(self, act: Act[Plans]) -> None:
         require_partner(act.actor, self.inp.partner_id)
-        self._require_step("plans")
+        self.steps.require_step("plans")
         if not act.body.given():
             refuse(Refusal.INVALID, "no plan given", rule="E-2.3")
 
@@ -556,7 +535,7 @@ class PartnerExpansion:
         if body in self.state.votes:  # a duplicate that raced past the validator
             refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
         self.state.votes[body] = VoteRecord(vote=act.body, actor=act.actor.name, at=workflow.now())
-        self._show()
+        self.steps.show()
         await self.ledger.emit(
             f"vote:{body.value}",
             "voted",
@@ -569,7 +548,7 @@ class PartnerExpansion:
     @vote.validator
     def _check_vote(self, act: Act[Vote]) -> None:
         require_role(act.actor, *sorted(BODY_ROLES))
-        self._require_step("votes")
+        self.steps.require_step("votes")
         body = Body(act.actor.role.value)
         if body in self.state.votes:
             refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
@@ -625,17 +604,17 @@ class PartnerExpansion:
     @outcome_review.validator
     def _check_outcome_review(self, act: Act[OutcomeReview]) -> None:
         require_role(act.actor, Role.CGB)
-        self._require_step("outcome_review")
+        self.steps.require_step("outcome_review")
 
     @workflow.update(name="withdraw")
     async def withdraw(self, act: Act[Withdrawal]) -> ExpansionStatus:
         self.withdrawal = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self._close(
+        await self.steps.close(
             ProcessStatus.WITHDRAWN,
             "withdrawn",
             actor=act.actor.name,
             rules=["E-12.1"],
-            data={"reason": act.body.reason, "during": self.step},
+            data={"reason": act.body.reason, "during": self.state.step},
             end_run=False,  # the run sees the status and ends itself
         )
         return self.state
@@ -643,7 +622,7 @@ class PartnerExpansion:
     @withdraw.validator
     def _check_withdraw(self, act: Act[Withdrawal]) -> None:
         require_partner(act.actor, self.inp.partner_id)
-        self._require_active()
+        self.steps.require_active()
         if self.withdrawal is not None:
             refuse(Refusal.ALREADY_DONE, "the proposal is being withdrawn")
         if self.state.stage not in BEFORE_RELEASE or self.state.release is not None:
@@ -651,38 +630,12 @@ class PartnerExpansion:
 
     @workflow.update(name="extend_deadline")
     async def extend_deadline(self, act: Act[DeadlineExtension]) -> ExpansionStatus:
-        previous = self.deadline
-        self.deadline = act.body.until
-        self.extensions += 1
-        self._show()
-        await self.ledger.emit(
-            f"extended:{self.extensions}",
-            "deadline_extended",
-            actor=act.actor.name,
-            rules=["P-3"],
-            data={
-                "step": self.step,
-                "from": previous.isoformat() if previous else None,
-                "until": act.body.until.isoformat(),
-                "reason": act.body.reason,
-            },
-        )
+        await self.steps.extend(act)
         return self.state
 
     @extend_deadline.validator
     def _check_extend(self, act: Act[DeadlineExtension]) -> None:
-        require_role(act.actor, Role.CGB, Role.ADMIN)
-        self._require_active()
-        if self.step is None or self.deadline is None:
-            refuse(Refusal.WRONG_STAGE, "no deadline is pending")
-        floor = max(self.deadline, workflow.now())
-        if act.body.until <= floor:
-            refuse(
-                Refusal.INVALID,
-                "an extension moves the deadline later",
-                rule="P-3",
-                errors={"until": f"must be after {floor.isoformat()}"},
-            )
+        self.steps.check_extension(act)
 
     @workflow.query(name="status")
     def status(self) -> ExpansionStatus:
@@ -690,23 +643,11 @@ class PartnerExpansion:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _require_active(self) -> None:
-        if self.state.status is not ProcessStatus.ACTIVE:
-            refuse(Refusal.WRONG_STAGE, f"the proposal is {self.state.status.value}")
-
-    def _require_step(self, step: str) -> None:
-        self._require_active()
-        if self.step != step:
-            now = f"awaiting {self.step}" if self.step else "not awaiting a step"
-            refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({self.state.stage}: {now})")
-
     def _require_partner_step(
         self, act: Act[IntegrationPlan] | Act[ImplementationReport] | Act[Release], step: str
     ) -> None:
         require_partner(act.actor, self.inp.partner_id)
-        self._require_step(step)
-        if getattr(self.state, step) is not None:  # a retry whose first attempt landed (P-4)
-            refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
+        self.steps.require_new(step, getattr(self.state, step))
 
     def _forbidden_found(self) -> bool:
         return any(r.review.forbidden for r in self.state.reviews.values())
@@ -738,37 +679,17 @@ class PartnerExpansion:
             final=final,
         )
 
-    def _show(self) -> None:
-        """Who is awaited, until when — in the API, the projection and the Temporal UI."""
-        deadline = self.deadline
-        self.state.step = self.step
-        self.state.awaiting = [
-            a.model_copy(update={"deadline": a.deadline or deadline}) for a in self.step_actors()
-        ]
-        if self.state.status is not ProcessStatus.ACTIVE:
-            self.state.awaiting = []
-        self.ledger.show(
-            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
-        )
-
     async def _record_step(
         self, step: str, actor: str, *, rules: list[str], data: dict[str, object] | None = None
     ) -> None:
-        self._show()
+        self.steps.show()
         await self.ledger.emit(step, f"{step}_submitted", actor=actor, rules=rules, data=data)
 
-    def _ensure_active(self) -> None:
-        """A withdrawal (an Update) may have closed the process while the run was busy."""
-        if self.state.status is not ProcessStatus.ACTIVE:
-            raise _Ended
-
     async def _enter(self, stage: ExpansionStage) -> None:
-        self._ensure_active()
+        self.steps.ensure_active()
         self.state.stage = stage
-        self.step = None
-        self.step_actors = list
-        self.deadline = None
-        self._show()
+        self.steps.clear()
+        self.steps.show()
         await self.ledger.emit(f"stage:{stage.value}", "stage_changed", rules=["E-12.1"])
 
     async def _step(
@@ -783,115 +704,21 @@ class PartnerExpansion:
         """Await one human step until its deadline, with a reminder (P-3). A missed review or
         vote is escalated to CGB, who may extend the deadline within the escalation window;
         a missed partner step is not. A withdrawal ends the wait at once."""
-        self._ensure_active()
-        opened = workflow.now()
-        self.step_actors = actors
-        self.deadline = opened + window.period
-        self._show()
-        deadline = self.deadline
 
-        def open_step() -> None:
-            """The step is open (and its Updates accepted) only once its window is on record;
-            its search attributes and awaited actors were shown with the window."""
-            if self.state.status is ProcessStatus.ACTIVE:
-                self.step = self.state.step = step
+        def escalated(_: datetime) -> None:
+            missing = [a.actor for a in actors()]
+            self.state.escalations.append(Escalation(step=step, at=workflow.now(), missing=missing))
 
-        def finished() -> bool:
-            return done() or self.state.status is not ProcessStatus.ACTIVE
-
-        await record_and_wait(
-            lambda: self.ledger.emit(
-                f"window:{step}",
-                "window_opened",
-                rules=["P-3"],
-                data={"step": step, "deadline": deadline.isoformat()},
-            ),
-            open_step,
-            lambda: self._wait_step(step, opened, window, actors, finished, escalate=escalate),
-            show=self._show,
-        )
-        # The step's own events (reviews, votes...) are written before the process moves on.
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self._ensure_active()
-        ok = done()
-        if not ok:
-            await self.ledger.emit(
-                f"missed:{step}",
-                "deadline_missed",
-                rules=["P-3"],
-                data={"step": step, "missing": [a.actor for a in actors()]},
-            )
-        self.step = None
-        self.step_actors = list
-        self.deadline = None
-        self._show()
-        return ok
-
-    async def _wait_step(
-        self,
-        step: str,
-        opened: datetime,
-        window: Deadline,
-        actors: Callable[[], list[Awaiting]],
-        finished: Callable[[], bool],
-        *,
-        escalate: bool,
-    ) -> None:
-        """Wait for the step until its deadline, with a reminder; a missed review or vote is
-        escalated to CGB, who may extend the deadline within the escalation window."""
-        escalations = 0
-        while True:
-            in_time = await wait_with_deadline(
-                finished,
-                opened_at=opened,
-                deadline=lambda: self._deadline(),
+        return await self.steps.wait(
+            Step(
+                name=step,
                 window=window,
-                on_reminder=partial(self._remind, step, escalations, actors),
+                actors=actors,
+                done=done,
+                escalation=Escalate.EXTEND if escalate else None,
+                on_escalate=escalated,
             )
-            if in_time or not escalate:
-                break
-            escalations += 1
-            lapsed = self._deadline()
-            grace = self.policy.escalation.period
-            cgb = Awaiting(
-                actor=Body.CGB.value,
-                action=f"escalated: extend the {step} deadline or let it lapse",
-                deadline=workflow.now() + grace,
-            )
-            self.state.escalations.append(
-                Escalation(step=step, at=workflow.now(), missing=[a.actor for a in actors()])
-            )
-            self.step_actors = lambda cgb=cgb: [*actors(), cgb]  # type: ignore[misc]
-            self._show()
-            await self.ledger.emit(
-                f"escalated:{step}:{escalations}",
-                "escalated",
-                rules=["P-3"],
-                data={"step": step, "missing": self.state.escalations[-1].missing, "to": "CGB"},
-            )
-            try:
-                await workflow.wait_condition(
-                    lambda lapsed=lapsed: finished() or self._deadline() != lapsed,  # type: ignore[misc]
-                    timeout=grace,
-                )
-            except TimeoutError:
-                break
-            self.step_actors = actors
-            self._show()
-            if finished():
-                break
-
-    async def _remind(self, step: str, n: int, actors: Callable[[], list[Awaiting]]) -> None:
-        await self.ledger.emit(
-            f"reminder:{step}:{n}",
-            "reminder",
-            rules=["P-3"],
-            data={"step": step, "awaiting": [a.actor for a in actors()]},
         )
-
-    def _deadline(self) -> datetime:
-        assert self.deadline is not None
-        return self.deadline
 
     async def _partner_step(
         self, step: str, action: str, done: Callable[[], bool], *, rule: str
@@ -905,7 +732,7 @@ class PartnerExpansion:
             escalate=False,
         )
         if not ok:
-            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+            await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
 
     async def _decide(self, result: VoteResult) -> None:
         """Record the decision with its reasons and rules; a rejection ends the run."""
@@ -927,7 +754,7 @@ class PartnerExpansion:
             },
         )
         if result.outcome is not Outcome.APPROVED:
-            await self._close(ProcessStatus.REJECTED, "rejected", rules=list(result.rules))
+            await self.steps.close(ProcessStatus.REJECTED, "rejected", rules=list(result.rules))
 
     async def _start_migration(self) -> None:
         """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
@@ -983,25 +810,3 @@ class PartnerExpansion:
         proposal = self.inp.proposal
         known = proposal.requested_tier in self.policy.tier_names or proposal.new_tier is not None
         return proposal.category is Category.TIER and known
-
-    async def _close(
-        self,
-        status: ProcessStatus,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str],
-        data: dict[str, object] | None = None,
-        end_run: bool = True,
-    ) -> None:
-        self.state.status = status
-        self.state.closed_at = workflow.now()
-        self.step = None
-        self.step_actors = list
-        self.deadline = None
-        self._show()
-        await self.ledger.emit(
-            f"finished:{status.value}", event, actor=actor, rules=rules, data=data
-        )
-        if end_run and status is not ProcessStatus.COMPLETED:
-            raise _Ended

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -67,15 +67,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
-        Ledger,
-        check_telemetry,
-        continue_as_new_if_suggested,
-        record_and_wait,
+        monitor,
         refuse,
         refuse_decision,
         require_partner,
-        wait_with_deadline,
     )
+    from workflows.steps import Ended, Step, Steps
 
 BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
 NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
@@ -87,10 +84,6 @@ NOTICE_PATCH = "notice-in-one-activity"
 ROLLOUT_PATCH = "rollout-takes-effect"
 
 
-class _Ended(Exception):
-    """The run ended early (declined, expired); its closing event is recorded."""
-
-
 @workflow.defn(name=MIGRATION_WORKFLOW)
 class PartnerMigration:
     @workflow.init
@@ -98,14 +91,6 @@ class PartnerMigration:
         self.inp = inp
         self.policy = inp.policy  # P-5
         self.partner = f"partner:{inp.partner_id}"
-        self.ledger = Ledger(
-            process=ProcessKind.MIGRATION,
-            process_id=inp.migration_id,
-            partner_id=inp.partner_id,
-            policy_version=inp.policy.version,
-            snapshot=lambda: self.state.model_dump(mode="json"),
-            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
-        )
         self.state = inp.resume or MigrationStatus(
             id=inp.migration_id,
             workflow_id=workflow.info().workflow_id,
@@ -121,6 +106,15 @@ class PartnerMigration:
             policy_version=inp.policy.version,
             started_at=workflow.now(),
         )
+        self.steps = Steps(
+            ProcessKind.MIGRATION,
+            lambda: self.state,
+            inp.policy,
+            what="migration",
+            show_ends=False,
+            show_opened=False,
+        )
+        self.ledger = self.steps.ledger
         self.escalation: str | None = None  # a missed remediation's forced migration
 
     @workflow.run
@@ -130,7 +124,7 @@ class PartnerMigration:
                 await self._before_monitoring()
             await self._monitoring()  # a continued run picks up here
             await self._completion()
-        except _Ended:
+        except Ended:
             pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state
@@ -172,7 +166,7 @@ class PartnerMigration:
         before anything else. The fallback keeps today's APIs and workflows with read-only
         permissions (M-6.1) and never more than the partner holds (M-6.3)."""
         now = workflow.now()
-        self._show()
+        self.steps.show()
         await workflow.execute_activity_method(
             MigrationActivities.notify_partner,
             self._notification(now),
@@ -195,7 +189,7 @@ class PartnerMigration:
             until=fallback_until(now, self.inp.fallback_months),
             permissions=permissions,
         )
-        self._show()
+        self.steps.show()
         await self.ledger.emit(
             "notice",
             "notice",
@@ -209,7 +203,7 @@ class PartnerMigration:
         reads its grants for the read-only fallback (M-6.1, M-6.3) and records `notice` and
         `stage:Plan` in one transaction, keyed and filled as the two steps record them."""
         now = workflow.now()
-        self._show()
+        self.steps.show()
         self.state.window_end = now + migration_window(self.inp.trigger, self.policy)
         until = fallback_until(now, self.inp.fallback_months)
         noticed = self.state.model_copy(update={"fallback": Fallback(active=True, until=until)})
@@ -236,7 +230,7 @@ class PartnerMigration:
         # A decline accepted meanwhile (M-2.2) ends the run here. The move to Plan went on
         # record with the notice; the decline's record, later in workflow time, is what the
         # projection keeps.
-        self._ensure_active()
+        self.steps.ensure_active()
         self.state.fallback = Fallback(active=True, until=until, permissions=result.permissions)
         self._move_to(MigrationStage.PLAN)
 
@@ -276,11 +270,10 @@ class PartnerMigration:
                 return
             link = await self._remediate(attempt, failures)
             await workflow.wait_condition(self._remediation_closed)
-            self.state.step = None
-            self.state.awaiting = []
-            self._show()
+            self.steps.clear()
+            self.steps.show()
             if link.status is not ProcessStatus.COMPLETED:
-                await self._close(
+                await self.steps.close(
                     ProcessStatus.EXPIRED,
                     "remediation_missed",
                     rules=["M-8.2", "M-9.3"],
@@ -374,14 +367,14 @@ class PartnerMigration:
             summary=f"open remediation {remediation_id}",
         )
         self.state.step = "remediation"
-        self.state.awaiting = [
+        self.steps.actors = lambda: [
             Awaiting(
                 actor=self.partner,
                 action=f"remediate the failed validation ({remediation_id})",
                 deadline=link.deadline,
             )
         ]
-        self._show()
+        self.steps.show()
         await self.ledger.emit(
             f"remediation:{attempt}",
             "remediation_opened",
@@ -416,27 +409,25 @@ class PartnerMigration:
         assert until is not None
         interval = self.policy.monitoring.check_interval
         checks = self.state.monitoring
-        last = checks[-1].at if checks else workflow.now()
-        while True:
+
+        def going(_: datetime) -> bool:
+            """Through the fallback period, and on until a check is healthy (M-4.7)."""
+            return not (workflow.now() >= until and checks and checks[-1].healthy)
+
+        def pause() -> timedelta:
             now = workflow.now()
-            if now >= until and checks and checks[-1].healthy:
-                break
-            if checks:
-                await continue_as_new_if_suggested(
-                    lambda: self.inp.model_copy(update={"resume": self.state})
-                )
-            wait = min(interval, until - now) if now < until else interval
-            await workflow.sleep(wait)
-            now = workflow.now()
-            await check_telemetry(
-                self.ledger,
-                self.state.monitoring,
-                since=last,
-                until=now,
-                policy=self.policy,
-                rules=["M-4.6"],
-            )
-            last = now
+            return min(interval, until - now) if now < until else interval
+
+        await monitor(
+            self.ledger,
+            checks,
+            since=checks[-1].at if checks else workflow.now(),
+            going=going,
+            pause=pause,
+            resume=lambda: self.inp.model_copy(update={"resume": self.state}),
+            policy=self.policy,
+            rules=["M-4.6"],
+        )
 
     async def _completion(self) -> None:
         """M-4.7: fallback removed, migration complete, the partner's lifecycle record updated."""
@@ -472,7 +463,7 @@ class PartnerMigration:
             retry_policy=ACTIVITY_RETRY,
             summary="update partner lifecycle",
         )
-        await self._close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
+        await self.steps.close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
 
     # --- partner steps (Updates) -----------------------------------------------------------
 
@@ -567,7 +558,7 @@ class PartnerMigration:
     async def decline(self, act: Act[Withdrawal]) -> MigrationStatus:
         self.state.declined = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
         self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
-        await self._close(
+        await self.steps.close(
             ProcessStatus.DECLINED,
             "declined",
             actor=act.actor.name,
@@ -580,7 +571,7 @@ class PartnerMigration:
     @decline.validator
     def _check_decline(self, act: Act[Withdrawal]) -> None:
         require_partner(act.actor, self.inp.partner_id)
-        self._require_active()
+        self.steps.require_active()
         refuse_decision(may_decline(self.inp.trigger), "this migration cannot be declined")
         if self.state.stage not in BEFORE_ROLLOUT:
             refuse(Refusal.WRONG_STAGE, "a migration can be declined only before validation")
@@ -605,10 +596,6 @@ class PartnerMigration:
         await self.ledger.emit(step, f"{step}_submitted", actor=act.actor.name, rules=[rule])
         return self.state
 
-    def _require_active(self) -> None:
-        if self.state.status is not ProcessStatus.ACTIVE:
-            refuse(Refusal.WRONG_STAGE, f"the migration is {self.state.status.value}")
-
     def _require_partner_step(
         self,
         act: Act[MigrationPlan]
@@ -618,33 +605,18 @@ class PartnerMigration:
         step: str,
     ) -> None:
         require_partner(act.actor, self.inp.partner_id)
-        self._require_active()
-        if self.state.step != step:
-            now = f"awaiting {self.state.step}" if self.state.step else "not awaiting a step"
-            refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({now})")
-        if getattr(self.state, step) is not None:  # a retry whose first attempt landed (P-4)
-            refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
-
-    def _ensure_active(self) -> None:
-        if self.state.status is not ProcessStatus.ACTIVE:
-            raise _Ended
-
-    def _show(self) -> None:
-        self.ledger.show(
-            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
-        )
+        self.steps.require_new(step, getattr(self.state, step))
 
     async def _enter(self, stage: MigrationStage) -> None:
-        self._ensure_active()
+        self.steps.ensure_active()
         self._move_to(stage)
         await self.ledger.write(self._stage_changed(stage))
 
     def _move_to(self, stage: MigrationStage) -> None:
         """The run at `stage`, awaiting nobody yet; ops see it."""
         self.state.stage = stage
-        self.state.step = None
-        self.state.awaiting = []
-        self._show()
+        self.steps.clear()
+        self.steps.show()
 
     def _stage_changed(self, stage: MigrationStage) -> RecordEvent:
         """The move to `stage`, as the run records it (awaiting nobody yet)."""
@@ -662,61 +634,16 @@ class PartnerMigration:
         self, step: str, action: str, rule: str, done: Callable[[], bool]
     ) -> None:
         """A partner step, due by the end of the migration window (M-2.x); missed → expired."""
-        self._ensure_active()
-        window_end = self.state.window_end
-        assert window_end is not None
-        self.state.awaiting = [Awaiting(actor=self.partner, action=action, deadline=window_end)]
-        self._show()
-        opened = workflow.now()
-
-        def open_step() -> None:
-            """The step is open (and its Update accepted) only once its window is on record."""
-            if self.state.status is ProcessStatus.ACTIVE:
-                self.state.step = step
-
-        in_time = await record_and_wait(
-            lambda: self.ledger.emit(
-                f"window:{step}",
-                "window_opened",
-                rules=["P-3", rule],
-                data={"step": step, "deadline": window_end.isoformat()},
-            ),
-            open_step,
-            lambda: wait_with_deadline(
-                lambda: done() or self.state.status is not ProcessStatus.ACTIVE,
-                opened_at=opened,
-                deadline=lambda: window_end,
+        assert self.state.window_end is not None
+        done_in_time = await self.steps.wait(
+            Step(
+                name=step,
                 window=self.policy.partner_step,
-                on_reminder=lambda: self.ledger.emit(
-                    f"reminder:{step}", "reminder", rules=["P-3"], data={"step": step}
-                ),
-            ),
+                actors=lambda: [Awaiting(actor=self.partner, action=action)],
+                done=done,
+                rules=("P-3", rule),
+                due=self.state.window_end,
+            )
         )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self._ensure_active()
-        self.state.step = None
-        self.state.awaiting = []
-        if not in_time:
-            await self.ledger.emit(f"missed:{step}", "deadline_missed", rules=["P-3", rule])
-            await self._close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
-
-    async def _close(
-        self,
-        status: ProcessStatus,
-        event: str,
-        *,
-        actor: str = "system",
-        rules: list[str],
-        data: dict[str, object] | None = None,
-        end_run: bool = True,
-    ) -> None:
-        self.state.status = status
-        self.state.closed_at = workflow.now()
-        self.state.step = None
-        self.state.awaiting = []
-        self._show()
-        await self.ledger.emit(
-            f"finished:{status.value}", event, actor=actor, rules=rules, data=data
-        )
-        if end_run and status is not ProcessStatus.COMPLETED:
-            raise _Ended
+        if not done_in_time:
+            await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])

@@ -8,7 +8,7 @@ keeps access restricted and starts a forced tier-downgrade migration (M-9.3, E-7
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import FailureError
@@ -35,14 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
-        Ledger,
-        record_and_wait,
         refuse,
         refuse_decision,
         require_partner,
         require_role,
-        wait_with_deadline,
     )
+    from workflows.steps import Step, Steps
 
 PARTNER_STEPS = ("root_cause", "plan", "fixes")
 
@@ -53,14 +51,6 @@ class Remediation:
     def __init__(self, inp: RemediationInput) -> None:
         self.inp = inp
         self.policy = inp.policy  # P-5
-        self.ledger = Ledger(
-            process=ProcessKind.REMEDIATION,
-            process_id=inp.remediation_id,
-            partner_id=inp.partner_id,
-            policy_version=inp.policy.version,
-            snapshot=lambda: self.state.model_dump(mode="json"),
-            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
-        )
         self.state = RemediationStatus(
             id=inp.remediation_id,
             workflow_id=workflow.info().workflow_id,
@@ -73,6 +63,15 @@ class Remediation:
             policy_version=inp.policy.version,
             opened_at=inp.opened_at,
         )
+        self.steps = Steps(
+            ProcessKind.REMEDIATION,
+            lambda: self.state,
+            inp.policy,
+            what="remediation",
+            show_ends=False,
+            show_opened=True,
+        )
+        self.ledger = self.steps.ledger
         self.failed_revalidations = 0
         self.open = False
 
@@ -81,13 +80,9 @@ class Remediation:
         severe = rules.restrict_at_once(inp.severity)
         # M-9.2: the window counts from the violation; a severe one is restricted at once.
         window = rules.window(inp.severity, self.policy)
-        self.state.deadline = rules.deadline(inp.severity, inp.opened_at, self.policy)
-        # Recorded with the opening (so lists and inboxes show it), accepted once it is.
-        self.state.awaiting = [self._awaiting(REMEDIATION_STEPS[0])]
-        self._show()
-        deadline = self.state.deadline
+        deadline = self.state.deadline = rules.deadline(inp.severity, inp.opened_at, self.policy)
 
-        async def record() -> None:
+        async def opening() -> None:
             await self.ledger.emit(
                 "opened",
                 "remediation_opened",
@@ -109,22 +104,22 @@ class Remediation:
             self._refresh(show=False)
 
         reminder = min(self.policy.partner_step.reminder, window * 3 / 4)
-        in_time = await record_and_wait(
-            record,
-            open_steps,
-            lambda: wait_with_deadline(
-                self._remediated,
-                opened_at=inp.opened_at,
-                deadline=self._deadline,
+        remediated = await self.steps.wait(
+            Step(
+                name="remediation",
                 window=Deadline(period=window, reminder=max(reminder, timedelta(seconds=1))),
-                on_reminder=lambda: self.ledger.emit(
-                    "reminder", "reminder", rules=["P-3", "M-9.2"]
-                ),
-            ),
-            show=self._show,
+                actors=self._awaited,
+                done=self._remediated,
+                rules=("P-3", "M-9.2"),
+                due=deadline,
+                opened=inp.opened_at,
+                opening=opening,
+                on_open=open_steps,
+                only=True,
+                miss_recorded=False,  # its close says so, and what follows (M-9.3)
+            )
         )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        if in_time:
+        if remediated:
             await self._set_access(PartnerStatus.ACTIVE, "access_restored", ["M-9.1"])
             await self._close(ProcessStatus.COMPLETED, "remediated", ["M-9.1"])
         else:
@@ -244,10 +239,6 @@ class Remediation:
     def _remediated(self) -> bool:
         return "revalidation" in self.state.steps
 
-    def _deadline(self) -> datetime:
-        assert self.state.deadline is not None
-        return self.state.deadline
-
     def _next(self) -> str | None:
         done = [s for s in REMEDIATION_STEPS if s in self.state.steps]
         return REMEDIATION_STEPS[len(done)] if len(done) < len(REMEDIATION_STEPS) - 1 else None
@@ -280,17 +271,15 @@ class Remediation:
         return self.state
 
     def _refresh(self, *, show: bool = True) -> None:
+        """The step awaited now, in M-9.1's order; its actor is shown with it."""
         active = self.open and self.state.status is ProcessStatus.ACTIVE
-        step = self._next() if active else None
-        self.state.step = step
-        self.state.awaiting = [self._awaiting(step)] if step else []
+        self.state.step = self._next() if active else None
         if show:
-            self._show()
+            self.steps.show()
 
-    def _show(self) -> None:
-        self.ledger.show(
-            stage=self.state.stage, status=self.state.status, awaiting=self.state.awaiting
-        )
+    def _awaited(self) -> list[Awaiting]:
+        step = self._next()
+        return [self._awaiting(step)] if step else []
 
     def _awaiting(self, step: str) -> Awaiting:
         actor = Role.SCO.value if step == "revalidation" else f"partner:{self.inp.partner_id}"
@@ -319,7 +308,4 @@ class Remediation:
         rule_ids: list[str],
         data: dict[str, object] | None = None,
     ) -> None:
-        self.state.status = status
-        self.state.closed_at = workflow.now()
-        self._refresh()
-        await self.ledger.emit(f"finished:{status.value}", event, rules=rule_ids, data=data)
+        await self.steps.close(status, event, rules=rule_ids, data=data, end_run=False)

@@ -6,6 +6,7 @@ escalation window (P-3), after which the review closes with the missing bodies n
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from temporalio import workflow
 
@@ -24,15 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from policy.expansion import stewardship_signed_off
     from policy.forms import StewardshipSignoff
     from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
-    from workflows.common import (
-        ACTIVITY_RETRY,
-        ACTIVITY_TIMEOUT,
-        Ledger,
-        record_and_wait,
-        refuse,
-        require_role,
-        wait_with_deadline,
-    )
+    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Ledger, refuse, require_role
+    from workflows.steps import Escalate, Step, Steps
 
 STAGE = "Review"
 PREFIX = "stewardship-"
@@ -54,6 +48,7 @@ class StewardshipReview:
             started_at=workflow.info().start_time,
         )
         self.ledger: Ledger | None = None
+        self.steps: Steps | None = None
 
     @workflow.run
     async def run(self, inp: StewardshipInput) -> StewardshipStatus:
@@ -68,14 +63,15 @@ class StewardshipReview:
                 summary="read the policy in force",
             )
         self.state.policy_version = policy.version
-        ledger = self.ledger = Ledger(
-            process=ProcessKind.STEWARDSHIP,
-            process_id=self.report_id,
-            partner_id="",
-            policy_version=policy.version,
-            snapshot=lambda: self.state.model_dump(mode="json"),
-            view=lambda: (self.state.stage, self.state.status, self.state.awaiting),
+        steps = self.steps = Steps(
+            ProcessKind.STEWARDSHIP,
+            lambda: self.state,
+            policy,
+            what="stewardship review",
+            show_ends=False,
+            show_opened=False,
         )
+        ledger = self.ledger = steps.ledger
         self.state.figures = await workflow.execute_activity_method(
             GovernanceActivities.compile_stewardship,
             CompileInput(
@@ -88,62 +84,42 @@ class StewardshipReview:
             retry_policy=ACTIVITY_RETRY,
             summary="compile the year's figures",
         )
-        opened = workflow.now()
-        self.state.deadline = opened + policy.signoff.period
-        self._await_missing()
-        deadline = self.state.deadline
+        deadline = self.state.deadline = workflow.now() + policy.signoff.period
 
-        def open_step() -> None:
-            self.state.step = "signoffs"  # open once the window is on record
-
-        in_time = await record_and_wait(
-            lambda: ledger.emit(
-                "compiled",
-                "report_compiled",
-                actor=inp.requested_by,
-                rules=["E-13.1", "M-10.1"],
-                data={"deadline": deadline.isoformat()},
-            ),
-            open_step,
-            lambda: wait_with_deadline(
-                self._signed,
-                opened_at=opened,
-                deadline=self._deadline,
-                window=policy.signoff,
-                on_reminder=lambda: ledger.emit("reminder", "reminder", rules=["P-3", "M-10.1"]),
-            ),
-        )
-        if not in_time:
-            # P-3: escalated to CGB, who chases the missing bodies within the escalation window.
+        def escalated(until: datetime) -> None:
+            """P-3: escalated to CGB, who chases the missing bodies within the escalation
+            window."""
             self.state.escalated = True
-            self.state.deadline = workflow.now() + policy.escalation.period
-            self._await_missing()
-            await ledger.emit(
-                "escalated",
-                "escalated",
-                rules=["P-3", "M-10.1"],
-                data={"missing": self._missing(), "to": Role.CGB.value},
-            )
-            in_time = await wait_with_deadline(
-                self._signed,
-                opened_at=workflow.now(),
-                deadline=self._deadline,
-                window=policy.escalation,
-                on_reminder=lambda: ledger.emit(
-                    "reminder:escalated", "reminder", rules=["P-3", "M-10.1"]
+            self.state.deadline = until
+
+        signed = await steps.wait(
+            Step(
+                name="signoffs",
+                window=policy.signoff,
+                actors=self._awaited,
+                done=self._signed,
+                rules=("P-3", "M-10.1"),
+                due=deadline,
+                escalation=Escalate.CHASE,
+                on_escalate=escalated,
+                opening=partial(
+                    ledger.emit,
+                    "compiled",
+                    "report_compiled",
+                    actor=inp.requested_by,
+                    rules=["E-13.1", "M-10.1"],
+                    data={"deadline": deadline.isoformat()},
                 ),
+                only=True,
+                miss_recorded=False,  # its close names the missing bodies
             )
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self.state.status = ProcessStatus.COMPLETED if in_time else ProcessStatus.EXPIRED
-        self.state.closed_at = workflow.now()
-        self.state.step = None
-        self.state.awaiting = []
-        ledger.show(stage=STAGE, status=self.state.status, awaiting=[])
-        await ledger.emit(
-            f"finished:{self.state.status.value}",
-            "signed_off" if in_time else "signoffs_missed",
-            rules=["E-13.1", "M-10.1"] if in_time else ["P-3", "M-10.1"],
+        )
+        await steps.close(
+            ProcessStatus.COMPLETED if signed else ProcessStatus.EXPIRED,
+            "signed_off" if signed else "signoffs_missed",
+            rules=["E-13.1", "M-10.1"] if signed else ["P-3", "M-10.1"],
             data={"missing": self._missing()},
+            end_run=False,
         )
         return self.state
 
@@ -153,8 +129,8 @@ class StewardshipReview:
         self.state.signoffs[body] = Signoff(
             notes=act.body.notes, actor=act.actor.role.value, at=workflow.now()
         )
-        self._await_missing()
-        assert self.ledger is not None
+        assert self.ledger is not None and self.steps is not None
+        self.steps.show()
         await self.ledger.emit(
             f"signoff:{body.value}", "signed_off_by", actor=body.value, rules=["M-10.1"]
         )
@@ -178,24 +154,10 @@ class StewardshipReview:
     def _signed(self) -> bool:
         return stewardship_signed_off(set(self.state.signoffs)).allowed
 
-    def _deadline(self) -> datetime:
-        assert self.state.deadline is not None
-        return self.state.deadline
-
-    def _await_missing(self) -> None:
-        self.state.awaiting = [
-            Awaiting(
-                actor=b, action="sign off the stewardship report", deadline=self.state.deadline
-            )
-            for b in self._missing()
-        ]
-        if self.state.escalated and Role.CGB.value not in self._missing() and self._missing():
-            self.state.awaiting.append(
-                Awaiting(
-                    actor=Role.CGB.value,
-                    action=f"escalated: chase the sign-offs of {', '.join(self._missing())}",
-                    deadline=self.state.deadline,
-                )
-            )
-        if self.ledger is not None:
-            self.ledger.show(stage=STAGE, status=self.state.status, awaiting=self.state.awaiting)
+    def _awaited(self) -> list[Awaiting]:
+        missing = self._missing()
+        awaited = [Awaiting(actor=b, action="sign off the stewardship report") for b in missing]
+        if self.state.escalated and Role.CGB.value not in missing and missing:
+            chase = f"escalated: chase the sign-offs of {', '.join(missing)}"
+            awaited.append(Awaiting(actor=Role.CGB.value, action=chase))
+        return awaited

@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from kwanus import binaries
-from workflows.common import record_and_wait
+from workflows.steps import record_and_wait
 
 TOKENS: list[bytes] = []
 STARTED = asyncio.Event()
