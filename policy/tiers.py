@@ -6,11 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict
+
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec
 from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal, with_new_tier
-from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
+from policy.vocabulary import (
+    RISK_ORDER,
+    Category,
+    MigrationType,
+    RiskLevel,
+    Severity,
+    Trigger,
+)
 
 
 def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:
@@ -224,6 +233,43 @@ def is_upgrade(proposal: Proposal, partner_tier: str, policy: PolicyContent) -> 
         and proposal.requested_tier in names
         and partner_tier in names
         and names.index(proposal.requested_tier) > names.index(partner_tier)
+    )
+
+
+def moves_tier(proposal: Proposal, policy: PolicyContent) -> bool:
+    """E-3.2: a category B proposal moves the tier — to a known tier, or a new one (E-7.3), in
+    the catalogue since its release though not in the policy it was judged on."""
+    known = proposal.requested_tier in policy.tier_names or proposal.new_tier is not None
+    return proposal.category is Category.TIER and known
+
+
+class FollowUp(BaseModel):
+    """The migration a released proposal starts (E-2.1a)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trigger: Trigger
+    type_: MigrationType
+    subtype: str
+    with_tier: bool  # a tier migration: the tier, its grants and removals move at its rollout
+
+
+def follow_up(proposal: Proposal, partner_tier: str, policy: PolicyContent) -> FollowUp:
+    """E-2.1a: a tier change starts a tier migration (up or down, E-7.1 / E-7.2); an applicable
+    migration plan otherwise starts a permission migration — a restructuring when it removes."""
+    if moves_tier(proposal, policy):
+        up = is_upgrade(proposal, partner_tier, policy)
+        return FollowUp(
+            trigger=Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE,
+            type_=MigrationType.TIER,
+            subtype="upgrade" if up else "downgrade",
+            with_tier=True,
+        )
+    return FollowUp(
+        trigger=Trigger.CAPABILITY_EXPANSION,
+        type_=MigrationType.PERMISSION,
+        subtype="restructuring" if proposal.removes else "governed_expansion",
+        with_tier=False,
     )
 
 

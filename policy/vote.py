@@ -13,8 +13,9 @@ from itertools import product
 
 from pydantic import BaseModel, ConfigDict
 
-from policy.decisions import Decision
+from policy.decisions import Decision, Finding
 from policy.proposal import Proposal
+from policy.tiers import new_tier_requirements
 from policy.vocabulary import RISK_ORDER, Body, Outcome, RiskLevel, VoteDecision
 
 # E-5.1: what a proposal must carry to be approved (the migration plan when applicable).
@@ -42,6 +43,46 @@ class VoteResult(BaseModel):
     rejections: int
     reasons: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
+
+
+def check_vote(body: Body, vote: Vote) -> Decision:
+    """E-10.2: only CGB rejects a short-term expansion for harming long-term stability."""
+    if vote.long_term_harm and body is not Body.CGB:
+        return Decision(
+            findings=(
+                Finding(
+                    field="long_term_harm",
+                    rule="E-10.2",
+                    message="only CGB rejects on long-term stability",
+                ),
+            )
+        )
+    return Decision()
+
+
+def with_new_tier(
+    result: VoteResult, proposal: Proposal, *, sustainability_reviewed: bool
+) -> VoteResult:
+    """E-7.3: an approving vote is a new tier's governance approval; the tier also needs a
+    compatibility plan, a lifecycle plan and a sustainability review (CGB's `sustainability`
+    criterion passed) — one missing, the proposal is rejected naming it."""
+    if result.outcome is not Outcome.APPROVED or proposal.new_tier is None:
+        return result
+    needs = new_tier_requirements(
+        approved=True,
+        compatibility_plan=proposal.new_tier.compatibility_plan,
+        lifecycle_plan=proposal.lifecycle_plan,
+        sustainability_reviewed=sustainability_reviewed,
+    )
+    if needs.allowed:
+        return result
+    return VoteResult(
+        outcome=Outcome.REJECTED,
+        approvals=result.approvals,
+        rejections=result.rejections,
+        reasons=tuple(f"{f.field}: {f.message}" for f in needs.findings),
+        rules=("E-7.3",),
+    )
 
 
 def approval_requirements(proposal: Proposal, plans: Mapping[str, str | None]) -> list[str]:

@@ -4,9 +4,9 @@ telemetry and continue as new. Human steps wait through `workflows.steps`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, Protocol, TypedDict
+from typing import Any, NoReturn, Protocol, TypedDict, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,6 +28,25 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
+
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+@overload
+async def call(activity: Callable[[Any, A], Awaitable[R]], arg: A, *, summary: str) -> R: ...
+@overload
+async def call(activity: Callable[[Any, A], R], arg: A, *, summary: str) -> R: ...
+async def call(activity: Callable[[Any, A], Any], arg: A, *, summary: str) -> Any:
+    """One activity, with the timeout and the retries every governance activity has."""
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=ACTIVITY_RETRY,
+        summary=summary,
+    )
 
 
 class Tracked(Protocol):
@@ -122,11 +141,9 @@ class Ledger:
         )
 
     async def write(self, event: RecordEvent) -> None:
-        await workflow.execute_activity_method(
+        await call(
             GovernanceActivities.record_event,
             event,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"{event.event} @ {event.stage}",
         )
 
@@ -260,11 +277,9 @@ async def check_telemetry(
     rules: list[str],
 ) -> MonitoringCheck:
     """Judge the partner's telemetry for (since, until], keep the check and record it."""
-    check = await workflow.execute_activity_method(
+    check = await call(
         GovernanceActivities.check_telemetry,
         TelemetryCheckInput(partner_id=ledger.partner_id, since=since, until=until, policy=policy),
-        start_to_close_timeout=ACTIVITY_TIMEOUT,
-        retry_policy=ACTIVITY_RETRY,
         summary="check telemetry",
     )
     checks.append(check)

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         NoticedInput,
     )
     from policy.vocabulary import ProcessKind, ProcessStatus
-    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Ledger
+    from workflows.common import ACTIVITY_RETRY, Ledger, call
 
 STAGE = "Fan-out"
 # Notices recorded before a notice marked its version deprecated in the matrix replay without.
@@ -120,11 +120,9 @@ class DeprecationFanOut:
             rules=[*rules, "M-5.1"],
             data=data,
         )
-        await workflow.execute_activity_method(
+        await call(
             GovernanceActivities.record_deprecation,
             NoticedInput(event=event, notice=inp.notice),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="record the notice; mark its version deprecated",
         )
 

@@ -14,7 +14,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
-    from activities.processes import ProcessStarter
     from kwanus import contract
     from kwanus.contract import EXPANSION_WORKFLOW, Refusal
     from kwanus.models import (
@@ -24,20 +23,13 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         ExpansionInput,
         ExpansionStatus,
-        GrantInput,
-        MigrationInput,
-        NewTierInput,
-        ReleaseInput,
         ReviewRecord,
         RiskInput,
         StepRecord,
         TierEvidenceInput,
         VoteRecord,
-        WithTier,
     )
     from policy.document import Deadline
-    from policy.evidence import PartnerState
-    from policy.expansion import legacy_governance_update
     from policy.forms import (
         DeadlineExtension,
         ImplementationReport,
@@ -50,24 +42,28 @@ with workflow.unsafe.imports_passed_through():
     from policy.proposal import check_submission
     from policy.review import CRITERIA, Review, check_review, forbidden_at_review
     from policy.risk import RiskAssessment
-    from policy.tiers import is_upgrade, new_tier_requirements, upgrade_eligibility
+    from policy.tiers import is_upgrade, upgrade_eligibility
     from policy.vocabulary import (
         BODY_ROLES,
         Body,
-        Category,
         ExpansionStage,
-        MigrationType,
         Outcome,
         ProcessKind,
         ProcessStatus,
         Role,
-        Trigger,
         Verdict,
     )
-    from policy.vote import Vote, VoteResult, approval_requirements, tally
+    from policy.vote import (
+        Vote,
+        VoteResult,
+        approval_requirements,
+        check_vote,
+        tally,
+        with_new_tier,
+    )
+    from workflows import legacy, released
     from workflows.common import (
-        ACTIVITY_RETRY,
-        ACTIVITY_TIMEOUT,
+        call,
         monitor,
         refuse,
         refuse_decision,
@@ -188,7 +184,7 @@ class PartnerExpansion:
     async def _approval(self) -> None:
         """E-2.3 risk assessment with its plans, then E-2.4 the vote."""
         await self._enter(ExpansionStage.APPROVAL)
-        risk = await workflow.execute_activity_method(
+        risk = await call(
             GovernanceActivities.assess_risk,
             RiskInput(
                 proposal=self.inp.proposal,
@@ -196,8 +192,6 @@ class PartnerExpansion:
                 plans=self.state.plans,
                 policy=self.policy,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="assess risk",
         )
         self.state.risk = risk
@@ -239,43 +233,22 @@ class PartnerExpansion:
             done=lambda: self._tally().outcome is not Outcome.PENDING,
             escalate=True,
         )
-        result = self._tally(final=not voted)
-        if result.outcome is Outcome.APPROVED and self.inp.proposal.new_tier is not None:
-            result = self._new_tier_decision(result)
-        await self._decide(result)
-
-    def _new_tier_decision(self, result: VoteResult) -> VoteResult:
-        """E-7.3: the vote is the governance approval; a new tier also needs a compatibility
-        plan, a lifecycle plan and a sustainability review (CGB's `sustainability` criterion
-        passed)."""
-        new_tier = self.inp.proposal.new_tier
-        assert new_tier is not None
         cgb = self.state.reviews.get(Body.CGB)
-        needs = new_tier_requirements(
-            approved=True,
-            compatibility_plan=new_tier.compatibility_plan,
-            lifecycle_plan=self.inp.proposal.lifecycle_plan,
-            sustainability_reviewed=cgb is not None
-            and cgb.review.criteria.get("sustainability") is Verdict.PASS,
-        )
-        if needs.allowed:
-            return result
-        return VoteResult(
-            outcome=Outcome.REJECTED,
-            approvals=result.approvals,
-            rejections=result.rejections,
-            reasons=tuple(f"{f.field}: {f.message}" for f in needs.findings),
-            rules=("E-7.3",),
+        await self._decide(
+            with_new_tier(
+                self._tally(final=not voted),
+                self.inp.proposal,
+                sustainability_reviewed=cgb is not None
+                and cgb.review.criteria.get("sustainability") is Verdict.PASS,
+            )
         )
 
     async def _check_upgrade(self, risk: RiskAssessment) -> None:
         """E-7.1 in full once the risk is known: the evidence as recorded now (it was checked at
         submission too, but months may have passed) and a low risk; each failure named."""
-        evidence = await workflow.execute_activity_method(
+        evidence = await call(
             GovernanceActivities.tier_evidence,
             TierEvidenceInput(partner_id=self.inp.partner_id, at=workflow.now()),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="read tier evidence",
         )
         eligible = upgrade_eligibility(
@@ -329,97 +302,15 @@ class PartnerExpansion:
             rule="E-2.7",
         )
         assert self.state.release is not None
-        release = self.state.release.body
         proposal = self.inp.proposal
         if proposal.new_tier is not None:  # E-7.3: into the catalogue, then migrated to
-            await workflow.execute_activity_method(
-                GovernanceActivities.add_tier,
-                NewTierInput(
-                    event=self.ledger.now_event(
-                        "new_tier",
-                        "tier_created",
-                        rules=["E-7.3"],
-                        data={"tier": proposal.new_tier.spec.name},
-                    ),
-                    new_tier=proposal.new_tier,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="add the new tier to the catalogue",
-            )
+            await released.add_tier(self.ledger, proposal.new_tier)
         if workflow.patched(RELEASE_PATCH):
-            # A category-B release's grants come with its tier, at the tier migration's rollout
-            # (E-7.4: what a tier allows is held on that tier, never before it).
-            with_tier = self._moves_tier()
-            now = [] if with_tier else list(proposal.grants)
-            removes = [] if with_tier else list(proposal.removes)
-            await workflow.execute_activity_method(
-                GovernanceActivities.release_grants,
-                ReleaseInput(
-                    event=self.ledger.now_event(
-                        "governance_update",
-                        "governance_update",
-                        rules=["E-2.7", "E-9.1", "E-9.2"],
-                        data={
-                            "version": release.version,
-                            "requested": [g.model_dump(mode="json") for g in now],
-                            "removes": removes,
-                            "with_the_tier": with_tier,
-                        },
-                    ),
-                    partner_id=self.inp.partner_id,
-                    add=now,
-                    removes=removes,
-                    release=release.version,
-                    declared=list(release.compatibility),
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="governance update",
-            )
+            await released.update_grants(self.ledger, self.inp, self.state.release.body)
         else:
-            await self._legacy_grant(release)
+            await legacy.release_over_nothing(self.ledger, self.inp, self.state.release.body)
         if proposal.migration_plan_required:
-            await self._start_migration()
-
-    async def _legacy_grant(self, release: Release) -> None:
-        """The release's update as runs released before RELEASE_PATCH recorded it (replay only:
-        a live run takes the patched path)."""
-        before = PartnerState(
-            partner_id=self.inp.partner_id,
-            tier=self.inp.partner_tier,
-            os_version="",
-            api_version="",
-            runtime_name="",
-            runtime_version="",
-        )
-        granted = legacy_governance_update(before, self.inp.proposal)
-        await workflow.execute_activity_method(
-            GovernanceActivities.apply_grant,
-            GrantInput(
-                event=self.ledger.now_event(
-                    "governance_update",
-                    "governance_update",
-                    rules=["E-2.7", "E-9.1"],
-                    data={
-                        "version": release.version,
-                        "tier": granted.tier,
-                        "granted": list(granted.capabilities),
-                        "permissions": list(granted.permissions),
-                        "removed": list(self.inp.proposal.removes),
-                        "compatibility": [e.model_dump(mode="json") for e in release.compatibility],
-                    },
-                ),
-                partner_id=self.inp.partner_id,
-                tier=granted.tier,
-                capabilities=list(granted.capabilities),
-                permissions=list(granted.permissions),
-                compatibility=list(release.compatibility),
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-            summary="governance update",
-        )
+            await released.start_migration(self.ledger, self.inp, self.state)
 
     async def _monitoring(self) -> None:
         """Stage 6: the partner's telemetry checked periodically over the policy's monitoring
@@ -552,8 +443,7 @@ class PartnerExpansion:
         body = Body(act.actor.role.value)
         if body in self.state.votes:
             refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
-        if act.body.long_term_harm and body is not Body.CGB:
-            refuse(Refusal.INVALID, "only CGB rejects on long-term stability", rule="E-10.2")
+        refuse_decision(check_vote(body, act.body), "the vote is refused")
 
     @workflow.update(name="integration_plan")
     async def integration_plan(self, act: Act[IntegrationPlan]) -> ExpansionStatus:
@@ -755,58 +645,3 @@ class PartnerExpansion:
         )
         if result.outcome is not Outcome.APPROVED:
             await self.steps.close(ProcessStatus.REJECTED, "rejected", rules=list(result.rules))
-
-    async def _start_migration(self) -> None:
-        """E-2.1a: a tier change or an applicable migration plan starts its PartnerMigration,
-        ID from the proposal, linked (not a child): it outlives this run."""
-        proposal = self.inp.proposal
-        with_tier = self._moves_tier()
-        if with_tier:
-            up = is_upgrade(proposal, self.inp.partner_tier, self.policy)
-            trigger = Trigger.TIER_UPGRADE if up else Trigger.TIER_DOWNGRADE
-            type_, subtype = MigrationType.TIER, "upgrade" if up else "downgrade"
-        else:
-            trigger = Trigger.CAPABILITY_EXPANSION
-            type_ = MigrationType.PERMISSION
-            subtype = "restructuring" if proposal.removes else "governed_expansion"
-        migration_id = contract.expansion_migration_id(self.inp.expansion_id)
-        await workflow.execute_activity_method(
-            ProcessStarter.start_migration,
-            MigrationInput(
-                migration_id=migration_id,
-                partner_id=self.inp.partner_id,
-                trigger=trigger,
-                type_=type_,
-                subtype=subtype,
-                fallback_months=self.policy.fallback_default_months,
-                policy=self.policy,
-                origin=self.state.workflow_id,
-                requested_by="system",
-                target={"tier": proposal.requested_tier} if with_tier else {},
-                with_tier=WithTier(
-                    from_tier=self.inp.partner_tier,
-                    grants=list(proposal.grants),
-                    removes=list(proposal.removes),
-                    spec=proposal.new_tier.spec if proposal.new_tier else None,
-                )
-                if with_tier
-                else None,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-            summary=f"start migration {migration_id}",
-        )
-        self.state.migration_id = migration_id
-        await self.ledger.emit(
-            "migration_started",
-            "migration_started",
-            rules=["E-2.1a", "E-9.1"],
-            data={"migration_id": migration_id, "trigger": trigger.value, "type": type_.value},
-        )
-
-    def _moves_tier(self) -> bool:
-        """A category B proposal moves the tier (E-3.2) — to a known tier, or a new one (E-7.3),
-        in the catalogue since this release though not in the run's policy."""
-        proposal = self.inp.proposal
-        known = proposal.requested_tier in self.policy.tier_names or proposal.new_tier is not None
-        return proposal.category is Category.TIER and known

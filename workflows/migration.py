@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.governance import GovernanceActivities
     from activities.migration import MigrationActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import MIGRATION_WORKFLOW, Refusal, remediation_workflow_id
@@ -24,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         Awaiting,
         Fallback,
         LifecycleInput,
-        MatrixInput,
         MigrationInput,
         MigrationStatus,
         NoticeInput,
@@ -64,9 +62,9 @@ with workflow.unsafe.imports_passed_through():
         ProcessKind,
         ProcessStatus,
     )
+    from workflows import legacy
     from workflows.common import (
-        ACTIVITY_RETRY,
-        ACTIVITY_TIMEOUT,
+        call,
         monitor,
         refuse,
         refuse_decision,
@@ -167,19 +165,15 @@ class PartnerMigration:
         permissions (M-6.1) and never more than the partner holds (M-6.3)."""
         now = workflow.now()
         self.steps.show()
-        await workflow.execute_activity_method(
+        await call(
             MigrationActivities.notify_partner,
             self._notification(now),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="notify partner",
         )
         self.state.window_end = now + migration_window(self.inp.trigger, self.policy)
-        partner = await workflow.execute_activity_method(
+        partner = await call(
             MigrationActivities.partner_state,
             self.inp.partner_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="read partner state",
         )
         permissions = fallback_permissions(list(partner.permissions))
@@ -207,7 +201,7 @@ class PartnerMigration:
         self.state.window_end = now + migration_window(self.inp.trigger, self.policy)
         until = fallback_until(now, self.inp.fallback_months)
         noticed = self.state.model_copy(update={"fallback": Fallback(active=True, until=until)})
-        result = await workflow.execute_activity_method(
+        result = await call(
             MigrationActivities.notice,
             NoticeInput(
                 note=self._notification(now),
@@ -222,8 +216,6 @@ class PartnerMigration:
                 ).model_copy(update={"state": None}),
                 plan=self._stage_changed(MigrationStage.PLAN).model_copy(update={"state": None}),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="notice: notify, fallback, record notice and Plan",
         )
         refuse_decision(result.refused, "bad fallback")
@@ -292,7 +284,7 @@ class PartnerMigration:
         now = workflow.now()
         results = await asyncio.gather(
             *(
-                workflow.execute_activity_method(
+                call(
                     MigrationActivities.validate,
                     ValidationInput(
                         check=check,
@@ -301,8 +293,6 @@ class PartnerMigration:
                         policy=self.policy,
                         at=now,
                     ),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
                     summary=f"validate {check}",
                 )
                 for check in VALIDATION_CHECKS
@@ -328,11 +318,9 @@ class PartnerMigration:
         """M-8.2 → M-9: open the remediation of a failed validation; it reports back
         (`remediation_closed`) when it ends."""
         severity = validation_severity(failures, self.policy)
-        partner = await workflow.execute_activity_method(
+        partner = await call(
             MigrationActivities.partner_state,
             self.inp.partner_id,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="read partner state",
         )
         opened_at = workflow.now()
@@ -346,7 +334,7 @@ class PartnerMigration:
         )
         self.state.remediations.append(link)
         findings = [f.message for fs in failures.values() for f in fs]
-        await workflow.execute_activity_method(
+        await call(
             ProcessStarter.start_remediation,
             RemediationInput(
                 remediation_id=remediation_id,
@@ -362,8 +350,6 @@ class PartnerMigration:
                 report_to=self.state.workflow_id,
                 opened_by="system",
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"open remediation {remediation_id}",
         )
         self.state.step = "remediation"
@@ -447,7 +433,7 @@ class PartnerMigration:
             for k, v in self.inp.target.items()
             if not (k == "tier" and self.state.tier_change is not None)
         }
-        await workflow.execute_activity_method(
+        await call(
             MigrationActivities.apply_lifecycle,
             LifecycleInput(
                 event=self.ledger.now_event(
@@ -459,8 +445,6 @@ class PartnerMigration:
                 partner_id=self.inp.partner_id,
                 target=target,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="update partner lifecycle",
         )
         await self.steps.close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
@@ -495,7 +479,8 @@ class PartnerMigration:
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
         self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
         if not workflow.patched(ROLLOUT_PATCH):
-            return await self._legacy_rollout(act)
+            await legacy.rollout_to_the_matrix(self.ledger, act, self.state.fallback.active)
+            return self.state
         # M-4.5: the rollout takes effect with its record — the partner's declared
         # compatibility (E-9.2) and a tier migration's tier, judged against the tier now
         # (E-7.1, E-7.2); the fallback stays until completion.
@@ -507,7 +492,7 @@ class PartnerMigration:
             rules=["M-4.5", "M-5.2", "E-9.2"] + (["E-7.1", "E-7.2"] if tier else []),
             data={"version": act.body.version, "fallback_active": self.state.fallback.active},
         )
-        self.state.tier_change = await workflow.execute_activity_method(
+        self.state.tier_change = await call(
             MigrationActivities.roll_out,
             RolloutInput(
                 event=event,
@@ -520,34 +505,8 @@ class PartnerMigration:
                 origin=self.inp.origin,
                 with_tier=self.inp.with_tier,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="roll out" + (f": tier {tier}" if tier else ""),
         )
-        return self.state
-
-    async def _legacy_rollout(self, act: Act[Rollout]) -> MigrationStatus:
-        """The rollout as runs rolled out before ROLLOUT_PATCH recorded it (replay only)."""
-        await self.ledger.emit(
-            "rollout",
-            "rolled_out",
-            actor=act.actor.name,
-            rules=["M-4.5", "M-5.2"],
-            data={"version": act.body.version, "fallback_active": self.state.fallback.active},
-        )
-        if act.body.compatibility:
-            await workflow.execute_activity_method(
-                GovernanceActivities.update_matrix,
-                MatrixInput(
-                    event=self.ledger.now_event(
-                        "matrix:rollout", "matrix_changed", actor=act.actor.name, rules=["M-5.1"]
-                    ),
-                    entries=list(act.body.compatibility),
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-                summary="update the compatibility matrix",
-            )
         return self.state
 
     @rollout.validator

@@ -33,8 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from policy.steps import REMEDIATION_STEPS, check_remediation_step
     from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
     from workflows.common import (
-        ACTIVITY_RETRY,
-        ACTIVITY_TIMEOUT,
+        call,
         refuse,
         refuse_decision,
         require_partner,
@@ -150,7 +149,7 @@ class Remediation:
         await self._set_access(PartnerStatus.RESTRICTED, "kept_restricted", ["M-9.3"])
         migration_id = remediation_migration_id(self.inp.remediation_id)
         target = {"tier": escalation.target_tier} if escalation.target_tier else {}
-        await workflow.execute_activity_method(
+        await call(
             ProcessStarter.start_migration,
             MigrationInput(
                 migration_id=migration_id,
@@ -164,8 +163,6 @@ class Remediation:
                 origin=self.state.workflow_id,
                 requested_by="system",
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"start forced migration {migration_id}",
         )
         self.state.escalation_migration = migration_id
@@ -287,7 +284,7 @@ class Remediation:
 
     async def _set_access(self, status: PartnerStatus, event: str, rule_ids: list[str]) -> None:
         self.state.restricted = status is PartnerStatus.RESTRICTED
-        await workflow.execute_activity_method(
+        await call(
             GovernanceActivities.set_partner_status,
             PartnerStatusInput(
                 event=self.ledger.now_event(
@@ -296,8 +293,6 @@ class Remediation:
                 partner_id=self.inp.partner_id,
                 status=status,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary=f"partner access: {status.value}",
         )
 

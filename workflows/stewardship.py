@@ -25,7 +25,14 @@ with workflow.unsafe.imports_passed_through():
     from policy.expansion import stewardship_signed_off
     from policy.forms import StewardshipSignoff
     from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
-    from workflows.common import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Ledger, refuse, require_role
+    from workflows.common import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        Ledger,
+        call,
+        refuse,
+        require_role,
+    )
     from workflows.steps import Escalate, Step, Steps
 
 STAGE = "Review"
@@ -72,7 +79,7 @@ class StewardshipReview:
             show_opened=False,
         )
         ledger = self.ledger = steps.ledger
-        self.state.figures = await workflow.execute_activity_method(
+        self.state.figures = await call(
             GovernanceActivities.compile_stewardship,
             CompileInput(
                 report_id=self.report_id,
@@ -80,8 +87,6 @@ class StewardshipReview:
                 at=workflow.now(),
                 policy=policy,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
             summary="compile the year's figures",
         )
         deadline = self.state.deadline = workflow.now() + policy.signoff.period
