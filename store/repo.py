@@ -1105,7 +1105,10 @@ def _tier_change(
         governed=governed,
         evidence=Decision.merge(
             upgrade_still_eligible(
-                evidence, now=now, policy=policy, rising=f"migration-{migration_id}"
+                evidence,
+                now=now,
+                policy=policy,
+                rising=contract.migration_workflow_id(migration_id),
             ),
             same_new_tier(with_tier.spec if with_tier else None, policy.tier(target)),
         ),

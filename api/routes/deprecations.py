@@ -31,7 +31,6 @@ from store import repo
 
 router = APIRouter(prefix="/deprecations", tags=["deprecations"])
 TscDep = Annotated[Principal, Depends(require(Role.TSC))]
-STAGE = "Fan-out"
 
 
 class DeprecationCreate(DeprecationNotice):
@@ -75,19 +74,17 @@ async def notify_deprecation(
     workflow_id = contract.deprecation_workflow_id(notice_id)
     stage = await start_once(
         client,
-        run="DeprecationNotice",
-        arg=DeprecationInput(
+        contract.DEPRECATION,
+        DeprecationInput(
             notice_id=notice_id,
             notice=notice,
             policy=policy,
             requested_by=principal.actor,
             batch_size=settings.fanout_batch_size,
         ),
-        workflow_id=workflow_id,
+        process_id=notice_id,
         task_queue=settings.task_queue,
         partner_id=None,
-        kind=ProcessKind.DEPRECATION,
-        stage=STAGE,
         content_sha256=canonical_sha256(notice),
         summary=f"Deprecation {notice_id} · {notice.kind.value} {notice.name} "
         f"{notice.version or ''}".rstrip(),
