@@ -14,7 +14,9 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kwanus import contract
-from kwanus.models import BatchResult, DeprecationBatch, MigrationInput, RemediationInput
+from kwanus.models.deprecation import BatchResult, DeprecationBatch
+from kwanus.models.migration import MigrationInput
+from kwanus.models.remediation import RemediationInput
 from kwanus.temporal import start
 from policy.deprecation import migration_id
 from policy.evidence import PartnerState

@@ -19,7 +19,7 @@ from api.deps import Principal
 from api.problems import Problem, not_found
 from kwanus import contract
 from kwanus.contract import ProcessType, Refusal
-from kwanus.models import Act, Actor, Awaiting
+from kwanus.models.common import Act, Actor, Awaiting
 from kwanus.temporal import start
 from policy.compatibility import check_declared
 from policy.decisions import Decision

@@ -9,18 +9,11 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey
 
-from kwanus.models import (
-    DeprecationInput,
-    DeprecationStatus,
-    ExpansionInput,
-    ExpansionStatus,
-    MigrationInput,
-    MigrationStatus,
-    RemediationInput,
-    RemediationStatus,
-    StewardshipInput,
-    StewardshipStatus,
-)
+from kwanus.models.deprecation import DeprecationInput, DeprecationStatus
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
+from kwanus.models.migration import MigrationInput, MigrationStatus
+from kwanus.models.remediation import RemediationInput, RemediationStatus
+from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
 from policy.vocabulary import ExpansionStage, MigrationStage, ProcessKind
 
 EXPANSION_WORKFLOW = "PartnerExpansion"

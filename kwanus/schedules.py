@@ -19,7 +19,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from kwanus import contract
-from kwanus.models import StewardshipInput
+from kwanus.models.stewardship import StewardshipInput
 
 log = logging.getLogger(__name__)
 

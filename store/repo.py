@@ -15,19 +15,17 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, func, select
 
 from kwanus import contract
-from kwanus.models import (
-    ExpansionStatus,
-    GrantInput,
+from kwanus.models.common import RecordEvent
+from kwanus.models.expansion import ExpansionStatus, GrantInput, ReleaseInput
+from kwanus.models.migration import (
     LifecycleInput,
     MigrationStatus,
     Notification,
-    PartnerStatusInput,
-    RecordEvent,
-    ReleaseInput,
     RolloutInput,
     TierChange,
     WithTier,
 )
+from kwanus.models.remediation import PartnerStatusInput
 from policy.compatibility import deprecated_by
 from policy.decisions import Decision, Finding
 from policy.deprecation import DeprecationNotice

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from kwanus.models import (
+from kwanus.models.stewardship import (
     ExpansionOutcomes,
     FallbackHeld,
     MatrixProposal,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kwanus import schedules
-from kwanus.models import Awaiting
+from kwanus.models.common import Awaiting
 from policy.evidence import MatrixEntry, Telemetry
 from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo

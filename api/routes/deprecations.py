@@ -23,7 +23,8 @@ from api.deps import (
 from api.problems import Problem
 from api.processes import Accepted, ProcessSummary, read_state, start_once, summary
 from kwanus import contract
-from kwanus.models import DeprecationInput, DeprecationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.deprecation import DeprecationInput, DeprecationStatus
 from policy.deprecation import DeprecationNotice, NoticeId
 from policy.migration import check_request
 from policy.vocabulary import ProcessKind, Role

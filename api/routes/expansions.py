@@ -36,7 +36,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
 from policy.decisions import Decision
 from policy.document import PolicyDocument
 from policy.expansion import check_category

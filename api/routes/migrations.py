@@ -36,7 +36,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.migration import MigrationInput, MigrationStatus
 from policy.decisions import Decision
 from policy.forms import (
     ImplementationReport,

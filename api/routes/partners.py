@@ -22,7 +22,8 @@ from api.deps import (
 from api.problems import Problem, not_found
 from api.processes import start_once
 from kwanus import contract
-from kwanus.models import MigrationInput, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.migration import MigrationInput
 from policy.decisions import Finding
 from policy.evidence import Telemetry
 from policy.partners import check_profile

@@ -25,7 +25,8 @@ from api.deps import (
 from api.problems import not_found
 from api.processes import Accepted, decision_record, read_state, send_step, start_once
 from kwanus import contract
-from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.remediation import RemediationInput, RemediationStatus
 from policy.forms import RemediationStep
 from policy.types import Text
 from policy.vocabulary import Role, Severity

@@ -28,7 +28,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import StewardshipInput, StewardshipStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
 from policy.deprecation import NoticeId
 from policy.forms import StewardshipSignoff
 from policy.vocabulary import ProcessKind, Role
