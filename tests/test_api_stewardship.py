@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kwanus import schedules
+from app import schedules
 from kwanus.models.common import Awaiting
 from policy.evidence import MatrixEntry, Telemetry
 from policy.vocabulary import Body, ProcessKind, ProcessStatus
@@ -36,7 +36,7 @@ async def test_schedule_applied_twice_exists_once(api: Api) -> None:
     target = client.service_client.config.target_host
     cli = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "kwanus.cli", "schedules", "apply"],
+        [sys.executable, "-m", "app.cli", "schedules", "apply"],
         env={**os.environ, "KWANUS_TEMPORAL_ADDRESS": target},
         capture_output=True,
         text=True,
