@@ -1,0 +1,125 @@
+"""Telemetry and the tier evidence built from it (E-7.1, E-7.2): only the platform's reports
+count."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from policy.evidence import Telemetry, TierEvidence, Violation
+from policy.vocabulary import ProcessKind, ProcessStatus, Role, Trigger
+from store.repo.common import as_utc
+from store.repo.partners import get_partner, holdings
+from store.repo.policies import current_policy
+from store.repo.processes import list_processes
+from store.tables import TelemetryReport, utcnow
+
+
+def add_telemetry(
+    *, session: Session, partner_id: str, report: Telemetry, reported_by: str, reporter_role: Role
+) -> TelemetryReport:
+    """Store one report with its reporter (a token id and its role): only the platform's
+    reports are evidence (E-7.1)."""
+    row = TelemetryReport(
+        partner_id=partner_id,
+        period_start=report.period_start,
+        period_end=report.period_end,
+        workflow_success_rate=report.workflow_success_rate,
+        api_error_rate=report.api_error_rate,
+        permission_usage=dict(report.permission_usage),
+        deprecated_calls=report.deprecated_calls,
+        calls_by_version=dict(report.calls_by_version),
+        reported_by=reported_by,
+        reporter_role=reporter_role.value,
+        recorded_at=utcnow(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEvidence:
+    """E-7.1 / E-7.2 evidence as recorded: telemetry over the policy's evidence window (and the
+    violation lookback, whichever is longer), every remediation as a violation (resolved when it
+    completed), and the partner's grants."""
+    policy = current_policy(session=session)
+    lookback = max(policy.tier_rules.evidence_window, policy.tier_rules.violation_lookback)
+    telemetry = telemetry_between(
+        session=session, partner_id=partner_id, since=now - lookback, until=now
+    )
+    violations = []
+    for row in list_processes(
+        session=session, kind=ProcessKind.REMEDIATION, partner_id=partner_id, limit=10_000
+    ):
+        state = row.state or {}
+        if "severity" not in state or "opened_at" not in state:
+            continue
+        resolved = row.status == ProcessStatus.COMPLETED.value
+        violations.append(
+            Violation(
+                at=state["opened_at"],
+                severity=state["severity"],
+                kind=state.get("kind") or "violation",
+                resolved_at=state.get("closed_at") if resolved else None,
+                origin=state.get("origin"),
+            )
+        )
+    partner = get_partner(session=session, partner_id=partner_id)
+    return TierEvidence(
+        telemetry=tuple(telemetry),
+        violations=tuple(violations),
+        granted_permissions=holdings(partner).permissions if partner else (),
+        forced_downgrade=active_forced_downgrade(session=session, partner_id=partner_id),
+    )
+
+
+FORCED = frozenset(
+    {
+        Trigger.COMPLIANCE_VIOLATION.value,
+        Trigger.SECURITY_VIOLATION.value,
+        Trigger.PARTNER_INSTABILITY.value,
+    }
+)
+
+
+def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
+    """The id of a forced downgrade (tier or permission reduction) still running, if any."""
+    for row in list_processes(
+        session=session,
+        kind=ProcessKind.MIGRATION,
+        partner_id=partner_id,
+        status=ProcessStatus.ACTIVE.value,
+        limit=10_000,
+    ):
+        state = row.state or {}
+        if state.get("trigger") in FORCED and state.get("subtype") in ("downgrade", "reduction"):
+            return row.process_id
+    return None
+
+
+def telemetry_between(
+    *, session: Session, partner_id: str, since: datetime, until: datetime
+) -> list[Telemetry]:
+    """The platform's reports whose period ended in (since, until], oldest first. Reports by
+    anyone else (self-reported, from before reporters were recorded) are never evidence."""
+    rows = session.exec(
+        select(TelemetryReport)
+        .where(col(TelemetryReport.partner_id) == partner_id)
+        .where(col(TelemetryReport.reporter_role) == Role.PLATFORM.value)
+        .where(col(TelemetryReport.period_end) > since)
+        .where(col(TelemetryReport.period_end) <= until)
+        .order_by(col(TelemetryReport.period_end))
+    ).all()
+    return [
+        Telemetry(
+            period_start=as_utc(r.period_start) or r.period_start,
+            period_end=as_utc(r.period_end) or r.period_end,
+            workflow_success_rate=r.workflow_success_rate,
+            api_error_rate=r.api_error_rate,
+            permission_usage=r.permission_usage,
+            deprecated_calls=r.deprecated_calls,
+            calls_by_version=r.calls_by_version,
+        )
+        for r in rows
+    ]
