@@ -10,6 +10,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec
 from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal, with_new_tier
+from policy.triggers import FORCED_TRIGGERS
 from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
 
 
@@ -276,14 +277,7 @@ def tier_move(
 
 
 # Who may move a tier down (M-2.2 the partner's own downgrade; M-2.3 the forced triggers).
-DOWNGRADE_TRIGGERS = frozenset(
-    {
-        Trigger.TIER_DOWNGRADE,
-        Trigger.COMPLIANCE_VIOLATION,
-        Trigger.SECURITY_VIOLATION,
-        Trigger.PARTNER_INSTABILITY,
-    }
-)
+DOWNGRADE_TRIGGERS = frozenset({Trigger.TIER_DOWNGRADE}) | FORCED_TRIGGERS
 
 
 def _refused(field: str, rule: str, message: str) -> Decision:

@@ -38,7 +38,6 @@ from store.repo.processes import (
     record_events,
 )
 from store.repo.telemetry import (
-    FORCED,
     active_forced_downgrade,
     add_telemetry,
     telemetry_between,
@@ -55,7 +54,6 @@ from store.repo.tokens import (
 )
 
 __all__ = [
-    "FORCED",
     "LIFECYCLE_FIELDS",
     "PLATFORM_SEED",
     "TOKEN_PREFIX",

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from policy.evidence import Telemetry, TierEvidence, Violation
-from policy.vocabulary import ProcessKind, ProcessStatus, Role, Trigger
+from policy.triggers import is_forced_downgrade
+from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store.repo.common import as_utc
 from store.repo.partners import get_partner, holdings
 from store.repo.policies import current_policy
@@ -74,15 +75,6 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
     )
 
 
-FORCED = frozenset(
-    {
-        Trigger.COMPLIANCE_VIOLATION.value,
-        Trigger.SECURITY_VIOLATION.value,
-        Trigger.PARTNER_INSTABILITY.value,
-    }
-)
-
-
 def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
     """The id of a forced downgrade (tier or permission reduction) still running, if any."""
     for row in list_processes(
@@ -93,7 +85,7 @@ def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
         limit=10_000,
     ):
         state = row.state or {}
-        if state.get("trigger") in FORCED and state.get("subtype") in ("downgrade", "reduction"):
+        if is_forced_downgrade(state.get("trigger"), state.get("subtype")):
             return row.process_id
     return None
 
