@@ -4,7 +4,7 @@ requirements, and the tier order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec
@@ -12,6 +12,12 @@ from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal, with_new_tier
 from policy.triggers import FORCED_TRIGGERS
 from policy.vocabulary import RISK_ORDER, Category, RiskLevel, Severity, Trigger
+
+
+def evidence_lookback(policy: PolicyContent) -> timedelta:
+    """E-7.1 / E-7.2: how far back a partner's evidence is read — the evidence window, or the
+    violation lookback where that is longer."""
+    return max(policy.tier_rules.evidence_window, policy.tier_rules.violation_lookback)
 
 
 def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:

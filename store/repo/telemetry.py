@@ -7,7 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from policy.evidence import Telemetry, TierEvidence, Violation
+from policy.evidence import Telemetry, TierEvidence
+from policy.remediation import as_violation
+from policy.tiers import evidence_lookback
 from policy.triggers import is_forced_downgrade
 from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store.repo.common import as_utc
@@ -45,27 +47,16 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
     violation lookback, whichever is longer), every remediation as a violation (resolved when it
     completed), and the partner's grants."""
     policy = current_policy(session=session)
-    lookback = max(policy.tier_rules.evidence_window, policy.tier_rules.violation_lookback)
     telemetry = telemetry_between(
-        session=session, partner_id=partner_id, since=now - lookback, until=now
+        session=session, partner_id=partner_id, since=now - evidence_lookback(policy), until=now
     )
     violations = []
     for row in list_processes(
         session=session, kind=ProcessKind.REMEDIATION, partner_id=partner_id, limit=10_000
     ):
-        state = row.state or {}
-        if "severity" not in state or "opened_at" not in state:
-            continue
-        resolved = row.status == ProcessStatus.COMPLETED.value
-        violations.append(
-            Violation(
-                at=state["opened_at"],
-                severity=state["severity"],
-                kind=state.get("kind") or "violation",
-                resolved_at=state.get("closed_at") if resolved else None,
-                origin=state.get("origin"),
-            )
-        )
+        violation = as_violation(row.state or {}, row.status)
+        if violation is not None:
+            violations.append(violation)
     partner = get_partner(session=session, partner_id=partner_id)
     return TierEvidence(
         telemetry=tuple(telemetry),
