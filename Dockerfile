@@ -4,6 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md worker.py ./
+COPY app ./app
 COPY kwanus ./kwanus
 COPY workflows ./workflows
 COPY activities ./activities

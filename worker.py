@@ -19,7 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
-from kwanus import schedules
+from app import schedules
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
 from store.db import Database

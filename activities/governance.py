@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from kwanus.models import (
-    CompileInput,
+from kwanus.models.common import MonitoringCheck, RecordEvent, TelemetryCheckInput
+from kwanus.models.deprecation import NoticedInput
+from kwanus.models.expansion import (
     GrantInput,
-    MatrixInput,
-    MonitoringCheck,
     NewTierInput,
-    NoticedInput,
-    PartnerStatusInput,
-    RecordEvent,
     ReleaseInput,
     RiskInput,
-    StewardshipFigures,
-    TelemetryCheckInput,
     TierEvidenceInput,
 )
+from kwanus.models.migration import MatrixInput
+from kwanus.models.remediation import PartnerStatusInput
+from kwanus.models.stewardship import CompileInput, StewardshipFigures
 from policy.document import PolicyDocument
 from policy.evidence import TierEvidence
 from policy.migration import telemetry_health

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from temporalio import activity
 
-from kwanus.models import (
+from kwanus.models.migration import (
     LifecycleInput,
     NoticeInput,
     NoticeResult,

@@ -14,11 +14,12 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kwanus import contract
-from kwanus.models import BatchResult, DeprecationBatch, MigrationInput, RemediationInput
-from kwanus.temporal import start_process
+from kwanus.models.deprecation import BatchResult, DeprecationBatch
+from kwanus.models.migration import MigrationInput
+from kwanus.models.remediation import RemediationInput
+from kwanus.temporal import start
 from policy.deprecation import migration_id
 from policy.evidence import PartnerState
-from policy.vocabulary import MigrationStage, ProcessKind
 from store import repo
 from store.db import Database
 
@@ -41,18 +42,14 @@ class ProcessStarter:
 
     async def _migration(self, inp: MigrationInput) -> bool:
         """Start `migration-<id>`; False when it was already started."""
-        from workflows.migration import PartnerMigration
-
         try:
-            await start_process(
+            await start(
                 self.client,
-                PartnerMigration.run,
+                contract.MIGRATION,
                 inp,
-                workflow_id=contract.migration_workflow_id(inp.migration_id),
+                process_id=inp.migration_id,
                 task_queue=self.task_queue,
                 partner_id=inp.partner_id,
-                kind=ProcessKind.MIGRATION.value,
-                stage=MigrationStage.NOTICE.value,
                 summary=f"Migration {inp.migration_id} · partner {inp.partner_id} · "
                 f"{inp.trigger.value}",
             )
@@ -70,19 +67,15 @@ class ProcessStarter:
     @activity.defn(name="start_remediation")
     async def start_remediation(self, inp: RemediationInput) -> str:
         """Start `remediation-<id>` once (a failed validation's remediation, M-8.2 / M-9)."""
-        from workflows.remediation import Remediation
-
         workflow_id = contract.remediation_workflow_id(inp.remediation_id)
         try:
-            await start_process(
+            await start(
                 self.client,
-                Remediation.run,
+                contract.REMEDIATION,
                 inp,
-                workflow_id=workflow_id,
+                process_id=inp.remediation_id,
                 task_queue=self.task_queue,
                 partner_id=inp.partner_id,
-                kind=ProcessKind.REMEDIATION.value,
-                stage="Remediation",
                 summary=f"Remediation {inp.remediation_id} · partner {inp.partner_id} · "
                 f"{inp.severity.value} {inp.kind}",
             )

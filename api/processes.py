@@ -18,13 +18,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Principal
 from api.problems import Problem, not_found
 from kwanus import contract
-from kwanus.contract import Refusal
-from kwanus.models import Act, Actor, Awaiting
-from kwanus.temporal import start_process
+from kwanus.contract import ProcessType, Refusal
+from kwanus.models.common import Act, Actor, Awaiting
+from kwanus.temporal import start
 from policy.compatibility import check_declared
 from policy.decisions import Decision
 from policy.evidence import PlatformRef
-from policy.vocabulary import ProcessKind, ProcessStatus, Role
+from policy.vocabulary import ProcessStatus, Role
 from store import records, repo
 from store.records import ProcessRecord
 from store.tables import Process
@@ -33,6 +33,7 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
 
 S = TypeVar("S", bound=BaseModel)
+In = TypeVar("In", bound=BaseModel)
 
 
 async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S | None:
@@ -189,14 +190,12 @@ def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
 
 async def start_once(
     client: Client,
+    process: ProcessType[In, Any],
+    arg: In,
     *,
-    run: Any,
-    arg: BaseModel,
-    workflow_id: str,
+    process_id: str,
     task_queue: str,
     partner_id: str | None,
-    kind: ProcessKind,
-    stage: str,
     content_sha256: str,
     summary: str,
     what: str,
@@ -206,20 +205,18 @@ async def start_once(
     that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what lets us tell
     the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process."""
     try:
-        await start_process(
+        await start(
             client,
-            run,
+            process,
             arg,
-            workflow_id=workflow_id,
+            process_id=process_id,
             task_queue=task_queue,
             partner_id=partner_id,
-            kind=kind.value,
-            stage=stage,
             summary=summary,
             memo={"partner_id": partner_id, "content_sha256": content_sha256},
         )
     except WorkflowAlreadyStartedError:
-        desc = await client.get_workflow_handle(workflow_id).describe()
+        desc = await client.get_workflow_handle(process.workflow_id(process_id)).describe()
         memo = await desc.memo()
         if memo.get("partner_id") != partner_id:
             raise Problem(409, f"this {what} id is already in use; choose another") from None
@@ -227,8 +224,8 @@ async def start_once(
             raise Problem(
                 409, f"this {what} id was already used for different content; choose another"
             ) from None
-        return desc.typed_search_attributes.get(contract.STAGE) or stage
-    return stage
+        return desc.typed_search_attributes.get(contract.STAGE) or process.first_stage
+    return process.first_stage
 
 
 class Accepted(BaseModel):

@@ -44,7 +44,9 @@ from bench.drive import IMPLEMENTATION, INTEGRATION_PLAN, RELEASE, bearer, revie
 from bench.stack import Processes, wait_for_temporal
 from kwanus import contract
 from kwanus.contract import Refusal
-from kwanus.models import Act, Actor, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.common import Act, Actor
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
 from kwanus.settings import Settings
 from kwanus.temporal import start_process
 from policy.forms import ImplementationReport, IntegrationPlan, Release

@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         out(f"soak ERROR: {type(exc).__name__}: {exc}")
         ok = False
-    # A process that used a Temporal client can crash in interpreter teardown (kwanus/cli.py).
+    # A process that used a Temporal client can crash in interpreter teardown (app/cli.py).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0 if ok else 1)

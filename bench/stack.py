@@ -1,6 +1,6 @@
 """The product as real processes that can be crashed: a Temporal dev server on a SQLite file, the
 worker (`kwanus worker`) and the API (`kwanus api`), each a child process started the way
-`kwanus dev` starts it (`kwanus.dev.Stack`, `temporal_command`, `child_env`) on free loopback
+`kwanus dev` starts it (`app.dev.Stack`, `temporal_command`, `child_env`) on free loopback
 ports in a private state folder. Any of them can be SIGKILLed or SIGTERMed and started again —
 the server on the same database file and port. Shared by the crash tests
 (tests/test_crash.py) and the soak (bench/soak.py)."""
@@ -19,8 +19,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from kwanus import binaries
-from kwanus.dev import Stack, _http_ok, _tcp_open, ensure_admin_token, temporal_command
+from app import binaries
+from app.dev import Stack, _http_ok, _tcp_open, ensure_admin_token, temporal_command
 from kwanus.settings import Settings
 from store.db import Database
 from store.migrate import upgrade
@@ -115,7 +115,7 @@ class Processes:
         """Start a worker process and return once it polls the task queue."""
         log = self.logs / "worker.log"
         offset = log.stat().st_size if log.exists() else 0
-        proc = self._spawn("worker", [sys.executable, "-m", "kwanus.cli", "worker"])
+        proc = self._spawn("worker", [sys.executable, "-m", "app.cli", "worker"])
         self.worker = proc
         self.worker_starts += 1
 
@@ -153,7 +153,7 @@ class Processes:
     # --- the API ---------------------------------------------------------------------------
 
     async def start_api(self) -> None:
-        self.api = self._spawn("api", [sys.executable, "-m", "kwanus.cli", "api"])
+        self.api = self._spawn("api", [sys.executable, "-m", "app.cli", "api"])
         url = f"{self.api_url}/healthz"
         await self._until("API", lambda: _http_ok(url), 60, self.api)
 

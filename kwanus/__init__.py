@@ -1,1 +1,3 @@
-"""KWANUS Partner Governance: process-independent plumbing (settings, Temporal contract, CLI)."""
+"""KWANUS Partner Governance: the core every layer may import — settings, the Temporal contract
+(names, ids, search attributes, process types), the payload models that cross Temporal and the
+one way to reach Temporal. The entry points that wire the layers live in `app/`."""

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
 from temporalio.common import SearchAttributeKey
+
+from kwanus.models.deprecation import DeprecationInput, DeprecationStatus
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
+from kwanus.models.migration import MigrationInput, MigrationStatus
+from kwanus.models.remediation import RemediationInput, RemediationStatus
+from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
+from policy.vocabulary import ExpansionStage, MigrationStage, ProcessKind
 
 EXPANSION_WORKFLOW = "PartnerExpansion"
 MIGRATION_WORKFLOW = "PartnerMigration"
@@ -71,6 +83,10 @@ def deprecation_workflow_id(notice_id: str) -> str:
     return f"deprecation-{notice_id}"
 
 
+def stewardship_workflow_id(report_id: str) -> str:
+    return f"stewardship-{report_id}"
+
+
 class Refusal:
     """`ApplicationError.type`s of refused human steps (raised by update validators, so a
     refused step leaves no event, P-2); the API maps each to its HTTP status."""
@@ -81,3 +97,63 @@ class Refusal:
     INVALID = "Invalid"  # 422: incomplete or against a rule
 
     STATUS = {FORBIDDEN: 403, WRONG_STAGE: 409, ALREADY_DONE: 409, INVALID: 422}
+
+
+In = TypeVar("In", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ProcessType(Generic[In, R]):
+    """One workflow type as whoever starts it sees it: the name ops see, what its run takes and
+    returns, the `KwanusProcess` it is filed under, its `KwanusStage` at start and its id.
+    Starting by this (`kwanus.temporal.start`) needs no import of the workflow's code."""
+
+    name: str
+    kind: ProcessKind
+    first_stage: str
+    input: type[In]
+    result: type[R]
+    workflow_id: Callable[[str], str]
+
+
+EXPANSION = ProcessType(
+    EXPANSION_WORKFLOW,
+    ProcessKind.EXPANSION,
+    ExpansionStage.PROPOSAL.value,
+    ExpansionInput,
+    ExpansionStatus,
+    expansion_workflow_id,
+)
+MIGRATION = ProcessType(
+    MIGRATION_WORKFLOW,
+    ProcessKind.MIGRATION,
+    MigrationStage.NOTICE.value,
+    MigrationInput,
+    MigrationStatus,
+    migration_workflow_id,
+)
+REMEDIATION = ProcessType(
+    REMEDIATION_WORKFLOW,
+    ProcessKind.REMEDIATION,
+    "Remediation",
+    RemediationInput,
+    RemediationStatus,
+    remediation_workflow_id,
+)
+STEWARDSHIP = ProcessType(
+    STEWARDSHIP_WORKFLOW,
+    ProcessKind.STEWARDSHIP,
+    "Review",
+    StewardshipInput,
+    StewardshipStatus,
+    stewardship_workflow_id,
+)
+DEPRECATION = ProcessType(
+    DEPRECATION_WORKFLOW,
+    ProcessKind.DEPRECATION,
+    "Fan-out",
+    DeprecationInput,
+    DeprecationStatus,
+    deprecation_workflow_id,
+)

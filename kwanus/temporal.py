@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from temporalio.client import Client
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -16,6 +17,7 @@ from temporalio.common import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from kwanus.contract import PARTNER_ID, PROCESS, STAGE, ProcessType
 from kwanus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,39 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
     )
 
 
+In = TypeVar("In", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+async def start(
+    client: Client,
+    process: ProcessType[In, R],
+    arg: In,
+    *,
+    process_id: str,
+    task_queue: str,
+    partner_id: str | None,
+    summary: str,
+    memo: dict[str, Any] | None = None,
+) -> WorkflowHandle[Any, R]:
+    """Start one governance process of `process`'s type under its business ID
+    (`process.workflow_id(process_id)`), once (`start_process`), filed under its kind and first
+    stage; the handle's result is the process's status."""
+    return await start_process(
+        client,
+        process.name,
+        arg,
+        workflow_id=process.workflow_id(process_id),
+        task_queue=task_queue,
+        partner_id=partner_id,
+        kind=process.kind.value,
+        stage=process.first_stage,
+        summary=summary,
+        memo=memo,
+        result_type=process.result,
+    )
+
+
 async def start_process(
     client: Client,
     run: Any,
@@ -93,14 +128,14 @@ async def start_process(
     stage: str,
     summary: str,
     memo: dict[str, Any] | None = None,
-) -> None:
-    """Start one governance process under its business ID, once (P-1): FAIL on a running ID
-    and REJECT_DUPLICATE on a closed one, so an ID never names a second process — the caller
+    result_type: type | None = None,
+) -> WorkflowHandle[Any, Any]:
+    """Start a workflow under its business ID, once (P-1): FAIL on a running ID and
+    REJECT_DUPLICATE on a closed one, so an ID never names a second process — the caller
     catches `WorkflowAlreadyStartedError`. The search attributes ops filter on in the UI are
-    set from the first event (ids and enums only, never confidential text)."""
-    from kwanus import contract
-
-    await client.start_workflow(
+    set from the first event (ids and enums only, never confidential text). The processes
+    start through `start`; this untyped form is for tests and the bench."""
+    return await client.start_workflow(
         run,
         arg,
         id=workflow_id,
@@ -109,11 +144,12 @@ async def start_process(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes(
             [
-                *([SearchAttributePair(contract.PARTNER_ID, partner_id)] if partner_id else []),
-                SearchAttributePair(contract.PROCESS, kind),
-                SearchAttributePair(contract.STAGE, stage),
+                *([SearchAttributePair(PARTNER_ID, partner_id)] if partner_id else []),
+                SearchAttributePair(PROCESS, kind),
+                SearchAttributePair(STAGE, stage),
             ]
         ),
         memo=memo,
         static_summary=summary,
+        result_type=result_type,
     )

@@ -12,6 +12,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyContent
 from policy.evidence import CompatibilityMatrix, PartnerState, Telemetry
 from policy.tiers import tier_move
+from policy.triggers import TRIGGER_CLASS
 from policy.types import action_of
 from policy.vocabulary import (
     ComponentKind,
@@ -21,23 +22,6 @@ from policy.vocabulary import (
     Trigger,
     TriggerClass,
 )
-
-TRIGGER_CLASS: dict[Trigger, TriggerClass] = {
-    # M-2.1
-    Trigger.OS_MAJOR_VERSION: TriggerClass.REQUIRED,
-    Trigger.API_DEPRECATION: TriggerClass.REQUIRED,
-    Trigger.WORKFLOW_DEPRECATION: TriggerClass.REQUIRED,
-    Trigger.PERMISSION_CHANGE: TriggerClass.REQUIRED,
-    Trigger.RUNTIME_CHANGE: TriggerClass.REQUIRED,
-    # M-2.2
-    Trigger.TIER_UPGRADE: TriggerClass.OPTIONAL,
-    Trigger.TIER_DOWNGRADE: TriggerClass.OPTIONAL,
-    Trigger.CAPABILITY_EXPANSION: TriggerClass.OPTIONAL,
-    # M-2.3
-    Trigger.COMPLIANCE_VIOLATION: TriggerClass.FORCED,
-    Trigger.SECURITY_VIOLATION: TriggerClass.FORCED,
-    Trigger.PARTNER_INSTABILITY: TriggerClass.FORCED,
-}
 
 # M-3.1: the subtypes of each type.
 SUBTYPES: dict[MigrationType, frozenset[str]] = {

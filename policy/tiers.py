@@ -4,7 +4,7 @@ requirements, and the tier order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,6 +12,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec
 from policy.evidence import Telemetry, TierEvidence
 from policy.proposal import Proposal, with_new_tier
+from policy.triggers import FORCED_TRIGGERS
 from policy.vocabulary import (
     RISK_ORDER,
     Category,
@@ -20,6 +21,12 @@ from policy.vocabulary import (
     Severity,
     Trigger,
 )
+
+
+def evidence_lookback(policy: PolicyContent) -> timedelta:
+    """E-7.1 / E-7.2: how far back a partner's evidence is read — the evidence window, or the
+    violation lookback where that is longer."""
+    return max(policy.tier_rules.evidence_window, policy.tier_rules.violation_lookback)
 
 
 def _recent(reports: Sequence[Telemetry], now: datetime, policy: PolicyContent) -> list[Telemetry]:
@@ -322,14 +329,7 @@ def tier_move(
 
 
 # Who may move a tier down (M-2.2 the partner's own downgrade; M-2.3 the forced triggers).
-DOWNGRADE_TRIGGERS = frozenset(
-    {
-        Trigger.TIER_DOWNGRADE,
-        Trigger.COMPLIANCE_VIOLATION,
-        Trigger.SECURITY_VIOLATION,
-        Trigger.PARTNER_INSTABILITY,
-    }
-)
+DOWNGRADE_TRIGGERS = frozenset({Trigger.TIER_DOWNGRADE}) | FORCED_TRIGGERS
 
 
 def _refused(field: str, rule: str, message: str) -> Decision:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from kwanus.models import (
+from kwanus.models.stewardship import (
     ExpansionOutcomes,
     FallbackHeld,
     MatrixProposal,
@@ -19,13 +19,13 @@ from kwanus.models import (
     StewardshipFigures,
 )
 from policy.document import PolicyContent
+from policy.stewardship import trend, uses
 from policy.vocabulary import ComponentKind, MatrixStatus, ProcessKind, ProcessStatus
 from store import repo
 from store.tables import AuditEvent, CompatEntry, Partner, Process, StewardshipReport
 
 YEAR = timedelta(days=365)
 DAY_SECONDS = 86_400.0
-PLATFORM = "kwanus"
 
 
 def _processes(session: Session, kind: ProcessKind, since: datetime) -> list[Process]:
@@ -108,16 +108,6 @@ def migration_review(session: Session, since: datetime, now: datetime) -> Migrat
     )
 
 
-def _uses(partner: Partner, kind: str, name: str, version: str) -> bool:
-    if kind == ComponentKind.OS:
-        return name == PLATFORM and partner.os_version == version
-    if kind == ComponentKind.API:
-        return name == PLATFORM and partner.api_version == version
-    if kind == ComponentKind.RUNTIME:
-        return (partner.runtime_name, partner.runtime_version) == (name, version)
-    return True  # workflow and permission entries are not judged on partner records
-
-
 def matrix_review(
     session: Session, partners: list[Partner]
 ) -> tuple[list[MatrixProposal], list[str]]:
@@ -130,6 +120,7 @@ def matrix_review(
             )
         ).all()
     )
+    states = [repo.partner_state(p) for p in partners]
     proposals = [
         MatrixProposal(
             kind=e.kind,
@@ -140,7 +131,7 @@ def matrix_review(
         )
         for e in entries
         if e.status != MatrixStatus.RETIRED
-        and not any(_uses(p, e.kind, e.name, e.version) for p in partners)
+        and not any(uses(p, e.kind, e.name, e.version) for p in states)
     ]
     listed = {(e.name, e.version) for e in entries if e.kind == ComponentKind.RUNTIME}
     unlisted = sorted(p.id for p in partners if (p.runtime_name, p.runtime_version) not in listed)
@@ -158,22 +149,13 @@ def sustainability(
     )
     out = []
     for partner in partners:
-        reasons = []
         last = repo.telemetry_between(
             session=session, partner_id=partner.id, since=now - window, until=now
         )
         before = repo.telemetry_between(
             session=session, partner_id=partner.id, since=now - 2 * window, until=now - window
         )
-        if last and before:
-            success = [sum(r.workflow_success_rate for r in x) / len(x) for x in (before, last)]
-            errors = [sum(r.api_error_rate for r in x) / len(x) for x in (before, last)]
-            if success[1] < success[0] - 0.005:
-                reasons.append(f"workflow success {success[0]:.3f} → {success[1]:.3f}")
-            if errors[1] > errors[0] + 0.005:
-                reasons.append(f"API error rate {errors[0]:.3f} → {errors[1]:.3f}")
-        if remediations[partner.id]:
-            reasons.append(f"{remediations[partner.id]} violation(s) in the year")
+        reasons = trend(before, last, remediations[partner.id])
         if reasons:
             out.append(PartnerTrend(partner_id=partner.id, reasons=reasons))
     return out

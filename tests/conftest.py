@@ -23,7 +23,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 import worker as worker_module
-from kwanus import binaries, contract
+from app import binaries
+from kwanus import contract
 from kwanus.temporal import register_search_attributes
 from store.db import Database
 from store.migrate import upgrade

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kwanus.models import Awaiting, RecordEvent
+from kwanus.models.common import Awaiting, RecordEvent
 from policy.review import criteria_of
 from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
 from store import repo

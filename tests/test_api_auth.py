@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from kwanus.cli import main
+from app.cli import main
 from store.tables import ApiToken, utcnow
 from tests.apistack import Api
 

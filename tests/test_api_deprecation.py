@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 
 from activities.processes import ProcessStarter
-from kwanus.models import DeprecationBatch
+from kwanus.models.deprecation import DeprecationBatch
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
 from store import repo

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from kwanus.models import Awaiting
+from kwanus.models.common import Awaiting
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store.tables import utcnow
 from tests.apistack import Api, eventually, unique

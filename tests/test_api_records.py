@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kwanus.models import canonical_sha256
+from kwanus.hashing import canonical_sha256
 from policy.proposal import Proposal
 from policy.vocabulary import Body
 from tests.apistack import Api, eventually, unique

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from kwanus import schedules
-from kwanus.models import Awaiting
+from app import schedules
+from kwanus.models.common import Awaiting
 from policy.evidence import MatrixEntry, Telemetry
 from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo
@@ -36,7 +36,7 @@ async def test_schedule_applied_twice_exists_once(api: Api) -> None:
     target = client.service_client.config.target_host
     cli = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "kwanus.cli", "schedules", "apply"],
+        [sys.executable, "-m", "app.cli", "schedules", "apply"],
         env={**os.environ, "KWANUS_TEMPORAL_ADDRESS": target},
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from kwanus.cli import main
+from app.cli import main
 from store import audit, repo
 from store.db import Database
 from store.migrate import upgrade

@@ -19,7 +19,7 @@ from bench.drive import (
     RELEASE,
     ROLLOUT,
 )
-from kwanus.models import Awaiting
+from kwanus.models.common import Awaiting
 from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind
 from tests.apistack import Api, unique

@@ -21,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import Refusal
-from kwanus.models import DeprecationInput, ExpansionStatus
+from kwanus.models.deprecation import DeprecationInput
+from kwanus.models.expansion import ExpansionStatus
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
 from policy.forms import OutcomeReview

@@ -20,7 +20,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import expansion_workflow_id
-from kwanus.models import Act, Actor, ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.common import Act, Actor
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
 from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import Telemetry
 from policy.forms import (

@@ -15,21 +15,19 @@ from sqlmodel import col, func, select
 
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
-from kwanus.models import (
-    CompileInput,
+from kwanus.models.deprecation import NoticedInput
+from kwanus.models.expansion import GrantInput, NewTierInput, ReleaseInput
+from kwanus.models.migration import (
     Fallback,
-    GrantInput,
     LifecycleInput,
     MatrixInput,
     MigrationStatus,
-    NewTierInput,
-    NoticedInput,
     NoticeInput,
     Notification,
-    PartnerStatusInput,
-    ReleaseInput,
     RolloutInput,
 )
+from kwanus.models.remediation import PartnerStatusInput
+from kwanus.models.stewardship import CompileInput
 from policy.deprecation import DeprecationNotice
 from policy.document import DEFAULT_POLICY
 from policy.evidence import PlatformRef

@@ -27,15 +27,9 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import migration_workflow_id
-from kwanus.models import (
-    Act,
-    Actor,
-    MigrationInput,
-    MigrationStatus,
-    NoticeInput,
-    RecordEvent,
-    RemediationStatus,
-)
+from kwanus.models.common import Act, Actor, RecordEvent
+from kwanus.models.migration import MigrationInput, MigrationStatus, NoticeInput
+from kwanus.models.remediation import RemediationStatus
 from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
 from policy.forms import (

@@ -216,7 +216,7 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[Any]:
             "KWANUS_TASK_QUEUE": task_queue,
         }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kwanus.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
+            sys.executable, "-m", "app.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE
         )
         started.append(WorkerProcess(proc))
         return started[-1]

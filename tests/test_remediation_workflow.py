@@ -18,7 +18,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus.contract import remediation_workflow_id
-from kwanus.models import Act, Actor, RemediationInput, RemediationStatus
+from kwanus.models.common import Act, Actor
+from kwanus.models.remediation import RemediationInput, RemediationStatus
 from policy.document import DEFAULT_POLICY
 from policy.forms import RemediationStep, Rollout
 from policy.vocabulary import ProcessStatus, Role, Severity, Trigger

@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 import worker
-from kwanus.models import MigrationInput, MigrationStatus
+from kwanus.models.migration import MigrationInput, MigrationStatus
 from workflows.migration import PartnerMigration
 
 CORPUS = sorted((Path(__file__).parent / "histories").glob("*.json.gz"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kwanus.cli import main
+from app.cli import main
 from kwanus.settings import Settings
 from store import repo
 from store.db import Database

@@ -11,7 +11,8 @@ import pytest
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from kwanus.models import Act, Actor, StewardshipInput, StewardshipStatus
+from kwanus.models.common import Act, Actor
+from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
 from policy.document import DEFAULT_POLICY
 from policy.forms import StewardshipSignoff
 from policy.vocabulary import ProcessStatus, Role

@@ -17,7 +17,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus import contract
     from kwanus.contract import Refusal
-    from kwanus.models import Actor, Awaiting, MonitoringCheck, RecordEvent, TelemetryCheckInput
+    from kwanus.models.common import (
+        Actor,
+        Awaiting,
+        MonitoringCheck,
+        RecordEvent,
+        TelemetryCheckInput,
+    )
     from policy.decisions import Decision
     from policy.document import PolicyDocument
     from policy.vocabulary import ProcessKind, ProcessStatus, Role

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import DEPRECATION_WORKFLOW
-    from kwanus.models import (
+    from kwanus.models.deprecation import (
         DeprecationBatch,
         DeprecationInput,
         DeprecationProgress,

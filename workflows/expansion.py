@@ -16,16 +16,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus import contract
     from kwanus.contract import EXPANSION_WORKFLOW, Refusal
-    from kwanus.models import (
-        Act,
-        Awaiting,
+    from kwanus.models.common import Act, Awaiting, StepRecord
+    from kwanus.models.expansion import (
         DecisionRecord,
         Escalation,
         ExpansionInput,
         ExpansionStatus,
         ReviewRecord,
         RiskInput,
-        StepRecord,
         TierEvidenceInput,
         VoteRecord,
     )

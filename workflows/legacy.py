@@ -8,7 +8,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
-    from kwanus.models import Act, ExpansionInput, GrantInput, MatrixInput
+    from kwanus.models.common import Act
+    from kwanus.models.expansion import ExpansionInput, GrantInput
+    from kwanus.models.migration import MatrixInput
     from policy.evidence import PartnerState
     from policy.expansion import legacy_governance_update
     from policy.forms import Release, Rollout

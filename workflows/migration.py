@@ -18,23 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from activities.migration import MigrationActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import MIGRATION_WORKFLOW, Refusal, remediation_workflow_id
-    from kwanus.models import (
-        Act,
-        Awaiting,
+    from kwanus.models.common import Act, Awaiting, RecordEvent, StepRecord
+    from kwanus.models.migration import (
         Fallback,
         LifecycleInput,
         MigrationInput,
         MigrationStatus,
         NoticeInput,
         Notification,
-        RecordEvent,
-        RemediationClosed,
-        RemediationInput,
         RemediationLink,
         RolloutInput,
-        StepRecord,
         ValidationInput,
     )
+    from kwanus.models.remediation import RemediationClosed, RemediationInput
     from policy.decisions import Decision, Finding
     from policy.forms import (
         ImplementationReport,

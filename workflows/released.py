@@ -10,14 +10,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
     from kwanus import contract
-    from kwanus.models import (
-        ExpansionInput,
-        ExpansionStatus,
-        MigrationInput,
-        NewTierInput,
-        ReleaseInput,
-        WithTier,
-    )
+    from kwanus.models.expansion import ExpansionInput, ExpansionStatus, NewTierInput, ReleaseInput
+    from kwanus.models.migration import MigrationInput, WithTier
     from policy.forms import Release
     from policy.proposal import NewTier
     from policy.tiers import follow_up, moves_tier

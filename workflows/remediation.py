@@ -17,15 +17,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
     from kwanus.contract import REMEDIATION_WORKFLOW, Refusal, remediation_migration_id
-    from kwanus.models import (
-        Act,
-        Awaiting,
-        MigrationInput,
+    from kwanus.models.common import Act, Awaiting, StepRecord
+    from kwanus.models.migration import MigrationInput
+    from kwanus.models.remediation import (
         PartnerStatusInput,
         RemediationClosed,
         RemediationInput,
         RemediationStatus,
-        StepRecord,
     )
     from policy import remediation as rules
     from policy.document import Deadline

@@ -25,7 +25,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from kwanus.contract import Refusal
-    from kwanus.models import Act, Awaiting
+    from kwanus.models.common import Act, Awaiting
     from policy.document import Deadline, PolicyDocument
     from policy.forms import DeadlineExtension
     from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role

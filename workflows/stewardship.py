@@ -13,14 +13,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus.contract import STEWARDSHIP_WORKFLOW, Refusal
-    from kwanus.models import (
-        Act,
-        Awaiting,
-        CompileInput,
-        Signoff,
-        StewardshipInput,
-        StewardshipStatus,
-    )
+    from kwanus.models.common import Act, Awaiting
+    from kwanus.models.stewardship import CompileInput, Signoff, StewardshipInput, StewardshipStatus
     from policy.document import PolicyDocument
     from policy.expansion import stewardship_signed_off
     from policy.forms import StewardshipSignoff

@@ -23,7 +23,8 @@ from api.deps import (
 from api.problems import Problem
 from api.processes import Accepted, ProcessSummary, read_state, start_once, summary
 from kwanus import contract
-from kwanus.models import DeprecationInput, DeprecationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.deprecation import DeprecationInput, DeprecationStatus
 from policy.deprecation import DeprecationNotice, NoticeId
 from policy.migration import check_request
 from policy.vocabulary import ProcessKind, Role
@@ -31,7 +32,6 @@ from store import repo
 
 router = APIRouter(prefix="/deprecations", tags=["deprecations"])
 TscDep = Annotated[Principal, Depends(require(Role.TSC))]
-STAGE = "Fan-out"
 
 
 class DeprecationCreate(DeprecationNotice):
@@ -75,19 +75,17 @@ async def notify_deprecation(
     workflow_id = contract.deprecation_workflow_id(notice_id)
     stage = await start_once(
         client,
-        run="DeprecationNotice",
-        arg=DeprecationInput(
+        contract.DEPRECATION,
+        DeprecationInput(
             notice_id=notice_id,
             notice=notice,
             policy=policy,
             requested_by=principal.actor,
             batch_size=settings.fanout_batch_size,
         ),
-        workflow_id=workflow_id,
+        process_id=notice_id,
         task_queue=settings.task_queue,
         partner_id=None,
-        kind=ProcessKind.DEPRECATION,
-        stage=STAGE,
         content_sha256=canonical_sha256(notice),
         summary=f"Deprecation {notice_id} · {notice.kind.value} {notice.name} "
         f"{notice.version or ''}".rstrip(),

@@ -36,7 +36,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import ExpansionInput, ExpansionStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.expansion import ExpansionInput, ExpansionStatus
 from policy.decisions import Decision
 from policy.document import PolicyDocument
 from policy.expansion import check_category
@@ -58,7 +59,6 @@ from policy.vote import Vote
 from store import repo
 from store.records import ProcessRecord
 from store.tables import Partner, utcnow
-from workflows.expansion import PartnerExpansion
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
 
@@ -102,8 +102,8 @@ async def submit_expansion(
         await _admissible(proposal, partner, policy, session)
     stage = await start_once(
         client,
-        run=PartnerExpansion.run,
-        arg=ExpansionInput(
+        contract.EXPANSION,
+        ExpansionInput(
             expansion_id=expansion_id,
             partner_id=principal.partner_id,
             partner_tier=partner.tier,
@@ -112,11 +112,9 @@ async def submit_expansion(
             policy=policy,
             submitted_by=principal.token_id,
         ),
-        workflow_id=workflow_id,
+        process_id=expansion_id,
         task_queue=settings.task_queue,
         partner_id=principal.partner_id,
-        kind=ProcessKind.EXPANSION,
-        stage=ExpansionStage.PROPOSAL.value,
         content_sha256=sha,
         summary=f"Expansion {expansion_id} · partner {principal.partner_id} · "
         f"category {proposal.category.value}",

@@ -36,7 +36,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import MigrationInput, MigrationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.migration import MigrationInput, MigrationStatus
 from policy.decisions import Decision
 from policy.forms import (
     ImplementationReport,
@@ -149,8 +150,8 @@ async def start_migration(
     workflow_id = contract.migration_workflow_id(migration_id)
     stage = await start_once(
         client,
-        run="PartnerMigration",
-        arg=MigrationInput(
+        contract.MIGRATION,
+        MigrationInput(
             migration_id=migration_id,
             partner_id=body.partner_id,
             trigger=body.trigger,
@@ -159,14 +160,12 @@ async def start_migration(
             target=dict(body.target),
             fallback_months=body.fallback_months or policy.fallback_default_months,
             policy=policy,
-            origin=f"expansion-{body.expansion_id}" if body.expansion_id else None,
+            origin=contract.expansion_workflow_id(body.expansion_id) if body.expansion_id else None,
             requested_by=principal.actor,
         ),
-        workflow_id=workflow_id,
+        process_id=migration_id,
         task_queue=settings.task_queue,
         partner_id=body.partner_id,
-        kind=ProcessKind.MIGRATION,
-        stage=MigrationStage.NOTICE.value,
         content_sha256=canonical_sha256(body),
         summary=f"Migration {migration_id} · partner {body.partner_id} · {body.trigger.value}",
         what="migration",

@@ -22,13 +22,14 @@ from api.deps import (
 from api.problems import Problem, not_found
 from api.processes import start_once
 from kwanus import contract
-from kwanus.models import MigrationInput, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.migration import MigrationInput
 from policy.decisions import Finding
 from policy.evidence import Telemetry
 from policy.partners import check_profile
 from policy.remediation import forced_downgrade
 from policy.tiers import telemetry_downgrade
-from policy.vocabulary import MigrationStage, ProcessKind, Trigger
+from policy.vocabulary import Trigger
 from store import repo
 from store.schemas import PartnerCreate, PartnerPublic
 from store.tables import utcnow
@@ -157,8 +158,8 @@ async def report_telemetry(
             target = {"tier": escalation.target_tier} if escalation.target_tier else {}
             await start_once(
                 client,
-                run=contract.MIGRATION_WORKFLOW,
-                arg=MigrationInput(
+                contract.MIGRATION,
+                MigrationInput(
                     migration_id=migration_id,
                     partner_id=partner_id,
                     trigger=trigger,
@@ -170,11 +171,9 @@ async def report_telemetry(
                     origin=f"telemetry:{row.id}",
                     requested_by="system",
                 ),
-                workflow_id=contract.migration_workflow_id(migration_id),
+                process_id=migration_id,
                 task_queue=settings.task_queue,
                 partner_id=partner_id,
-                kind=ProcessKind.MIGRATION,
-                stage=MigrationStage.NOTICE.value,
                 content_sha256=canonical_sha256(
                     ForcedDowngrade(
                         migration_id=migration_id, trigger=trigger, findings=[], started=True

@@ -25,10 +25,11 @@ from api.deps import (
 from api.problems import not_found
 from api.processes import Accepted, decision_record, read_state, send_step, start_once
 from kwanus import contract
-from kwanus.models import RemediationInput, RemediationStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.remediation import RemediationInput, RemediationStatus
 from policy.forms import RemediationStep
 from policy.types import Text
-from policy.vocabulary import ProcessKind, Role, Severity
+from policy.vocabulary import Role, Severity
 from store import repo
 from store.records import ProcessRecord
 from store.tables import utcnow
@@ -81,8 +82,8 @@ async def report_violation(
     workflow_id = contract.remediation_workflow_id(remediation_id)
     stage = await start_once(
         client,
-        run="Remediation",
-        arg=RemediationInput(
+        contract.REMEDIATION,
+        RemediationInput(
             remediation_id=remediation_id,
             partner_id=partner_id,
             partner_tier=partner.tier,
@@ -93,11 +94,9 @@ async def report_violation(
             policy=policy,
             opened_by=principal.actor,
         ),
-        workflow_id=workflow_id,
+        process_id=remediation_id,
         task_queue=settings.task_queue,
         partner_id=partner_id,
-        kind=ProcessKind.REMEDIATION,
-        stage="Remediation",
         content_sha256=canonical_sha256(body),
         summary=f"Remediation {remediation_id} · partner {partner_id} · {body.severity.value}",
         what="remediation",

@@ -28,7 +28,8 @@ from api.processes import (
     summary,
 )
 from kwanus import contract
-from kwanus.models import StewardshipInput, StewardshipStatus, canonical_sha256
+from kwanus.hashing import canonical_sha256
+from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
 from policy.deprecation import NoticeId
 from policy.forms import StewardshipSignoff
 from policy.vocabulary import ProcessKind, Role
@@ -38,7 +39,6 @@ from store.tables import utcnow
 router = APIRouter(prefix="/stewardship", tags=["stewardship"])
 RunnerDep = Annotated[Principal, Depends(require(Role.OPS, Role.ADMIN))]
 BodyDep = Annotated[Principal, Depends(require(Role.TSC, Role.SCO, Role.ERC, Role.CGB))]
-PREFIX = "stewardship-"
 
 
 class StewardshipRun(BaseModel):
@@ -47,10 +47,6 @@ class StewardshipRun(BaseModel):
     id: NoticeId | None = Field(
         default=None, description="The report's id; the current year by default (one per year)."
     )
-
-
-def _workflow_id(report_id: str) -> str:
-    return f"{PREFIX}{report_id}"
 
 
 @router.post("/run", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
@@ -64,16 +60,14 @@ async def run_stewardship(
     """Run the annual review now (ops, admin): `stewardship-<year>` unless an id is given.
     Asking again for the same id returns the same review."""
     report_id = (body.id if body else None) or str(utcnow().year)
-    workflow_id = _workflow_id(report_id)
+    workflow_id = contract.stewardship_workflow_id(report_id)
     stage = await start_once(
         client,
-        run=contract.STEWARDSHIP_WORKFLOW,
-        arg=StewardshipInput(report_id=report_id, policy=policy, requested_by=principal.actor),
-        workflow_id=workflow_id,
+        contract.STEWARDSHIP,
+        StewardshipInput(report_id=report_id, policy=policy, requested_by=principal.actor),
+        process_id=report_id,
         task_queue=settings.task_queue,
         partner_id=None,
-        kind=ProcessKind.STEWARDSHIP,
-        stage="Review",
         content_sha256=canonical_sha256(StewardshipRun(id=report_id)),
         summary=f"Stewardship review {report_id}",
         what="stewardship review",
@@ -101,7 +95,12 @@ async def get_report(
 ) -> StewardshipStatus:
     """A report's figures and sign-offs."""
     return await read_state(
-        client, session, principal, _workflow_id(report_id), StewardshipStatus, "report"
+        client,
+        session,
+        principal,
+        contract.stewardship_workflow_id(report_id),
+        StewardshipStatus,
+        "report",
     )
 
 
@@ -118,7 +117,7 @@ async def sign_off(
         client,
         session,
         principal,
-        _workflow_id(report_id),
+        contract.stewardship_workflow_id(report_id),
         "signoff",
         body,
         StewardshipStatus,

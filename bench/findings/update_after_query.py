@@ -31,7 +31,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
-from kwanus import binaries
+from app import binaries
 from workflows.steps import record_and_wait
 
 TOKENS: list[bytes] = []

@@ -24,8 +24,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from kwanus import dev
-    from kwanus.binaries import BinaryMissing
+    from app import dev
+    from app.binaries import BinaryMissing
 
     try:
         return dev.run(_settings(args))
@@ -63,7 +63,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _schedules_apply(args: argparse.Namespace) -> int:
-    from kwanus import schedules
+    from app import schedules
     from kwanus.temporal import connect
 
     async def apply() -> str:

@@ -19,8 +19,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from kwanus import contract
-from kwanus.models import StewardshipInput
-from policy.vocabulary import ProcessKind
+from kwanus.models.stewardship import StewardshipInput
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +31,14 @@ YEARLY = "0 6 1 1 *"
 def stewardship_schedule(task_queue: str) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            contract.STEWARDSHIP_WORKFLOW,
+            contract.STEWARDSHIP.name,
             StewardshipInput(),  # the policy in force is read when the run starts (P-5)
             id="stewardship",
             task_queue=task_queue,
             typed_search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(contract.PROCESS, ProcessKind.STEWARDSHIP.value),
-                    SearchAttributePair(contract.STAGE, "Review"),
+                    SearchAttributePair(contract.PROCESS, contract.STEWARDSHIP.kind.value),
+                    SearchAttributePair(contract.STAGE, contract.STEWARDSHIP.first_stage),
                 ]
             ),
         ),

@@ -16,7 +16,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from kwanus import binaries, contract
+from app import binaries
+from kwanus import contract
 from kwanus.settings import Settings
 from policy.vocabulary import Role
 from store import repo
@@ -219,8 +220,8 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
         stack.wait_until(
             "Temporal UI", lambda: _http_ok(f"http://127.0.0.1:{settings.ui_port}/"), timeout=60
         )
-        stack.spawn("worker", [py, "-m", "kwanus.cli", "worker"], log=True)
-        stack.spawn("api", [py, "-m", "kwanus.cli", "api"], log=True)
+        stack.spawn("worker", [py, "-m", "app.cli", "worker"], log=True)
+        stack.spawn("api", [py, "-m", "app.cli", "api"], log=True)
         stack.wait_until("API", lambda: _http_ok(f"{api}/healthz"), timeout=60)
         out(
             "\nKWANUS Partner Governance is running\n"

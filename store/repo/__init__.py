@@ -1,0 +1,110 @@
+"""Typed, keyword-only repository functions: the only code that reads or writes tables. One module
+per concern; `from store import repo` reaches every public function here."""
+
+from store.repo.common import AlreadyExists, UnknownPartner, as_utc, insert_for
+from store.repo.grants import apply_grant, compatibility_of, partner_compatibility, release_grants
+from store.repo.lifecycle import LIFECYCLE_FIELDS, apply_lifecycle, roll_out, set_partner_status
+from store.repo.matrix import (
+    PLATFORM_SEED,
+    change_matrix,
+    compatibility_matrix,
+    matrix_history,
+    matrix_version,
+    record_deprecation,
+    seed_platform_matrix,
+    update_matrix,
+)
+from store.repo.notifications import notifications, notify
+from store.repo.partners import (
+    create_partner,
+    get_partner,
+    holdings,
+    list_partners,
+    partner_public,
+    partner_state,
+)
+from store.repo.policies import add_tier, current_policy, save_policy
+from store.repo.processes import (
+    audit_data,
+    audit_events,
+    audit_page,
+    count_audit_keys,
+    count_open,
+    expansion_status,
+    get_process,
+    list_processes,
+    pending,
+    record_event,
+    record_events,
+)
+from store.repo.telemetry import (
+    active_forced_downgrade,
+    add_telemetry,
+    telemetry_between,
+    tier_evidence,
+)
+from store.repo.tokens import (
+    TOKEN_PREFIX,
+    authenticate,
+    create_token,
+    list_tokens,
+    revoke_token,
+    role_of,
+    token_public,
+)
+
+__all__ = [
+    "LIFECYCLE_FIELDS",
+    "PLATFORM_SEED",
+    "TOKEN_PREFIX",
+    "AlreadyExists",
+    "UnknownPartner",
+    "active_forced_downgrade",
+    "add_telemetry",
+    "add_tier",
+    "apply_grant",
+    "apply_lifecycle",
+    "as_utc",
+    "audit_data",
+    "audit_events",
+    "audit_page",
+    "authenticate",
+    "change_matrix",
+    "compatibility_matrix",
+    "compatibility_of",
+    "count_audit_keys",
+    "count_open",
+    "create_partner",
+    "create_token",
+    "current_policy",
+    "expansion_status",
+    "get_partner",
+    "get_process",
+    "holdings",
+    "insert_for",
+    "list_partners",
+    "list_processes",
+    "list_tokens",
+    "matrix_history",
+    "matrix_version",
+    "notifications",
+    "notify",
+    "partner_compatibility",
+    "partner_public",
+    "partner_state",
+    "pending",
+    "record_deprecation",
+    "record_event",
+    "record_events",
+    "release_grants",
+    "revoke_token",
+    "role_of",
+    "roll_out",
+    "save_policy",
+    "seed_platform_matrix",
+    "set_partner_status",
+    "telemetry_between",
+    "tier_evidence",
+    "token_public",
+    "update_matrix",
+]

@@ -1,0 +1,190 @@
+"""The partner's lifecycle record: a rollout's effect (M-4.5) and tier move (E-7.1, E-7.2), a
+completed migration's target (M-4.7), and the partner's status (M-9.2, M-9.3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from kwanus import contract
+from kwanus.models.migration import (
+    LifecycleInput,
+    MigrationStatus,
+    RolloutInput,
+    TierChange,
+    WithTier,
+)
+from kwanus.models.remediation import PartnerStatusInput
+from policy.decisions import Decision
+from policy.grants import change
+from policy.tiers import governed_upgrade, same_new_tier, tier_move, upgrade_still_eligible
+from policy.vocabulary import Trigger
+from store import audit
+from store.repo.common import UnknownPartner
+from store.repo.grants import _declare, _granted
+from store.repo.partners import _locked_partner, _set_holdings, holdings
+from store.repo.policies import current_policy
+from store.repo.processes import (
+    _append_audit,
+    _first_time,
+    _record,
+    audit_data,
+    expansion_status,
+    get_process,
+)
+from store.repo.telemetry import tier_evidence
+from store.tables import Partner, utcnow
+
+LIFECYCLE_FIELDS = ("tier", "os_version", "api_version", "runtime_name", "runtime_version")
+
+
+def _tier_change(
+    session: Session,
+    partner: Partner,
+    *,
+    migration_id: str,
+    target: str,
+    trigger: Trigger,
+    subtype: str,
+    origin: str | None,
+    with_tier: WithTier | None,
+) -> TierChange:
+    """Judge a tier migration's move against the tier in effect now (E-7.1, E-7.2) and apply
+    it if it holds. A rise is governed when it is the migration an approved category-B
+    expansion of this partner started at its release, from the tier the partner is on now;
+    and E-7.1's recorded evidence must still hold when the tier rises."""
+    expansion = expansion_status(session=session, workflow_id=origin) if origin else None
+    governed = expansion is not None and governed_upgrade(
+        same_partner=expansion.partner_id == partner.id,
+        category=expansion.category,
+        approved=expansion.approved,
+        released=expansion.released,
+        started=contract.expansion_migration_id(expansion.id) == migration_id,
+        from_tier=with_tier is not None and with_tier.from_tier == partner.tier,
+    )
+    policy = current_policy(session=session)
+    now = utcnow()
+    evidence = tier_evidence(session=session, partner_id=partner.id, now=now)
+    decision = tier_move(
+        current=partner.tier,
+        target=target,
+        trigger=trigger,
+        subtype=subtype,
+        governed=governed,
+        evidence=Decision.merge(
+            upgrade_still_eligible(
+                evidence,
+                now=now,
+                policy=policy,
+                rising=contract.migration_workflow_id(migration_id),
+            ),
+            same_new_tier(with_tier.spec if with_tier else None, policy.tier(target)),
+        ),
+        policy=policy,
+    )
+    moved = TierChange(
+        before=partner.tier,
+        target=target,
+        applied=decision.allowed,
+        reasons=[f"{f.message} ({f.rule})" for f in decision.findings],
+    )
+    if decision.allowed:
+        partner.tier = target
+    return moved
+
+
+def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
+    """M-4.5: the rollout takes effect, once per key, in one transaction with its event (and
+    the projection): the partner's declared compatibility (E-9.2) and, for a tier migration,
+    the tier — judged against the tier in effect now — with the grants that come with it
+    (a category-B release's, E-2.7). A retry after the commit answers from the record."""
+    audit.lock(session)
+    done = audit_data(session=session, key=inp.event.key)
+    if done is not None:
+        session.rollback()
+        tier = done.get("tier_change")
+        return TierChange.model_validate(tier) if tier else None
+    partner = _locked_partner(session, inp.partner_id)
+    moved = None
+    data: dict[str, Any] = dict(inp.event.data)
+    if inp.tier is not None:
+        moved = _tier_change(
+            session,
+            partner,
+            migration_id=inp.event.process_id,
+            target=inp.tier,
+            trigger=inp.trigger,
+            subtype=inp.subtype,
+            origin=inp.origin,
+            with_tier=inp.with_tier,
+        )
+        grants, removes = (
+            (inp.with_tier.grants, inp.with_tier.removes) if inp.with_tier else ([], [])
+        )
+        if grants or removes:
+            before = holdings(partner)
+            if moved.applied:
+                after, withheld = _granted(session, partner, before, grants, removes)
+                _set_holdings(partner, after)
+                data.update(change(before, after).model_dump(mode="json"), removes=removes)
+                moved.withheld = [f"{f.field}: {f.message} ({f.rule})" for f in withheld]
+            else:
+                moved.withheld = [f"{g.name}: the tier did not move" for g in grants]
+        session.add(partner)
+    declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
+    tier_change = moved.model_dump(mode="json") if moved else None
+    data.update(declared=declared, tier_change=tier_change)
+    state = {**(inp.event.state or {}), "tier_change": tier_change}
+    _record(session, inp.event.model_copy(update={"data": data, "state": state}))
+    session.commit()
+    return moved
+
+
+def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
+    """M-4.7: the partner's record takes the migration's target, with its audit event, once. A
+    tier in the target (runs rolled out before the tier moved at rollout) is judged like a
+    rollout's (E-7.1, E-7.2): a rise not governed by a released category-B expansion, or a move
+    against the migration's direction, is not applied and says why in the event."""
+    if not _first_time(session, inp.event.key):
+        return False
+    partner = _locked_partner(session, inp.partner_id)
+    data = dict(inp.event.data)
+    for field in LIFECYCLE_FIELDS:
+        if field not in inp.target or field == "tier":
+            continue
+        setattr(partner, field, inp.target[field])
+    if "tier" in inp.target:
+        row = get_process(session=session, workflow_id=inp.event.workflow_id)
+        migration = MigrationStatus.model_validate(row.state) if row and row.state else None
+        if migration is None:
+            raise UnknownPartner(f"no record of {inp.event.workflow_id}")
+        moved = _tier_change(
+            session,
+            partner,
+            migration_id=migration.id,
+            target=inp.target["tier"],
+            trigger=migration.trigger,
+            subtype=migration.subtype,
+            origin=migration.origin,
+            with_tier=None,  # runs rolled out before: their release moved the tier already
+        )
+        data["tier_change"] = moved.model_dump(mode="json")
+    _append_audit(session, inp.event.model_copy(update={"data": data}))
+    session.add(partner)
+    session.commit()
+    return True
+
+
+def set_partner_status(*, session: Session, inp: PartnerStatusInput) -> bool:
+    """Restrict or restore a partner's access (M-9.2, M-9.3), with its audit event, once."""
+    if not _append_audit(session, inp.event):
+        return False
+    partner = session.get(Partner, inp.partner_id)
+    if partner is None:
+        session.rollback()
+        raise UnknownPartner(inp.partner_id)
+    partner.status = inp.status.value
+    session.add(partner)
+    session.commit()
+    return True

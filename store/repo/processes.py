@@ -1,0 +1,253 @@
+"""Processes and the audit log (written only by workflow activities): each event appended to the
+hash chain with its projection and inbox, once per key (P-4); the reads of both."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, delete, func, select
+
+from kwanus.models.common import RecordEvent
+from kwanus.models.expansion import ExpansionStatus
+from policy.vocabulary import ProcessKind, ProcessStatus
+from store import audit
+from store.repo.common import insert_for
+from store.tables import AuditEvent, PendingAction, Process, utcnow
+
+
+def _audit_row(event: RecordEvent) -> dict[str, Any]:
+    return {
+        "key": event.key,
+        "at": event.at,
+        "recorded_at": utcnow(),
+        "workflow_id": event.workflow_id,
+        "process": event.process.value,
+        "process_id": event.process_id,
+        "partner_id": event.partner_id,
+        "event": event.event,
+        "actor": event.actor,
+        "stage": event.stage,
+        "rules": list(event.rules),
+        "data": event.data,
+    }
+
+
+def _append_audit(session: Session, event: RecordEvent) -> bool:
+    """Append the event's row to the audit chain unless its key is taken (then roll back and
+    say so): a retried activity changes nothing."""
+    appended = audit.append(session, _audit_row(event))
+    if not appended:
+        session.rollback()
+    return appended
+
+
+def _record(session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply its projection, uncommitted; False (and nothing written)
+    if the key is taken."""
+    if not audit.append(session, _audit_row(event)):
+        return False
+    insert = insert_for(session)
+    awaiting = [a.model_dump(mode="json") for a in event.awaiting]
+    projection = insert(Process).values(
+        workflow_id=event.workflow_id,
+        kind=event.process,
+        process_id=event.process_id,
+        partner_id=event.partner_id,
+        stage=event.stage,
+        status=event.status,
+        next_deadline=event.next_deadline,
+        awaiting=awaiting,
+        policy_version=event.policy_version,
+        state=event.state,
+        created_at=event.at,
+        updated_at=event.at,
+    )
+    table = Process.__table__.c  # type: ignore[attr-defined]
+    projection = projection.on_conflict_do_update(
+        index_elements=["workflow_id"],
+        set_={
+            "stage": projection.excluded.stage,
+            "status": projection.excluded.status,
+            "next_deadline": projection.excluded.next_deadline,
+            "awaiting": projection.excluded.awaiting,
+            "state": projection.excluded.state,
+            "updated_at": projection.excluded.updated_at,
+        },
+        # Events of one run can commit out of order (an Update's record and the run's own, in
+        # flight at once): the projection keeps the state of the latest event in workflow time,
+        # and a closed process stays closed — an event of the same instant (a review accepted
+        # with the withdrawal) landing after the closing one cannot reopen it.
+        where=(table.updated_at <= projection.excluded.updated_at)
+        & (
+            (table.status == ProcessStatus.ACTIVE.value)
+            | (projection.excluded.status != ProcessStatus.ACTIVE.value)
+        ),
+    ).returning(table.workflow_id)
+    if session.execute(projection).first() is None:
+        return True  # on record in the log; the projection already shows a later event
+    # The inbox: exactly who this process awaits now.
+    session.execute(
+        delete(PendingAction).where(col(PendingAction.workflow_id) == event.workflow_id)
+    )
+    if event.status is ProcessStatus.ACTIVE:
+        session.add_all(
+            PendingAction(
+                workflow_id=event.workflow_id,
+                kind=event.process,
+                process_id=event.process_id,
+                partner_id=event.partner_id,
+                stage=event.stage,
+                actor=a.actor,
+                action=a.action,
+                deadline=a.deadline,
+            )
+            for a in event.awaiting
+        )
+    return True
+
+
+def _first_time(session: Session, key: str) -> bool:
+    """Lock the audit chain's head for the transaction (audit.lock) and say whether `key` is
+    still free; if it is taken — a retried activity — roll back: nothing more to do (P-4)."""
+    audit.lock(session)
+    if audit.recorded(session, key):
+        session.rollback()
+        return False
+    return True
+
+
+def record_event(*, session: Session, event: RecordEvent) -> bool:
+    """Append the audit row and apply the projection in one transaction. Returns whether this call
+    wrote it: a retried activity finds the key taken and changes nothing (P-4)."""
+    (written,) = record_events(session=session, events=[event])
+    return written
+
+
+def record_events(*, session: Session, events: Sequence[RecordEvent]) -> list[bool]:
+    """Several events of one process, in order, each with its projection, in one transaction
+    (the last one's projection stands). Returns, per event, whether this call wrote it: a key
+    already taken is skipped, so a retried activity writes each row once (P-4)."""
+    written = [_record(session, event) for event in events]
+    if any(written):
+        session.commit()
+    else:
+        session.rollback()
+    return written
+
+
+def audit_data(*, session: Session, key: str) -> dict[str, Any] | None:
+    """The `data` of the audit row under `key`, if it is on record."""
+    row = session.exec(select(AuditEvent.data).where(col(AuditEvent.key) == key)).first()
+    return dict(row) if row is not None else None
+
+
+def count_audit_keys(*, session: Session, keys: Sequence[str]) -> int:
+    """How many of `keys` are in the audit log (the unique index on `key` answers it)."""
+    if not keys:
+        return 0
+    query = select(func.count()).select_from(AuditEvent).where(col(AuditEvent.key).in_(keys))
+    return int(session.exec(query).one())
+
+
+def pending(
+    *,
+    session: Session,
+    actor: str | None = None,
+    overdue_at: datetime | None = None,
+    limit: int = 100,
+) -> Sequence[PendingAction]:
+    """What awaits `actor` (or, with `overdue_at`, everything past its deadline), soonest first;
+    actions without a deadline last."""
+    query = select(PendingAction)
+    if actor is not None:
+        query = query.where(col(PendingAction.actor) == actor)
+    if overdue_at is not None:
+        query = query.where(col(PendingAction.deadline) < overdue_at)
+    query = query.order_by(
+        col(PendingAction.deadline).is_(None),
+        col(PendingAction.deadline),
+        col(PendingAction.id),
+    )
+    return session.exec(query.limit(limit)).all()
+
+
+def get_process(*, session: Session, workflow_id: str) -> Process | None:
+    return session.get(Process, workflow_id)
+
+
+def expansion_status(*, session: Session, workflow_id: str) -> ExpansionStatus | None:
+    """An expansion's last state as its projection keeps it, if it is an expansion's."""
+    row = get_process(session=session, workflow_id=workflow_id)
+    if row is None or row.kind != ProcessKind.EXPANSION.value or not row.state:
+        return None
+    return ExpansionStatus.model_validate(row.state)
+
+
+def count_open(*, session: Session, kind: ProcessKind, partner_id: str) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Process)
+        .where(col(Process.kind) == kind)
+        .where(col(Process.partner_id) == partner_id)
+        .where(col(Process.status) == ProcessStatus.ACTIVE.value)
+    ).one()
+
+
+def list_processes(
+    *,
+    session: Session,
+    kind: ProcessKind,
+    partner_id: str | None = None,
+    stage: str | None = None,
+    status: str | None = None,
+    after: str | None = None,
+    limit: int = 100,
+    summaries: bool = False,
+) -> Sequence[Process]:
+    """Keyset pages ordered by workflow id, filtered on indexed columns. `summaries` leaves out
+    each row's `state` (the workflow's whole last status): a list page does not show it, and
+    decoding a hundred of them made the API's garbage collector the p99 (bench/RESULTS.md)."""
+    query = select(Process).where(col(Process.kind) == kind).order_by(col(Process.workflow_id))
+    if summaries:
+        query = query.options(defer(Process.state))  # type: ignore[arg-type]
+    if partner_id is not None:
+        query = query.where(col(Process.partner_id) == partner_id)
+    if stage is not None:
+        query = query.where(col(Process.stage) == stage)
+    if status is not None:
+        query = query.where(col(Process.status) == status)
+    if after is not None:
+        query = query.where(col(Process.workflow_id) > after)
+    return session.exec(query.limit(limit)).all()
+
+
+def audit_page(
+    *,
+    session: Session,
+    partner_id: str | None,
+    workflow_id: str | None,
+    after: int | None,
+    limit: int,
+) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.seq)).limit(limit)
+    if partner_id is not None:
+        query = query.where(col(AuditEvent.partner_id) == partner_id)
+    if workflow_id is not None:
+        query = query.where(col(AuditEvent.workflow_id) == workflow_id)
+    if after is not None:
+        query = query.where(col(AuditEvent.seq) > after)
+    return session.exec(query).all()
+
+
+def audit_events(
+    *, session: Session, workflow_id: str | None = None, partner_id: str | None = None
+) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.id))
+    if workflow_id is not None:
+        query = query.where(col(AuditEvent.workflow_id) == workflow_id)
+    if partner_id is not None:
+        query = query.where(col(AuditEvent.partner_id) == partner_id)
+    return session.exec(query).all()

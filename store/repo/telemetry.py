@@ -1,0 +1,108 @@
+"""Telemetry and the tier evidence built from it (E-7.1, E-7.2): only the platform's reports
+count."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from policy.evidence import Telemetry, TierEvidence
+from policy.remediation import as_violation
+from policy.tiers import evidence_lookback
+from policy.triggers import is_forced_downgrade
+from policy.vocabulary import ProcessKind, ProcessStatus, Role
+from store.repo.common import as_utc
+from store.repo.partners import get_partner, holdings
+from store.repo.policies import current_policy
+from store.repo.processes import list_processes
+from store.tables import TelemetryReport, utcnow
+
+
+def add_telemetry(
+    *, session: Session, partner_id: str, report: Telemetry, reported_by: str, reporter_role: Role
+) -> TelemetryReport:
+    """Store one report with its reporter (a token id and its role): only the platform's
+    reports are evidence (E-7.1)."""
+    row = TelemetryReport(
+        partner_id=partner_id,
+        period_start=report.period_start,
+        period_end=report.period_end,
+        workflow_success_rate=report.workflow_success_rate,
+        api_error_rate=report.api_error_rate,
+        permission_usage=dict(report.permission_usage),
+        deprecated_calls=report.deprecated_calls,
+        calls_by_version=dict(report.calls_by_version),
+        reported_by=reported_by,
+        reporter_role=reporter_role.value,
+        recorded_at=utcnow(),
+    )
+    session.add(row)
+    session.commit()
+    return row
+
+
+def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEvidence:
+    """E-7.1 / E-7.2 evidence as recorded: telemetry over the policy's evidence window (and the
+    violation lookback, whichever is longer), every remediation as a violation (resolved when it
+    completed), and the partner's grants."""
+    policy = current_policy(session=session)
+    telemetry = telemetry_between(
+        session=session, partner_id=partner_id, since=now - evidence_lookback(policy), until=now
+    )
+    violations = []
+    for row in list_processes(
+        session=session, kind=ProcessKind.REMEDIATION, partner_id=partner_id, limit=10_000
+    ):
+        violation = as_violation(row.state or {}, row.status)
+        if violation is not None:
+            violations.append(violation)
+    partner = get_partner(session=session, partner_id=partner_id)
+    return TierEvidence(
+        telemetry=tuple(telemetry),
+        violations=tuple(violations),
+        granted_permissions=holdings(partner).permissions if partner else (),
+        forced_downgrade=active_forced_downgrade(session=session, partner_id=partner_id),
+    )
+
+
+def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
+    """The id of a forced downgrade (tier or permission reduction) still running, if any."""
+    for row in list_processes(
+        session=session,
+        kind=ProcessKind.MIGRATION,
+        partner_id=partner_id,
+        status=ProcessStatus.ACTIVE.value,
+        limit=10_000,
+    ):
+        state = row.state or {}
+        if is_forced_downgrade(state.get("trigger"), state.get("subtype")):
+            return row.process_id
+    return None
+
+
+def telemetry_between(
+    *, session: Session, partner_id: str, since: datetime, until: datetime
+) -> list[Telemetry]:
+    """The platform's reports whose period ended in (since, until], oldest first. Reports by
+    anyone else (self-reported, from before reporters were recorded) are never evidence."""
+    rows = session.exec(
+        select(TelemetryReport)
+        .where(col(TelemetryReport.partner_id) == partner_id)
+        .where(col(TelemetryReport.reporter_role) == Role.PLATFORM.value)
+        .where(col(TelemetryReport.period_end) > since)
+        .where(col(TelemetryReport.period_end) <= until)
+        .order_by(col(TelemetryReport.period_end))
+    ).all()
+    return [
+        Telemetry(
+            period_start=as_utc(r.period_start) or r.period_start,
+            period_end=as_utc(r.period_end) or r.period_end,
+            workflow_success_rate=r.workflow_success_rate,
+            api_error_rate=r.api_error_rate,
+            permission_usage=r.permission_usage,
+            deprecated_calls=r.deprecated_calls,
+            calls_by_version=r.calls_by_version,
+        )
+        for r in rows
+    ]
