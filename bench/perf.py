@@ -54,7 +54,7 @@ from policy.vocabulary import Body, ExpansionStage, ProcessKind, Role
 from policy.vote import Vote
 from store import repo
 from store.db import Database
-from store.schemas import TokenCreate
+from store.schemas import PartnerCreate, Runtime, TokenCreate
 from store.tables import AuditEvent, Partner, Process, utcnow
 from tests.factories import proposal_body
 from workflows.expansion import PartnerExpansion
@@ -232,6 +232,19 @@ class Bench:
         5.0 (none affected)."""
         a = self.args
         now = utcnow()
+        # What registering {"capabilities": ["orders-dashboard"], "permissions": ["orders:read"]}
+        # stores (store.repo.create_partner): the capability as a grant of kind `unknown`.
+        held = PartnerCreate(
+            id="seed",
+            name="seed",
+            tier="verified",
+            os_version="4.2",
+            api_version="2.1",
+            runtime=Runtime(name="kwanus-runtime", version="3.0"),
+            capabilities=["orders-dashboard"],
+            permissions=["orders:read"],
+        ).holdings
+        grants = [g.model_dump(mode="json") for g in held.grants]
 
         def partner(pid: str, os_version: str) -> dict[str, Any]:
             return {
@@ -243,8 +256,8 @@ class Bench:
                 "api_version": "2.1",
                 "runtime_name": "kwanus-runtime",
                 "runtime_version": "3.0",
-                "capabilities": ["orders-dashboard"],
-                "permissions": ["orders:read"],
+                "grants": grants,
+                "registered_permissions": list(held.registered),
                 "created_at": now,
             }
 
