@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from policy.vocabulary import Body
-from tests.factories import review
+from testdata.factories import review
 
 State = dict[str, Any]
 Headers = dict[str, str]

@@ -56,7 +56,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate, Runtime, TokenCreate
 from store.tables import AuditEvent, Partner, Process, utcnow
-from tests.factories import proposal_body
+from testdata.factories import proposal_body
 from workflows.expansion import PartnerExpansion
 
 SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads")

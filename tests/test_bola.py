@@ -22,8 +22,8 @@ from bench.drive import (
 from kwanus.models import Awaiting
 from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind
+from testdata.factories import record_process
 from tests.apistack import Api, unique
-from tests.factories import record_process
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
 IDS = {

@@ -59,8 +59,8 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
+from testdata.factories import PLATFORM_REPORT, partner_body
 from tests.conftest import end_runs, running_worker
-from tests.factories import PLATFORM_REPORT, partner_body
 from tests.histcheck import commands_on_step_opening, openings_taken
 from workflows.common import STEP_OPENS_PATCH
 from workflows.migration import NOTICE_PATCH, PartnerMigration
