@@ -40,7 +40,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 from bench import baseline
-from bench.drive import IMPLEMENTATION, INTEGRATION_PLAN, RELEASE, bearer, review
+from bench.drive import bearer
 from bench.stack import Processes, wait_for_temporal
 from kwanus import contract
 from kwanus.contract import Refusal
@@ -56,7 +56,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate, Runtime, TokenCreate
 from store.tables import AuditEvent, Partner, Process, utcnow
-from testdata.factories import proposal_body
+from testdata.factories import IMPLEMENTATION, INTEGRATION_PLAN, RELEASE, proposal_body, review
 from workflows.expansion import PartnerExpansion
 
 SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads")
