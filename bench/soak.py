@@ -43,7 +43,6 @@ from bench.drive import (
     integrate_and_release,
     migration_steps,
     outcome_review,
-    review,
     review_all,
     vote_all,
 )
@@ -54,6 +53,7 @@ from policy.document import DEFAULT_POLICY
 from policy.vocabulary import Body
 from store import repo
 from store.db import Database
+from testdata.factories import review
 
 
 @dataclass(frozen=True)
