@@ -14,38 +14,19 @@ from typing import Any
 import httpx
 
 from policy.vocabulary import Body
-from tests.factories import review
+from testdata.factories import (
+    IMPLEMENTATION,
+    INTEGRATION_PLAN,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
+    OUTCOME_REVIEW,
+    RELEASE,
+    ROLLOUT,
+    review,
+)
 
 State = dict[str, Any]
 Headers = dict[str, str]
-
-# Steps' bodies, complete (each form's every required field).
-INTEGRATION_PLAN = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "c"}
-IMPLEMENTATION = {"development": "PR-1", "testing": "CI-1", "documentation": "DOC-1"}
-RELEASE = {
-    "version": "1.0.0",
-    "migration_guide": "docs/1.0",
-    "fallback_behaviour": "off",
-    "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
-}
-OUTCOME_REVIEW = {"outcome": "successful", "notes": "as planned"}
-MIGRATION_PLAN = {
-    "strategy": "s",
-    "compatibility_plan": "c",
-    "testing_plan": "t",
-    "rollback_plan": "r",
-}
-MIGRATION_DOCS = dict.fromkeys(
-    (
-        "migration_guide",
-        "compatibility_notes",
-        "version_notes",
-        "workflow_changes",
-        "permission_changes",
-    ),
-    "x",
-)
-ROLLOUT = {"version": "5.0.0"}
 
 
 def bearer(token: str) -> Headers:

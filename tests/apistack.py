@@ -19,8 +19,8 @@ from kwanus.settings import Settings
 from store import repo
 from store.db import Database
 from store.schemas import TokenCreate
+from testdata.factories import partner_body
 from tests.conftest import running_worker
-from tests.factories import partner_body
 
 
 def unique(prefix: str) -> str:

@@ -8,8 +8,8 @@ from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from store.tables import AuditEvent, Partner, Process
+from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, eventually, unique
-from tests.factories import partner_body, proposal_body
 
 PROBLEM = "application/problem+json"
 

@@ -21,9 +21,9 @@ from policy.document import DEFAULT_POLICY
 from store import repo
 from store.schemas import PartnerCreate
 from store.tables import Process
+from testdata.factories import partner_body
 from tests.apistack import Api, eventually
 from tests.conftest import end_runs
-from tests.factories import partner_body
 
 AFFECTED = 50
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from policy.vocabulary import Body
+from testdata.factories import proposal_body, review
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body, review
 
 PROBLEM = "application/problem+json"
 

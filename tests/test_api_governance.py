@@ -19,8 +19,8 @@ from bench.drive import (
     migration_steps,
 )
 from store.tables import AuditEvent, Process, utcnow
+from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, unique
-from tests.factories import partner_body, proposal_body
 
 DAY = timedelta(days=1)
 PROBLEM = "application/problem+json"

@@ -13,8 +13,8 @@ from api.app import create_app
 from kwanus.settings import Settings
 from policy.document import DEFAULT_POLICY
 from store.db import Database
+from testdata.factories import proposal_body
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body
 
 
 async def small_app(

@@ -9,8 +9,8 @@ from typing import Any
 from kwanus.models.common import Awaiting
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store.tables import utcnow
+from testdata.factories import proposal_body, record_process
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body, record_process
 
 DAY = timedelta(days=1)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from policy.vocabulary import Body
+from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, eventually, unique
-from tests.factories import partner_body, proposal_body
 from tests.test_api_expansion import review
 
 SECRET = "the partner must never read this"

@@ -9,8 +9,8 @@ from typing import Any
 from kwanus.hashing import canonical_sha256
 from policy.proposal import Proposal
 from policy.vocabulary import Body
+from testdata.factories import proposal_body
 from tests.apistack import Api, eventually, unique
-from tests.factories import proposal_body
 from tests.test_api_expansion import review
 
 

@@ -20,9 +20,9 @@ from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo
 from store.schemas import PartnerCreate
 from store.tables import utcnow
+from testdata.factories import PLATFORM_REPORT, partner_body, record_process
 from tests.apistack import Api, eventually, unique
 from tests.conftest import end_runs
-from tests.factories import PLATFORM_REPORT, partner_body, record_process
 
 DAY = timedelta(days=1)
 

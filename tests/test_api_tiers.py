@@ -11,8 +11,8 @@ from sqlmodel import SQLModel, delete
 
 from policy.vocabulary import ProcessKind, ProcessStatus, Severity
 from store.tables import PendingAction, Process, TelemetryReport, utcnow
+from testdata.factories import partner_body, proposal_body, record_process
 from tests.apistack import Api, eventually, unique
-from tests.factories import partner_body, proposal_body, record_process
 
 DAY = timedelta(days=1)
 

@@ -15,7 +15,7 @@ from app.cli import main
 from store import audit, repo
 from store.db import Database
 from store.migrate import upgrade
-from tests.factories import event
+from testdata.factories import event
 
 # `kwanus db upgrade` seeds the shipped platform rows with one audit event: row 1 of a new log.
 SEEDED = 1

@@ -11,19 +11,19 @@ from typing import Any
 
 import yaml
 
-from bench.drive import (
+from kwanus.models.common import Awaiting
+from kwanus.temporal import start_process
+from policy.vocabulary import ProcessKind
+from testdata.factories import (
     IMPLEMENTATION,
     INTEGRATION_PLAN,
     MIGRATION_DOCS,
     MIGRATION_PLAN,
     RELEASE,
     ROLLOUT,
+    record_process,
 )
-from kwanus.models.common import Awaiting
-from kwanus.temporal import start_process
-from policy.vocabulary import ProcessKind
 from tests.apistack import Api, unique
-from tests.factories import record_process
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "data" / "authz.yaml").read_text())
 IDS = {

@@ -31,6 +31,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Process
+from testdata.factories import partner_body
 from tests.conftest import (
     EXPORT_HISTORIES,
     end_runs,
@@ -38,7 +39,6 @@ from tests.conftest import (
     running_worker,
     start_dev_server,
 )
-from tests.factories import partner_body
 from tests.test_expansion_workflow import Run, actor, approve_all, expansions_on
 from tests.test_migration_workflow import PLAN, Mig, migrations_on
 from workflows.deprecation import DeprecationFanOut

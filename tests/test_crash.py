@@ -50,7 +50,7 @@ from policy.vocabulary import Body
 from store.db import Database
 from store.repo import as_utc
 from store.tables import AuditEvent
-from tests.factories import partner_body, proposal_body
+from testdata.factories import partner_body, proposal_body
 
 pytestmark = pytest.mark.devserver
 

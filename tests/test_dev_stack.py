@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import partner_body, proposal_body
+from testdata.factories import partner_body, proposal_body
 
 KWANUS = str(Path(sys.executable).parent / "kwanus")
 TEMPORAL = str(Path(sys.executable).parent / "temporal")

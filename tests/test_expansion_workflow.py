@@ -50,8 +50,8 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Partner
+from testdata.factories import PLATFORM_REPORT, partner_body, proposal_body
 from tests.conftest import end_runs, running_worker
-from tests.factories import PLATFORM_REPORT, partner_body, proposal_body
 from tests.histcheck import commands_on_step_opening
 from workflows.expansion import PartnerExpansion
 

@@ -32,8 +32,6 @@ from hypothesis.stateful import (
 )
 
 from bench.drive import (
-    RELEASE,
-    ROLLOUT,
     Driver,
     at_step,
     decided,
@@ -42,8 +40,8 @@ from bench.drive import (
 )
 from policy.vocabulary import Body, ExpansionStage
 from store.tables import utcnow
+from testdata.factories import RELEASE, ROLLOUT, partner_body, proposal_body
 from tests.apistack import Api, unique
-from tests.factories import partner_body, proposal_body
 from tests.test_api_expansion import review
 
 DAY = timedelta(days=1)

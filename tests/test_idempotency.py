@@ -56,7 +56,7 @@ from store.tables import (
     Process,
     StewardshipReport,
 )
-from tests.factories import event, partner_body
+from testdata.factories import event, partner_body
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 ENTRY = PlatformRef(kind="api", name="kwanus", version="2.1")

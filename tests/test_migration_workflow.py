@@ -53,8 +53,8 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
+from testdata.factories import PLATFORM_REPORT, partner_body
 from tests.conftest import end_runs, running_worker
-from tests.factories import PLATFORM_REPORT, partner_body
 from tests.histcheck import commands_on_step_opening, openings_taken
 from workflows.migration import NOTICE_PATCH, PartnerMigration
 from workflows.remediation import Remediation

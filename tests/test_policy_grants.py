@@ -32,7 +32,7 @@ from policy.grants import (
 from policy.proposal import Proposal, check_submission
 from policy.tiers import same_new_tier, tier_move, upgrade_still_eligible
 from policy.vocabulary import MatrixStatus, Trigger
-from tests.factories import proposal_body
+from testdata.factories import proposal_body
 
 
 def findings(**changes: Any) -> set[tuple[str, str]]:

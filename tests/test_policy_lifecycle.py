@@ -82,7 +82,7 @@ from policy.vocabulary import (
     Trigger,
     TriggerClass,
 )
-from tests.factories import proposal_body
+from testdata.factories import proposal_body
 
 NOW = datetime(2026, 6, 30, tzinfo=UTC)
 DOCUMENTATION_FIELDS = tuple(MigrationDocumentation.rules)

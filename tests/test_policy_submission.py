@@ -13,7 +13,7 @@ from policy.document import DEFAULT_POLICY
 from policy.partners import check_profile
 from policy.proposal import REQUIRED_PROPOSAL_FIELDS, Proposal, check_submission
 from policy.vocabulary import CapabilityKind, Classification, IntegrationKind
-from tests.factories import proposal_body
+from testdata.factories import proposal_body
 
 ROOT = Path(__file__).resolve().parent.parent
 

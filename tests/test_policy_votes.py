@@ -23,7 +23,7 @@ from policy.review import (
 from policy.risk import assess, level_for, plans_decision
 from policy.vocabulary import Body, Outcome, RiskCategory, RiskLevel, Verdict, VoteDecision
 from policy.vote import Vote, approval_requirements, tally
-from tests.factories import proposal_body
+from testdata.factories import proposal_body
 
 APPROVE, REJECT = VoteDecision.APPROVE, VoteDecision.REJECT
 

@@ -27,8 +27,8 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Partner, Process
+from testdata.factories import partner_body
 from tests.conftest import end_runs, running_worker
-from tests.factories import partner_body
 from tests.histcheck import commands_on_step_opening
 from tests.test_migration_workflow import Mig, _to_validation
 from workflows.migration import PartnerMigration

@@ -20,8 +20,8 @@ from store.migrate import shipped_matrix, upgrade
 from store.repo import PLATFORM_SEED
 from store.schemas import PartnerCreate, TokenCreate
 from store.tables import ApiToken, AuditEvent, PendingAction, Process, utcnow
+from testdata.factories import event, partner_body
 from tests.conftest import BACKENDS, PG_URL, _pg_schema_url
-from tests.factories import event, partner_body
 
 
 def test_migrations_create_every_table_and_rerun_cleanly(db_url: str) -> None:

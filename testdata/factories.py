@@ -15,6 +15,34 @@ from store.db import Database
 # that seed evidence where no API runs (the time-skipping server's clock is not the API's).
 PLATFORM_REPORT: dict[str, Any] = {"reported_by": "tok_platform", "reporter_role": Role.PLATFORM}
 
+# Steps' bodies, complete (each form's every required field).
+INTEGRATION_PLAN = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "c"}
+IMPLEMENTATION = {"development": "PR-1", "testing": "CI-1", "documentation": "DOC-1"}
+RELEASE = {
+    "version": "1.0.0",
+    "migration_guide": "docs/1.0",
+    "fallback_behaviour": "off",
+    "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
+}
+OUTCOME_REVIEW = {"outcome": "successful", "notes": "as planned"}
+MIGRATION_PLAN = {
+    "strategy": "s",
+    "compatibility_plan": "c",
+    "testing_plan": "t",
+    "rollback_plan": "r",
+}
+MIGRATION_DOCS = dict.fromkeys(
+    (
+        "migration_guide",
+        "compatibility_notes",
+        "version_notes",
+        "workflow_changes",
+        "permission_changes",
+    ),
+    "x",
+)
+ROLLOUT = {"version": "5.0.0"}
+
 
 def partner_body(partner_id: str = "acme", **changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
