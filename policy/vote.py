@@ -8,7 +8,7 @@ change it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from itertools import product
 
 from pydantic import BaseModel, ConfigDict
@@ -43,6 +43,17 @@ class VoteResult(BaseModel):
     rejections: int
     reasons: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
+
+    @classmethod
+    def rejected(cls, reasons: Iterable[str], rules: Iterable[str]) -> VoteResult:
+        """Rejected before the votes count (E-5.2 forbidden at review, E-7.1 ineligible)."""
+        return cls(
+            outcome=Outcome.REJECTED,
+            approvals=0,
+            rejections=0,
+            reasons=tuple(reasons),
+            rules=tuple(rules),
+        )
 
 
 def check_vote(body: Body, vote: Vote) -> Decision:

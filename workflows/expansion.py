@@ -167,15 +167,8 @@ class PartnerExpansion:
         )
         forbidden = forbidden_at_review({b: r.review for b, r in self.state.reviews.items()})
         if not forbidden.allowed:  # E-5.2: no vote may approve it
-            await self._decide(
-                VoteResult(
-                    outcome=Outcome.REJECTED,
-                    approvals=0,
-                    rejections=0,
-                    reasons=tuple(f.message for f in forbidden.findings),
-                    rules=tuple(forbidden.rules),
-                )
-            )
+            reasons = [f.message for f in forbidden.findings]
+            await self._decide(VoteResult.rejected(reasons, forbidden.rules))
         if not reviewed:
             await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", "E-2.2"])
 
@@ -260,15 +253,7 @@ class PartnerExpansion:
             data={"eligible": eligible.allowed, "findings": list(reasons)},
         )
         if not eligible.allowed:
-            await self._decide(
-                VoteResult(
-                    outcome=Outcome.REJECTED,
-                    approvals=0,
-                    rejections=0,
-                    reasons=reasons,
-                    rules=("E-7.1",),
-                )
-            )
+            await self._decide(VoteResult.rejected(reasons, ["E-7.1"]))
 
     async def _integration(self) -> None:
         """E-2.5 the integration plan, then E-2.6 implementation — both the partner's."""
@@ -445,47 +430,37 @@ class PartnerExpansion:
 
     @workflow.update(name="integration_plan")
     async def integration_plan(self, act: Act[IntegrationPlan]) -> ExpansionStatus:
-        self.state.integration_plan = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        await self._record_step("integration_plan", act.actor.name, rules=["E-2.5"])
+        await self.steps.take("integration_plan", act, rules=["E-2.5"])
         return self.state
 
     @integration_plan.validator
     def _check_integration_plan(self, act: Act[IntegrationPlan]) -> None:
-        self._require_partner_step(act, "integration_plan")
+        self.steps.require_partner_step(act, self.inp.partner_id, "integration_plan")
 
     @workflow.update(name="implementation")
     async def implementation(self, act: Act[ImplementationReport]) -> ExpansionStatus:
-        self.state.implementation = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        await self._record_step("implementation", act.actor.name, rules=["E-2.6"])
+        await self.steps.take("implementation", act, rules=["E-2.6"])
         return self.state
 
     @implementation.validator
     def _check_implementation(self, act: Act[ImplementationReport]) -> None:
-        self._require_partner_step(act, "implementation")
+        self.steps.require_partner_step(act, self.inp.partner_id, "implementation")
 
     @workflow.update(name="release")
     async def release(self, act: Act[Release]) -> ExpansionStatus:
-        self.state.release = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self._record_step(
-            "release", act.actor.name, rules=["E-2.7", "E-9.1"], data={"version": act.body.version}
+        await self.steps.take(
+            "release", act, rules=["E-2.7", "E-9.1"], data={"version": act.body.version}
         )
         return self.state
 
     @release.validator
     def _check_release(self, act: Act[Release]) -> None:
-        self._require_partner_step(act, "release")
+        self.steps.require_partner_step(act, self.inp.partner_id, "release")
 
     @workflow.update(name="outcome_review")
     async def outcome_review(self, act: Act[OutcomeReview]) -> ExpansionStatus:
-        self.state.outcome_review = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        await self._record_step(
-            "outcome_review", act.actor.name, rules=["E-12.1"], data={"outcome": act.body.outcome}
+        await self.steps.take(
+            "outcome_review", act, rules=["E-12.1"], data={"outcome": act.body.outcome}
         )
         return self.state
 
@@ -531,12 +506,6 @@ class PartnerExpansion:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _require_partner_step(
-        self, act: Act[IntegrationPlan] | Act[ImplementationReport] | Act[Release], step: str
-    ) -> None:
-        require_partner(act.actor, self.inp.partner_id)
-        self.steps.require_new(step, getattr(self.state, step))
-
     def _forbidden_found(self) -> bool:
         return any(r.review.forbidden for r in self.state.reviews.values())
 
@@ -566,12 +535,6 @@ class PartnerExpansion:
             forbidden=forbidden_at_review({b: r.review for b, r in self.state.reviews.items()}),
             final=final,
         )
-
-    async def _record_step(
-        self, step: str, actor: str, *, rules: list[str], data: dict[str, object] | None = None
-    ) -> None:
-        self.steps.show()
-        await self.ledger.emit(step, f"{step}_submitted", actor=actor, rules=rules, data=data)
 
     async def _enter(self, stage: ExpansionStage) -> None:
         self.steps.ensure_active()

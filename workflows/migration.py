@@ -449,27 +449,30 @@ class PartnerMigration:
 
     @workflow.update(name="plan")
     async def plan(self, act: Act[MigrationPlan]) -> MigrationStatus:
-        return await self._take("plan", act, rule="M-4.2")
+        await self.steps.take("plan", act, rules=["M-4.2"])
+        return self.state
 
     @plan.validator
     def _check_plan(self, act: Act[MigrationPlan]) -> None:
-        self._require_partner_step(act, "plan")
+        self.steps.require_partner_step(act, self.inp.partner_id, "plan")
 
     @workflow.update(name="implementation")
     async def implementation(self, act: Act[ImplementationReport]) -> MigrationStatus:
-        return await self._take("implementation", act, rule="M-4.3")
+        await self.steps.take("implementation", act, rules=["M-4.3"])
+        return self.state
 
     @implementation.validator
     def _check_implementation(self, act: Act[ImplementationReport]) -> None:
-        self._require_partner_step(act, "implementation")
+        self.steps.require_partner_step(act, self.inp.partner_id, "implementation")
 
     @workflow.update(name="documentation")
     async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:
-        return await self._take("documentation", act, rule="M-7.1")
+        await self.steps.take("documentation", act, rules=["M-7.1"])
+        return self.state
 
     @documentation.validator
     def _check_documentation(self, act: Act[MigrationDocumentation]) -> None:
-        self._require_partner_step(act, "documentation")
+        self.steps.require_partner_step(act, self.inp.partner_id, "documentation")
 
     @workflow.update(name="rollout")
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
@@ -507,7 +510,7 @@ class PartnerMigration:
 
     @rollout.validator
     def _check_rollout(self, act: Act[Rollout]) -> None:
-        self._require_partner_step(act, "rollout")
+        self.steps.require_partner_step(act, self.inp.partner_id, "rollout")
 
     @workflow.update(name="decline")
     async def decline(self, act: Act[Withdrawal]) -> MigrationStatus:
@@ -536,31 +539,6 @@ class PartnerMigration:
         return self.state
 
     # --- helpers ---------------------------------------------------------------------------
-
-    async def _take(
-        self,
-        step: str,
-        act: Act[MigrationPlan] | Act[ImplementationReport] | Act[MigrationDocumentation],
-        *,
-        rule: str,
-    ) -> MigrationStatus:
-        """Keep a partner step's content (state field `step`) and record `<step>_submitted`."""
-        setattr(
-            self.state, step, StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        )
-        await self.ledger.emit(step, f"{step}_submitted", actor=act.actor.name, rules=[rule])
-        return self.state
-
-    def _require_partner_step(
-        self,
-        act: Act[MigrationPlan]
-        | Act[ImplementationReport]
-        | Act[MigrationDocumentation]
-        | Act[Rollout],
-        step: str,
-    ) -> None:
-        require_partner(act.actor, self.inp.partner_id)
-        self.steps.require_new(step, getattr(self.state, step))
 
     async def _enter(self, stage: MigrationStage) -> None:
         self.steps.ensure_active()

@@ -25,11 +25,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from kwanus.contract import Refusal
-    from kwanus.models.common import Act, Awaiting
+    from kwanus.models.common import Act, Awaiting, StepRecord
     from policy.document import Deadline, PolicyDocument
     from policy.forms import DeadlineExtension
     from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
-    from workflows.common import Ledger, Tracked, refuse, require_role
+    from workflows.common import Ledger, Tracked, refuse, require_partner, require_role
 
 T = TypeVar("T")
 
@@ -98,8 +98,9 @@ class Steps:
         self.state = state()
         self.what = what  # "proposal", "migration"... in refusals
         self.escalation = policy.escalation  # the policy's escalation window
-        # Where the process shows a step to ops, as its histories record it: at its end as well
-        # (or only with the next stage), and, in runs from before STEP_OPENS_PATCH, once open.
+        # Where the process shows a step to ops, as its histories record it: each change at once
+        # (a step taken, a step ended) or with the next stage; and, in runs from before
+        # STEP_OPENS_PATCH, once the step is open.
         self.show_ends = show_ends
         self.show_opened = show_opened
         self.actors: Callable[[], list[Awaiting]] = list
@@ -144,10 +145,26 @@ class Steps:
             stage, _, _ = self.ledger.view()
             refuse(Refusal.WRONG_STAGE, f"{step} is not awaited now ({stage}: {now})")
 
-    def require_new(self, step: str, taken: object) -> None:
+    def require_partner_step(self, act: Act[Any], partner_id: str, step: str) -> None:
+        """The process's partner, sending the step awaited now, once: the status field named
+        after the step holds what was taken."""
+        require_partner(act.actor, partner_id)
         self.require_step(step)
-        if taken is not None:  # a retry whose first attempt landed (P-4)
+        if getattr(self.state, step) is not None:  # a retry whose first attempt landed (P-4)
             refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
+
+    async def take(
+        self, step: str, act: Act[Any], *, rules: list[str], data: dict[str, Any] | None = None
+    ) -> None:
+        """Keep a step's content in the status field named after it; record `<step>_submitted`."""
+        setattr(
+            self.state, step, StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+        )
+        if self.show_ends:
+            self.show()
+        await self.ledger.emit(
+            step, f"{step}_submitted", actor=act.actor.name, rules=rules, data=data
+        )
 
     # --- one step, from its opening to its end ----------------------------------------------
 
