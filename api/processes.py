@@ -166,11 +166,11 @@ def decision_record(
     session: Session, principal: Principal, workflow_id: str, what: str
 ) -> ProcessRecord:
     """The process's decision record, from the store alone; another partner's is 404."""
-    record = records.decision_record(session=session, workflow_id=workflow_id)
-    if record is None:
+    row = repo.get_process(session=session, workflow_id=workflow_id)
+    if row is None:
         raise not_found(what)
-    principal.ensure_sees(record.partner_id, what)
-    return for_caller(principal, record)
+    principal.ensure_sees(row.partner_id, what)  # before anything of it is read
+    return for_caller(principal, records.decision_record(session=session, row=row))
 
 
 def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:

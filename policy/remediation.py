@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,22 +11,26 @@ from policy.decisions import Finding
 from policy.document import PolicyContent
 from policy.evidence import Violation
 from policy.tiers import tier_below
-from policy.vocabulary import MigrationType, ProcessStatus, Severity, Trigger
+from policy.vocabulary import MigrationType, Severity, Trigger
 
 
-def as_violation(state: Mapping[str, Any], status: str) -> Violation | None:
+def as_violation(
+    *,
+    severity: Severity,
+    opened_at: datetime,
+    kind: str,
+    origin: str | None,
+    completed: bool,
+    closed_at: datetime | None,
+) -> Violation:
     """E-7.1 / E-7.2 evidence: every remediation is a violation from when it was found (M-9),
-    resolved only once the remediation completed (not when it escalated or expired). None for a
-    record that does not say its severity and opening."""
-    if "severity" not in state or "opened_at" not in state:
-        return None
-    resolved = status == ProcessStatus.COMPLETED.value
+    resolved only once the remediation completed (not when it escalated or expired)."""
     return Violation(
-        at=state["opened_at"],
-        severity=state["severity"],
-        kind=state.get("kind") or "violation",
-        resolved_at=state.get("closed_at") if resolved else None,
-        origin=state.get("origin"),
+        at=opened_at,
+        severity=severity,
+        kind=kind or "violation",
+        resolved_at=closed_at if completed else None,
+        origin=origin,
     )
 
 

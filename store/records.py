@@ -7,60 +7,92 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
 from sqlmodel import Session
 
+from kwanus import contract
 from policy.vocabulary import ProcessKind
 from store import repo
+from store.tables import Process
 
 SYSTEM = "system"  # how the audit log names the process's own steps
-# What each kind's record carries from the process's state, besides the header.
-DECIDED: dict[ProcessKind, tuple[str, ...]] = {
-    ProcessKind.EXPANSION: (
-        "category",
-        "flags",
-        "reviews",
-        "risk",
-        "plans",
-        "votes",
-        "decision",
-        "escalations",
-        "release",
-        "migration_id",
-        "outcome_review",
-    ),
-    ProcessKind.MIGRATION: (
-        "trigger",
-        "trigger_class",
-        "type_",
-        "subtype",
-        "target",
-        "window_end",
-        "fallback",
-        "validation",
-        "remediations",
-        "rollout",
-        "declined",
-        "origin",
-    ),
-    ProcessKind.REMEDIATION: (
-        "severity",
-        "kind",
-        "deadline",
-        "restricted",
-        "steps",
-        "escalation_migration",
-        "origin",
-    ),
-}
-# The content the record's sha256 identifies: what was proposed or requested.
-SUBJECT: dict[ProcessKind, tuple[str, ...]] = {
-    ProcessKind.EXPANSION: ("proposal_sha256",),
-    ProcessKind.MIGRATION: ("trigger", "type_", "subtype", "target", "plan"),
-    ProcessKind.REMEDIATION: ("severity", "kind", "opened_at", "origin"),
-}
+
+
+class Parts(NamedTuple):
+    """What a kind's record takes from its process's state, field by field."""
+
+    decided: dict[str, Any]  # reviews, risk, votes, decision... by kind
+    subject: dict[str, Any]  # what was proposed or requested: its sha256 identifies it
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+
+def parts(row: Process) -> Parts:
+    """The record's parts from the state the projection keeps, read back as the process's own
+    status model — a renamed status field fails type checking here, never drops silently."""
+    if (e := repo.state_of(row, contract.EXPANSION)) is not None:
+        decided: dict[str, Any] = {
+            "category": e.category,
+            "flags": e.flags,
+            "reviews": e.reviews,
+            "risk": e.risk,
+            "plans": e.plans,
+            "votes": e.votes,
+            "decision": e.decision,
+            "escalations": e.escalations,
+            "release": e.release,
+            "migration_id": e.migration_id,
+            "outcome_review": e.outcome_review,
+        }
+        return Parts(decided, {"proposal_sha256": e.proposal_sha256}, e.submitted_at, e.closed_at)
+    if (m := repo.state_of(row, contract.MIGRATION)) is not None:
+        decided = {
+            "trigger": m.trigger,
+            "trigger_class": m.trigger_class,
+            "type_": m.type_,
+            "subtype": m.subtype,
+            "target": m.target,
+            "window_end": m.window_end,
+            "fallback": m.fallback,
+            "validation": m.validation,
+            "remediations": m.remediations,
+            "rollout": m.rollout,
+            "declined": m.declined,
+            "origin": m.origin,
+        }
+        subject: dict[str, Any] = {
+            "trigger": m.trigger,
+            "type_": m.type_,
+            "subtype": m.subtype,
+            "target": m.target,
+            "plan": m.plan,
+        }
+        return Parts(decided, subject, m.started_at, m.closed_at)
+    if (r := repo.state_of(row, contract.REMEDIATION)) is not None:
+        decided = {
+            "severity": r.severity,
+            "kind": r.kind,
+            "deadline": r.deadline,
+            "restricted": r.restricted,
+            "steps": r.steps,
+            "escalation_migration": r.escalation_migration,
+            "origin": r.origin,
+        }
+        subject = {
+            "severity": r.severity,
+            "kind": r.kind,
+            "opened_at": r.opened_at,
+            "origin": r.origin,
+        }
+        return Parts(decided, subject, r.opened_at, r.closed_at)
+    if (s := repo.state_of(row, contract.STEWARDSHIP)) is not None:
+        return Parts({}, {}, s.started_at, s.closed_at)
+    if (d := repo.state_of(row, contract.DEPRECATION)) is not None:
+        return Parts({}, {}, d.started_at, d.closed_at)
+    return Parts({}, {}, None, None)
 
 
 class RecordedEvent(BaseModel):
@@ -102,17 +134,15 @@ def _sha256(doc: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def decision_record(*, session: Session, workflow_id: str) -> ProcessRecord | None:
-    row = repo.get_process(session=session, workflow_id=workflow_id)
-    if row is None:
-        return None
+def decision_record(*, session: Session, row: Process) -> ProcessRecord:
+    """The record of the process `row` projects: its state's parts and its audit events."""
     kind = ProcessKind(row.kind)
-    state: dict[str, Any] = row.state or {}
-    subject = {k: state.get(k) for k in SUBJECT.get(kind, ())}
+    decided, subject, opened_at, closed_at = parts(row)
+    json_subject = to_jsonable_python(subject)
     sha = (
-        str(subject["proposal_sha256"])
-        if kind is ProcessKind.EXPANSION and subject.get("proposal_sha256")
-        else _sha256(subject)
+        e.proposal_sha256
+        if (e := repo.state_of(row, contract.EXPANSION)) is not None
+        else _sha256(json_subject)
     )
     events = [
         RecordedEvent(
@@ -123,9 +153,8 @@ def decision_record(*, session: Session, workflow_id: str) -> ProcessRecord | No
             rules=list(e.rules),
             data=dict(e.data),
         )
-        for e in repo.audit_events(session=session, workflow_id=workflow_id)
+        for e in repo.audit_events(session=session, workflow_id=row.workflow_id)
     ]
-    opened = state.get("submitted_at") or state.get("started_at") or state.get("opened_at")
     return ProcessRecord(
         kind=kind,
         id=row.process_id,
@@ -135,9 +164,9 @@ def decision_record(*, session: Session, workflow_id: str) -> ProcessRecord | No
         stage=row.stage,
         policy_version=row.policy_version,
         subject_sha256=sha,
-        opened_at=opened,
-        closed_at=state.get("closed_at"),
-        decided={k: state[k] for k in DECIDED.get(kind, ()) if k in state},
+        opened_at=opened_at,
+        closed_at=closed_at,
+        decided=to_jsonable_python(decided),
         rules=sorted({r for e in events for r in e.rules}),
         actors=list(dict.fromkeys(e.actor for e in events if e.actor != SYSTEM)),
         events=events,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from kwanus import contract
 from kwanus.models.stewardship import (
     ExpansionOutcomes,
     FallbackHeld,
@@ -71,9 +72,7 @@ def expansion_outcomes(session: Session, since: datetime, now: datetime) -> Expa
     return ExpansionOutcomes(
         total=len(rows),
         by_status=dict(sorted(Counter(r.status for r in rows).items())),
-        by_category=dict(
-            sorted(Counter(str((r.state or {}).get("category", "?")) for r in rows).items())
-        ),
+        by_category=dict(sorted(Counter(_category(r) for r in rows).items())),
         time_per_stage=[
             StageTime(stage=stage, processes=len(days), mean_days=round(sum(days) / len(days), 2))
             for stage, days in spent.items()
@@ -81,6 +80,11 @@ def expansion_outcomes(session: Session, since: datetime, now: datetime) -> Expa
         deadlines_missed=missed,
         escalations=escalations,
     )
+
+
+def _category(row: Process) -> str:
+    expansion = repo.state_of(row, contract.EXPANSION)
+    return expansion.category.value if expansion is not None else "?"
 
 
 def migration_review(session: Session, since: datetime, now: datetime) -> MigrationReview:
@@ -93,11 +97,13 @@ def migration_review(session: Session, since: datetime, now: datetime) -> Migrat
     ]
     held = []
     for r in active:
-        fallback = (r.state or {}).get("fallback") or {}
-        if fallback.get("active"):
+        migration = repo.state_of(r, contract.MIGRATION)
+        if migration is not None and migration.fallback.active:
             held.append(
                 FallbackHeld(
-                    migration_id=r.process_id, partner_id=r.partner_id, until=fallback.get("until")
+                    migration_id=r.process_id,
+                    partner_id=r.partner_id,
+                    until=migration.fallback.until,
                 )
             )
     return MigrationReview(

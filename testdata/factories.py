@@ -6,8 +6,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kwanus.models.common import Awaiting, RecordEvent
+from kwanus.models.expansion import ExpansionStatus
+from kwanus.models.migration import MigrationStatus
+from kwanus.models.remediation import RemediationStatus
+from policy.migration import trigger_class
 from policy.review import criteria_of
-from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
+from policy.vocabulary import (
+    Body,
+    Category,
+    ExpansionStage,
+    MigrationStage,
+    MigrationType,
+    ProcessKind,
+    ProcessStatus,
+    Role,
+    Severity,
+    Trigger,
+)
 from store import repo
 from store.db import Database
 
@@ -99,6 +114,46 @@ def event(key: str = "expansion-x:submitted", **changes: Any) -> RecordEvent:
     }
     values.update(changes)
     return RecordEvent(**values)
+
+
+def process_state(
+    kind: ProcessKind, process_id: str, partner_id: str, /, **fields: Any
+) -> dict[str, Any]:
+    """The state a process's projection keeps — its own status model, as JSON — with `fields`
+    set and the rest as a new process of that kind has them."""
+    base: dict[str, Any] = {
+        "id": process_id,
+        "workflow_id": f"{kind.value}-{process_id}",
+        "partner_id": partner_id,
+        "status": ProcessStatus.ACTIVE,
+        "policy_version": 1,
+    }
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    model: type[ExpansionStatus | MigrationStatus | RemediationStatus]
+    if kind is ProcessKind.EXPANSION:
+        model = ExpansionStatus
+        base |= {
+            "category": Category.CAPABILITY,
+            "stage": ExpansionStage.PROPOSAL,
+            "proposal_sha256": "0" * 64,
+            "submitted_at": at,
+        }
+    elif kind is ProcessKind.MIGRATION:
+        model = MigrationStatus
+        base |= {
+            "trigger": Trigger.OS_MAJOR_VERSION,
+            "trigger_class": trigger_class(Trigger.OS_MAJOR_VERSION),
+            "type_": MigrationType.VERSION,
+            "subtype": "os_major",
+            "target": {},
+            "stage": MigrationStage.NOTICE,
+            "started_at": at,
+        }
+    else:
+        model = RemediationStatus
+        base |= {"severity": Severity.MINOR, "kind": "violation", "stage": "Remediation"}
+        base |= {"opened_at": at}
+    return model.model_validate(base | fields).model_dump(mode="json")
 
 
 def record_process(

@@ -20,7 +20,7 @@ from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo
 from store.schemas import PartnerCreate
 from store.tables import utcnow
-from testdata.factories import PLATFORM_REPORT, partner_body, record_process
+from testdata.factories import PLATFORM_REPORT, partner_body, process_state, record_process
 from tests.apistack import Api, eventually, unique
 from tests.conftest import end_runs
 
@@ -88,7 +88,7 @@ def seed(api: Api) -> dict[str, str]:
         record_process(api.db, kind, pid, partner, step, at=now - days_ago * DAY, **changes)
 
     expansion = ProcessKind.EXPANSION
-    a1 = {"state": {"category": "A"}}
+    a1 = {"state": process_state(expansion, "a1", "acme", category="A")}
     record(expansion, "a1", "acme", "submitted", 10, event="submitted", stage="Proposal", **a1)
     record(expansion, "a1", "acme", "stage:E", 10, event="stage_changed", stage="Evaluation", **a1)
     record(expansion, "a1", "acme", "stage:A", 6, event="stage_changed", stage="Approval", **a1)
@@ -98,9 +98,9 @@ def seed(api: Api) -> dict[str, str]:
     )  # fmt: skip
     record(
         expansion, "a2", "beta", "done", 20, event="rejected", stage="Approval",
-        status=ProcessStatus.REJECTED, state={"category": "A"},
+        status=ProcessStatus.REJECTED, state=process_state(expansion, "a2", "beta", category="A"),
     )  # fmt: skip
-    b1 = {"state": {"category": "B"}, "stage": "Evaluation"}
+    b1 = {"state": process_state(expansion, "b1", "acme", category="B"), "stage": "Evaluation"}
     record(expansion, "b1", "acme", "submitted", 3, event="submitted", **b1)
     record(expansion, "b1", "acme", "missed", 2, event="deadline_missed", **b1)
     record(expansion, "b1", "acme", "escalated", 2, event="escalated", **b1)
@@ -109,19 +109,20 @@ def seed(api: Api) -> dict[str, str]:
     migration = ProcessKind.MIGRATION
     record(
         migration, "m1", "acme", "done", 40, event="completed", stage="Completion",
-        status=ProcessStatus.COMPLETED, state={"fallback": {"active": False}},
+        status=ProcessStatus.COMPLETED,
+        state=process_state(migration, "m1", "acme", fallback={"active": False}),
     )  # fmt: skip
     m2_until = (now + 100 * DAY).isoformat()
     record(
         migration, "m2", "beta", "window:plan", 50, stage="Plan",
         awaiting=[Awaiting(actor="partner:beta", action="plan", deadline=now - DAY)],
         next_deadline=now - DAY,
-        state={"fallback": {"active": True, "until": m2_until}},
+        state=process_state(migration, "m2", "beta", fallback={"active": True, "until": m2_until}),
     )  # fmt: skip
     m3_until = (now + 200 * DAY).isoformat()
     record(
         migration, "m3", "acme", "rollout", 30, stage="Monitoring",
-        state={"fallback": {"active": True, "until": m3_until}},
+        state=process_state(migration, "m3", "acme", fallback={"active": True, "until": m3_until}),
     )  # fmt: skip
     record(ProcessKind.REMEDIATION, "r1", "beta", "opened", 15, stage="Remediation")
     return {"m2": m2_until, "m3": m3_until}

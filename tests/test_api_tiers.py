@@ -11,7 +11,7 @@ from sqlmodel import SQLModel, delete
 
 from policy.vocabulary import ProcessKind, ProcessStatus, Severity
 from store.tables import PendingAction, Process, TelemetryReport, utcnow
-from testdata.factories import partner_body, proposal_body, record_process
+from testdata.factories import partner_body, process_state, proposal_body, record_process
 from tests.apistack import Api, eventually, unique
 
 DAY = timedelta(days=1)
@@ -43,12 +43,15 @@ def violation(api: Api, status: ProcessStatus) -> None:
         "opened",
         stage="Remediation",
         status=status,
-        state={
-            "severity": Severity.MINOR.value,
-            "kind": "retention",
-            "opened_at": (utcnow() - 10 * DAY).isoformat(),
-            "closed_at": None,
-        },
+        state=process_state(
+            ProcessKind.REMEDIATION,
+            rid,
+            "acme",
+            severity=Severity.MINOR,
+            kind="retention",
+            opened_at=utcnow() - 10 * DAY,
+            status=status,
+        ),
     )
 
 

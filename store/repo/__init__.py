@@ -36,6 +36,7 @@ from store.repo.processes import (
     pending,
     record_event,
     record_events,
+    state_of,
 )
 from store.repo.telemetry import (
     active_forced_downgrade,
@@ -103,6 +104,7 @@ __all__ = [
     "save_policy",
     "seed_platform_matrix",
     "set_partner_status",
+    "state_of",
     "telemetry_between",
     "tier_evidence",
     "token_public",

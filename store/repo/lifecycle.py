@@ -32,6 +32,7 @@ from store.repo.processes import (
     audit_data,
     expansion_status,
     get_process,
+    state_of,
 )
 from store.repo.telemetry import tier_evidence
 from store.tables import Partner, utcnow
@@ -135,8 +136,12 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
     declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
     tier_change = moved.model_dump(mode="json") if moved else None
     data.update(declared=declared, tier_change=tier_change)
-    state = {**(inp.event.state or {}), "tier_change": tier_change}
-    _record(session, inp.event.model_copy(update={"data": data, "state": state}))
+    event = inp.event.model_copy(update={"data": data})
+    if inp.event.state is not None:  # the migration's status, with what its rollout moved
+        status = MigrationStatus.model_validate(inp.event.state)
+        status.tier_change = moved
+        event.state = status.model_dump(mode="json")
+    _record(session, event)
     session.commit()
     return moved
 
@@ -156,7 +161,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
         setattr(partner, field, inp.target[field])
     if "tier" in inp.target:
         row = get_process(session=session, workflow_id=inp.event.workflow_id)
-        migration = MigrationStatus.model_validate(row.state) if row and row.state else None
+        migration = state_of(row, contract.MIGRATION)
         if migration is None:
             raise UnknownPartner(f"no record of {inp.event.workflow_id}")
         moved = _tier_change(

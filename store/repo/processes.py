@@ -5,17 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, func, select
 
+from kwanus import contract
+from kwanus.contract import ProcessType
 from kwanus.models.common import RecordEvent
 from kwanus.models.expansion import ExpansionStatus
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import audit
 from store.repo.common import insert_for
 from store.tables import AuditEvent, PendingAction, Process, utcnow
+
+S = TypeVar("S", bound=BaseModel)
 
 
 def _audit_row(event: RecordEvent) -> dict[str, Any]:
@@ -178,12 +183,18 @@ def get_process(*, session: Session, workflow_id: str) -> Process | None:
     return session.get(Process, workflow_id)
 
 
+def state_of(row: Process | None, process: ProcessType[Any, S]) -> S | None:
+    """A process's last state as its projection keeps it, read back as its own status model —
+    the one way the store's code reads a process's state (a renamed field fails type checking,
+    never a lookup by key). None: not a process of that kind, or nothing recorded yet."""
+    if row is None or row.kind != process.kind.value or not row.state:
+        return None
+    return process.result.model_validate(row.state)
+
+
 def expansion_status(*, session: Session, workflow_id: str) -> ExpansionStatus | None:
     """An expansion's last state as its projection keeps it, if it is an expansion's."""
-    row = get_process(session=session, workflow_id=workflow_id)
-    if row is None or row.kind != ProcessKind.EXPANSION.value or not row.state:
-        return None
-    return ExpansionStatus.model_validate(row.state)
+    return state_of(get_process(session=session, workflow_id=workflow_id), contract.EXPANSION)
 
 
 def count_open(*, session: Session, kind: ProcessKind, partner_id: str) -> int:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from kwanus import contract
 from policy.evidence import Telemetry, TierEvidence
 from policy.remediation import as_violation
 from policy.tiers import evidence_lookback
@@ -15,7 +16,7 @@ from policy.vocabulary import ProcessKind, ProcessStatus, Role
 from store.repo.common import as_utc
 from store.repo.partners import get_partner, holdings
 from store.repo.policies import current_policy
-from store.repo.processes import list_processes
+from store.repo.processes import list_processes, state_of
 from store.tables import TelemetryReport, utcnow
 
 
@@ -54,9 +55,18 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
     for row in list_processes(
         session=session, kind=ProcessKind.REMEDIATION, partner_id=partner_id, limit=10_000
     ):
-        violation = as_violation(row.state or {}, row.status)
-        if violation is not None:
-            violations.append(violation)
+        remediation = state_of(row, contract.REMEDIATION)
+        if remediation is not None:
+            violations.append(
+                as_violation(
+                    severity=remediation.severity,
+                    opened_at=remediation.opened_at,
+                    kind=remediation.kind,
+                    origin=remediation.origin,
+                    completed=remediation.status is ProcessStatus.COMPLETED,
+                    closed_at=remediation.closed_at,
+                )
+            )
     partner = get_partner(session=session, partner_id=partner_id)
     return TierEvidence(
         telemetry=tuple(telemetry),
@@ -75,8 +85,8 @@ def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
         status=ProcessStatus.ACTIVE.value,
         limit=10_000,
     ):
-        state = row.state or {}
-        if is_forced_downgrade(state.get("trigger"), state.get("subtype")):
+        migration = state_of(row, contract.MIGRATION)
+        if migration is not None and is_forced_downgrade(migration.trigger, migration.subtype):
             return row.process_id
     return None
 
