@@ -37,9 +37,10 @@ class Problem(Exception):
         self.headers = dict(headers) if headers else None
 
     @classmethod
-    def refused(cls, decision: Decision, detail: str) -> Problem:
-        """422 for a policy decision that refused: every finding by field, the rules named."""
-        return cls(422, detail, rule=", ".join(decision.rules), errors=decision.errors())
+    def refused(cls, decision: Decision, detail: str, status: int = 422) -> Problem:
+        """422 (or `status`) for a policy decision that refused: every finding by field, the
+        rules named."""
+        return cls(status, detail, rule=", ".join(decision.rules), errors=decision.errors())
 
 
 def unauthorized(detail: str = "a valid bearer token is required") -> Problem:

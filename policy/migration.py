@@ -62,6 +62,22 @@ def trigger_class(trigger: Trigger) -> TriggerClass:
     return TRIGGER_CLASS[trigger]
 
 
+def partner_may_start(trigger: Trigger) -> Decision:
+    """M-2.2: a partner starts only optional migrations (a required or forced one is the
+    platform's, M-2.1 / M-2.3)."""
+    if TRIGGER_CLASS[trigger] is TriggerClass.OPTIONAL:
+        return Decision()
+    return Decision(
+        findings=(
+            Finding(
+                field="trigger",
+                rule="M-2.2",
+                message="a partner starts only optional migrations",
+            ),
+        )
+    )
+
+
 def may_decline(trigger: Trigger) -> Decision:
     """M-2.2: the partner may decline an optional migration; M-2.1 / M-2.3: never a required or
     forced one."""

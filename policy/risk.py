@@ -3,7 +3,7 @@ level, and the plans that level requires before the vote."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -79,3 +79,10 @@ def plans_decision(assessment: RiskAssessment) -> Decision:
             for p in assessment.missing_plans
         )
     )
+
+
+def plans_given(names: Collection[str]) -> Decision:
+    """E-2.3: a plans submission gives at least one plan."""
+    if names:
+        return Decision()
+    return Decision(findings=(Finding(field="plans", rule="E-2.3", message="no plan given"),))

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.decisions import Decision
     from policy.document import PolicyDocument
+    from policy.steps import is_the_partner, may_take
     from policy.vocabulary import ProcessKind, ProcessStatus, Role
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -228,23 +229,24 @@ def refuse(
     )
 
 
-def refuse_decision(decision: Decision, detail: str, kind: str = Refusal.INVALID) -> None:
-    """Refuse with every finding of a policy decision, if it has any."""
+def refuse_decision(
+    decision: Decision, detail: str | None = None, kind: str = Refusal.INVALID
+) -> None:
+    """Refuse with every finding of a policy decision, if it has any (the detail: what it
+    says, unless given)."""
     if not decision.allowed:
-        refuse(kind, detail, rule=", ".join(decision.rules), errors=decision.errors())
+        said = detail or "; ".join(f.message for f in decision.findings)
+        refuse(kind, said, rule=", ".join(decision.rules), errors=decision.errors())
 
 
 def require_role(actor: Actor, *roles: Role) -> None:
-    """P-6, checked again inside the workflow: a step sent straight to Temporal by the wrong
-    role is refused like one sent through the API."""
-    if actor.role not in roles:
-        names = ", ".join(r.value for r in roles)
-        refuse(Refusal.FORBIDDEN, f"{actor.role.value} may not do this (only {names})", rule="P-6")
+    refuse_decision(may_take(actor.role, roles), kind=Refusal.FORBIDDEN)
 
 
 def require_partner(actor: Actor, partner_id: str) -> None:
-    if actor.role is not Role.PARTNER or actor.partner_id != partner_id:
-        refuse(Refusal.FORBIDDEN, "only the partner of this process may do this", rule="P-6")
+    refuse_decision(
+        is_the_partner(actor.role, actor.partner_id, partner_id), kind=Refusal.FORBIDDEN
+    )
 
 
 async def monitor(

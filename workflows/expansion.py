@@ -7,7 +7,7 @@ the policy's deadline with a reminder (P-3), and every event goes to the audit l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from temporalio import workflow
@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.proposal import check_submission
     from policy.review import CRITERIA, Review, check_review, forbidden_at_review
-    from policy.risk import RiskAssessment
+    from policy.risk import RiskAssessment, plans_given
+    from policy.steps import once
     from policy.tiers import is_upgrade, upgrade_eligibility
     from policy.vocabulary import (
         BODY_ROLES,
@@ -262,13 +263,13 @@ class PartnerExpansion:
             "integration_plan",
             "submit the integration plan",
             lambda: self.state.integration_plan is not None,
-            rule="E-2.5",
+            rules=["E-2.5"],
         )
         await self._partner_step(
             "implementation",
             "report development, testing and documentation",
             lambda: self.state.implementation is not None,
-            rule="E-2.6",
+            rules=["E-2.6"],
         )
 
     async def _release(self) -> None:
@@ -282,7 +283,7 @@ class PartnerExpansion:
             "release",
             "publish the versioned release",
             lambda: self.state.release is not None,
-            rule="E-2.7",
+            rules=["E-2.7"],
         )
         assert self.state.release is not None
         proposal = self.inp.proposal
@@ -350,8 +351,7 @@ class PartnerExpansion:
     @workflow.update(name="review")
     async def review(self, act: Act[Review]) -> ExpansionStatus:
         body = Body(act.actor.role.value)
-        if body in self.state.reviews:  # a duplicate that raced past the validator
-            refuse(Refusal.ALREADY_DONE, f"{body.value} has already reviewed", rule="E-2.2")
+        self._once(body, self.state.reviews, "E-2.2", "reviewed")  # raced past the validator
         self.state.reviews[body] = ReviewRecord(
             review=act.body, actor=act.actor.name, at=workflow.now()
         )
@@ -375,8 +375,7 @@ class PartnerExpansion:
         require_role(act.actor, *sorted(BODY_ROLES))
         self.steps.require_step("reviews")
         body = Body(act.actor.role.value)
-        if body in self.state.reviews:
-            refuse(Refusal.ALREADY_DONE, f"{body.value} has already reviewed", rule="E-2.2")
+        self._once(body, self.state.reviews, "E-2.2", "reviewed")
         refuse_decision(check_review(body, act.body), f"the {body.value} review is incomplete")
 
     @workflow.update(name="plans")
@@ -400,14 +399,12 @@ class PartnerExpansion:
     def _check_plans(self, act: Act[Plans]) -> None:
         require_partner(act.actor, self.inp.partner_id)
         self.steps.require_step("plans")
-        if not act.body.given():
-            refuse(Refusal.INVALID, "no plan given", rule="E-2.3")
+        refuse_decision(plans_given(act.body.given()))
 
     @workflow.update(name="vote")
     async def vote(self, act: Act[Vote]) -> ExpansionStatus:
         body = Body(act.actor.role.value)
-        if body in self.state.votes:  # a duplicate that raced past the validator
-            refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
+        self._once(body, self.state.votes, "E-2.4", "voted")  # raced past the validator
         self.state.votes[body] = VoteRecord(vote=act.body, actor=act.actor.name, at=workflow.now())
         self.steps.show()
         await self.ledger.emit(
@@ -424,8 +421,7 @@ class PartnerExpansion:
         require_role(act.actor, *sorted(BODY_ROLES))
         self.steps.require_step("votes")
         body = Body(act.actor.role.value)
-        if body in self.state.votes:
-            refuse(Refusal.ALREADY_DONE, f"{body.value} has already voted", rule="E-2.4")
+        self._once(body, self.state.votes, "E-2.4", "voted")
         refuse_decision(check_vote(body, act.body), "the vote is refused")
 
     @workflow.update(name="integration_plan")
@@ -506,6 +502,10 @@ class PartnerExpansion:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _once(body: Body, done: Collection[Body], rule: str, what: str) -> None:
+        refuse_decision(once(body, done, rule=rule, what=what), kind=Refusal.ALREADY_DONE)
+
     def _forbidden_found(self) -> bool:
         return any(r.review.forbidden for r in self.state.reviews.values())
 
@@ -572,7 +572,7 @@ class PartnerExpansion:
         )
 
     async def _partner_step(
-        self, step: str, action: str, done: Callable[[], bool], *, rule: str
+        self, step: str, action: str, done: Callable[[], bool], *, rules: list[str]
     ) -> None:
         """A partner step that is not done by its deadline expires the proposal (P-3)."""
         ok = await self._step(
@@ -583,7 +583,7 @@ class PartnerExpansion:
             escalate=False,
         )
         if not ok:
-            await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+            await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", *rules])
 
     async def _decide(self, result: VoteResult) -> None:
         """Record the decision with its reasons and rules; a rejection ends the run."""

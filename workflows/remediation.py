@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from policy import remediation as rules
     from policy.document import Deadline
     from policy.forms import RemediationStep
-    from policy.steps import REMEDIATION_STEPS, check_remediation_step
+    from policy.steps import REMEDIATION_STEPS, check_remediation_step, says_passed
     from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus, Role
     from workflows.common import (
         call,
@@ -217,13 +217,7 @@ class Remediation:
     @review.validator
     def _check_review(self, act: Act[RemediationStep]) -> None:
         self._check("revalidation", act)
-        if act.body.passed is None:
-            refuse(
-                Refusal.INVALID,
-                "a re-validation says whether it passed",
-                rule="M-9.1",
-                errors={"passed": "required (M-9.1)"},
-            )
+        refuse_decision(says_passed(act.body.passed), "a re-validation says whether it passed")
 
     @workflow.query(name="status")
     def status(self) -> RemediationStatus:

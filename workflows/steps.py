@@ -28,8 +28,16 @@ with workflow.unsafe.imports_passed_through():
     from kwanus.models.common import Act, Awaiting, StepRecord
     from policy.document import Deadline, PolicyDocument
     from policy.forms import DeadlineExtension
+    from policy.steps import check_extension
     from policy.vocabulary import Body, ProcessKind, ProcessStatus, Role
-    from workflows.common import Ledger, Tracked, refuse, require_partner, require_role
+    from workflows.common import (
+        Ledger,
+        Tracked,
+        refuse,
+        refuse_decision,
+        require_partner,
+        require_role,
+    )
 
 T = TypeVar("T")
 
@@ -293,14 +301,10 @@ class Steps:
         self.require_active()
         if self.state.step is None or self.deadline is None:
             refuse(Refusal.WRONG_STAGE, "no deadline is pending")
-        floor = max(self.deadline, workflow.now())
-        if act.body.until <= floor:
-            refuse(
-                Refusal.INVALID,
-                "an extension moves the deadline later",
-                rule="P-3",
-                errors={"until": f"must be after {floor.isoformat()}"},
-            )
+        refuse_decision(
+            check_extension(act.body.until, self.deadline, workflow.now()),
+            "an extension moves the deadline later",
+        )
 
     async def extend(self, act: Act[DeadlineExtension]) -> None:
         """The running timer sees the new deadline at once (`wait_with_deadline` re-reads it)."""

@@ -46,7 +46,12 @@ from policy.forms import (
     RolloutRequest,
     Withdrawal,
 )
-from policy.migration import Governing, check_request, governing, trigger_class
+from policy.migration import (
+    Governing,
+    check_request,
+    governing,
+    partner_may_start,
+)
 from policy.vocabulary import (
     MigrationStage,
     MigrationType,
@@ -54,7 +59,6 @@ from policy.vocabulary import (
     ProcessStatus,
     Role,
     Trigger,
-    TriggerClass,
 )
 from store import repo
 from store.records import ProcessRecord
@@ -114,8 +118,9 @@ async def start_migration(
     partner's own `tier_downgrade` or a forced one (E-7.2, M-2.2, M-2.3)."""
     if principal.role is Role.PARTNER:
         principal.ensure_sees(body.partner_id, "partner")
-        if trigger_class(body.trigger) is not TriggerClass.OPTIONAL:
-            raise Problem(403, "a partner starts only optional migrations (M-2.2)", rule="M-2.2")
+        may = partner_may_start(body.trigger)
+        if not may.allowed:
+            raise Problem.refused(may, "a partner starts only optional migrations (M-2.2)", 403)
     elif principal.role not in STARTERS:
         raise Problem(403, f"role {principal.role.value} may not start migrations")
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
