@@ -309,9 +309,8 @@ class PartnerExpansion:
         checks = self.state.monitoring
 
         def going(last: datetime) -> bool:
-            """Until a check covers the period's end; one at least, however late it began.
-            (Runs before the patch stopped once the clock passed the end, which could leave
-            the last moments unchecked when a check, or a new run, straddled it.)"""
+            """Until a check covers the period's end; one at least, however late it began
+            (runs from before MONITORING_END_PATCH stop at the end's clock time)."""
             if not checks:
                 return True
             if workflow.patched(MONITORING_END_PATCH):
