@@ -3,6 +3,9 @@ E-12.1): Proposal → Evaluation → Approval → Integration → Release → Mo
 
 Every human step is an Update whose validator refuses what is not awaited (P-2), every wait has
 the policy's deadline with a reminder (P-3), and every event goes to the audit log once (P-4).
+
+One process top to bottom — its stages, Updates and validators — in one file of about 600
+lines; the step machinery is in workflows/steps.py, the release's effects in released.py.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Notice → Plan → Implementation → Validation → Rollout → Monitoring →
 The fallback is activated at the notice, before anything else (M-4.1), lives on a durable timer
 for the migration's fallback period (M-6.2), and is removed only after that period *and* with
 healthy telemetry (M-4.7).
+
+One process top to bottom — its stages, Updates and validators — in one file of about 600
+lines; the step machinery is in workflows/steps.py.
 """
 
 from __future__ import annotations

@@ -118,7 +118,9 @@ class Remediation:
         )
         if remediated:
             await self._set_access(PartnerStatus.ACTIVE, "access_restored", ["M-9.1"])
-            await self._close(ProcessStatus.COMPLETED, "remediated", ["M-9.1"])
+            await self.steps.close(
+                ProcessStatus.COMPLETED, "remediated", rules=["M-9.1"], end_run=False
+            )
         else:
             await self._escalate()
         await self._report()
@@ -164,11 +166,12 @@ class Remediation:
             summary=f"start forced migration {migration_id}",
         )
         self.state.escalation_migration = migration_id
-        await self._close(
+        await self.steps.close(
             ProcessStatus.EXPIRED,
             "escalated",
-            list(escalation.rules),
+            rules=list(escalation.rules),
             data={"migration_id": migration_id, "target": target},
+            end_run=False,  # it reports to its origin still
         )
 
     # --- steps (Updates), in the order of M-9.1 --------------------------------------------
@@ -287,12 +290,3 @@ class Remediation:
             ),
             summary=f"partner access: {status.value}",
         )
-
-    async def _close(
-        self,
-        status: ProcessStatus,
-        event: str,
-        rule_ids: list[str],
-        data: dict[str, object] | None = None,
-    ) -> None:
-        await self.steps.close(status, event, rules=rule_ids, data=data, end_run=False)
