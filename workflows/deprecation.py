@@ -15,7 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import DEPRECATION_WORKFLOW
+    from kwanus.contract import DEPRECATION, DEPRECATION_WORKFLOW
     from kwanus.models.deprecation import (
         DeprecationBatch,
         DeprecationInput,
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from policy.vocabulary import ProcessKind, ProcessStatus
     from workflows.common import ACTIVITY_RETRY, Ledger, call
 
-STAGE = "Fan-out"
+STAGE = DEPRECATION.first_stage
 # Notices recorded before a notice marked its version deprecated in the matrix replay without.
 MATRIX_PATCH = "notice-deprecates-its-version"
 BATCH_TIMEOUT = timedelta(minutes=10)

@@ -16,7 +16,7 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import REMEDIATION_WORKFLOW, Refusal, remediation_migration_id
+    from kwanus.contract import REMEDIATION, REMEDIATION_WORKFLOW, Refusal, remediation_migration_id
     from kwanus.models.common import Act, Awaiting, StepRecord
     from kwanus.models.migration import MigrationInput
     from kwanus.models.remediation import (
@@ -55,7 +55,7 @@ class Remediation:
             severity=inp.severity,
             kind=inp.kind,
             status=ProcessStatus.ACTIVE,
-            stage="Remediation",
+            stage=REMEDIATION.first_stage,
             origin=inp.origin,
             policy_version=inp.policy.version,
             opened_at=inp.opened_at,

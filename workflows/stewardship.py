@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
-    from kwanus.contract import STEWARDSHIP_WORKFLOW, Refusal
+    from kwanus.contract import STEWARDSHIP, STEWARDSHIP_WORKFLOW, Refusal
     from kwanus.models.common import Act, Awaiting
     from kwanus.models.stewardship import CompileInput, Signoff, StewardshipInput, StewardshipStatus
     from policy.document import PolicyDocument
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.steps import Escalate, Step, Steps
 
-STAGE = "Review"
+STAGE = STEWARDSHIP.first_stage
 PREFIX = "stewardship-"
 BODIES = (Role.TSC, Role.SCO, Role.ERC, Role.CGB)
 
