@@ -35,7 +35,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import worker
+    from app import worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     asyncio.run(worker.run_worker(_settings(args)))

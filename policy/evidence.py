@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from policy.grants import Grant
-from policy.types import Version
+from policy.types import ComponentVersion
 from policy.vocabulary import ComponentKind, MatrixStatus, Severity
 
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -58,7 +58,7 @@ class MatrixEntry(BaseModel):
 
     kind: ComponentKind
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    version: Version  # stripped and checked: `4.2 ` is `4.2`, never a second row
+    version: ComponentVersion  # stripped: `4.2 ` is `4.2`, never a second row
     status: MatrixStatus
 
 
@@ -71,7 +71,7 @@ class PlatformRef(BaseModel):
 
     kind: ComponentKind
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    version: Version  # stripped and checked: `4.2 ` is `4.2`, never a second row
+    version: ComponentVersion  # stripped: `4.2 ` is `4.2`, never a second row
 
 
 class DeclaredRef(PlatformRef):

@@ -20,6 +20,14 @@ def action_of(permission: str) -> str:
     return permission.split(":", 1)[1] if ":" in permission else permission
 
 
+# A platform component's version as the matrix and declarations keep it: stripped, one word, at
+# most 32 characters (the column). Rows and payloads written before E-9.2's check hold other
+# shapes (`3.0.0.1`), so it is not held to `Version`'s pattern: they load, and an unlisted one
+# is refused by E-9.2 itself.
+ComponentVersion = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^\S+$")
+]
+
 # At most 32 characters: the longest version a column keeps (partner, matrix).
 Version = Annotated[
     str,

@@ -42,6 +42,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("policy/vote.py", "import store.db", "policy imports nothing of ours"),
         ("api/routes/expansions.py", "from workflows import expansion", "api starts workflows"),
         ("store/audit.py", "import activities.processes", "Layers:"),
+        ("api/processes.py", "import worker", "No package imports the top-level worker.py"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

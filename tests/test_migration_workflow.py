@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import json
 import re
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from kwanus.contract import migration_workflow_id
+from kwanus.contract import Refusal, migration_workflow_id
 from kwanus.models.common import Act, Actor, RecordEvent
 from kwanus.models.migration import MigrationInput, MigrationStatus, NoticeInput
 from kwanus.models.remediation import RemediationStatus
@@ -450,6 +451,44 @@ async def test_missed_plan_window_expires(migrate: Callable[..., Any]) -> None:
     assert state.window_end - state.started_at == DEFAULT_POLICY.migration_windows["forced"]
     result = await mig.handle.result()
     assert result.status is ProcessStatus.EXPIRED
+
+
+async def test_a_step_sent_as_its_deadline_is_recorded_is_refused(
+    migrate: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P-2 / P-3: once the deadline has passed the step is closed before the miss is recorded —
+    a plan sent while `deadline_missed` is being written is refused, never taken by a run that
+    then expires. The write is held (the real one, delayed) so the plan lands in that moment."""
+    entered, release = threading.Event(), threading.Event()
+    real = repo.record_event
+
+    def held(*, session: Any, event: Any) -> bool:
+        if event.event == "deadline_missed":
+            entered.set()
+            release.wait(20)
+        return real(session=session, event=event)
+
+    monkeypatch.setattr(repo, "record_event", held)
+    mig: Mig = await migrate(
+        trigger=Trigger.COMPLIANCE_VIOLATION, type_=MigrationType.PERMISSION, subtype="reduction"
+    )
+    await mig.at_step("plan")
+    result = asyncio.create_task(mig.handle.result())  # skips time to the deadline
+    for _ in range(400):
+        if entered.is_set():
+            break
+        await asyncio.sleep(0.05)
+    assert entered.is_set(), "deadline_missed was never recorded"
+    try:
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await mig.send("plan", PLAN)
+    finally:
+        release.set()
+    assert isinstance(refused.value.cause, ApplicationError)
+    assert refused.value.cause.type == Refusal.WRONG_STAGE
+    final = await result
+    assert final.status is ProcessStatus.EXPIRED and final.plan is None
+    assert "plan_submitted" not in mig.events()
 
 
 async def test_forced_downgrade_changes_the_tier_at_rollout(

@@ -424,7 +424,7 @@ class PartnerExpansion:
         self.steps.require_step("votes")
         body = Body(act.actor.role.value)
         self._once(body, self.state.votes, "E-2.4", "voted")
-        refuse_decision(check_vote(body, act.body), "the vote is refused")
+        refuse_decision(check_vote(body, act.body))
 
     @workflow.update(name="integration_plan")
     async def integration_plan(self, act: Act[IntegrationPlan]) -> ExpansionStatus:

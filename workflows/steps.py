@@ -211,14 +211,17 @@ class Steps:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.ensure_active()
         done = step.done()
+        missing = [a.actor for a in step.actors()]
+        # Closed before the miss is recorded: a step sent meanwhile is refused, not taken by a
+        # run that is about to expire (no command: ops see it with what comes next).
+        self.clear()
         if not done and step.miss_recorded:
             await self.ledger.emit(
                 f"missed:{step.name}",
                 "deadline_missed",
                 rules=list(step.rules),
-                data={"step": step.name, "missing": [a.actor for a in step.actors()]},
+                data={"step": step.name, "missing": missing},
             )
-        self.clear()
         if self.show_ends:
             self.show()
         return done
