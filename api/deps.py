@@ -135,6 +135,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 PartnerDep = Annotated[Principal, Depends(require(Role.PARTNER))]
 PlatformDep = Annotated[Principal, Depends(require(Role.PLATFORM))]
+ScoDep = Annotated[Principal, Depends(require(Role.SCO))]
 
 
 _KNOWN_QUERY: dict[int, frozenset[str]] = {}

@@ -247,6 +247,36 @@ async def test_fallback_kept_for_exactly_its_period(
     assert commands_on_step_opening(await mig.handle.fetch_history(), ":window:") == []
 
 
+async def test_the_access_view_keeps_the_fallback_from_notice_to_completion(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-6.1 (Decision) / M-6.3 / M-4.7: from the notice the partner's access view (what
+    `GET /v1/partners/{id}/access` answers) lists the migration's fallback — one entry per
+    target key, the component and the version it moves off, read-only permissions the partner
+    holds (never `orders:write`) and the fallback's end; completion removes it."""
+    mig: Mig = await migrate(months=6)
+    state = await mig.at_step("plan")
+    with mig.db.session() as session:
+        access = repo.access(session=session, partner_id="acme")
+    assert access is not None
+    assert [(f.kind, f.name, f.version) for f in access.fallbacks] == [
+        ("api", "kwanus", "2.1"),
+        ("os", "kwanus", "4.2"),
+    ]
+    assert {f.migration_id for f in access.fallbacks} == {state.id}
+    assert all(f.permissions == ["orders:read"] for f in access.fallbacks)
+    assert all(f.until == state.fallback.until for f in access.fallbacks)
+    assert access.permissions == ["orders:read", "orders:write"]  # not restricted
+    await mig.through_rollout()
+    assert state.fallback.until is not None
+    mig.healthy_telemetry_at(state.fallback.until - timedelta(hours=1))
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.COMPLETED
+    with mig.db.session() as session:
+        after = repo.access(session=session, partner_id="acme")
+    assert after is not None and after.fallbacks == []
+
+
 async def test_unhealthy_telemetry_keeps_the_fallback(migrate: Callable[..., Any]) -> None:
     """M-4.7: past the period but unhealthy, the fallback stays until telemetry recovers."""
     mig: Mig = await migrate(months=6)

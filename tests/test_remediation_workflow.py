@@ -20,13 +20,15 @@ from temporalio.testing import WorkflowEnvironment
 from kwanus.contract import remediation_workflow_id
 from kwanus.models.common import Act, Actor
 from kwanus.models.remediation import RemediationInput, RemediationStatus
+from policy.access import Access
+from policy.decisions import Decision
 from policy.document import DEFAULT_POLICY
 from policy.forms import RemediationStep, Rollout
 from policy.vocabulary import ProcessStatus, Role, Severity, Trigger
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
-from store.tables import AuditEvent, Partner, Process
+from store.tables import AuditEvent, Partner, Process, utcnow
 from testdata.factories import partner_body
 from tests.conftest import end_runs, running_worker
 from tests.histcheck import commands_on_step_opening
@@ -60,6 +62,19 @@ class Rem:
             partner = session.get(Partner, "acme")
             assert partner is not None
             return partner.tier
+
+    def access(self) -> Access:
+        with self.db.session() as session:
+            found = repo.access(session=session, partner_id="acme")
+        assert found is not None
+        return found
+
+    def restore(self) -> Decision:
+        with self.db.session() as session:
+            refused, _ = repo.restore(
+                session=session, partner_id="acme", actor="SCO", reason="fixed", at=utcnow()
+            )
+        return refused
 
     def partner_status(self) -> str:
         with self.db.session() as session:
@@ -196,6 +211,12 @@ async def test_unremediated_severe_violation_ends_in_a_lower_tier(
     await rem.env.sleep(deadline - await rem.env.get_current_time() + DAY)
     state = await rem.state()
     assert state.status is ProcessStatus.EXPIRED and state.escalation_migration
+    held = rem.access()
+    assert held.status == "restricted" and [f.rule for f in held.restricted_by] == ["M-9.3"]
+    assert held.permissions == ["orders:read"]  # M-9.2: read-only while restricted
+    early = rem.restore()  # M-9.3: not before the forced outcome has been applied
+    assert not early.allowed and early.rules == ["M-9.3"]
+    assert rem.access().status == "restricted"
     forced = Mig(
         rem.env,
         rem.db,
@@ -211,6 +232,9 @@ async def test_unremediated_severe_violation_ends_in_a_lower_tier(
     await forced.recorded("stage:Monitoring")
     assert migration.trigger is Trigger.COMPLIANCE_VIOLATION
     assert rem.tier() == "verified"  # M-4.5: the tier moves at the rollout
+    assert rem.restore().allowed  # M-9.1 step 5: SCO restores, once the downgrade applied
+    assert (rem.access().status, rem.access().restricted_by) == ("active", [])
+    assert not rem.restore().allowed  # recorded once: nothing more to restore
     assert migration.fallback.until is not None
     forced.healthy_telemetry_at(migration.fallback.until - timedelta(hours=1))
     # Skip by sleeping, not by awaiting the result: after this test's earlier sleep, the test

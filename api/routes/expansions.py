@@ -38,6 +38,7 @@ from api.processes import (
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.expansion import ExpansionInput, ExpansionStatus
+from policy.access import may_act_while
 from policy.decisions import Decision
 from policy.document import PolicyDocument
 from policy.expansion import check_category
@@ -128,7 +129,12 @@ async def _admissible(
 ) -> None:
     """A new proposal, judged before anything starts: complete and allowed (E-2.1, E-5.2,
     E-6, E-8, E-7.4), of its category's shape (E-3.x), against what the partner holds (E-2.7),
-    an upgrade on the recorded evidence (E-7.1), within the cap on open proposals (API4)."""
+    an upgrade on the recorded evidence (E-7.1), within the cap on open proposals (API4) — and
+    never from a restricted partner (M-9.2: 403)."""
+    records = await run_in_threadpool(repo.remediations_of, session=session, partner_id=partner.id)
+    may = may_act_while(records, "submit expansions")
+    if not may.allowed:
+        raise Problem.refused(may, "a restricted partner submits no expansion (M-9.2)", 403)
     decision = Decision.merge(
         check_submission(proposal, policy),
         check_category(proposal, partner.tier),

@@ -38,6 +38,7 @@ from api.processes import (
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.migration import MigrationInput, MigrationStatus
+from policy.access import may_act_while
 from policy.decisions import Decision
 from policy.forms import (
     ImplementationReport,
@@ -121,6 +122,12 @@ async def start_migration(
         may = partner_may_start(body.trigger)
         if not may.allowed:
             raise Problem.refused(may, "a partner starts only optional migrations (M-2.2)", 403)
+        records = await run_in_threadpool(
+            repo.remediations_of, session=session, partner_id=body.partner_id
+        )
+        may = may_act_while(records, "start optional migrations")
+        if not may.allowed:
+            raise Problem.refused(may, "a restricted partner starts no migration (M-9.2)", 403)
     elif principal.role not in STARTERS:
         raise Problem(403, f"role {principal.role.value} may not start migrations")
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)

@@ -14,6 +14,7 @@ from api.deps import (
     Limit,
     PlatformDep,
     PolicyDep,
+    ScoDep,
     SessionDep,
     SettingsDep,
     TemporalDep,
@@ -24,6 +25,7 @@ from api.processes import start_once
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.migration import MigrationInput
+from policy.access import Access
 from policy.decisions import Finding
 from policy.evidence import Telemetry
 from policy.partners import check_profile
@@ -66,8 +68,10 @@ def list_partners(
 ) -> list[PartnerPublic]:
     """List partners by id (keyset pages); a partner sees only itself."""
     rows = repo.list_partners(session=session, after=after, limit=limit, only=principal.partner_id)
-    declared = repo.compatibility_of(session=session, partner_ids=[r.id for r in rows])
-    return [repo.partner_public(r, declared.get(r.id, ())) for r in rows]
+    ids = [r.id for r in rows]
+    declared = repo.compatibility_of(session=session, partner_ids=ids)
+    statuses = repo.statuses(session=session, partner_ids=ids)
+    return [repo.partner_public(r, declared.get(r.id, ()), statuses[r.id]) for r in rows]
 
 
 @router.get("/{partner_id}", response_model=PartnerPublic)
@@ -81,8 +85,52 @@ def get_partner(partner_id: str, principal: CurrentPrincipal, session: SessionDe
     if row is None:
         raise not_found("partner")
     return repo.partner_public(
-        row, repo.partner_compatibility(session=session, partner_id=partner_id)
+        row,
+        repo.partner_compatibility(session=session, partner_id=partner_id),
+        repo.statuses(session=session, partner_ids=[partner_id])[partner_id],
     )
+
+
+@router.get("/{partner_id}/access", response_model=Access)
+@platform_may
+def get_access(partner_id: str, principal: CurrentPrincipal, session: SessionDep) -> Access:
+    """What the KWANUS OS runtime enforces for the partner now (M-9.2, M-6.1): its status (and
+    what restricts it), tier, the capabilities held, the permissions in effect — only the
+    `:read` ones while restricted — and each migration's fallback from its notice to its
+    completion. From the store; another partner's is 404."""
+    principal.ensure_sees(partner_id, "partner")
+    found = repo.access(session=session, partner_id=partner_id)
+    if found is None:
+        raise not_found("partner")
+    return found
+
+
+class Restoration(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+@router.post("/{partner_id}/restore", response_model=Access)
+def restore_access(
+    partner_id: str, body: Restoration, principal: ScoDep, session: SessionDep
+) -> Access:
+    """M-9.1 step 5 / M-9.3: SCO restores the access a missed remediation window held, once
+    the forced outcome it started has been applied — a recorded decision (audit event on each
+    remediation). 409 naming the rule while nothing can be restored."""
+    try:
+        refused, _ = repo.restore(
+            session=session,
+            partner_id=partner_id,
+            actor=principal.actor,
+            reason=body.reason,
+            at=utcnow(),
+        )
+    except repo.UnknownPartner:
+        raise not_found("partner") from None
+    if not refused.allowed:
+        raise Problem.refused(refused, "access cannot be restored now", 409)
+    found = repo.access(session=session, partner_id=partner_id)
+    assert found is not None
+    return found
 
 
 class ForcedDowngrade(BaseModel):

@@ -1,6 +1,13 @@
 """Typed, keyword-only repository functions: the only code that reads or writes tables. One module
 per concern; `from store import repo` reaches every public function here."""
 
+from store.repo.access import (
+    access,
+    remediations_of,
+    restore,
+    restriction_of,
+    statuses,
+)
 from store.repo.common import AlreadyExists, UnknownPartner, as_utc, insert_for
 from store.repo.grants import apply_grant, compatibility_of, partner_compatibility, release_grants
 from store.repo.lifecycle import LIFECYCLE_FIELDS, apply_lifecycle, roll_out, set_partner_status
@@ -60,6 +67,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "AlreadyExists",
     "UnknownPartner",
+    "access",
     "active_forced_downgrade",
     "add_telemetry",
     "add_tier",
@@ -98,6 +106,9 @@ __all__ = [
     "record_event",
     "record_events",
     "release_grants",
+    "remediations_of",
+    "restore",
+    "restriction_of",
     "revoke_token",
     "role_of",
     "roll_out",
@@ -105,6 +116,7 @@ __all__ = [
     "seed_platform_matrix",
     "set_partner_status",
     "state_of",
+    "statuses",
     "telemetry_between",
     "tier_evidence",
     "token_public",

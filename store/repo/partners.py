@@ -67,13 +67,18 @@ def _set_holdings(row: Partner, held: Holdings) -> None:
     row.registered_permissions = list(held.registered)
 
 
-def partner_public(row: Partner, compatibility: Sequence[PartnerCompat] = ()) -> PartnerPublic:
+def partner_public(
+    row: Partner,
+    compatibility: Sequence[PartnerCompat] = (),
+    status: PartnerStatus = PartnerStatus.ACTIVE,
+) -> PartnerPublic:
+    """The partner's profile; `status` as its remediations make it (repo.statuses)."""
     held = holdings(row)
     return PartnerPublic(
         id=row.id,
         name=row.name,
         tier=row.tier,
-        status=PartnerStatus(row.status),
+        status=status,
         os_version=row.os_version,
         api_version=row.api_version,
         runtime=Runtime(name=row.runtime_name, version=row.runtime_version),
