@@ -89,10 +89,11 @@ class MigrationActivities:
             row = repo.get_partner(session=session, partner_id=inp.partner_id)
             if row is None:
                 raise repo.UnknownPartner(inp.partner_id)
+            held = repo.holdings(row)
             state = repo.partner_state(row)
             matrix = repo.compatibility_matrix(session=session)
         target = {k: v for k, v in inp.target.items() if k in repo.LIFECYCLE_FIELDS}
-        state = state.model_copy(update=target)
+        state = rules.as_migrated(state, held, target, inp.policy)
         decision: Decision
         if inp.check == "api_contract":
             decision = rules.validate_api_contract(state, matrix)

@@ -181,6 +181,39 @@ def check_catalogue(field: str, grant: Grant, tier: TierSpec) -> list[Finding]:
     return out + action_findings(f"{field}.permissions", grant.permissions, tier)
 
 
+def within_tier(held: Holdings, tier: TierSpec) -> Holdings:
+    """E-7.4 (Decision): what a partner keeps on moving down to `tier` — the grants whose kind
+    the tier holds, each with only the permissions whose action the tier allows (a grant left
+    with none is removed), and the registered permissions the tier allows."""
+
+    def allowed(perm: str) -> bool:
+        return "*" not in perm and action_of(perm) in tier.permission_actions
+
+    kept = []
+    for grant in held.grants:
+        if check_catalogue("grant", grant.model_copy(update={"permissions": ()}), tier):
+            continue  # its kind is not on the tier
+        permissions = tuple(p for p in grant.permissions if allowed(p))
+        if grant.permissions and not permissions:
+            continue
+        kept.append(grant.model_copy(update={"permissions": permissions}))
+    return Holdings(grants=tuple(kept), registered=tuple(p for p in held.registered if allowed(p)))
+
+
+def read_only(held: Holdings) -> Holdings:
+    """M-2.3 / M-9.3 at the lowest tier, where no tier is below: the forced outcome keeps only
+    the `:read` permissions (a grant left with none is removed)."""
+    kept = []
+    for grant in held.grants:
+        permissions = tuple(p for p in grant.permissions if action_of(p) == "read")
+        if grant.permissions and not permissions:
+            continue
+        kept.append(grant.model_copy(update={"permissions": permissions}))
+    return Holdings(
+        grants=tuple(kept), registered=tuple(p for p in held.registered if action_of(p) == "read")
+    )
+
+
 # E-6 for capabilities, E-8 for integrations: the same classes, their own rule IDs.
 CLASS_RULES = {
     GrantType.CAPABILITY: {Classification.FORBIDDEN: "E-6.3", Classification.RESTRICTED: "E-6.2"},

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from policy.decisions import Decision, Finding
-from policy.document import PolicyContent
+from policy.document import PolicyContent, TierSpec
 from policy.evidence import CompatibilityMatrix, PartnerState, Telemetry
+from policy.grants import Holdings, read_only, within_tier
 from policy.tiers import tier_move
 from policy.triggers import TRIGGER_CLASS
 from policy.types import action_of
@@ -425,3 +426,42 @@ def completion_allowed(*, now: datetime, fallback_until: datetime, health: Decis
             )
         )
     return Decision(findings=tuple(out))
+
+
+def takes_effect(
+    held: Holdings,
+    *,
+    trigger: Trigger,
+    type_: MigrationType | None,
+    subtype: str,
+    moved_down_to: TierSpec | None,
+) -> Holdings:
+    """What the partner holds once a migration's target applies (at its rollout, or at its
+    window's end when forced): a tier moved down keeps only what the lower tier allows (E-7.4
+    Decision); a forced permission reduction — the downgrade of a partner on the lowest tier —
+    keeps the read-only permissions (M-2.3, M-9.3). Anything else is unchanged."""
+    if moved_down_to is not None:
+        return within_tier(held, moved_down_to)
+    forced = TRIGGER_CLASS[trigger] is TriggerClass.FORCED
+    if forced and type_ is MigrationType.PERMISSION and subtype == "reduction":
+        return read_only(held)
+    return held
+
+
+def as_migrated(
+    state: PartnerState, held: Holdings, target: Mapping[str, str], policy: PolicyContent
+) -> PartnerState:
+    """The partner's state with the target applied, as validation judges it (M-8.1): a tier
+    moved down holds only what that tier allows (E-7.4) — validation never refuses what the
+    downgrade itself trims."""
+    applied = state.model_copy(update=dict(target))
+    tier = policy.tier(target["tier"]) if "tier" in target else None
+    names = policy.tier_names
+    down = (
+        tier is not None
+        and state.tier in names
+        and names.index(tier.name) < names.index(state.tier)
+    )
+    if tier is None or not down:
+        return applied
+    return applied.model_copy(update={"permissions": within_tier(held, tier).permissions})

@@ -217,6 +217,12 @@ def new_tier_requirements(
     return Decision(findings=tuple(out))
 
 
+def below(tier: str, than: str, policy: PolicyContent) -> bool:
+    """Whether `tier` ranks below `than` in the catalogue (both known)."""
+    names = policy.tier_names
+    return tier in names and than in names and names.index(tier) < names.index(than)
+
+
 def tier_below(tier: str, policy: PolicyContent) -> str | None:
     names = policy.tier_names
     i = names.index(tier)

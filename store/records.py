@@ -61,6 +61,7 @@ def parts(row: Process) -> Parts:
             "remediations": m.remediations,
             "rollout": m.rollout,
             "declined": m.declined,
+            "decision": m.decision,
             "origin": m.origin,
         }
         subject: dict[str, Any] = {

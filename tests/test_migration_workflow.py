@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from kwanus import contract
 from kwanus.contract import Refusal, migration_workflow_id
 from kwanus.models.common import Act, Actor, RecordEvent
 from kwanus.models.migration import MigrationInput, MigrationStatus, NoticeInput
@@ -50,7 +51,7 @@ from policy.vocabulary import (
     Severity,
     Trigger,
 )
-from store import repo
+from store import records, repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
@@ -125,6 +126,13 @@ class Mig:
                 .order_by(AuditEvent.id)  # type: ignore[arg-type]
             ).all()
         return [r.event for r in rows]
+
+    def permissions(self) -> list[str]:
+        """The permissions partner acme holds, as its record says."""
+        with self.db.session() as session:
+            row = repo.get_partner(session=session, partner_id="acme")
+            assert row is not None
+            return list(repo.holdings(row).permissions)
 
     def healthy_telemetry_at(self, end: Any) -> None:
         with self.db.session() as session:
@@ -472,15 +480,64 @@ async def test_missed_remediation_stops_the_migration(migrate: Callable[..., Any
 
 
 async def test_missed_plan_window_expires(migrate: Callable[..., Any]) -> None:
-    """M-2.3 / P-3: the window by trigger class; a forced migration's is the shortest."""
+    """M-2.1 / P-3: a required migration whose partner misses a step's window expires."""
+    mig: Mig = await migrate()
+    state = await mig.at_step("plan")
+    assert state.window_end is not None
+    assert state.window_end - state.started_at == DEFAULT_POLICY.migration_windows["required"]
+    result = await mig.handle.result()
+    assert result.status is ProcessStatus.EXPIRED and result.decision is None
+
+
+async def test_a_forced_outcome_applies_at_the_window_end_whatever_the_partner_did(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-2.3 (Decision): a forced migration's window — the shortest — ends with no plan from the
+    partner, and its target applies anyway: on the lowest tier's reduction, only the read-only
+    permissions stay (the audit event lists before and after). `decision.outcome` is
+    `enforced`; the read-only fallback stays through the fallback period, then the run
+    completes as usual."""
     mig: Mig = await migrate(
-        trigger=Trigger.COMPLIANCE_VIOLATION, type_=MigrationType.PERMISSION, subtype="reduction"
+        trigger=Trigger.COMPLIANCE_VIOLATION,
+        type_=MigrationType.PERMISSION,
+        subtype="reduction",
+        months=6,
     )
     state = await mig.at_step("plan")
     assert state.window_end is not None
     assert state.window_end - state.started_at == DEFAULT_POLICY.migration_windows["forced"]
-    result = await mig.handle.result()
-    assert result.status is ProcessStatus.EXPIRED
+    assert mig.permissions() == ["orders:read", "orders:write"]
+    await mig.env.sleep(state.window_end - await mig.env.get_current_time() + DAY)
+    await mig.recorded("enforced")
+    enforced = await mig.state()
+    assert enforced.status is ProcessStatus.ACTIVE
+    assert enforced.stage is MigrationStage.MONITORING and enforced.fallback.active
+    assert enforced.decision is not None and enforced.decision.outcome == "enforced"
+    assert mig.permissions() == ["orders:read"]  # whatever the partner did
+    with mig.db.session() as session:
+        event = session.exec(
+            select(AuditEvent).where(col(AuditEvent.key) == f"{mig.handle.id}:enforced")
+        ).one()
+        record = repo.access(session=session, partner_id="acme")
+    trimmed = event.data["trimmed"]
+    assert trimmed["permissions_removed"] == ["orders:write"]
+    assert trimmed["before"]["registered"] == ["orders:read", "orders:write"]
+    assert record is not None and record.permissions == ["orders:read"]
+    assert enforced.fallback.until is not None
+    mig.healthy_telemetry_at(enforced.fallback.until - timedelta(hours=1))
+    await mig.env.sleep(enforced.fallback.until - await mig.env.get_current_time() + DAY)
+    result = await mig.closed()
+    assert result.status is ProcessStatus.COMPLETED
+    assert result.decision is not None and result.decision.outcome == "enforced"
+    with mig.db.session() as session:
+        decided = repo.state_of(
+            repo.get_process(session=session, workflow_id=mig.handle.id), contract.MIGRATION
+        )
+        rec = records.decision_record(
+            session=session, row=repo.get_process(session=session, workflow_id=mig.handle.id)
+        )
+    assert decided is not None and decided.decision is not None
+    assert rec.decided["decision"]["outcome"] == "enforced"
 
 
 async def test_a_step_sent_as_its_deadline_is_recorded_is_refused(
@@ -499,9 +556,7 @@ async def test_a_step_sent_as_its_deadline_is_recorded_is_refused(
         return real(session=session, event=event)
 
     monkeypatch.setattr(repo, "record_event", held)
-    mig: Mig = await migrate(
-        trigger=Trigger.COMPLIANCE_VIOLATION, type_=MigrationType.PERMISSION, subtype="reduction"
-    )
+    mig: Mig = await migrate()  # required: a missed window expires it
     await mig.at_step("plan")
     result = asyncio.create_task(mig.handle.result())  # skips time to the deadline
     for _ in range(400):
@@ -533,12 +588,9 @@ async def test_forced_downgrade_changes_the_tier_at_rollout(
         target={**TARGET, "tier": "community"},
         months=6,
     )
-    with mig.db.session() as session:
-        partner = session.get(Partner, "acme")
-        assert partner is not None
-        partner.registered_permissions = ["orders:read"]  # within community's read-only
-        session.add(partner)
-        session.commit()
+    # Holding orders:write, above community's read-only: validation judges the partner as the
+    # downgrade leaves it (E-7.4), so it passes without anyone editing what the partner holds.
+    assert mig.permissions() == ["orders:read", "orders:write"]
     await _to_validation(mig)
     await mig.at_step("rollout")
     with mig.db.session() as session:
@@ -548,6 +600,7 @@ async def test_forced_downgrade_changes_the_tier_at_rollout(
     await mig.recorded("stage:Monitoring")
     with mig.db.session() as session:
         assert (p := session.get(Partner, "acme")) is not None and p.tier == "community"
+    assert mig.permissions() == ["orders:read"]  # E-7.4: what community disallows, removed
     assert state.fallback.until is not None
     mig.healthy_telemetry_at(state.fallback.until - timedelta(hours=1))
     result = await mig.handle.result()
@@ -614,7 +667,7 @@ def _stages_shown(events: list[Any]) -> list[str]:
 
 
 # Fields the migration's status gained after the two-step run was recorded (empty at notice).
-LATER_STATE_FIELDS = ("tier_change",)
+LATER_STATE_FIELDS = ("tier_change", "decision")  # fields added since it was recorded
 
 
 def _recorded(event: RecordEvent) -> dict[str, Any]:

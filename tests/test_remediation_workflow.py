@@ -24,7 +24,7 @@ from policy.access import Access
 from policy.decisions import Decision
 from policy.document import DEFAULT_POLICY
 from policy.forms import RemediationStep, Rollout
-from policy.vocabulary import ProcessStatus, Role, Severity, Trigger
+from policy.vocabulary import MigrationStage, ProcessStatus, Role, Severity, Trigger
 from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
@@ -89,7 +89,10 @@ async def open_remediation(
 ) -> AsyncIterator[Callable[..., Any]]:
     with db.session() as session:
         repo.create_partner(
-            session=session, partner=PartnerCreate.model_validate(partner_body(tier="premier"))
+            session=session,
+            partner=PartnerCreate.model_validate(
+                partner_body(tier="premier", permissions=["orders:read", "orders:admin"])
+            ),
         )
     started: list[str] = []
     async with running_worker(ts_env.client, db) as task_queue:
@@ -244,3 +247,53 @@ async def test_unremediated_severe_violation_ends_in_a_lower_tier(
     assert result.status is ProcessStatus.COMPLETED
     assert rem.tier() == "verified"
     assert rem.partner_status() == "restricted"  # access stays restricted (M-9.3)
+
+
+async def test_a_forced_downgrade_applies_at_its_window_end_with_no_partner_action(
+    open_remediation: Callable[..., Any],
+) -> None:
+    """M-2.3 / E-7.2 / E-7.4 (Decisions): the missed window's forced downgrade applies when its
+    own window ends though the partner never sent a step — the tier set, `orders:admin` (which
+    the lower tier does not allow) removed with before and after on record, `decision.outcome`
+    `enforced` — keeps its read-only fallback through the fallback period and completes; SCO
+    may then restore access (M-9.1 step 5)."""
+    rem: Rem = await open_remediation(Severity.SEVERE)
+    deadline = (await rem.state()).deadline
+    assert deadline is not None
+    await rem.env.sleep(deadline - await rem.env.get_current_time() + DAY)
+    state = await rem.state()
+    assert state.escalation_migration
+    forced = Mig(
+        rem.env,
+        rem.db,
+        rem.env.client.get_workflow_handle_for(
+            PartnerMigration.run, f"migration-{state.escalation_migration}"
+        ),
+        [],
+    )
+    waiting = await forced.at_step("plan")
+    assert waiting.window_end is not None and rem.tier() == "premier"
+    assert not rem.restore().allowed  # the forced outcome has not applied yet
+    await rem.env.sleep(waiting.window_end - await rem.env.get_current_time() + DAY)
+    await forced.recorded("enforced")
+    enforced = await forced.state()
+    assert enforced.decision is not None and enforced.decision.outcome == "enforced"
+    assert enforced.tier_change is not None and enforced.tier_change.applied
+    assert rem.tier() == "verified"
+    assert forced.permissions() == ["orders:read"]
+    with rem.db.session() as session:
+        event = session.exec(
+            select(AuditEvent).where(AuditEvent.key == f"{forced.handle.id}:enforced")
+        ).one()
+    assert event.data["trimmed"]["permissions_removed"] == ["orders:admin"]
+    assert sorted(event.data["trimmed"]["before"]["registered"]) == ["orders:admin", "orders:read"]
+    assert enforced.stage is MigrationStage.MONITORING and enforced.fallback.active
+    fallbacks = rem.access().fallbacks
+    assert [(f.kind, f.name, f.version) for f in fallbacks] == [("tier", "premier", None)]
+    assert rem.restore().allowed and rem.access().status == "active"
+    assert enforced.fallback.until is not None
+    forced.healthy_telemetry_at(enforced.fallback.until - timedelta(hours=1))
+    await rem.env.sleep(enforced.fallback.until - await rem.env.get_current_time() + DAY)
+    result = await forced.closed()
+    assert result.status is ProcessStatus.COMPLETED and rem.tier() == "verified"
+    assert rem.access().fallbacks == []

@@ -12,6 +12,7 @@ lines; the step machinery is in workflows/steps.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from kwanus.models.migration import (
         Fallback,
         LifecycleInput,
+        MigrationDecision,
         MigrationInput,
         MigrationStatus,
         NoticeInput,
@@ -60,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         MigrationType,
         ProcessKind,
         ProcessStatus,
+        TriggerClass,
     )
     from workflows import legacy
     from workflows.common import (
@@ -76,9 +79,15 @@ NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
 # Runs noticed before this change replay their five activities (notify, read the partner, record
 # `notice`, record the move to Plan); new runs do it in one (bench/RESULTS.md, fan-out).
 NOTICE_PATCH = "notice-in-one-activity"
+# Runs whose forced migration's window ended before its target applied then replay expiring.
+ENFORCE_PATCH = "forced-outcome-applies"
 # Runs rolled out before a rollout took effect with its record (tier, declared compatibility)
 # replay their `record_event` and `update_matrix`.
 ROLLOUT_PATCH = "rollout-takes-effect"
+
+
+class _Enforced(Exception):
+    """The forced target applied at the window's end: the partner's steps are over."""
 
 
 @workflow.defn(name=MIGRATION_WORKFLOW)
@@ -118,7 +127,9 @@ class PartnerMigration:
     async def run(self, inp: MigrationInput) -> MigrationStatus:
         try:
             if inp.resume is None:
-                await self._before_monitoring()
+                # A forced target applied at the window's end goes on to monitoring.
+                with contextlib.suppress(_Enforced):
+                    await self._before_monitoring()
             await self._monitoring()  # a continued run picks up here
             await self._completion()
         except Ended:
@@ -506,6 +517,7 @@ class PartnerMigration:
                 subtype=self.inp.subtype,
                 origin=self.inp.origin,
                 with_tier=self.inp.with_tier,
+                type_=self.inp.type_,
             ),
             summary="roll out" + (f": tier {tier}" if tier else ""),
         )
@@ -582,4 +594,42 @@ class PartnerMigration:
             )
         )
         if not done_in_time:
+            if self.state.trigger_class is TriggerClass.FORCED and workflow.patched(ENFORCE_PATCH):
+                await self._enforce(step)
+                raise _Enforced
             await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+
+    async def _enforce(self, missed: str) -> None:
+        """M-2.3 (Decision): a forced migration's target applies when its window ends, whether
+        or not the partner acted — the tier set and what it disallows trimmed (E-7.2, E-7.4), a
+        reduction to read-only on the lowest tier — in one activity with its event; the
+        read-only fallback stays through the fallback period and the run completes as usual."""
+        tier = self.inp.target.get("tier") if self.inp.type_ is MigrationType.TIER else None
+        rules = ["M-2.3", "E-7.2", "E-7.4"]
+        self.state.decision = MigrationDecision(
+            outcome="enforced",
+            reasons=[f"the window ended with {missed} not done"],
+            rules=rules,
+            at=workflow.now(),
+        )
+        self.state.tier_change = await call(
+            MigrationActivities.roll_out,
+            RolloutInput(
+                event=self.ledger.now_event(
+                    "enforced",
+                    "enforced",
+                    rules=rules,
+                    data={"missed": missed, "target": self.inp.target},
+                ),
+                partner_id=self.inp.partner_id,
+                release="",
+                declared=[],
+                tier=tier,
+                trigger=self.inp.trigger,
+                subtype=self.inp.subtype,
+                origin=self.inp.origin,
+                type_=self.inp.type_,
+                enforced=True,
+            ),
+            summary="enforce the forced outcome" + (f": tier {tier}" if tier else ""),
+        )

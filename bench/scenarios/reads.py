@@ -117,3 +117,30 @@ async def run(h: Harness) -> None:
                 "yes" if p99 <= 0.050 else "NO",
             )
         )
+
+    # The access view a gateway reads on every session (issue 17): from the store alone, with
+    # no Temporal call to set beside it — its target is absolute.
+    ours = []
+
+    async def access(ours: list[float] = ours) -> None:
+        for i in range(n):
+            pid = f"fo-{(i * 7919) % h.args.partners:05d}"
+            t0 = time.perf_counter()
+            resp = await h.http.get(f"/v1/partners/{pid}/access", headers=h.headers["TSC"])
+            ours.append(time.perf_counter() - t0)
+            if resp.status_code != 200:
+                raise BenchError(f"GET access: {resp.status_code} {resp.text}")
+
+    await h.profiled("reads: GET /v1/partners/{id}/access", access)
+    p99 = pct(ours, 99)
+    h.rows.append(
+        Row(
+            f"5. GET /v1/partners/{{id}}/access (of {h.args.partners}) p99 "
+            f"(p50 {fmt_ms(pct(ours, 50))})",
+            fmt_ms(p99),
+            "—",
+            "—",
+            "p99 ≤ 20 ms",
+            "yes" if p99 <= 0.020 else "NO",
+        )
+    )

@@ -54,6 +54,15 @@ class TierChange(BaseModel):
     )
 
 
+class MigrationDecision(BaseModel):
+    """How a migration's outcome was reached, when not by the partner's steps (M-2.3)."""
+
+    outcome: str = Field(description="`enforced`: the forced target applied at the window's end.")
+    reasons: list[str] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+    at: datetime
+
+
 class RolloutInput(BaseModel):
     """A migration's rollout takes effect in one activity (M-4.5): its event, the partner's
     declared compatibility (E-9.2), and for a tier migration the tier (judged again against the
@@ -68,6 +77,14 @@ class RolloutInput(BaseModel):
     subtype: str
     origin: str | None = None
     with_tier: WithTier | None = None
+    type_: MigrationType | None = Field(
+        default=None, description="The migration's type (a forced permission reduction's effect)."
+    )
+    enforced: bool = Field(
+        default=False,
+        description="The forced outcome applied at the window's end, the partner not having "
+        "rolled out (M-2.3): no release, nothing declared.",
+    )
 
 
 class Fallback(BaseModel):
@@ -127,6 +144,9 @@ class MigrationStatus(BaseModel):
     origin: str | None = None
     tier_change: TierChange | None = Field(
         default=None, description="A tier migration's move at its rollout (M-4.5)."
+    )
+    decision: MigrationDecision | None = Field(
+        default=None, description="`enforced` when the forced target applied at the window's end."
     )
     policy_version: int
     started_at: datetime

@@ -101,13 +101,13 @@ def access(*, session: Session, partner_id: str) -> Access | None:
         runtime_version=partner.runtime_version,
     )
     fallbacks = []
+    # By (kind, partner) only: with the status too, SQLite's planner takes the (kind, status)
+    # index and walks every active migration (bench/RESULTS.md, the access view).
     for row in list_processes(
-        session=session,
-        kind=ProcessKind.MIGRATION,
-        partner_id=partner_id,
-        status=ProcessStatus.ACTIVE.value,
-        limit=ALL,
+        session=session, kind=ProcessKind.MIGRATION, partner_id=partner_id, limit=ALL
     ):
+        if row.status != ProcessStatus.ACTIVE.value:
+            continue
         m = state_of(row, contract.MIGRATION)
         if m is None or not m.fallback.active:
             continue

@@ -18,7 +18,14 @@ from kwanus.models.migration import (
 from kwanus.models.remediation import PartnerStatusInput
 from policy.decisions import Decision
 from policy.grants import change
-from policy.tiers import governed_upgrade, same_new_tier, tier_move, upgrade_still_eligible
+from policy.migration import takes_effect
+from policy.tiers import (
+    below,
+    governed_upgrade,
+    same_new_tier,
+    tier_move,
+    upgrade_still_eligible,
+)
 from policy.vocabulary import Trigger
 from store import audit
 from store.repo.common import UnknownPartner
@@ -133,6 +140,20 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
             else:
                 moved.withheld = [f"{g.name}: the tier did not move" for g in grants]
         session.add(partner)
+    policy = current_policy(session=session)
+    down = moved is not None and moved.applied and below(moved.target, moved.before, policy)
+    held = holdings(partner)
+    kept = takes_effect(
+        held,
+        trigger=inp.trigger,
+        type_=inp.type_,
+        subtype=inp.subtype,
+        moved_down_to=policy.tier(moved.target) if moved is not None and down else None,
+    )
+    if kept != held:  # E-7.4 / M-2.3: what the lower tier (or the forced reduction) disallows
+        _set_holdings(partner, kept)
+        session.add(partner)
+        data.update(trimmed=change(held, kept).model_dump(mode="json"))
     declared = _declare(session, inp.partner_id, inp.event, inp.release, inp.declared)
     tier_change = moved.model_dump(mode="json") if moved else None
     data.update(declared=declared, tier_change=tier_change)

@@ -78,13 +78,12 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
 
 def active_forced_downgrade(*, session: Session, partner_id: str) -> str | None:
     """The id of a forced downgrade (tier or permission reduction) still running, if any."""
+    # By (kind, partner) only: see store/repo/access.py on SQLite's choice of index.
     for row in list_processes(
-        session=session,
-        kind=ProcessKind.MIGRATION,
-        partner_id=partner_id,
-        status=ProcessStatus.ACTIVE.value,
-        limit=10_000,
+        session=session, kind=ProcessKind.MIGRATION, partner_id=partner_id, limit=10_000
     ):
+        if row.status != ProcessStatus.ACTIVE.value:
+            continue
         migration = state_of(row, contract.MIGRATION)
         if migration is not None and is_forced_downgrade(migration.trigger, migration.subtype):
             return row.process_id
