@@ -112,7 +112,7 @@ class GovernanceActivities:
                 session=session, partner_id=inp.partner_id, since=inp.since, until=inp.until
             )
             partner = repo.get_partner(session=session, partner_id=inp.partner_id)
-            granted = list(repo.holdings(partner).permissions) if partner else []
+            granted = repo.in_effect(session=session, partner=partner) if partner else []
         health = telemetry_health(reports, granted, inp.policy)
         return MonitoringCheck(
             at=inp.until,

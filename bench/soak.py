@@ -127,7 +127,7 @@ async def drive_one(run: Run, p: Planned) -> None:
             awaited=at_step("plan"),
             done=lambda s: s["status"] == "declined",
         )
-    # expansion expired, migration expired: nobody acts; their timers end them.
+    # expansion expired, migration enforced: nobody acts; their timers end or enforce them.
 
 
 async def starter(
@@ -159,7 +159,7 @@ async def starter(
             who = {
                 "migration parked": tsc,
                 "migration declined": run.partners[p.partner],
-                "migration expired": sco,
+                "migration enforced": sco,
             }[p.scenario.name]
             await d.start("migrations", body, who)
         run.started.append(p)

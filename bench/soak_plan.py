@@ -30,7 +30,9 @@ SCENARIOS = {
         Scenario("expansion expired", "expansions", "expiring", ("Evaluation", "expired"), 10),
         Scenario("migration parked", "migrations", "parked", ("Monitoring", "active"), 16),
         Scenario("migration declined", "migrations", "steady", ("Plan", "declined"), 10),
-        Scenario("migration expired", "migrations", "steady", ("Plan", "expired"), 10),
+        # A forced migration nobody acts on: its target applies at the window's end (M-2.3) and it
+        # sits in monitoring for its fallback.
+        Scenario("migration enforced", "migrations", "steady", ("Monitoring", "active"), 10),
     )
 }
 TARGET = {"os_version": "5.0", "api_version": "3.0"}

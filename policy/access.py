@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from policy.decisions import Decision, Finding
 from policy.deprecation import PLATFORM
 from policy.migration import fallback_permissions
-from policy.vocabulary import PartnerStatus, ProcessStatus, Severity
+from policy.triggers import TRIGGER_CLASS
+from policy.vocabulary import PartnerStatus, ProcessStatus, Severity, Trigger, TriggerClass
 
 
 class RemediationRecord(BaseModel):
@@ -79,6 +80,14 @@ def may_act_while(remediations: Sequence[RemediationRecord], what: str) -> Decis
             ),
         )
     )
+
+
+def may_start_while(trigger: Trigger, remediations: Sequence[RemediationRecord]) -> Decision:
+    """M-9.2 (Decision): no optional migration starts for a restricted partner, whoever asks;
+    required and forced ones go on (they are the platform's, M-2.1, M-2.3)."""
+    if TRIGGER_CLASS[trigger] is not TriggerClass.OPTIONAL:
+        return Decision()
+    return may_act_while(remediations, "start optional migrations")
 
 
 def may_restore(missed: Sequence[tuple[RemediationRecord, bool]]) -> Decision:

@@ -203,15 +203,17 @@ def within_tier(held: Holdings, tier: TierSpec) -> Holdings:
 def read_only(held: Holdings) -> Holdings:
     """M-2.3 / M-9.3 at the lowest tier, where no tier is below: the forced outcome keeps only
     the `:read` permissions (a grant left with none is removed)."""
+
+    def reads(perm: str) -> bool:
+        return action_of(perm) == "read" and "*" not in perm  # `*:read` reads everything
+
     kept = []
     for grant in held.grants:
-        permissions = tuple(p for p in grant.permissions if action_of(p) == "read")
+        permissions = tuple(p for p in grant.permissions if reads(p))
         if grant.permissions and not permissions:
             continue
         kept.append(grant.model_copy(update={"permissions": permissions}))
-    return Holdings(
-        grants=tuple(kept), registered=tuple(p for p in held.registered if action_of(p) == "read")
-    )
+    return Holdings(grants=tuple(kept), registered=tuple(p for p in held.registered if reads(p)))
 
 
 # E-6 for capabilities, E-8 for integrations: the same classes, their own rule IDs.

@@ -262,7 +262,7 @@ def _tier_findings(
 
 def fallback_permissions(current: Sequence[str]) -> list[str]:
     """M-6.1: the fallback keeps the partner's APIs and workflows, with read-only permissions."""
-    return sorted(p for p in current if action_of(p) == "read")
+    return sorted(p for p in current if action_of(p) == "read" and "*" not in p)
 
 
 def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
@@ -464,4 +464,6 @@ def as_migrated(
     )
     if tier is None or not down:
         return applied
-    return applied.model_copy(update={"permissions": within_tier(held, tier).permissions})
+    unbounded = [p for p in state.permissions if "*" in p]  # still refused by M-8.2
+    kept = sorted({*within_tier(held, tier).permissions, *unbounded})
+    return applied.model_copy(update={"permissions": tuple(kept)})

@@ -4,7 +4,11 @@ remediation and enforced (M-9.2, M-9.3, M-9.1 step 5), and the fallback it lists
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 
 from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, eventually, unique
@@ -109,12 +113,13 @@ async def test_restriction_is_derived_from_every_remediation_and_enforced(api: A
     assert still["status"] == "restricted" and still["permissions"] == ["orders:read"]
 
     await remediate(api, severe, partner)
-    restored = await access(api, pid, partner)
-    assert (restored["status"], restored["permissions"], restored["restricted_by"]) == (
-        "active",
-        HELD,
-        [],
-    )
+
+    async def active() -> dict[str, Any] | None:  # the store has its close once it is recorded
+        data = await access(api, pid, partner)
+        return data if data["status"] == "active" else None
+
+    restored = await eventually(active)
+    assert (restored["permissions"], restored["restricted_by"]) == (HELD, [])
     nothing = await api.http.post(
         f"/v1/partners/{pid}/restore", json={"reason": "x"}, headers=api.token("SCO")
     )
@@ -156,3 +161,98 @@ async def test_the_access_view_lists_a_migrations_fallback_from_its_notice(api: 
         }
     ]
     assert data["permissions"] == HELD  # the fallback narrows nothing the partner holds now
+
+
+async def test_a_resubmission_is_answered_from_the_record_never_started_again(api: Api) -> None:
+    """P-1 / M-9.2: the same proposal under its id is answered with the process it started —
+    from the record, so nothing starts again once Temporal has let the closed run go (here
+    deleted, as retention does), restricted partner or not; a new id is refused (403 M-9.2)."""
+    pid = unique("p1")
+    partner = await register(api, pid)
+    eid = unique("exp")
+    body = {**proposal_body(), "id": eid}
+    assert (await api.http.post("/v1/expansions", json=body, headers=partner)).status_code == 202
+    wid = f"expansion-{eid}"
+
+    async def recorded() -> bool:
+        resp = await api.http.get(f"/v1/expansions/{eid}", headers=partner)
+        return resp.status_code == 200
+
+    await eventually(recorded)
+    withdrawn = await api.http.post(
+        f"/v1/expansions/{eid}/withdraw", json={"reason": "x"}, headers=partner
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    await api.env.client.get_workflow_handle(wid).result()
+    first_run = (await api.env.client.get_workflow_handle(wid).describe()).run_id
+    await api.env.client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=api.env.client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=wid),
+        )
+    )
+
+    async def gone() -> bool:
+        return not await api.workflow_exists(wid)
+
+    await eventually(gone)
+    await violation(api, pid, "severe")
+
+    async def restricted() -> bool:
+        return bool((await access(api, pid, partner))["status"] == "restricted")
+
+    await eventually(restricted)
+    fresh = await api.http.post("/v1/expansions", json=proposal_body(), headers=partner)
+    assert fresh.status_code == 403 and fresh.json()["rule"] == "M-9.2"
+    again = await api.http.post("/v1/expansions", json=body, headers=partner)
+    assert again.status_code == 202 and again.json()["workflow_id"] == wid
+    if await api.workflow_exists(wid):  # the dev server may not have dropped it yet
+        current = await api.env.client.get_workflow_handle(wid).describe()
+        assert current.run_id == first_run  # answered from the record: nothing started
+
+
+async def test_a_restricted_partner_neither_releases_nor_uses_what_is_not_in_effect(
+    api: Api,
+) -> None:
+    """M-9.2 (Decision): restricted, a partner releases nothing (403 M-9.2: what it holds does
+    not grow), and a permission held but not in effect counts as misuse when the platform
+    reports it in use (E-7.2): the report starts a forced downgrade."""
+    pid = unique("rel")
+    partner = await register(api, pid)
+    eid = unique("exp")
+    base = f"/v1/expansions/{eid}"
+    created = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=partner)
+    assert created.status_code == 202, created.text
+    await violation(api, pid, "severe")
+
+    async def restricted() -> bool:
+        data = await access(api, pid, partner)
+        return bool(data["status"] == "restricted" and data["permissions"] == ["orders:read"])
+
+    await eventually(restricted)
+    release = {
+        "version": "1.2.0",
+        "migration_guide": "g",
+        "fallback_behaviour": "f",
+        "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
+    }
+    refused = await api.http.post(f"{base}/release", json=release, headers=partner)
+    assert refused.status_code == 403 and refused.json()["rule"] == "M-9.2"
+    assert (await access(api, pid, partner))["capabilities"] == ["orders-dashboard"]
+
+    end = datetime.now(UTC) - timedelta(hours=1)
+    report = {
+        "period_start": (end - timedelta(days=7)).isoformat(),
+        "period_end": end.isoformat(),
+        "workflow_success_rate": 0.999,
+        "api_error_rate": 0.001,
+        "permission_usage": {"orders:write": 500},
+    }
+    resp = await api.http.post(
+        f"/v1/partners/{pid}/telemetry", json=report, headers=api.token("platform")
+    )
+    assert resp.status_code == 201, resp.text
+    downgrade = resp.json()["downgrade"]
+    assert downgrade is not None and downgrade["trigger"] == "security_violation"
+    assert any("orders:write" in f["message"] for f in downgrade["findings"])
+    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")

@@ -28,7 +28,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from kwanus import contract
-from kwanus.contract import Refusal, migration_workflow_id
+from kwanus.contract import Refusal, migration_workflow_id, remediation_workflow_id
 from kwanus.models.common import Act, Actor, RecordEvent
 from kwanus.models.migration import MigrationInput, MigrationStatus, NoticeInput
 from kwanus.models.remediation import RemediationStatus
@@ -253,6 +253,43 @@ async def test_fallback_kept_for_exactly_its_period(
     assert mig.events()[-2:] == ["lifecycle_updated", "completed"]
     # P-2: plan, implementation, documentation and rollout open without a command of their own.
     assert commands_on_step_opening(await mig.handle.fetch_history(), ":window:") == []
+
+
+async def test_a_forced_outcome_applies_though_its_validation_waits_on_a_remediation(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-2.3 (Decision): a forced downgrade whose validation failed (the partner runs an API TSC
+    has since deprecated: a minor remediation, 30 days) waits on that remediation no longer
+    than its own window (30 days): then the target applies whatever the partner did — the tier
+    set, what it disallows removed — and the run goes on to monitoring."""
+    mig: Mig = await migrate(
+        trigger=Trigger.COMPLIANCE_VIOLATION,
+        type_=MigrationType.TIER,
+        subtype="downgrade",
+        target={"tier": "community"},
+        months=6,
+    )
+    with mig.db.session() as session:
+        repo.change_matrix(
+            session=session,
+            entries=[MatrixEntry(kind="api", name="kwanus", version="2.1", status="deprecated")],
+            actor="TSC",
+            reason="2.1 deprecated",
+        )
+    await _to_validation(mig)
+    rem = await _remediation(mig)
+    mig.started.append(remediation_workflow_id((await rem.query(Remediation.status)).id))
+    state = await mig.state()
+    assert state.window_end is not None
+    await mig.env.sleep(state.window_end - await mig.env.get_current_time() + DAY)
+    await mig.recorded("enforced")
+    enforced = await mig.state()
+    assert enforced.decision is not None and enforced.decision.outcome == "enforced"
+    assert enforced.status is ProcessStatus.ACTIVE and enforced.stage is MigrationStage.MONITORING
+    assert enforced.tier_change is not None and enforced.tier_change.applied
+    with mig.db.session() as session:
+        assert (p := session.get(Partner, "acme")) is not None and p.tier == "community"
+    assert mig.permissions() == ["orders:read"]
 
 
 async def test_the_access_view_keeps_the_fallback_from_notice_to_completion(

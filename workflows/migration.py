@@ -263,7 +263,8 @@ class PartnerMigration:
         """M-4.4 / M-8.1: four checks, each an activity with its result recorded. A failure
         (M-8.2) opens a remediation with the severity the policy gives it (M-9) and waits for
         it: remediated → validate again; its window missed → the migration stops here (the
-        remediation has started the forced tier downgrade, M-9.3)."""
+        remediation has started the forced tier downgrade, M-9.3). A forced migration waits no
+        longer than its window: then, or if the remediation is missed, its target applies."""
         await self._enter(MigrationStage.VALIDATION)
         while True:
             attempt = len(self.state.remediations) + 1
@@ -271,9 +272,13 @@ class PartnerMigration:
             if not failures:
                 return
             link = await self._remediate(attempt, failures)
-            await workflow.wait_condition(self._remediation_closed)
+            enforces = self._enforces()
+            closed = await self._remediation_ends(by=self.state.window_end if enforces else None)
             self.steps.clear()
             self.steps.show()
+            if enforces and (not closed or link.status is not ProcessStatus.COMPLETED):
+                await self._enforce("validation")  # M-2.3: the window ends, the target applies
+                raise _Enforced
             if link.status is not ProcessStatus.COMPLETED:
                 await self.steps.close(
                     ProcessStatus.EXPIRED,
@@ -594,10 +599,28 @@ class PartnerMigration:
             )
         )
         if not done_in_time:
-            if self.state.trigger_class is TriggerClass.FORCED and workflow.patched(ENFORCE_PATCH):
+            if self._enforces():
                 await self._enforce(step)
                 raise _Enforced
             await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
+
+    def _enforces(self) -> bool:
+        """M-2.3 (Decision): a forced migration's target applies at its window's end."""
+        return self.state.trigger_class is TriggerClass.FORCED and workflow.patched(ENFORCE_PATCH)
+
+    async def _remediation_ends(self, *, by: datetime | None) -> bool:
+        """Wait for the open remediation to end (until `by`, if given); whether it did."""
+        if by is None:
+            await workflow.wait_condition(self._remediation_closed)
+            return True
+        try:
+            await workflow.wait_condition(
+                self._remediation_closed,
+                timeout=max(by - workflow.now(), timedelta(seconds=1)),
+            )
+        except TimeoutError:
+            return self._remediation_closed()
+        return True
 
     async def _enforce(self, missed: str) -> None:
         """M-2.3 (Decision): a forced migration's target applies when its window ends, whether

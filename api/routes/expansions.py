@@ -99,8 +99,11 @@ async def submit_expansion(
     # it started — not judged again against what its own release has since changed. Anything
     # else is judged as new (and start_once refuses an id in use).
     known = await run_in_threadpool(repo.expansion_status, session=session, workflow_id=workflow_id)
-    if known is None or (known.partner_id, known.proposal_sha256) != (partner.id, sha):
-        await _admissible(proposal, partner, policy, session)
+    if known is not None and (known.partner_id, known.proposal_sha256) == (partner.id, sha):
+        # Answered from the record, never started again — not even once Temporal has let the
+        # closed run go (an id is never reused).
+        return Accepted(id=expansion_id, workflow_id=workflow_id, stage=known.stage)
+    await _admissible(proposal, partner, policy, session)
     stage = await start_once(
         client,
         contract.EXPANSION,
@@ -296,6 +299,13 @@ async def release(
     grants added to what the partner holds, only `removes` taken away (E-2.7). `compatibility`
     names the platform versions the release works with, stored as the partner's own; a version
     the matrix does not list, or has retired, is refused (E-9.2)."""
+    assert principal.partner_id is not None
+    records = await run_in_threadpool(
+        repo.remediations_of, session=session, partner_id=principal.partner_id
+    )
+    may = may_act_while(records, "release a governance update")
+    if not may.allowed:  # M-9.2: nothing grows while restricted; the step waits its deadline
+        raise Problem.refused(may, "a restricted partner releases nothing (M-9.2)", 403)
     judge = declared_in_matrix(session, body.compatibility)
     return await _step(client, session, principal, expansion_id, "release", body, judge=judge)
 

@@ -38,7 +38,7 @@ from api.processes import (
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.migration import MigrationInput, MigrationStatus
-from policy.access import may_act_while
+from policy.access import may_start_while
 from policy.decisions import Decision
 from policy.forms import (
     ImplementationReport,
@@ -122,14 +122,14 @@ async def start_migration(
         may = partner_may_start(body.trigger)
         if not may.allowed:
             raise Problem.refused(may, "a partner starts only optional migrations (M-2.2)", 403)
-        records = await run_in_threadpool(
-            repo.remediations_of, session=session, partner_id=body.partner_id
-        )
-        may = may_act_while(records, "start optional migrations")
-        if not may.allowed:
-            raise Problem.refused(may, "a restricted partner starts no migration (M-9.2)", 403)
     elif principal.role not in STARTERS:
         raise Problem(403, f"role {principal.role.value} may not start migrations")
+    records = await run_in_threadpool(
+        repo.remediations_of, session=session, partner_id=body.partner_id
+    )
+    may = may_start_while(body.trigger, records)
+    if not may.allowed:
+        raise Problem.refused(may, "no optional migration while restricted (M-9.2)", 403)
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
     if partner is None:
         raise not_found("partner")

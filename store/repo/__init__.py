@@ -3,6 +3,7 @@ per concern; `from store import repo` reaches every public function here."""
 
 from store.repo.access import (
     access,
+    in_effect,
     remediations_of,
     restore,
     restriction_of,
@@ -90,6 +91,7 @@ __all__ = [
     "get_partner",
     "get_process",
     "holdings",
+    "in_effect",
     "insert_for",
     "list_partners",
     "list_processes",

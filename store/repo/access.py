@@ -22,11 +22,11 @@ from policy.access import (
     status,
 )
 from policy.decisions import Decision
-from policy.vocabulary import PartnerStatus, ProcessKind, ProcessStatus
+from policy.vocabulary import MigrationType, PartnerStatus, ProcessKind, ProcessStatus
 from store.repo.common import UnknownPartner
 from store.repo.partners import get_partner, holdings
 from store.repo.processes import _append_audit, get_process, list_processes, state_of
-from store.tables import AuditEvent, Process
+from store.tables import AuditEvent, Partner, Process
 
 RESTORED = "access_restored_by_sco"
 ALL = 10_000  # a partner's migrations, read whole (indexed by partner)
@@ -84,6 +84,13 @@ def restriction_of(*, session: Session, partner_id: str) -> Decision:
     return restriction(remediations_of(session=session, partner_id=partner_id))
 
 
+def in_effect(*, session: Session, partner: Partner) -> list[str]:
+    """The permissions in effect for the partner now: what it holds, only the `:read` ones while
+    it is restricted (M-9.2) — what telemetry's misuse and monitoring judge use against."""
+    restricted = not restriction_of(session=session, partner_id=partner.id).allowed
+    return permissions_in_effect(holdings(partner).permissions, restricted)
+
+
 def access(*, session: Session, partner_id: str) -> Access | None:
     """What the runtime enforces for the partner now: its status, tier, the capabilities held,
     the permissions in effect and each active migration's fallback (M-6.1, from its notice to
@@ -138,7 +145,12 @@ def _forced_applied(session: Session, migration_id: str | None) -> bool:
     m = state_of(row, contract.MIGRATION)
     if m is None:
         return False
-    return m.status is ProcessStatus.COMPLETED or bool(m.tier_change and m.tier_change.applied)
+    return (
+        m.status is ProcessStatus.COMPLETED
+        or bool(m.tier_change and m.tier_change.applied)
+        or (m.decision is not None and m.decision.outcome == "enforced")
+        or (m.type_ is MigrationType.PERMISSION and m.rollout is not None)  # a reduction
+    )
 
 
 def restore(

@@ -13,8 +13,9 @@ from policy.remediation import as_violation
 from policy.tiers import evidence_lookback
 from policy.triggers import is_forced_downgrade
 from policy.vocabulary import ProcessKind, ProcessStatus, Role
+from store.repo.access import in_effect
 from store.repo.common import as_utc
-from store.repo.partners import get_partner, holdings
+from store.repo.partners import get_partner
 from store.repo.policies import current_policy
 from store.repo.processes import list_processes, state_of
 from store.tables import TelemetryReport, utcnow
@@ -71,7 +72,7 @@ def tier_evidence(*, session: Session, partner_id: str, now: datetime) -> TierEv
     return TierEvidence(
         telemetry=tuple(telemetry),
         violations=tuple(violations),
-        granted_permissions=holdings(partner).permissions if partner else (),
+        granted_permissions=tuple(in_effect(session=session, partner=partner)) if partner else (),
         forced_downgrade=active_forced_downgrade(session=session, partner_id=partner_id),
     )
 
