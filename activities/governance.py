@@ -9,6 +9,7 @@ from kwanus.models.deprecation import NoticedInput
 from kwanus.models.expansion import (
     GrantInput,
     NewTierInput,
+    PolicyChangeInput,
     ReleaseInput,
     RiskInput,
     TierEvidenceInput,
@@ -59,6 +60,12 @@ class GovernanceActivities:
         """E-7.3: the new tier lands in the catalogue as a new policy version, once."""
         with self.db.session() as session:
             return repo.add_tier(session=session, event=inp.event, new_tier=inp.new_tier)
+
+    @activity.defn(name="publish_policy")
+    def publish_policy(self, inp: PolicyChangeInput) -> int | None:
+        """E-3.4: a category-D release's policy change as a new policy version, once."""
+        with self.db.session() as session:
+            return repo.publish_change(session=session, event=inp.event, change=inp.change)
 
     @activity.defn(name="update_matrix")
     def update_matrix(self, inp: MatrixInput) -> bool:

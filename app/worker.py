@@ -71,6 +71,7 @@ def build_worker(
             acts.update_matrix,
             acts.record_deprecation,
             acts.add_tier,
+            acts.publish_policy,
             acts.current_policy,
             acts.compile_stewardship,
             starter.start_migration,

@@ -7,10 +7,18 @@ An update may tighten the spec's hard floors, never loosen them (`check_floors`)
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from policy.decisions import Decision, Finding
 from policy.types import Duration
@@ -373,3 +381,56 @@ def check_update(current: PolicyDocument, proposed: PolicyContent) -> Decision:
             )
         )
     return Decision(findings=tuple(out))
+
+
+def apply_change(
+    current: PolicyDocument, change: Mapping[str, Any]
+) -> tuple[PolicyContent | None, Decision]:
+    """E-3.4 (Decision): a category-D proposal's `policy_change` — top-level fields, each
+    replacing that field of the policy in force — as the policy it would make, judged as a
+    `PUT /v1/policy` is (the spec's floors, the tiers kept: `check_update`). Each refusal names
+    its field and rule; nothing is made when one is refused."""
+    unknown = sorted(set(change) - set(PolicyContent.model_fields))
+    if unknown:
+        return None, Decision(
+            findings=tuple(
+                Finding(field=f"policy_change.{k}", rule="E-3.4", message="not a policy field")
+                for k in unknown
+            )
+        )
+    merged = {**current.model_dump(mode="json", exclude={"version"}), **change}
+    try:
+        proposed = PolicyContent.model_validate(merged)
+    except ValidationError as exc:
+        return None, Decision(
+            findings=tuple(
+                Finding(
+                    field="policy_change." + ".".join(str(p) for p in e["loc"]),
+                    rule="E-3.4",
+                    message=str(e["msg"]),
+                )
+                for e in exc.errors()
+            )
+        )
+    decision = check_update(current, proposed)
+    return (proposed if decision.allowed else None), decision
+
+
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The top-level policy fields whose value differs between two stored versions, compared
+    as the policy reads them (a tier's kinds are sets: their stored order means nothing)."""
+    try:
+        old, new = PolicyContent.model_validate(before), PolicyContent.model_validate(after)
+    except ValidationError:  # a version stored under older rules: compared as stored
+        return sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    return sorted(k for k in PolicyContent.model_fields if getattr(old, k) != getattr(new, k))
+
+
+class PolicyChange(BaseModel):
+    """`GET /v1/policy/history`: one version, who made it (a body's role, or the expansion
+    whose category-D release published it), when, and the fields it changed."""
+
+    version: int
+    author: str
+    at: datetime
+    fields: list[str]

@@ -57,6 +57,22 @@ def check_category(proposal: Proposal, partner_tier: str) -> Decision:
                 message="a category D proposal changes rules; grants are category A or C",
             )
         )
+    if cat is Category.GOVERNANCE and not proposal.policy_change:
+        out.append(
+            Finding(
+                field="policy_change",
+                rule="E-3.4",
+                message="a category D proposal carries the policy change it makes",
+            )
+        )
+    if cat is not Category.GOVERNANCE and proposal.policy_change:
+        out.append(
+            Finding(
+                field="policy_change",
+                rule="E-3.4",
+                message="only a category D proposal changes the policy",
+            )
+        )
     if cat is Category.GOVERNANCE and proposal.removes:
         out.append(
             Finding(

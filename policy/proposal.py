@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 from pydantic_core import InitErrorDetails
 
 from policy.decisions import Decision, Finding
@@ -103,6 +109,21 @@ class Proposal(Form):
     new_tier: NewTier | None = Field(
         default=None, description="E-7.3: the tier `requested_tier` names, when it is new."
     )
+    policy_change: dict[str, Any] | None = Field(
+        default=None,
+        description="E-3.4 (category D): top-level policy fields, each replacing that field of "
+        "the policy in force (the shape of PUT /v1/policy); its release publishes the result as "
+        "a new policy version.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_an_absent_change(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A proposal without a policy change hashes as it did before the field existed (P-1: a
+        resubmission is told from a new request by its hash)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("policy_change") is None:
+            data.pop("policy_change", None)
+        return data
 
     @classmethod
     def _also_missing(cls, raw: Mapping[str, Any]) -> list[InitErrorDetails]:

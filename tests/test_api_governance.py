@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from bench.drive import (
@@ -21,6 +22,7 @@ from bench.drive import (
 from store.tables import AuditEvent, Process, utcnow
 from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, unique
+from tests.conftest import end_runs
 
 DAY = timedelta(days=1)
 PROBLEM = "application/problem+json"
@@ -570,3 +572,93 @@ async def test_no_tier_is_made_a_way_up(api: Api) -> None:
     content["tiers"] = [*content["tiers"], {**content["tiers"][-1], "name": "platinum"}]
     resp = await api.http.put("/v1/policy", json=content, headers=api.admin)
     refused(resp, 422, "E-7.3")
+
+
+def governance_change(change: dict[str, Any]) -> dict[str, Any]:
+    """A category-D proposal (E-3.4): a rule change, granting and removing nothing."""
+    return proposal_body(
+        category="D",
+        requested_capabilities=[],
+        integrations=[],
+        description="Fewer open proposals per partner",
+        policy_change=change,
+    )
+
+
+async def test_a_category_d_release_publishes_its_policy_change(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
+    """E-3.4 (Decision): a category-D proposal carries its `policy_change`, judged against the
+    spec's floors at submission (a loosening: 422 naming the rule, nothing started) and again
+    at release (the policy in force moved on: 409 naming the rule, the release step still
+    open); its release publishes a new policy version authored by the expansion, listed in
+    `GET /v1/policy/history` with the fields it changed. Running processes keep theirs (P-5)."""
+    acme = await api.partner(unique("gov"))
+    d = Driver(api.http, api.admin)
+    loosening = await api.http.post(
+        "/v1/expansions",
+        json=governance_change({"fallback_min_months": 3}),
+        headers=acme,
+    )
+    refused(loosening, 422, "M-6.2")
+    not_d = await api.http.post(
+        "/v1/expansions",
+        json=proposal_body(policy_change={"max_open_proposals_per_partner": 5}),
+        headers=acme,
+    )
+    refused(not_d, 422, "E-3.4")
+
+    before = (await api.http.get("/v1/policy", headers=acme)).json()
+    change = {"max_open_proposals_per_partner": before["max_open_proposals_per_partner"] - 1}
+    eid = await approved(api, d, acme, governance_change(change))
+    wid = f"expansion-{eid}"
+    await integrate_and_release(d, eid, acme, RELEASE)
+    state = await d.until(
+        "expansions", eid, acme, lambda s: s["stage"] == "Monitoring", what="released"
+    )
+    after = (await api.http.get("/v1/policy", headers=acme)).json()
+    assert after["version"] == before["version"] + 1
+    assert after["max_open_proposals_per_partner"] == change["max_open_proposals_per_partner"]
+    assert state["policy_published"] == after["version"]
+    history = (await api.http.get("/v1/policy/history", headers=acme)).json()
+    assert history[-1] == {
+        "version": after["version"],
+        "author": wid,
+        "at": history[-1]["at"],
+        "fields": ["max_open_proposals_per_partner"],
+    }
+    with api.db.session() as session:
+        event = session.exec(
+            select(AuditEvent).where(AuditEvent.key == f"{wid}:policy_change")
+        ).one()
+    assert event.data["policy"] == after["version"] and "E-3.4" in event.rules
+    await end_runs(api.env.client, [wid], request.node.name)  # its history: the patch's
+
+
+async def test_a_policy_change_that_no_longer_holds_is_refused_at_release(api: Api) -> None:
+    """E-3.4: a category-D change judged fine at submission is judged again at release against
+    the policy in force then. Here CGB raised the fallback minimum meanwhile, so the change's
+    shorter default would break M-6.2: the release is a 409 naming the rule, nothing is
+    published, and the release step stays open."""
+    acme = await api.partner(unique("gov"))
+    d = Driver(api.http, api.admin)
+    current = (await api.http.get("/v1/policy", headers=acme)).json()
+    eid = await approved(api, d, acme, governance_change({"fallback_default_months": 6}))
+    tightened = {k: v for k, v in current.items() if k != "version"}
+    tightened |= {"fallback_min_months": 9, "fallback_default_months": 12}
+    resp = await api.http.put("/v1/policy", json=tightened, headers=api.token("CGB"))
+    assert resp.status_code == 200, resp.text
+    version = resp.json()["version"]
+    base = f"/v1/expansions/{eid}"
+    plan = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "canary"}
+    assert (await api.http.post(f"{base}/integration-plan", json=plan, headers=acme)).is_success
+    await d.until("expansions", eid, acme, at_step("implementation"), what="implementing")
+    report = {"development": "PR", "testing": "CI", "documentation": "DOC"}
+    assert (await api.http.post(f"{base}/implementation", json=report, headers=acme)).is_success
+    await d.until("expansions", eid, acme, at_step("release"), what="releasing")
+    conflict = await api.http.post(f"{base}/release", json=RELEASE, headers=acme)
+    refused(conflict, 409, "M-6.2")
+    state = (await api.http.get(base, headers=acme)).json()
+    assert state["step"] == "release" and state["policy_published"] is None
+    assert (await api.http.get("/v1/policy", headers=acme)).json()["version"] == version
+    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")

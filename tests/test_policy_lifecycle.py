@@ -219,7 +219,8 @@ def test_remediation_steps_in_order() -> None:
 
 def test_category_shapes() -> None:
     """E-3.1 capabilities; E-3.2 a tier change is category B and B changes the tier; E-3.3
-    integrations; E-3.4 governance expansions grant nothing, and take nothing away."""
+    integrations; E-3.4 governance expansions change the policy — they grant nothing, and take
+    nothing away."""
 
     def rules(**changes: object) -> list[str]:
         return check_category(Proposal.model_validate(proposal_body(**changes)), "verified").rules
@@ -230,10 +231,14 @@ def test_category_shapes() -> None:
     assert rules(category="B", migration_plan="m", requested_tier="premier") == []
     assert rules(requested_tier="premier") == ["E-3.2"]
     assert rules(category="C", integrations=[]) == ["E-3.3"]
-    assert rules(category="D", integrations=[]) == ["E-3.4"]
-    assert rules(category="D", integrations=[], requested_capabilities=[]) == []
+    change = {"policy_change": {"max_open_proposals_per_partner": 5}}
+    assert rules(category="D", integrations=[], **change) == ["E-3.4"]
+    assert rules(category="D", integrations=[], requested_capabilities=[], **change) == []
+    # E-3.4 (Decision): D carries its policy change, and only D changes the policy
+    assert rules(category="D", integrations=[], requested_capabilities=[]) == ["E-3.4"]
+    assert rules(**change) == ["E-3.4"]
     d_removing = {"integrations": [], "requested_capabilities": [], "migration_plan": "m"}
-    assert rules(category="D", removes=["orders-dashboard"], **d_removing) == ["E-3.4"]
+    assert rules(category="D", removes=["orders-dashboard"], **d_removing, **change) == ["E-3.4"]
 
 
 def test_release_adds_to_what_is_held_and_removes_exactly_what_it_names() -> None:

@@ -76,6 +76,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Runs that were monitoring before the loop ran until a check covers the end replay without it.
 MONITORING_END_PATCH = "monitoring-covers-its-end"
+# Category-D runs released before their policy change was published replay without it.
+POLICY_CHANGE_PATCH = "category-d-publishes-policy"
 # Runs released before a release added to what the partner holds (and left the tier and the
 # platform's matrix alone) replay their `apply_grant`.
 RELEASE_PATCH = "release-adds-to-what-is-held"
@@ -108,6 +110,7 @@ class PartnerExpansion:
             policy_version=inp.policy.version,
             proposal_sha256=inp.proposal_sha256,
             submitted_at=workflow.now(),
+            policy_change=inp.proposal.policy_change,
         )
         self.steps = Steps(
             ProcessKind.EXPANSION,
@@ -292,6 +295,10 @@ class PartnerExpansion:
         proposal = self.inp.proposal
         if proposal.new_tier is not None:  # E-7.3: into the catalogue, then migrated to
             await released.add_tier(self.ledger, proposal.new_tier)
+        if proposal.policy_change and workflow.patched(POLICY_CHANGE_PATCH):  # E-3.4
+            self.state.policy_published = await released.publish_policy(
+                self.ledger, proposal.policy_change
+            )
         if workflow.patched(RELEASE_PATCH):
             await released.update_grants(self.ledger, self.inp, self.state.release.body)
         else:

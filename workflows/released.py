@@ -1,8 +1,11 @@
 """What a released proposal changes, run by the expansion's Release stage in this order (E-2.7):
-a new tier into the catalogue (E-7.3), the grants added to what the partner holds and exactly
-`removes` taken away, and the migration the proposal calls for (E-2.1a)."""
+a new tier into the catalogue (E-7.3), a category D's policy change (E-3.4), the grants added
+to what the partner holds and exactly `removes` taken away, and the migration the proposal
+calls for (E-2.1a)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from temporalio import workflow
 
@@ -10,7 +13,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
     from kwanus import contract
-    from kwanus.models.expansion import ExpansionInput, ExpansionStatus, NewTierInput, ReleaseInput
+    from kwanus.models.expansion import (
+        ExpansionInput,
+        ExpansionStatus,
+        NewTierInput,
+        PolicyChangeInput,
+        ReleaseInput,
+    )
     from kwanus.models.migration import MigrationInput, WithTier
     from policy.forms import Release
     from policy.proposal import NewTier
@@ -29,6 +38,25 @@ async def add_tier(ledger: Ledger, new_tier: NewTier) -> None:
             new_tier=new_tier,
         ),
         summary="add the new tier to the catalogue",
+    )
+
+
+async def publish_policy(ledger: Ledger, change: dict[str, Any]) -> int | None:
+    """E-3.4 (Decision): a category-D release publishes its policy change as a new policy
+    version authored by the expansion — judged again against the policy in force; running
+    processes keep theirs (P-5). The version, or None (refused, on record)."""
+    return await call(
+        GovernanceActivities.publish_policy,
+        PolicyChangeInput(
+            event=ledger.now_event(
+                "policy_change",
+                "policy_published",
+                rules=["E-3.4", "E-13.1", "P-5"],
+                data={"change": change},
+            ),
+            change=change,
+        ),
+        summary="publish the policy change",
     )
 
 

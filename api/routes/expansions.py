@@ -40,7 +40,7 @@ from kwanus.hashing import canonical_sha256
 from kwanus.models.expansion import ExpansionInput, ExpansionStatus
 from policy.access import may_act_while
 from policy.decisions import Decision
-from policy.document import PolicyDocument
+from policy.document import PolicyDocument, apply_change
 from policy.expansion import check_category
 from policy.forms import (
     DeadlineExtension,
@@ -143,6 +143,8 @@ async def _admissible(
         check_category(proposal, partner.tier),
         check_against_holdings(proposal.grants_requested, proposal.removes, repo.holdings(partner)),
     )
+    if proposal.policy_change:  # E-3.4: the policy it would make holds the spec's floors
+        decision = Decision.merge(decision, apply_change(policy, proposal.policy_change)[1])
     if is_upgrade(proposal, partner.tier, policy):  # E-7.1 on the recorded evidence
         evidence = await run_in_threadpool(
             repo.tier_evidence, session=session, partner_id=partner.id, now=utcnow()
@@ -306,6 +308,17 @@ async def release(
     may = may_act_while(records, "release a governance update")
     if not may.allowed:  # M-9.2: nothing grows while restricted; the step waits its deadline
         raise Problem.refused(may, "a restricted partner releases nothing (M-9.2)", 403)
+    row = await run_in_threadpool(
+        repo.get_process, session=session, workflow_id=contract.expansion_workflow_id(expansion_id)
+    )
+    # Only the partner's own expansion is read (another's is the step's 404, P-6).
+    mine = row is not None and row.partner_id == principal.partner_id
+    known = repo.state_of(row, contract.EXPANSION) if mine else None
+    if known is not None and known.policy_change:
+        current = await run_in_threadpool(repo.current_policy, session=session)
+        _, holds = apply_change(current, known.policy_change)
+        if not holds.allowed:  # E-3.4: the policy in force moved on; the step stays open
+            raise Problem.refused(holds, "the policy change no longer holds", 409)
     judge = declared_in_matrix(session, body.compatibility)
     return await _step(client, session, principal, expansion_id, "release", body, judge=judge)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from api.deps import CurrentPrincipal, Principal, SessionDep, platform_may, require
 from api.problems import Problem
-from policy.document import PolicyContent, PolicyDocument, check_update
+from policy.document import PolicyChange, PolicyContent, PolicyDocument, check_update
 from policy.vocabulary import Role
 from store import repo
 
@@ -44,3 +44,12 @@ def put_policy(
         return repo.save_policy(session=session, content=body, actor=principal.actor)
     except repo.AlreadyExists:
         raise Problem(409, "another policy change landed first; read it and try again") from None
+
+
+@router.get("/history", response_model=list[PolicyChange])
+@platform_may
+def policy_history(_: CurrentPrincipal, session: SessionDep) -> list[PolicyChange]:
+    """Every stored policy version, oldest first: its author — the role that put it, or the
+    expansion whose category-D release published it (E-3.4) — when, and the fields it changed.
+    Running processes keep the version they started with (P-5)."""
+    return repo.policy_history(session=session)

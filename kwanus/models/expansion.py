@@ -4,6 +4,7 @@ activities take."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -73,6 +74,12 @@ class ExpansionStatus(BaseModel):
     )
     outcome_review: StepRecord[OutcomeReview] | None = None
     escalations: list[Escalation] = Field(default_factory=list)
+    policy_change: dict[str, Any] | None = Field(
+        default=None, description="A category-D proposal's policy change (E-3.4)."
+    )
+    policy_published: int | None = Field(
+        default=None, description="The policy version its release published (E-3.4)."
+    )
     policy_version: int
     proposal_sha256: str
     submitted_at: datetime
@@ -133,6 +140,13 @@ class RiskInput(BaseModel):
     reviews: dict[Body, Review]
     plans: dict[str, str]
     policy: PolicyDocument
+
+
+class PolicyChangeInput(BaseModel):
+    """E-3.4: a category-D release's policy change, published as a new policy version."""
+
+    event: RecordEvent
+    change: dict[str, Any]
 
 
 class NewTierInput(BaseModel):

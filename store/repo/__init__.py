@@ -31,7 +31,13 @@ from store.repo.partners import (
     partner_public,
     partner_state,
 )
-from store.repo.policies import add_tier, current_policy, save_policy
+from store.repo.policies import (
+    add_tier,
+    current_policy,
+    policy_history,
+    publish_change,
+    save_policy,
+)
 from store.repo.processes import (
     audit_data,
     audit_events,
@@ -104,6 +110,8 @@ __all__ = [
     "partner_public",
     "partner_state",
     "pending",
+    "policy_history",
+    "publish_change",
     "record_deprecation",
     "record_event",
     "record_events",

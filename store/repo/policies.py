@@ -1,17 +1,26 @@
-"""Policy versions (P-5): the version in force, a new version, and a new tier in the catalogue
-(E-7.3)."""
+"""Policy versions (P-5): the version in force, a new version, a new tier in the catalogue
+(E-7.3), a category-D release's change (E-3.4), and their history."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from kwanus.models.common import RecordEvent
-from policy.document import DEFAULT_POLICY, PolicyContent, PolicyDocument
+from policy.document import (
+    DEFAULT_POLICY,
+    PolicyChange,
+    PolicyContent,
+    PolicyDocument,
+    apply_change,
+    changed_fields,
+)
 from policy.proposal import NewTier, with_new_tier
 from store import audit
-from store.repo.common import AlreadyExists
-from store.repo.processes import _append_audit
+from store.repo.common import AlreadyExists, as_utc
+from store.repo.processes import _append_audit, audit_data
 from store.tables import PolicyVersion, utcnow
 
 
@@ -39,6 +48,54 @@ def add_tier(*, session: Session, event: RecordEvent, new_tier: NewTier) -> int 
     ):
         session.commit()
     return doc.version
+
+
+def publish_change(*, session: Session, event: RecordEvent, change: dict[str, Any]) -> int | None:
+    """E-3.4 (Decision): a category-D release's policy change as a new version authored by the
+    expansion (its workflow id), audited by `event`, once. Judged against the policy in force
+    now (E-3.4, the spec's floors): None, with the refusal on record, when it no longer holds."""
+    done = audit_data(session=session, key=event.key)
+    if done is not None:  # a retried activity: what it did is on record
+        session.rollback()
+        version = done.get("policy")
+        return int(version) if version is not None else None
+    current = current_policy(session=session)
+    proposed, decision = apply_change(current, change)
+    if proposed is None:
+        refused = [f"{f.field}: {f.message} ({f.rule})" for f in decision.findings]
+        if _append_audit(
+            session, event.model_copy(update={"data": {**event.data, "refused": refused}})
+        ):
+            session.commit()
+        return None
+    same = proposed.model_dump(mode="json") == current.model_dump(mode="json", exclude={"version"})
+    version = (  # applied already: a retry after the version was saved, before its event
+        current.version
+        if same
+        else save_policy(session=session, content=proposed, actor=event.workflow_id).version
+    )
+    data = {**event.data, "policy": version, "fields": sorted(change)}
+    if _append_audit(session, event.model_copy(update={"data": data})):
+        session.commit()
+    return version
+
+
+def policy_history(*, session: Session) -> list[PolicyChange]:
+    """Every stored version, oldest first: who made it, when, and the fields it changed."""
+    rows = session.exec(select(PolicyVersion).order_by(col(PolicyVersion.version))).all()
+    out = []
+    previous = DEFAULT_POLICY.model_dump(mode="json", exclude={"version"})
+    for row in rows:
+        out.append(
+            PolicyChange(
+                version=row.version,
+                author=row.created_by,
+                at=as_utc(row.created_at) or row.created_at,
+                fields=changed_fields(previous, row.document),
+            )
+        )
+        previous = row.document
+    return out
 
 
 def save_policy(*, session: Session, content: PolicyContent, actor: str) -> PolicyDocument:
