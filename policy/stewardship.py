@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policy.evidence import PartnerState, Telemetry
-from policy.vocabulary import ComponentKind
+from policy.evidence import MatrixEntry, PartnerState, Telemetry
+from policy.vocabulary import ComponentKind, MatrixStatus
 
 PLATFORM = "kwanus"
 # E-13.1: a mean that moves less than this between two evidence windows is noise, not a trend.
@@ -24,6 +24,14 @@ def uses(partner: PartnerState, kind: str, name: str, version: str) -> bool:
     if kind == ComponentKind.RUNTIME:
         return (partner.runtime_name, partner.runtime_version) == (name, version)
     return True
+
+
+def accepted(kind: str, name: str, version: str, proposal: str) -> MatrixEntry | None:
+    """E-13.1 / M-10.1: what a report's matrix proposal becomes once TSC accepts it — a `retire`
+    proposal retires its entry (E-9.1: the platform's rows change only by TSC)."""
+    if proposal != "retire":
+        return None
+    return MatrixEntry(kind=kind, name=name, version=version, status=MatrixStatus.RETIRED)
 
 
 def trend(before: Sequence[Telemetry], last: Sequence[Telemetry], violations: int) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -18,11 +19,12 @@ from kwanus.models.stewardship import (
     PartnerTrend,
     StageTime,
     StewardshipFigures,
+    StewardshipStatus,
 )
 from policy.document import PolicyContent
-from policy.stewardship import trend, uses
+from policy.stewardship import accepted, trend, uses
 from policy.vocabulary import ComponentKind, MatrixStatus, ProcessKind, ProcessStatus
-from store import repo
+from store import audit, repo
 from store.tables import AuditEvent, CompatEntry, Partner, Process, StewardshipReport
 
 YEAR = timedelta(days=365)
@@ -218,4 +220,28 @@ def list_reports(*, session: Session, limit: int = 100) -> list[StewardshipRepor
             .order_by(col(StewardshipReport.created_at).desc())
             .limit(limit)
         ).all()
+    )
+
+
+def accept_matrix_proposals(
+    *, session: Session, report: StewardshipStatus, actor: str
+) -> list[dict[str, Any]]:
+    """E-13.1 / M-10.1 / E-9.1: TSC accepts a report's compatibility-matrix proposals in one
+    change, the report named as its source, once per report (AlreadyExists after)."""
+    key = f"{report.workflow_id}:matrix-proposals"
+    audit.lock(session)
+    if audit.recorded(session, key):
+        session.rollback()
+        raise repo.AlreadyExists(f"report {report.id}'s proposals were accepted already")
+    proposals = report.figures.matrix_proposals if report.figures else []
+    entries = [
+        e for p in proposals if (e := accepted(p.kind, p.name, p.version, p.proposal)) is not None
+    ]
+    return repo.change_matrix(
+        session=session,
+        entries=entries,
+        actor=actor,
+        reason=f"stewardship report {report.id}: its matrix proposals accepted",
+        source=report.workflow_id,
+        key=key,
     )

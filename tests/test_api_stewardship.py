@@ -195,3 +195,46 @@ async def test_report_figures_match_the_store_and_bodies_sign_off(
     listed = (await api.http.get("/v1/stewardship/reports", headers=partner)).json()
     assert [r["id"] for r in listed] == [report_id]
     await end_runs(api.env.client, [f"stewardship-{report_id}"], request.node.name)
+
+
+async def test_tsc_accepts_a_reports_matrix_proposals_in_one_call(api: Api) -> None:
+    """E-13.1 / M-10.1 / E-9.1: TSC accepts a compiled report's compatibility-matrix proposals
+    in one call — every entry no partner uses is retired, the report named as the change's
+    source in the matrix history — once (409 after); nobody else may (403)."""
+    seed(api)
+    report_id = unique("y")
+    ops = api.token("ops")
+    resp = await api.http.post("/v1/stewardship/run", json={"id": report_id}, headers=ops)
+    assert resp.status_code == 202, resp.text
+    base = f"/v1/stewardship/reports/{report_id}"
+
+    async def compiled() -> dict[str, Any] | None:
+        resp = await api.http.get(base, headers=ops)
+        data: dict[str, Any] = resp.json()
+        return data if resp.status_code == 200 and data.get("step") == "signoffs" else None
+
+    report = await eventually(compiled)
+    proposed = {(p["kind"], p["name"], p["version"]) for p in report["figures"]["matrix_proposals"]}
+    assert proposed
+    accept = f"{base}/matrix-proposals/accept"
+    assert (await api.http.post(accept, headers=api.token("CGB"))).status_code == 403
+    tsc = api.token("TSC")
+    resp = await api.http.post(accept, headers=tsc)
+    assert resp.status_code == 200, resp.text
+    rows = {(e["kind"], e["name"], e["version"]): e["status"] for e in resp.json()["entries"]}
+    assert all(rows[p] == "retired" for p in proposed)
+    history = (await api.http.get("/v1/compatibility-matrix/history", headers=tsc)).json()
+    retired = [
+        h
+        for h in history
+        if (h["kind"], h["name"], h["version"]) in proposed and h["status"] == "retired"
+    ]
+    assert len(retired) == len(proposed)
+    assert all(h["source"] == f"stewardship-{report_id}" for h in retired)
+    again = await api.http.post(accept, headers=tsc)
+    assert again.status_code == 409, again.text
+    missing = await api.http.post(
+        "/v1/stewardship/reports/none/matrix-proposals/accept", headers=tsc
+    )
+    assert missing.status_code == 404
+    await api.env.client.get_workflow_handle(f"stewardship-{report_id}").terminate("test over")

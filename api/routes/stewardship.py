@@ -19,6 +19,7 @@ from api.deps import (
     TemporalDep,
     require,
 )
+from api.problems import Problem, not_found
 from api.processes import (
     Accepted,
     ProcessSummary,
@@ -31,9 +32,10 @@ from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.stewardship import StewardshipInput, StewardshipStatus
 from policy.deprecation import NoticeId
+from policy.evidence import CompatibilityMatrix
 from policy.forms import StewardshipSignoff
 from policy.vocabulary import ProcessKind, Role
-from store import repo
+from store import repo, stewardship
 from store.tables import utcnow
 
 router = APIRouter(prefix="/stewardship", tags=["stewardship"])
@@ -123,3 +125,24 @@ async def sign_off(
         StewardshipStatus,
         "report",
     )
+
+
+TscDep = Annotated[Principal, Depends(require(Role.TSC))]
+
+
+@router.post("/reports/{report_id}/matrix-proposals/accept", response_model=CompatibilityMatrix)
+def accept_matrix_proposals(
+    report_id: str, principal: TscDep, session: SessionDep
+) -> CompatibilityMatrix:
+    """TSC accepts the report's compatibility-matrix proposals in one call (E-13.1, M-10.1,
+    E-9.1): each entry no partner uses is retired, the report named as the change's source, the
+    change audited — once (409 after). Returns the matrix."""
+    row = repo.get_process(session=session, workflow_id=contract.stewardship_workflow_id(report_id))
+    report = repo.state_of(row, contract.STEWARDSHIP)
+    if report is None or report.figures is None:
+        raise not_found("report")
+    try:
+        stewardship.accept_matrix_proposals(session=session, report=report, actor=principal.actor)
+    except repo.AlreadyExists as exc:
+        raise Problem(409, str(exc)) from None
+    return repo.compatibility_matrix(session=session)

@@ -84,15 +84,20 @@ def matrix_version(*, session: Session) -> int:
 
 
 def change_matrix(
-    *, session: Session, entries: Sequence[MatrixEntry], actor: str, reason: str
+    *,
+    session: Session,
+    entries: Sequence[MatrixEntry],
+    actor: str,
+    reason: str,
+    source: str = "compatibility-matrix",
+    key: str | None = None,
 ) -> list[dict[str, Any]]:
-    """TSC's direct change (`PUT /v1/compatibility-matrix`): the entries and one audit event
-    naming who and why, in one transaction. Nothing changed → nothing written."""
+    """TSC's change: the entries and one audit event naming who and why, in one transaction —
+    directly (`PUT /v1/compatibility-matrix`), or accepting a stewardship report's proposals
+    (`source` the report, `key` once per report). Nothing changed → nothing written."""
     now = utcnow()
-    key = f"compatibility-matrix:v{matrix_version(session=session) + 1}"
-    changes = _upsert_matrix(
-        session, entries, source="compatibility-matrix", actor=actor, audit_key=key, at=now
-    )
+    key = key or f"compatibility-matrix:v{matrix_version(session=session) + 1}"
+    changes = _upsert_matrix(session, entries, source=source, actor=actor, audit_key=key, at=now)
     if not changes:
         session.rollback()
         return []
@@ -102,7 +107,7 @@ def change_matrix(
             "key": key,
             "at": now,
             "recorded_at": now,
-            "workflow_id": "compatibility-matrix",
+            "workflow_id": source,
             "process": "matrix",
             "process_id": str(changes[-1]["matrix_version"]),
             "partner_id": "",
