@@ -197,6 +197,11 @@ class PolicyContent(BaseModel):
     }
     fallback_min_months: int = Field(default=6, ge=1)
     fallback_default_months: int = Field(default=12, ge=1)
+    fallback_max_months: int = Field(
+        default=24,
+        ge=1,
+        description="How long a fallback may last in all, extensions included (M-4.7; ≥ 12).",
+    )
     remediation_windows: dict[Severity, Duration] = {
         Severity.MINOR: 30 * DAY,
         Severity.MODERATE: 14 * DAY,
@@ -263,6 +268,8 @@ def check_floors(doc: PolicyContent) -> Decision:
         refuse("fallback_min_months", "M-6.2", "a fallback lasts at least 6 months")
     if doc.fallback_default_months < max(doc.fallback_min_months, 6):
         refuse("fallback_default_months", "M-6.2", "the default fallback is at least the minimum")
+    if doc.fallback_max_months < max(doc.fallback_default_months, 12):
+        refuse("fallback_max_months", "M-6.2", "a fallback may be extended to 12 months at least")
     limits = {Severity.MINOR: 30 * DAY, Severity.MODERATE: 14 * DAY, Severity.SEVERE: timedelta(0)}
     for severity, limit in limits.items():
         window = doc.remediation_windows[severity]

@@ -153,6 +153,16 @@ class DeadlineExtension(Form):
     reason: Text
 
 
+class FallbackDecision(Form):
+    """TSC's or CGB's decision when a migration's telemetry is unhealthy, or missing, at its
+    fallback's end (P-3, M-4.6, M-4.7): extend the fallback by `months`, or remediate."""
+
+    rules: ClassVar[dict[str, str]] = {"decision": "M-4.7", "rationale": "M-4.7"}
+    decision: Literal["extend", "remediate"]
+    months: int | None = Field(default=None, ge=1, le=24)
+    rationale: Text
+
+
 class MigrationPlan(Form):
     rules: ClassVar[dict[str, str]] = dict.fromkeys(
         ("strategy", "compatibility_plan", "testing_plan", "rollback_plan"), "M-4.2"

@@ -467,3 +467,27 @@ def as_migrated(
     unbounded = [p for p in state.permissions if "*" in p]  # still refused by M-8.2
     kept = sorted({*within_tier(held, tier).permissions, *unbounded})
     return applied.model_copy(update={"permissions": tuple(kept)})
+
+
+def check_fallback_extension(
+    started: datetime, until: datetime, months: int | None, policy: PolicyContent
+) -> Decision:
+    """M-4.7 / P-3: a fallback unhealthy at its end is extended by whole months, never past
+    `fallback_max_months` from the migration's start."""
+    if months is None:
+        return Decision(
+            findings=(Finding(field="months", rule="M-4.7", message="required to extend"),)
+        )
+    limit = add_months(started, policy.fallback_max_months)
+    if add_months(until, months) > limit:
+        return Decision(
+            findings=(
+                Finding(
+                    field="months",
+                    rule="M-4.7",
+                    message=f"a fallback lasts at most {policy.fallback_max_months} months "
+                    f"(until {limit.isoformat()})",
+                ),
+            )
+        )
+    return Decision()

@@ -35,6 +35,7 @@ from kwanus.models.remediation import RemediationStatus
 from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import MatrixEntry, Telemetry
 from policy.forms import (
+    FallbackDecision,
     ImplementationReport,
     MigrationDocumentation,
     MigrationPlan,
@@ -322,19 +323,58 @@ async def test_the_access_view_keeps_the_fallback_from_notice_to_completion(
     assert after is not None and after.fallbacks == []
 
 
-async def test_unhealthy_telemetry_keeps_the_fallback(migrate: Callable[..., Any]) -> None:
-    """M-4.7: past the period but unhealthy, the fallback stays until telemetry recovers."""
+async def test_unhealthy_telemetry_at_the_fallbacks_end_is_decided_never_left(
+    migrate: Callable[..., Any],
+) -> None:
+    """M-4.7 / P-3 (issue 17): past the period but unhealthy, the fallback stays and the run
+    does not loop on unasked — TSC and CGB are awaited for a decision within the review
+    deadline. TSC extends it (within `fallback_max_months`; further is refused naming M-4.7);
+    healthy telemetry before the new end completes the run."""
     mig: Mig = await migrate(months=6)
     state = await mig.through_rollout()
     until = state.fallback.until
     assert until is not None
     await mig.env.sleep(until - await mig.env.get_current_time() + 3 * DAY)
-    state = await mig.state()
+    state = await mig.at_step("fallback_decision:1")
     assert state.status is ProcessStatus.ACTIVE and state.fallback.active
     assert not state.monitoring[-1].healthy
-    mig.healthy_telemetry_at(await mig.env.get_current_time() + DAY)
-    result = await mig.handle.result()
+    assert {a.actor for a in state.awaiting} == {"TSC", "CGB"}
+    tsc = Actor(role=Role.TSC, token_id="t-tsc")
+    with pytest.raises(WorkflowUpdateFailedError) as too_far:
+        await mig.send(
+            "fallback_decision",
+            FallbackDecision(decision="extend", months=24, rationale="r"),
+            who=tsc,
+        )
+    assert isinstance(too_far.value.cause, ApplicationError)
+    assert "M-4.7" in str(too_far.value.cause.details)
+    extended = await mig.send(
+        "fallback_decision", FallbackDecision(decision="extend", months=3, rationale="r"), who=tsc
+    )
+    assert extended.fallback_decisions[-1].body.months == 3
+    await mig.recorded("fallback_extended:1")
+    new_until = (await mig.state()).fallback.until
+    assert new_until is not None and new_until > until
+    mig.healthy_telemetry_at(new_until - timedelta(hours=1))
+    await mig.env.sleep(new_until - await mig.env.get_current_time() + DAY)
+    result = await mig.closed()
     assert result.status is ProcessStatus.COMPLETED and not result.fallback.active
+
+
+async def test_a_missed_fallback_decision_remediates(migrate: Callable[..., Any]) -> None:
+    """P-3 / M-4.7: no decision by the review deadline applies `remediate` — a remediation opens
+    and the run waits on it (its window bounded), never unbounded."""
+    mig: Mig = await migrate(months=6)
+    state = await mig.through_rollout()
+    until = state.fallback.until
+    assert until is not None
+    await mig.env.sleep(until - await mig.env.get_current_time() + 3 * DAY)
+    await mig.at_step("fallback_decision:1")
+    await mig.env.sleep(DEFAULT_POLICY.review.period + DAY)
+    state = await mig.at_step("remediation")
+    assert len(state.remediations) == 1
+    mig.started.append(remediation_workflow_id(state.remediations[0].id))
+    assert "deadline_missed" in mig.events()
 
 
 async def test_the_plan_sent_twice_at_once_is_taken_once(migrate: Callable[..., Any]) -> None:
@@ -704,7 +744,8 @@ def _stages_shown(events: list[Any]) -> list[str]:
 
 
 # Fields the migration's status gained after the two-step run was recorded (empty at notice).
-LATER_STATE_FIELDS = ("tier_change", "decision")  # fields added since it was recorded
+# Fields added since it was recorded.
+LATER_STATE_FIELDS = ("tier_change", "decision", "fallback_decisions")
 
 
 def _recorded(event: RecordEvent) -> dict[str, Any]:
@@ -712,7 +753,7 @@ def _recorded(event: RecordEvent) -> dict[str, Any]:
     runs started at different times)."""
     dump = event.model_dump(mode="json", exclude={"at"})
     for field in LATER_STATE_FIELDS:
-        assert (dump["state"] or {}).pop(field, None) is None
+        assert (dump["state"] or {}).pop(field, None) in (None, [])
     return dict(json.loads(ISO_TIME.sub("<time>", json.dumps(dump))))
 
 

@@ -5,13 +5,13 @@ The fallback is activated at the notice, before anything else (M-4.1), lives on 
 for the migration's fallback period (M-6.2), and is removed only after that period *and* with
 healthy telemetry (M-4.7).
 
-One process top to bottom — its stages, Updates and validators — in one file of about 600
-lines; the step machinery is in workflows/steps.py.
+One process top to bottom — its stages, Updates and validators; the step machinery is in
+workflows/steps.py, what happens when a check fails or the partner does not act in
+workflows/outcomes.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,24 +20,21 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.migration import MigrationActivities
-    from activities.processes import ProcessStarter
-    from kwanus.contract import MIGRATION_WORKFLOW, Refusal, remediation_workflow_id
+    from kwanus.contract import MIGRATION_WORKFLOW, Refusal
     from kwanus.models.common import Act, Awaiting, RecordEvent, StepRecord
     from kwanus.models.migration import (
         Fallback,
         LifecycleInput,
-        MigrationDecision,
         MigrationInput,
         MigrationStatus,
         NoticeInput,
         Notification,
-        RemediationLink,
         RolloutInput,
-        ValidationInput,
     )
-    from kwanus.models.remediation import RemediationClosed, RemediationInput
-    from policy.decisions import Decision, Finding
+    from kwanus.models.remediation import RemediationClosed
+    from policy.decisions import Decision
     from policy.forms import (
+        FallbackDecision,
         ImplementationReport,
         MigrationDocumentation,
         MigrationPlan,
@@ -47,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from policy.migration import (
         NOTICE_ACTIONS,
         check_fallback,
+        check_fallback_extension,
         completion_allowed,
         fallback_permissions,
         fallback_until,
@@ -54,15 +52,12 @@ with workflow.unsafe.imports_passed_through():
         migration_window,
         trigger_class,
     )
-    from policy.remediation import deadline as remediation_deadline
-    from policy.remediation import validation_severity
     from policy.vocabulary import (
-        VALIDATION_CHECKS,
         MigrationStage,
         MigrationType,
         ProcessKind,
         ProcessStatus,
-        TriggerClass,
+        Role,
     )
     from workflows import legacy
     from workflows.common import (
@@ -71,7 +66,9 @@ with workflow.unsafe.imports_passed_through():
         refuse,
         refuse_decision,
         require_partner,
+        require_role,
     )
+    from workflows.outcomes import Enforced, Outcomes
     from workflows.steps import Ended, Step, Steps
 
 BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
@@ -79,19 +76,15 @@ NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
 # Runs noticed before this change replay their five activities (notify, read the partner, record
 # `notice`, record the move to Plan); new runs do it in one (bench/RESULTS.md, fan-out).
 NOTICE_PATCH = "notice-in-one-activity"
-# Runs whose forced migration's window ended before its target applied then replay expiring.
-ENFORCE_PATCH = "forced-outcome-applies"
+# Runs monitoring before a fallback unhealthy at its end awaited a decision replay looping on.
+FALLBACK_DECISION_PATCH = "fallback-end-decided"
 # Runs rolled out before a rollout took effect with its record (tier, declared compatibility)
 # replay their `record_event` and `update_matrix`.
 ROLLOUT_PATCH = "rollout-takes-effect"
 
 
-class _Enforced(Exception):
-    """The forced target applied at the window's end: the partner's steps are over."""
-
-
 @workflow.defn(name=MIGRATION_WORKFLOW)
-class PartnerMigration:
+class PartnerMigration(Outcomes):
     @workflow.init
     def __init__(self, inp: MigrationInput) -> None:
         self.inp = inp
@@ -128,7 +121,7 @@ class PartnerMigration:
         try:
             if inp.resume is None:
                 # A forced target applied at the window's end goes on to monitoring.
-                with contextlib.suppress(_Enforced):
+                with contextlib.suppress(Enforced):
                     await self._before_monitoring()
             await self._monitoring()  # a continued run picks up here
             await self._completion()
@@ -259,138 +252,6 @@ class PartnerMigration:
             "origin": self.inp.origin,
         }
 
-    async def _validation(self) -> None:
-        """M-4.4 / M-8.1: four checks, each an activity with its result recorded. A failure
-        (M-8.2) opens a remediation with the severity the policy gives it (M-9) and waits for
-        it: remediated → validate again; its window missed → the migration stops here (the
-        remediation has started the forced tier downgrade, M-9.3). A forced migration waits no
-        longer than its window: then, or if the remediation is missed, its target applies."""
-        await self._enter(MigrationStage.VALIDATION)
-        while True:
-            attempt = len(self.state.remediations) + 1
-            failures = await self._validate(attempt)
-            if not failures:
-                return
-            link = await self._remediate(attempt, failures)
-            enforces = self._enforces()
-            closed = await self._remediation_ends(by=self.state.window_end if enforces else None)
-            self.steps.clear()
-            self.steps.show()
-            if enforces and (not closed or link.status is not ProcessStatus.COMPLETED):
-                await self._enforce("validation")  # M-2.3: the window ends, the target applies
-                raise _Enforced
-            if link.status is not ProcessStatus.COMPLETED:
-                await self.steps.close(
-                    ProcessStatus.EXPIRED,
-                    "remediation_missed",
-                    rules=["M-8.2", "M-9.3"],
-                    data={"remediation_id": link.id, "escalation_migration": self.escalation},
-                )
-            await self.ledger.emit(
-                f"remediated:{attempt}",
-                "remediated",
-                rules=["M-9.1", "M-4.4"],
-                data={"remediation_id": link.id},
-            )
-
-    async def _validate(self, attempt: int) -> dict[str, list[Finding]]:
-        """Run the four checks (again, after a remediation) and record each result; return the
-        findings of those that failed."""
-        now = workflow.now()
-        results = await asyncio.gather(
-            *(
-                call(
-                    MigrationActivities.validate,
-                    ValidationInput(
-                        check=check,
-                        partner_id=self.inp.partner_id,
-                        target=self.inp.target,
-                        policy=self.policy,
-                        at=now,
-                    ),
-                    summary=f"validate {check}",
-                )
-                for check in VALIDATION_CHECKS
-            )
-        )
-        suffix = "" if attempt == 1 else f":{attempt}"
-        for result in results:
-            self.state.validation[result.check] = result
-            await self.ledger.emit(
-                f"validation:{result.check}{suffix}",
-                "validated",
-                rules=["M-8.1", *sorted({f.rule for f in result.findings})],
-                data={
-                    "check": result.check,
-                    "attempt": attempt,
-                    "passed": result.passed,
-                    "findings": [f.message for f in result.findings],
-                },
-            )
-        return {r.check: list(r.findings) for r in results if not r.passed}
-
-    async def _remediate(self, attempt: int, failures: dict[str, list[Finding]]) -> RemediationLink:
-        """M-8.2 → M-9: open the remediation of a failed validation; it reports back
-        (`remediation_closed`) when it ends."""
-        severity = validation_severity(failures, self.policy)
-        partner = await call(
-            MigrationActivities.partner_state,
-            self.inp.partner_id,
-            summary="read partner state",
-        )
-        opened_at = workflow.now()
-        remediation_id = f"{self.inp.migration_id}-v{attempt}"
-        link = RemediationLink(
-            id=remediation_id,
-            workflow_id=remediation_workflow_id(remediation_id),
-            severity=severity,
-            status=ProcessStatus.ACTIVE,
-            deadline=remediation_deadline(severity, opened_at, self.policy),
-        )
-        self.state.remediations.append(link)
-        findings = [f.message for fs in failures.values() for f in fs]
-        await call(
-            ProcessStarter.start_remediation,
-            RemediationInput(
-                remediation_id=remediation_id,
-                partner_id=self.inp.partner_id,
-                partner_tier=partner.tier,
-                severity=severity,
-                kind="validation_failed",
-                description=f"Migration {self.inp.migration_id} failed validation: "
-                + "; ".join(findings),
-                opened_at=opened_at,
-                policy=self.policy,
-                origin=self.state.workflow_id,
-                report_to=self.state.workflow_id,
-                opened_by="system",
-            ),
-            summary=f"open remediation {remediation_id}",
-        )
-        self.state.step = "remediation"
-        self.steps.actors = lambda: [
-            Awaiting(
-                actor=self.partner,
-                action=f"remediate the failed validation ({remediation_id})",
-                deadline=link.deadline,
-            )
-        ]
-        self.steps.show()
-        await self.ledger.emit(
-            f"remediation:{attempt}",
-            "remediation_opened",
-            rules=["M-8.2", "M-9.1", "M-9.2"],
-            data={
-                "remediation_id": remediation_id,
-                "severity": severity.value,
-                "failed": sorted(failures),
-            },
-        )
-        return link
-
-    def _remediation_closed(self) -> bool:
-        return self.state.remediations[-1].status is not ProcessStatus.ACTIVE
-
     @workflow.signal(name="remediation_closed")
     def remediation_closed(self, msg: RemediationClosed) -> None:
         for link in self.state.remediations:
@@ -403,32 +264,42 @@ class PartnerMigration:
         """M-4.6: workflow reliability, permission usage and API error rates, checked weekly
         through the fallback period — durable timers, not a cron poll (M-6.2). The fallback
         period is months long: the run continues as a new one when the server suggests it, the
-        checks so far carried in the state."""
+        checks so far carried in the state. Unhealthy (or silent) at the fallback's end, TSC or
+        CGB decides within the review deadline — extend it, or remediate (the default, P-3)."""
         if self.state.stage is not MigrationStage.MONITORING:  # a continued run is in it already
             await self._enter(MigrationStage.MONITORING)
-        until = self.state.fallback.until
-        assert until is not None
         interval = self.policy.monitoring.check_interval
         checks = self.state.monitoring
+        decides = workflow.patched(FALLBACK_DECISION_PATCH)
+        while True:
+            until = self.state.fallback.until
+            assert until is not None
 
-        def going(_: datetime) -> bool:
-            """Through the fallback period, and on until a check is healthy (M-4.7)."""
-            return not (workflow.now() >= until and checks and checks[-1].healthy)
+            def going(_: datetime, until: datetime = until) -> bool:
+                """Through the fallback period, and on until a check is healthy (M-4.7) — or,
+                where a decision is taken, until a check at the end has found it unhealthy."""
+                ended = workflow.now() >= until and bool(checks)
+                if ended and checks[-1].healthy:
+                    return False
+                return not (decides and ended and checks[-1].at >= until)
 
-        def pause() -> timedelta:
-            now = workflow.now()
-            return min(interval, until - now) if now < until else interval
+            def pause(until: datetime = until) -> timedelta:
+                now = workflow.now()
+                return min(interval, until - now) if now < until else interval
 
-        await monitor(
-            self.ledger,
-            checks,
-            since=checks[-1].at if checks else workflow.now(),
-            going=going,
-            pause=pause,
-            resume=lambda: self.inp.model_copy(update={"resume": self.state}),
-            policy=self.policy,
-            rules=["M-4.6"],
-        )
+            await monitor(
+                self.ledger,
+                checks,
+                since=checks[-1].at if checks else workflow.now(),
+                going=going,
+                pause=pause,
+                resume=lambda: self.inp.model_copy(update={"resume": self.state}),
+                policy=self.policy,
+                rules=["M-4.6"],
+            )
+            if checks[-1].healthy:
+                return
+            await self._decide_on_the_fallback()
 
     async def _completion(self) -> None:
         """M-4.7: fallback removed, migration complete, the partner's lifecycle record updated."""
@@ -532,6 +403,38 @@ class PartnerMigration:
     def _check_rollout(self, act: Act[Rollout]) -> None:
         self.steps.require_partner_step(act, self.inp.partner_id, "rollout")
 
+    @workflow.update(name="fallback_decision")
+    async def fallback_decision(self, act: Act[FallbackDecision]) -> MigrationStatus:
+        record: StepRecord[FallbackDecision] = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        self.state.fallback_decisions.append(record)
+        await self.ledger.emit(
+            f"fallback_decided:{len(self.state.fallback_decisions)}",
+            "fallback_decided",
+            actor=act.actor.name,
+            rules=["M-4.7", "P-3"],
+            data={
+                "decision": act.body.decision,
+                "months": act.body.months,
+                "rationale": act.body.rationale,
+            },
+        )
+        return self.state
+
+    @fallback_decision.validator
+    def _check_fallback_decision(self, act: Act[FallbackDecision]) -> None:
+        require_role(act.actor, Role.TSC, Role.CGB)
+        self.steps.require_step(f"fallback_decision:{len(self.state.fallback_decisions) + 1}")
+        if act.body.decision == "extend":
+            assert self.state.fallback.until is not None
+            refuse_decision(
+                check_fallback_extension(
+                    self.state.started_at, self.state.fallback.until, act.body.months, self.policy
+                ),
+                "the fallback cannot be extended so far",
+            )
+
     @workflow.update(name="decline")
     async def decline(self, act: Act[Withdrawal]) -> MigrationStatus:
         self.state.declined = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
@@ -601,58 +504,5 @@ class PartnerMigration:
         if not done_in_time:
             if self._enforces():
                 await self._enforce(step)
-                raise _Enforced
+                raise Enforced
             await self.steps.close(ProcessStatus.EXPIRED, "expired", rules=["P-3", rule])
-
-    def _enforces(self) -> bool:
-        """M-2.3 (Decision): a forced migration's target applies at its window's end."""
-        return self.state.trigger_class is TriggerClass.FORCED and workflow.patched(ENFORCE_PATCH)
-
-    async def _remediation_ends(self, *, by: datetime | None) -> bool:
-        """Wait for the open remediation to end (until `by`, if given); whether it did."""
-        if by is None:
-            await workflow.wait_condition(self._remediation_closed)
-            return True
-        try:
-            await workflow.wait_condition(
-                self._remediation_closed,
-                timeout=max(by - workflow.now(), timedelta(seconds=1)),
-            )
-        except TimeoutError:
-            return self._remediation_closed()
-        return True
-
-    async def _enforce(self, missed: str) -> None:
-        """M-2.3 (Decision): a forced migration's target applies when its window ends, whether
-        or not the partner acted — the tier set and what it disallows trimmed (E-7.2, E-7.4), a
-        reduction to read-only on the lowest tier — in one activity with its event; the
-        read-only fallback stays through the fallback period and the run completes as usual."""
-        tier = self.inp.target.get("tier") if self.inp.type_ is MigrationType.TIER else None
-        rules = ["M-2.3", "E-7.2", "E-7.4"]
-        self.state.decision = MigrationDecision(
-            outcome="enforced",
-            reasons=[f"the window ended with {missed} not done"],
-            rules=rules,
-            at=workflow.now(),
-        )
-        self.state.tier_change = await call(
-            MigrationActivities.roll_out,
-            RolloutInput(
-                event=self.ledger.now_event(
-                    "enforced",
-                    "enforced",
-                    rules=rules,
-                    data={"missed": missed, "target": self.inp.target},
-                ),
-                partner_id=self.inp.partner_id,
-                release="",
-                declared=[],
-                tier=tier,
-                trigger=self.inp.trigger,
-                subtype=self.inp.subtype,
-                origin=self.inp.origin,
-                type_=self.inp.type_,
-                enforced=True,
-            ),
-            summary="enforce the forced outcome" + (f": tier {tier}" if tier else ""),
-        )

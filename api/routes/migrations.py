@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +23,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
     TemporalDep,
+    require,
 )
 from api.problems import Problem, not_found
 from api.processes import (
@@ -41,6 +42,7 @@ from kwanus.models.migration import MigrationInput, MigrationStatus
 from policy.access import may_start_while
 from policy.decisions import Decision
 from policy.forms import (
+    FallbackDecision,
     ImplementationReport,
     MigrationDocumentation,
     MigrationPlan,
@@ -316,3 +318,20 @@ async def decline(
 ) -> MigrationStatus:
     """Decline an optional migration (partner; M-2.2); refused for required and forced ones."""
     return await _step(client, session, principal, migration_id, "decline", body or Withdrawal())
+
+
+DeciderDep = Annotated[Principal, Depends(require(Role.TSC, Role.CGB))]
+
+
+@router.post("/{migration_id}/fallback-decision", response_model=MigrationStatus)
+async def fallback_decision(
+    migration_id: str,
+    body: FallbackDecision,
+    principal: DeciderDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> MigrationStatus:
+    """TSC's or CGB's decision when the migration's telemetry is unhealthy, or missing, at its
+    fallback's end (P-3, M-4.7): `extend` by `months` (within the policy's
+    `fallback_max_months`), or `remediate` — what a missed deadline does too."""
+    return await _step(client, session, principal, migration_id, "fallback_decision", body)

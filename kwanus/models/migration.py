@@ -12,6 +12,7 @@ from policy.decisions import Decision, Finding
 from policy.document import PolicyDocument, TierSpec
 from policy.evidence import PlatformRef
 from policy.forms import (
+    FallbackDecision,
     ImplementationReport,
     MigrationDocumentation,
     MigrationPlan,
@@ -147,6 +148,10 @@ class MigrationStatus(BaseModel):
     )
     decision: MigrationDecision | None = Field(
         default=None, description="`enforced` when the forced target applied at the window's end."
+    )
+    fallback_decisions: list[StepRecord[FallbackDecision]] = Field(
+        default_factory=list,
+        description="TSC's or CGB's decisions on a fallback unhealthy at its end (M-4.7).",
     )
     policy_version: int
     started_at: datetime
