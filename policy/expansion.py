@@ -3,7 +3,7 @@ stewardship tasks (E-13.1, M-10.1). The release's governance update is in policy
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Sequence, Set
 
 from policy.decisions import Decision, Finding
 from policy.evidence import PartnerState
@@ -130,3 +130,10 @@ def stewardship_signed_off(signed: Set[Body]) -> Decision:
             Finding(field="signoffs", rule="M-10.1", message=f"awaiting {', '.join(missing)}"),
         )
     )
+
+
+def breached(findings: Sequence[Finding]) -> bool:
+    """E-12.1 stage 6 / E-11.1: a monitoring check breached the policy's thresholds — a rate or
+    a permission use the partner's telemetry reported (no telemetry at all is not a breach of
+    them: the platform's silence is not the partner's instability)."""
+    return any(f.field != "telemetry" for f in findings)

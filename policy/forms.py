@@ -141,6 +141,15 @@ class OutcomeReview(Form):
     notes: Text | None = None
 
 
+class MonitoringDecision(Form):
+    """CGB's decision on a monitoring check that breached the policy's thresholds (E-12.1 stage
+    6, P-3): go on monitoring, roll the release's grants back, or open a remediation."""
+
+    rules: ClassVar[dict[str, str]] = {"decision": "E-12.1", "rationale": "E-12.1"}
+    decision: Literal["continue", "roll_back", "remediate"]
+    rationale: Text
+
+
 class Withdrawal(Form):
     reason: Text | None = None
 

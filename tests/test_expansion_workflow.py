@@ -29,6 +29,7 @@ from policy.forms import (
     DeadlineExtension,
     ImplementationReport,
     IntegrationPlan,
+    MonitoringDecision,
     OutcomeReview,
     Plans,
     Release,
@@ -702,3 +703,103 @@ async def test_monitoring_checks_at_least_once(
         state = await run.until(lambda s: s.stage is ExpansionStage.REVIEW, "review")
         assert len(state.monitoring) == 1
         assert run.events().count("monitoring_check") == 1
+
+
+# --- monitoring that acts (issue 17) ------------------------------------------------------------
+
+
+async def released_and_breached(run: Run, db: Database) -> ExpansionStatus:
+    """Approved, released (category A: its grant added), then a platform report breaching the
+    thresholds inside the first monitoring period: the check puts it to CGB (E-12.1, P-3)."""
+    await approve_all(run)
+    await run.partner_steps_to_release()
+    await run.until(lambda s: s.stage is ExpansionStage.MONITORING, "monitoring")
+    await run.recorded("stage:Monitoring")
+    await breaching_report(run, db)
+    await run.env.sleep(POLICY.monitoring.check_interval + DAY)
+    state = await run.at_step("monitoring_decision:1")
+    assert [a.actor for a in state.awaiting] == ["CGB"]
+    assert not state.monitoring[-1].healthy
+    return state
+
+
+async def breaching_report(run: Run, db: Database) -> None:
+    """The platform reports the partner unstable inside the coming monitoring period."""
+    end = await run.env.get_current_time() + 3 * DAY
+    with db.session() as session:
+        repo.add_telemetry(
+            session=session,
+            **PLATFORM_REPORT,
+            partner_id="acme",
+            report=Telemetry(
+                period_start=end - 7 * DAY,
+                period_end=end,
+                workflow_success_rate=0.5,
+                api_error_rate=0.2,
+                permission_usage={"orders:read": 5},
+            ),
+        )
+
+
+def holds(db: Database, name: str) -> bool:
+    with db.session() as session:
+        partner = session.get(Partner, "acme")
+        assert partner is not None
+        return name in repo.holdings(partner).capabilities
+
+
+async def test_a_monitoring_breach_rolled_back_by_cgb(
+    start: Callable[..., Any], db: Database
+) -> None:
+    """E-12.1 stage 6 / P-3 (issue 17): a check breaching the thresholds awaits CGB (only CGB
+    decides: TSC is refused); `roll_back` is a governance update revoking what the release
+    granted, before and after on record, and the stage ends (on to the outcome review)."""
+    run: Run = await start()
+    await released_and_breached(run, db)
+    assert holds(db, "order-trends")
+    with pytest.raises(WorkflowUpdateFailedError) as not_cgb:
+        await run.send(
+            "monitoring_decision",
+            actor("TSC"),
+            MonitoringDecision(decision="continue", rationale="r"),
+        )
+    assert refusal(not_cgb.value).type == "Forbidden"
+    await run.send(
+        "monitoring_decision",
+        actor("CGB"),
+        MonitoringDecision(decision="roll_back", rationale="unstable"),
+    )
+    state = await run.at_step("outcome_review")
+    assert state.monitoring_decisions[-1].body.decision == "roll_back"
+    assert not holds(db, "order-trends")
+    rolled = [e for e in run.audit() if e.event == "rolled_back"]
+    assert len(rolled) == 1 and "order-trends" in rolled[0].data["removed"]
+
+
+async def test_a_monitoring_breach_continued_or_remediated(
+    start: Callable[..., Any], db: Database
+) -> None:
+    """E-12.1 / P-3: `remediate` opens a remediation of the partner (the run goes on watching);
+    with no decision by the review deadline, `remediate` applies."""
+    run: Run = await start()
+    await released_and_breached(run, db)
+    await run.send(
+        "monitoring_decision",
+        actor("CGB"),
+        MonitoringDecision(decision="remediate", rationale="fix it"),
+    )
+    await run.recorded("breach_remediation:1")
+    first = f"remediation-exp-{run.handle.id.removeprefix('expansion-')}-v1"
+    # The next period breaches again; nobody decides in time.
+    await breaching_report(run, db)
+    await run.env.sleep(POLICY.monitoring.check_interval + DAY)
+    await run.at_step("monitoring_decision:2")
+    await run.env.sleep(POLICY.review.period + DAY)
+    await run.recorded("breach_remediation:2")
+    state = await run.state()
+    assert [d.body.decision for d in state.monitoring_decisions] == ["remediate", "remediate"]
+    assert state.monitoring_decisions[-1].actor == "system"
+    for rid in (first, first.removesuffix("-v1") + "-v2"):
+        handle = run.env.client.get_workflow_handle(rid)
+        assert (await handle.describe()).status is not None
+        await handle.terminate("test over")

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineExtension,
         ImplementationReport,
         IntegrationPlan,
+        MonitoringDecision,
         OutcomeReview,
         Plans,
         Release,
@@ -66,16 +67,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import legacy, released
     from workflows.common import (
         call,
-        monitor,
         refuse,
         refuse_decision,
         require_partner,
         require_role,
     )
     from workflows.steps import Ended, Escalate, Step, Steps
+    from workflows.watch import Watch
 
-# Runs that were monitoring before the loop ran until a check covers the end replay without it.
-MONITORING_END_PATCH = "monitoring-covers-its-end"
 # Category-D runs released before their policy change was published replay without it.
 POLICY_CHANGE_PATCH = "category-d-publishes-policy"
 # Runs released before a release added to what the partner holds (and left the tier and the
@@ -93,7 +92,7 @@ BEFORE_RELEASE = (
 
 
 @workflow.defn(name=EXPANSION_WORKFLOW)
-class PartnerExpansion:
+class PartnerExpansion(Watch):
     @workflow.init
     def __init__(self, inp: ExpansionInput) -> None:
         self.inp = inp
@@ -306,38 +305,6 @@ class PartnerExpansion:
         if proposal.migration_plan_required:
             await released.start_migration(self.ledger, self.inp, self.state)
 
-    async def _monitoring(self) -> None:
-        """Stage 6: the partner's telemetry checked periodically over the policy's monitoring
-        period, on durable timers (E-11.1 monitoring plan). A long period continues as a new
-        run when the server suggests it, the checks so far carried in the state."""
-        m = self.policy.monitoring
-        if self.state.monitoring_until is None:  # not yet in the stage (a continued run is)
-            self.steps.ensure_active()
-            self.state.monitoring_until = workflow.now() + m.expansion_period
-            await self._enter(ExpansionStage.MONITORING)
-        end = self.state.monitoring_until
-        checks = self.state.monitoring
-
-        def going(last: datetime) -> bool:
-            """Until a check covers the period's end; one at least, however late it began
-            (runs from before MONITORING_END_PATCH stop at the end's clock time)."""
-            if not checks:
-                return True
-            if workflow.patched(MONITORING_END_PATCH):
-                return last < end
-            return workflow.now() < end
-
-        await monitor(
-            self.ledger,
-            checks,
-            since=checks[-1].at if checks else end - m.expansion_period,
-            going=going,
-            pause=lambda: min(m.check_interval, end - workflow.now()),
-            resume=lambda: self.inp.model_copy(update={"resume": self.state}),
-            policy=self.policy,
-            rules=["E-12.1", "E-11.1"],
-        )
-
     async def _review(self) -> None:
         """Stage 7: CGB reviews the outcome."""
         await self._enter(ExpansionStage.REVIEW)
@@ -473,6 +440,26 @@ class PartnerExpansion:
     def _check_outcome_review(self, act: Act[OutcomeReview]) -> None:
         require_role(act.actor, Role.CGB)
         self.steps.require_step("outcome_review")
+
+    @workflow.update(name="monitoring_decision")
+    async def monitoring_decision(self, act: Act[MonitoringDecision]) -> ExpansionStatus:
+        record: StepRecord[MonitoringDecision] = StepRecord(
+            body=act.body, actor=act.actor.name, at=workflow.now()
+        )
+        self.state.monitoring_decisions.append(record)
+        await self.ledger.emit(
+            f"monitoring_decided:{len(self.state.monitoring_decisions)}",
+            "monitoring_decided",
+            actor=act.actor.name,
+            rules=["E-12.1", "P-3"],
+            data={"decision": act.body.decision, "rationale": act.body.rationale},
+        )
+        return self.state
+
+    @monitoring_decision.validator
+    def _check_monitoring_decision(self, act: Act[MonitoringDecision]) -> None:
+        require_role(act.actor, Role.CGB)
+        self.steps.require_step(f"monitoring_decision:{len(self.state.monitoring_decisions) + 1}")
 
     @workflow.update(name="withdraw")
     async def withdraw(self, act: Act[Withdrawal]) -> ExpansionStatus:

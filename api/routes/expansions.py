@@ -46,6 +46,7 @@ from policy.forms import (
     DeadlineExtension,
     ImplementationReport,
     IntegrationPlan,
+    MonitoringDecision,
     OutcomeReview,
     Plans,
     ReleaseRequest,
@@ -321,6 +322,20 @@ async def release(
             raise Problem.refused(holds, "the policy change no longer holds", 409)
     judge = declared_in_matrix(session, body.compatibility)
     return await _step(client, session, principal, expansion_id, "release", body, judge=judge)
+
+
+@router.post("/{expansion_id}/monitoring-decision", response_model=ExpansionStatus)
+async def monitoring_decision(
+    expansion_id: str,
+    body: MonitoringDecision,
+    principal: CgbDep,
+    session: SessionDep,
+    client: TemporalDep,
+) -> ExpansionStatus:
+    """CGB's decision on a monitoring check that breached the policy's thresholds (E-12.1 stage
+    6, P-3), within the review deadline: `continue`, `roll_back` (the release's grants
+    revoked, before and after on record) or `remediate` — what a missed deadline applies."""
+    return await _step(client, session, principal, expansion_id, "monitoring_decision", body)
 
 
 @router.post("/{expansion_id}/outcome-review", response_model=ExpansionStatus)

@@ -12,7 +12,13 @@ from kwanus.models.common import Awaiting, MonitoringCheck, RecordEvent, StepRec
 from policy.decisions import Finding
 from policy.document import PolicyDocument
 from policy.evidence import PlatformRef
-from policy.forms import ImplementationReport, IntegrationPlan, OutcomeReview, Release
+from policy.forms import (
+    ImplementationReport,
+    IntegrationPlan,
+    MonitoringDecision,
+    OutcomeReview,
+    Release,
+)
 from policy.grants import Grant
 from policy.proposal import NewTier, Proposal
 from policy.review import Review
@@ -79,6 +85,9 @@ class ExpansionStatus(BaseModel):
     )
     policy_published: int | None = Field(
         default=None, description="The policy version its release published (E-3.4)."
+    )
+    monitoring_decisions: list[StepRecord[MonitoringDecision]] = Field(
+        default_factory=list, description="CGB's decisions on monitoring breaches (E-12.1)."
     )
     policy_version: int
     proposal_sha256: str
