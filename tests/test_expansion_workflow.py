@@ -718,7 +718,7 @@ async def released_and_breached(run: Run, db: Database) -> ExpansionStatus:
     await breaching_report(run, db)
     await run.env.sleep(POLICY.monitoring.check_interval + DAY)
     state = await run.at_step("monitoring_decision:1")
-    assert [a.actor for a in state.awaiting] == ["CGB"]
+    assert [a.actor for a in state.awaiting] == ["CGB", "SCO"]
     assert not state.monitoring[-1].healthy
     return state
 
@@ -779,27 +779,46 @@ async def test_a_monitoring_breach_rolled_back_by_cgb(
 async def test_a_monitoring_breach_continued_or_remediated(
     start: Callable[..., Any], db: Database
 ) -> None:
-    """E-12.1 / P-3: `remediate` opens a remediation of the partner (the run goes on watching);
-    with no decision by the review deadline, `remediate` applies."""
+    """E-12.1 / P-3: SCO may recommend (on record, deciding nothing, once a breach); CGB's
+    `continue` goes on watching; at the next breach `remediate` opens a remediation of the
+    partner and the watch goes on; at the third, no decision by the review deadline applies
+    `remediate`."""
     run: Run = await start()
     await released_and_breached(run, db)
+    advice = MonitoringDecision(decision="remediate", rationale="looks systemic")
+    state = await run.send("monitoring_decision", actor("SCO"), advice)
+    assert state.monitoring_recommendations[-1].body.decision == "remediate"
+    assert state.monitoring_decisions == [] and state.step == "monitoring_decision:1"
+    with pytest.raises(WorkflowUpdateFailedError) as twice:
+        await run.send("monitoring_decision", actor("SCO"), advice)
+    assert refusal(twice.value).type == "AlreadyDone"
+    await run.send(
+        "monitoring_decision",
+        actor("CGB"),
+        MonitoringDecision(decision="continue", rationale="a blip"),
+    )
+    await run.recorded("monitoring_decided:1")
+    assert holds(db, "order-trends")  # continued: nothing revoked, nothing opened
+
+    await breaching_report(run, db)
+    await run.env.sleep(POLICY.monitoring.check_interval + DAY)
+    await run.at_step("monitoring_decision:2")
     await run.send(
         "monitoring_decision",
         actor("CGB"),
         MonitoringDecision(decision="remediate", rationale="fix it"),
     )
-    await run.recorded("breach_remediation:1")
-    first = f"remediation-exp-{run.handle.id.removeprefix('expansion-')}-v1"
-    # The next period breaches again; nobody decides in time.
-    await breaching_report(run, db)
-    await run.env.sleep(POLICY.monitoring.check_interval + DAY)
-    await run.at_step("monitoring_decision:2")
-    await run.env.sleep(POLICY.review.period + DAY)
     await run.recorded("breach_remediation:2")
+
+    await breaching_report(run, db)  # the next period breaches again; nobody decides in time
+    await run.env.sleep(POLICY.monitoring.check_interval + DAY)
+    await run.at_step("monitoring_decision:3")
+    await run.env.sleep(POLICY.review.period + DAY)
+    await run.recorded("breach_remediation:3")
     state = await run.state()
-    assert [d.body.decision for d in state.monitoring_decisions] == ["remediate", "remediate"]
-    assert state.monitoring_decisions[-1].actor == "system"
-    for rid in (first, first.removesuffix("-v1") + "-v2"):
-        handle = run.env.client.get_workflow_handle(rid)
-        assert (await handle.describe()).status is not None
-        await handle.terminate("test over")
+    decided = [(d.body.decision, d.actor) for d in state.monitoring_decisions]
+    assert [d for d, _ in decided] == ["continue", "remediate", "remediate"]
+    assert decided[-1][1] == "system"
+    eid = run.handle.id.removeprefix("expansion-")
+    for n in (2, 3):
+        await run.env.client.get_workflow_handle(f"remediation-exp-{eid}-v{n}").terminate("over")

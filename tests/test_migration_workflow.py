@@ -361,6 +361,34 @@ async def test_unhealthy_telemetry_at_the_fallbacks_end_is_decided_never_left(
     assert result.status is ProcessStatus.COMPLETED and not result.fallback.active
 
 
+async def test_missing_telemetry_at_the_end_is_extended_once_then_remediated(
+    migrate: Callable[..., Any],
+) -> None:
+    """P-3 / M-4.6 / M-4.7: no telemetry at all at the fallback's end is named as such and put
+    to TSC and CGB; CGB extends once; still silent at the new end, TSC remediates — a
+    remediation opens and the run waits on it."""
+    mig: Mig = await migrate(months=6)
+    state = await mig.through_rollout()
+    assert state.fallback.until is not None
+    await mig.env.sleep(state.fallback.until - await mig.env.get_current_time() + 3 * DAY)
+    state = await mig.at_step("fallback_decision:1")
+    assert [f.message for f in state.monitoring[-1].findings] == ["no telemetry reported"]
+    cgb, tsc = Actor(role=Role.CGB, token_id="t-cgb"), Actor(role=Role.TSC, token_id="t-tsc")
+    extend = FallbackDecision(decision="extend", months=2, rationale="give it time")
+    await mig.send("fallback_decision", extend, who=cgb)
+    await mig.recorded("fallback_extended:1")
+    until = (await mig.state()).fallback.until
+    assert until is not None
+    await mig.env.sleep(until - await mig.env.get_current_time() + 3 * DAY)
+    await mig.at_step("fallback_decision:2")
+    remediate = FallbackDecision(decision="remediate", rationale="still silent")
+    await mig.send("fallback_decision", remediate, who=tsc)
+    state = await mig.at_step("remediation")
+    assert [d.body.decision for d in state.fallback_decisions] == ["extend", "remediate"]
+    assert len(state.remediations) == 1
+    mig.started.append(remediation_workflow_id(state.remediations[0].id))
+
+
 async def test_a_missed_fallback_decision_remediates(migrate: Callable[..., Any]) -> None:
     """P-3 / M-4.7: no decision by the review deadline applies `remediate` — a remediation opens
     and the run waits on it (its window bounded), never unbounded."""

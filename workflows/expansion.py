@@ -443,13 +443,20 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="monitoring_decision")
     async def monitoring_decision(self, act: Act[MonitoringDecision]) -> ExpansionStatus:
+        """CGB decides; SCO's is a recommendation, on record for CGB (as with reviews)."""
         record: StepRecord[MonitoringDecision] = StepRecord(
             body=act.body, actor=act.actor.name, at=workflow.now()
         )
-        self.state.monitoring_decisions.append(record)
+        n = len(self.state.monitoring_decisions) + 1
+        if act.actor.role is Role.SCO:
+            self.state.monitoring_recommendations.append(record)
+            event, step = "monitoring_recommended", f"monitoring_recommended:{n}"
+        else:
+            self.state.monitoring_decisions.append(record)
+            event, step = "monitoring_decided", f"monitoring_decided:{n}"
         await self.ledger.emit(
-            f"monitoring_decided:{len(self.state.monitoring_decisions)}",
-            "monitoring_decided",
+            step,
+            event,
             actor=act.actor.name,
             rules=["E-12.1", "P-3"],
             data={"decision": act.body.decision, "rationale": act.body.rationale},
@@ -458,8 +465,13 @@ class PartnerExpansion(Watch):
 
     @monitoring_decision.validator
     def _check_monitoring_decision(self, act: Act[MonitoringDecision]) -> None:
-        require_role(act.actor, Role.CGB)
-        self.steps.require_step(f"monitoring_decision:{len(self.state.monitoring_decisions) + 1}")
+        require_role(act.actor, Role.CGB, Role.SCO)
+        n = len(self.state.monitoring_decisions) + 1
+        self.steps.require_step(f"monitoring_decision:{n}")
+        if act.actor.role is Role.SCO and any(
+            r.at > self.state.monitoring[-1].at for r in self.state.monitoring_recommendations
+        ):
+            refuse(Refusal.ALREADY_DONE, "SCO has recommended on this breach", rule="E-12.1")
 
     @workflow.update(name="withdraw")
     async def withdraw(self, act: Act[Withdrawal]) -> ExpansionStatus:

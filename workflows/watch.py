@@ -105,6 +105,7 @@ class Watch:
                 window=self.policy.review,
                 actors=lambda: [
                     Awaiting(actor=Body.CGB.value, action=f"decide on the breach: {findings}"),
+                    Awaiting(actor=Body.SCO.value, action="may recommend on the breach"),
                 ],
                 done=lambda: len(self.state.monitoring_decisions) > n,
                 rules=("P-3", "E-12.1"),

@@ -328,13 +328,14 @@ async def release(
 async def monitoring_decision(
     expansion_id: str,
     body: MonitoringDecision,
-    principal: CgbDep,
+    principal: Annotated[Principal, Depends(require(Role.CGB, Role.SCO))],
     session: SessionDep,
     client: TemporalDep,
 ) -> ExpansionStatus:
     """CGB's decision on a monitoring check that breached the policy's thresholds (E-12.1 stage
     6, P-3), within the review deadline: `continue`, `roll_back` (the release's grants
-    revoked, before and after on record) or `remediate` — what a missed deadline applies."""
+    revoked, before and after on record) or `remediate` — what a missed deadline applies. SCO
+    may recommend first: on record for CGB, deciding nothing."""
     return await _step(client, session, principal, expansion_id, "monitoring_decision", body)
 
 

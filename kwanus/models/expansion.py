@@ -89,6 +89,9 @@ class ExpansionStatus(BaseModel):
     monitoring_decisions: list[StepRecord[MonitoringDecision]] = Field(
         default_factory=list, description="CGB's decisions on monitoring breaches (E-12.1)."
     )
+    monitoring_recommendations: list[StepRecord[MonitoringDecision]] = Field(
+        default_factory=list, description="SCO's recommendations on them, for CGB."
+    )
     policy_version: int
     proposal_sha256: str
     submitted_at: datetime
