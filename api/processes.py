@@ -21,6 +21,7 @@ from kwanus import contract
 from kwanus.contract import ProcessType, Refusal
 from kwanus.models.common import Act, Actor, Awaiting
 from kwanus.temporal import start
+from policy.access import RemediationRecord
 from policy.compatibility import check_declared
 from policy.decisions import Decision
 from policy.evidence import PlatformRef
@@ -256,3 +257,17 @@ def summary(row: Process) -> ProcessSummary:
         next_deadline=repo.as_utc(row.next_deadline),
         awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
     )
+
+
+async def unless_restricted(
+    session: Session,
+    partner_id: str,
+    judge: Callable[[Sequence[RemediationRecord]], Decision],
+    detail: str,
+) -> None:
+    """M-9.2 (Decision): 403 naming the rule when the partner's restriction — derived from its
+    remediations — forbids what it asks (`judge`: a policy.access decision)."""
+    records = await run_in_threadpool(repo.remediations_of, session=session, partner_id=partner_id)
+    may = judge(records)
+    if not may.allowed:
+        raise Problem.refused(may, detail, 403)

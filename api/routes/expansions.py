@@ -34,6 +34,7 @@ from api.processes import (
     send_step,
     start_once,
     summary,
+    unless_restricted,
 )
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
@@ -135,10 +136,12 @@ async def _admissible(
     E-6, E-8, E-7.4), of its category's shape (E-3.x), against what the partner holds (E-2.7),
     an upgrade on the recorded evidence (E-7.1), within the cap on open proposals (API4) — and
     never from a restricted partner (M-9.2: 403)."""
-    records = await run_in_threadpool(repo.remediations_of, session=session, partner_id=partner.id)
-    may = may_act_while(records, "submit expansions")
-    if not may.allowed:
-        raise Problem.refused(may, "a restricted partner submits no expansion (M-9.2)", 403)
+    await unless_restricted(
+        session,
+        partner.id,
+        lambda records: may_act_while(records, "submit expansions"),
+        "a restricted partner submits no expansion (M-9.2)",
+    )
     decision = Decision.merge(
         check_submission(proposal, policy),
         check_category(proposal, partner.tier),
@@ -303,12 +306,12 @@ async def release(
     names the platform versions the release works with, stored as the partner's own; a version
     the matrix does not list, or has retired, is refused (E-9.2)."""
     assert principal.partner_id is not None
-    records = await run_in_threadpool(
-        repo.remediations_of, session=session, partner_id=principal.partner_id
+    await unless_restricted(  # M-9.2: nothing grows while restricted; the step waits
+        session,
+        principal.partner_id,
+        lambda records: may_act_while(records, "release a governance update"),
+        "a restricted partner releases nothing (M-9.2)",
     )
-    may = may_act_while(records, "release a governance update")
-    if not may.allowed:  # M-9.2: nothing grows while restricted; the step waits its deadline
-        raise Problem.refused(may, "a restricted partner releases nothing (M-9.2)", 403)
     row = await run_in_threadpool(
         repo.get_process, session=session, workflow_id=contract.expansion_workflow_id(expansion_id)
     )

@@ -35,6 +35,7 @@ from api.processes import (
     send_step,
     start_once,
     summary,
+    unless_restricted,
 )
 from kwanus import contract
 from kwanus.hashing import canonical_sha256
@@ -126,12 +127,12 @@ async def start_migration(
             raise Problem.refused(may, "a partner starts only optional migrations (M-2.2)", 403)
     elif principal.role not in STARTERS:
         raise Problem(403, f"role {principal.role.value} may not start migrations")
-    records = await run_in_threadpool(
-        repo.remediations_of, session=session, partner_id=body.partner_id
+    await unless_restricted(
+        session,
+        body.partner_id,
+        lambda records: may_start_while(body.trigger, records),
+        "no optional migration while restricted (M-9.2)",
     )
-    may = may_start_while(body.trigger, records)
-    if not may.allowed:
-        raise Problem.refused(may, "no optional migration while restricted (M-9.2)", 403)
     partner = await run_in_threadpool(repo.get_partner, session=session, partner_id=body.partner_id)
     if partner is None:
         raise not_found("partner")
