@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kwanus.models.common import Awaiting, RecordEvent
 from kwanus.models.expansion import ExpansionStatus
 from kwanus.models.migration import MigrationStatus
 from kwanus.models.remediation import RemediationStatus
+from policy.evidence import Telemetry
 from policy.migration import trigger_class
 from policy.review import criteria_of
 from policy.vocabulary import (
@@ -154,6 +155,32 @@ def process_state(
         base |= {"severity": Severity.MINOR, "kind": "violation", "stage": "Remediation"}
         base |= {"opened_at": at}
     return model.model_validate(base | fields).model_dump(mode="json")
+
+
+def platform_report(
+    db: Database,
+    end: datetime,
+    *,
+    partner_id: str = "acme",
+    success: float = 0.999,
+    errors: float = 0.001,
+    usage: dict[str, int] | None = None,
+) -> None:
+    """One week of the partner's telemetry ending at `end`, as the platform reports it (E-7.1:
+    the only evidence)."""
+    with db.session() as session:
+        repo.add_telemetry(
+            session=session,
+            **PLATFORM_REPORT,
+            partner_id=partner_id,
+            report=Telemetry(
+                period_start=end - timedelta(days=7),
+                period_end=end,
+                workflow_success_rate=success,
+                api_error_rate=errors,
+                permission_usage=usage if usage is not None else {"orders:read": 5},
+            ),
+        )
 
 
 def record_process(

@@ -51,7 +51,7 @@ from store import repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, Partner
-from testdata.factories import PLATFORM_REPORT, partner_body, proposal_body
+from testdata.factories import PLATFORM_REPORT, partner_body, platform_report, proposal_body
 from tests.conftest import end_runs, running_worker
 from tests.histcheck import commands_on_step_opening
 from workflows.expansion import PartnerExpansion
@@ -233,21 +233,8 @@ def refusal(exc: WorkflowUpdateFailedError) -> ApplicationError:
 def reliable_record(db: Database, now: datetime) -> None:
     """E-7.1 evidence that holds: three reliable weeks in the window, every grant used, no
     violations."""
-    with db.session() as session:
-        for weeks_ago in (1, 3, 6):
-            end = now - weeks_ago * 7 * DAY
-            repo.add_telemetry(
-                session=session,
-                **PLATFORM_REPORT,
-                partner_id="acme",
-                report=Telemetry(
-                    period_start=end - 7 * DAY,
-                    period_end=end,
-                    workflow_success_rate=0.999,
-                    api_error_rate=0.001,
-                    permission_usage={"orders:read": 40},
-                ),
-            )
+    for weeks_ago in (1, 3, 6):
+        platform_report(db, now - weeks_ago * 7 * DAY, usage={"orders:read": 40})
 
 
 async def test_upgrade_needs_low_risk(start: Callable[..., Any], db: Database) -> None:
@@ -726,19 +713,7 @@ async def released_and_breached(run: Run, db: Database) -> ExpansionStatus:
 async def breaching_report(run: Run, db: Database) -> None:
     """The platform reports the partner unstable inside the coming monitoring period."""
     end = await run.env.get_current_time() + 3 * DAY
-    with db.session() as session:
-        repo.add_telemetry(
-            session=session,
-            **PLATFORM_REPORT,
-            partner_id="acme",
-            report=Telemetry(
-                period_start=end - 7 * DAY,
-                period_end=end,
-                workflow_success_rate=0.5,
-                api_error_rate=0.2,
-                permission_usage={"orders:read": 5},
-            ),
-        )
+    platform_report(db, end, success=0.5, errors=0.2)
 
 
 def holds(db: Database, name: str) -> bool:

@@ -33,7 +33,7 @@ from kwanus.models.common import Act, Actor, RecordEvent
 from kwanus.models.migration import MigrationInput, MigrationStatus, NoticeInput
 from kwanus.models.remediation import RemediationStatus
 from policy.document import DEFAULT_POLICY, PolicyDocument
-from policy.evidence import MatrixEntry, Telemetry
+from policy.evidence import MatrixEntry
 from policy.forms import (
     FallbackDecision,
     ImplementationReport,
@@ -56,7 +56,7 @@ from store import records, repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
-from testdata.factories import PLATFORM_REPORT, partner_body
+from testdata.factories import partner_body, platform_report
 from tests.conftest import end_runs, running_worker
 from tests.histcheck import commands_on_step_opening, openings_taken
 from workflows.migration import NOTICE_PATCH, PartnerMigration
@@ -136,19 +136,7 @@ class Mig:
             return list(repo.holdings(row).permissions)
 
     def healthy_telemetry_at(self, end: Any) -> None:
-        with self.db.session() as session:
-            repo.add_telemetry(
-                session=session,
-                **PLATFORM_REPORT,
-                partner_id="acme",
-                report=Telemetry(
-                    period_start=end - 7 * DAY,
-                    period_end=end,
-                    workflow_success_rate=0.999,
-                    api_error_rate=0.001,
-                    permission_usage={"orders:read": 3},
-                ),
-            )
+        platform_report(self.db, end, usage={"orders:read": 3})
 
 
 @asynccontextmanager
