@@ -3,9 +3,25 @@
 
 from __future__ import annotations
 
-from app.worker import ACTIVITY_THREADS, WORKFLOW_RUNNER, WORKFLOWS, build_worker, main, run_worker
+from app.worker import (
+    ACTIVITY_THREADS,
+    WORKFLOW_RUNNER,
+    WORKFLOWS,
+    build_worker,
+    dispatching,
+    main,
+    run_worker,
+)
 
-__all__ = ["ACTIVITY_THREADS", "WORKFLOWS", "WORKFLOW_RUNNER", "build_worker", "main", "run_worker"]
+__all__ = [
+    "ACTIVITY_THREADS",
+    "WORKFLOWS",
+    "WORKFLOW_RUNNER",
+    "build_worker",
+    "dispatching",
+    "main",
+    "run_worker",
+]
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,7 @@
-"""Activities of the migration process: the notice (M-4.1) through a pluggable notifier, the
-partner's state, the four validation checks (M-8.1), and the lifecycle update at completion
-(M-4.7)."""
+"""Activities of the migration process: the notice (M-4.1), the partner's state, the four
+validation checks (M-8.1), and the lifecycle update at completion (M-4.7)."""
 
 from __future__ import annotations
-
-from typing import Protocol
 
 from temporalio import activity
 
@@ -25,31 +22,15 @@ from store import repo
 from store.db import Database
 
 
-class Notifier(Protocol):
-    """Where notices go. The default keeps them in the store (the partner reads them through
-    the API); a mail or webhook notifier plugs in here."""
-
-    def send(self, note: Notification) -> bool: ...
-
-
-class StoreNotifier:
+class MigrationActivities:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def send(self, note: Notification) -> bool:
-        with self.db.session() as session:
-            return repo.notify(session=session, note=note)
-
-
-class MigrationActivities:
-    def __init__(self, db: Database, notifier: Notifier | None = None) -> None:
-        self.db = db
-        self.notifier = notifier or StoreNotifier(db)
-
     @activity.defn(name="notify_partner")
     def notify_partner(self, note: Notification) -> bool:
-        """M-4.1: the partner is notified (once per key)."""
-        return self.notifier.send(note)
+        """M-4.1 as runs noticed before the one-activity notice sent it: their `notice` event,
+        recorded next, notifies the partner (`migration.notice`, P-7) — nothing to do here."""
+        return True
 
     @activity.defn(name="partner_state")
     def partner_state(self, partner_id: str) -> PartnerState:
@@ -61,17 +42,16 @@ class MigrationActivities:
 
     @activity.defn(name="notice")
     def notice(self, inp: NoticeInput) -> NoticeResult:
-        """M-4.1 in one activity: the partner is notified (once per key, before the transaction:
-        the notifier may be a mail or a webhook), the fallback keeps its read-only permissions
-        and never more than it holds (M-6.1, M-6.3), and `notice` and the move to Plan are
-        recorded with their projection in one transaction, each once per key (P-4). A retry
-        after the commit answers from the record: no second notice, no second read of the
-        grants. A refused fallback records nothing; the workflow refuses it."""
+        """M-4.1 in one activity: the fallback keeps its read-only permissions and never more
+        than the partner holds (M-6.1, M-6.3), and `notice` and the move to Plan are recorded
+        with their projection in one transaction, each once per key (P-4) — the partner's
+        `migration.notice` with them (P-7). A retry after the commit answers from the record:
+        no second notice, no second read of the grants. A refused fallback records nothing; the
+        workflow refuses it."""
         with self.db.session() as session:
             done = repo.audit_data(session=session, key=inp.notice.key)
         if done is not None:  # a retry after the commit: the recorded fallback stands
             return NoticeResult(permissions=list(done["fallback_permissions"]))
-        self.notifier.send(inp.note)
         held = list(self.partner_state(inp.partner_id).permissions)
         permissions = rules.fallback_permissions(held)
         refused = rules.check_fallback(permissions, held)

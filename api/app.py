@@ -26,6 +26,7 @@ from api.routes import (
     remediations,
     stewardship,
     tokens,
+    webhooks,
 )
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import CONNECT_TIMEOUT
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         me,
         stewardship,
         audit,
+        webhooks,
     ):
         v1.include_router(module.router)
     v1.include_router(remediations.violations)

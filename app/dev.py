@@ -81,6 +81,8 @@ def child_env(settings: Settings) -> dict[str, str]:
             "KWANUS_TASK_QUEUE": settings.task_queue,
             "KWANUS_API_HOST": settings.api_host,
             "KWANUS_API_PORT": str(settings.api_port),
+            # Development: webhooks may go to a receiver on this machine (http, loopback).
+            "KWANUS_WEBHOOKS_ALLOW_PRIVATE": "true",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -231,7 +233,16 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
             f"  Temporal     {settings.temporal_address} "
             f"(namespace {settings.temporal_namespace})\n"
             f"  State        {settings.state_dir.resolve()} (logs in logs/)\n"
-            f"  Admin token  {settings.admin_token_file.resolve()}"
+            f"  Admin token  {settings.admin_token_file.resolve()}\n"
+            "\nWebhooks (development: http and loopback addresses allowed here; production "
+            "accepts\npublic https URLs only — KWANUS_WEBHOOKS_ALLOW_PRIVATE):\n"
+            '  1. run a receiver, e.g. the README\'s ("Receiving webhooks") on '
+            "http://127.0.0.1:9000/\n"
+            f"  2. curl -X POST {api}/v1/webhooks -H 'Authorization: Bearer <partner token>' "
+            "\\\n       -H 'Content-Type: application/json' "
+            '-d \'{"url": "http://127.0.0.1:9000/"}\'\n'
+            "  3. keep the `secret` it answers: it verifies every delivery's signature\n"
+            f"  Every notification is also in GET {api}/v1/notifications"
         )
         if created:
             out(f"\nAdmin token (shown once; kept in the file above, mode 0600):\n  {token}")

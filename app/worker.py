@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TypeVar
@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
+from activities.webhooks import Dispatcher, WebhookActivities
 from app import schedules
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
@@ -29,6 +30,7 @@ from workflows.expansion import PartnerExpansion
 from workflows.migration import PartnerMigration
 from workflows.remediation import Remediation
 from workflows.stewardship import StewardshipReview
+from workflows.webhook import WebhookDelivery
 
 # The sandbox re-imported every workflow module (and what it imports) for each new run: ~30 % of
 # the worker's CPU in a fan-out and most of its memory per cached run (bench/RESULTS.md). Our
@@ -39,7 +41,14 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
         "workflows", "policy", "kwanus", "activities", "store"
     )
 )
-WORKFLOWS = [PartnerExpansion, PartnerMigration, Remediation, DeprecationFanOut, StewardshipReview]
+WORKFLOWS = [
+    PartnerExpansion,
+    PartnerMigration,
+    Remediation,
+    DeprecationFanOut,
+    StewardshipReview,
+    WebhookDelivery,
+]
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 T = TypeVar("T")
@@ -52,10 +61,12 @@ def build_worker(
     task_queue: str,
     executor: ThreadPoolExecutor,
     max_cached_workflows: int = 10_000,
+    webhooks_allow_private: bool = False,
 ) -> Worker:
     acts = GovernanceActivities(db)
     migration = MigrationActivities(db)
     starter = ProcessStarter(client, task_queue, db)
+    webhooks = WebhookActivities(db, allow_private=webhooks_allow_private)
     return Worker(
         client,
         task_queue=task_queue,
@@ -83,6 +94,8 @@ def build_worker(
             migration.validate,
             migration.roll_out,
             migration.apply_lifecycle,
+            webhooks.deliver,
+            webhooks.give_up,
         ],
         activity_executor=executor,
         workflow_runner=WORKFLOW_RUNNER,
@@ -91,6 +104,19 @@ def build_worker(
         # SIGTERM lets in-flight activities finish before the process exits.
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
+
+
+@contextlib.asynccontextmanager
+async def dispatching(client: Client, db: Database, *, task_queue: str) -> AsyncIterator[None]:
+    """The webhook dispatcher beside a worker (activities.webhooks.Dispatcher), until the block
+    ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(Dispatcher(client, db, task_queue=task_queue).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
@@ -136,8 +162,9 @@ async def run_worker(settings: Settings) -> None:
             task_queue=settings.task_queue,
             executor=executor,
             max_cached_workflows=settings.max_cached_workflows,
+            webhooks_allow_private=settings.webhooks_allow_private,
         )
-        async with worker:
+        async with worker, dispatching(client, db, task_queue=settings.task_queue):
             log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")

@@ -21,6 +21,10 @@ MIGRATION_WORKFLOW = "PartnerMigration"
 REMEDIATION_WORKFLOW = "Remediation"
 STEWARDSHIP_WORKFLOW = "StewardshipReview"
 DEPRECATION_WORKFLOW = "DeprecationNotice"
+# Not a governance process: one notification's delivery to one webhook (P-7), under
+# `KwanusProcess = webhook` in the UI.
+WEBHOOK_DELIVERY_WORKFLOW = "WebhookDelivery"
+WEBHOOK_PROCESS = "webhook"
 
 PARTNER_ID = SearchAttributeKey.for_keyword("KwanusPartnerId")
 PROCESS = SearchAttributeKey.for_keyword("KwanusProcess")
@@ -85,6 +89,10 @@ def deprecation_workflow_id(notice_id: str) -> str:
 
 def stewardship_workflow_id(report_id: str) -> str:
     return f"stewardship-{report_id}"
+
+
+def webhook_delivery_workflow_id(delivery_id: int) -> str:
+    return f"webhook-delivery-{delivery_id}"
 
 
 class Refusal:

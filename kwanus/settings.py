@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         description="Partners per page when a deprecation notice fans out to migrations.",
     )
 
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Development only: webhooks may be `http` and go to loopback or private "
+        "addresses. Off, a webhook URL must be https and resolve to public addresses only "
+        "(OWASP API7:2023). `kwanus dev` turns it on.",
+    )
+
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if not self.database_url:

@@ -111,6 +111,24 @@ class ProcessStatus(StrEnum):
     DECLINED = "declined"  # an optional migration the partner declined (M-2.2)
 
 
+class NotificationType(StrEnum):
+    """What a notification says happened (P-7): its stable `type` in the inbox and in a
+    webhook's body; a subscription filters on these exact names."""
+
+    MIGRATION_NOTICE = "migration.notice"
+    STEP_OPENED = "step.opened"
+    STEP_REMINDER = "step.reminder"
+    STEP_ESCALATED = "step.escalated"
+    DEADLINE_MOVED = "deadline.moved"
+    PROCESS_DECIDED = "process.decided"
+    REMEDIATION_OPENED = "remediation.opened"
+    REMEDIATION_CLOSED = "remediation.closed"
+    ACCESS_RESTRICTED = "access.restricted"
+    ACCESS_RESTORED = "access.restored"
+    OUTCOME_ENFORCED = "outcome.enforced"
+    SUBSCRIPTION_DISABLED = "subscription.disabled"
+
+
 class PartnerStatus(StrEnum):
     ACTIVE = "active"
     RESTRICTED = "restricted"

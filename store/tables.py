@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -263,21 +272,103 @@ class PartnerCompat(SQLModel, table=True):
 
 
 class NotificationRow(SQLModel, table=True):
-    """What the notifier sent a partner (M-4.1 notices, reminders). Keyed, so a retried activity
-    notifies once."""
+    """One notification in one receiver's inbox (P-7), derived from the audit event that made
+    it in the same transaction: keyed `<audit key>><receiver>`, so it exists once per event
+    and receiver however often an activity is retried."""
 
     __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_receiver_id", "receiver", "id"),)
 
     id: int | None = Field(
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    key: str = Field(max_length=200, unique=True)
+    key: str = Field(max_length=300, unique=True)
+    type: str = Field(max_length=32)
+    receiver: str = Field(max_length=80, description="`partner:<id>` or a body.")
     partner_id: str = Field(max_length=64, index=True)
     process_id: str = Field(max_length=128)
-    kind: str = Field(max_length=32)
+    workflow_id: str = Field(max_length=128)
+    link: str = Field(max_length=300)
     message: str = Field(max_length=2000)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     at: datetime = _ts()
+
+
+class WebhookSubscription(SQLModel, table=True):
+    """Where a receiver's notifications are delivered (Standard Webhooks). The secret signs
+    each delivery, so it is kept (not hashed); after a rotation the previous one signs too
+    until `previous_until`."""
+
+    __tablename__ = "webhook_subscription"
+
+    id: str = Field(primary_key=True, max_length=40)
+    owner: str = Field(max_length=80, index=True, description="`partner:<id>` or a body.")
+    url: str = Field(max_length=2000)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=100)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_until: datetime | None = _ts(nullable=True)
+    created_by: str = Field(max_length=80)
+    created_at: datetime = _ts()
+    last_success_at: datetime | None = _ts(nullable=True)
+    disabled_at: datetime | None = _ts(nullable=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    deleted_at: datetime | None = _ts(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One notification to one subscription: written with the notification (the outbox), then
+    handed to its delivery workflow (`dispatched_at`)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "subscription_id", name="uq_webhook_delivery"),
+        Index("ix_webhook_delivery_undispatched", "dispatched_at", "id"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    notification_id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"),
+            ForeignKey("notification.id"),
+            nullable=False,
+            index=True,
+        )
+    )
+    subscription_id: str = Field(max_length=40, foreign_key="webhook_subscription.id")
+    status: str = Field(default="pending", max_length=16)
+    created_at: datetime = _ts()
+    dispatched_at: datetime | None = _ts(nullable=True)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """One POST of a delivery: when, what the receiver answered, or why it failed. Keyed by the
+    activity's attempt number, so a retried recording never doubles a row."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt", name="uq_delivery_attempt"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    delivery_id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"),
+            ForeignKey("webhook_delivery.id"),
+            nullable=False,
+            index=True,
+        )
+    )
+    attempt: int
+    at: datetime = _ts()
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=500)
 
 
 class StewardshipReport(SQLModel, table=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,17 +81,26 @@ class Api:
         return True
 
 
-@pytest.fixture
-async def api(dev_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
-    async with running_worker(dev_env.client, db) as task_queue:
-        settings = Settings(database_url=db.url, task_queue=task_queue)
-        app = create_app(settings, temporal=dev_env.client)
+@asynccontextmanager
+async def serving(env: WorkflowEnvironment, db: Database, **settings: Any) -> AsyncIterator[Api]:
+    """The API and a worker (with its webhook dispatcher) on `env`, with Settings `settings`
+    (the worker takes `webhooks_allow_private` from them too)."""
+    allow_private = bool(settings.get("webhooks_allow_private", False))
+    async with running_worker(env.client, db, webhooks_allow_private=allow_private) as task_queue:
+        config = Settings(database_url=db.url, task_queue=task_queue, **settings)
+        app = create_app(config, temporal=env.client)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
                 with db.session() as session:
                     admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-                yield Api(http, dev_env, db, {"Authorization": f"Bearer {admin.token}"}, settings)
+                yield Api(http, env, db, {"Authorization": f"Bearer {admin.token}"}, config)
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
+    async with serving(dev_env, db) as stack:
+        yield stack
 
 
 async def eventually(check: Any, within: float = 15.0) -> Any:

@@ -106,12 +106,23 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @asynccontextmanager
-async def running_worker(client: Client, db: Database) -> AsyncIterator[str]:
-    """A worker of the product's own workflows and activities on a fresh task queue."""
+async def running_worker(
+    client: Client, db: Database, *, webhooks_allow_private: bool = True
+) -> AsyncIterator[str]:
+    """A worker of the product's own workflows and activities on a fresh task queue, with its
+    webhook dispatcher (webhooks may go to loopback receivers unless told otherwise)."""
     task_queue = f"kwanus-test-{uuid.uuid4().hex[:10]}"
     with ThreadPoolExecutor(max_workers=worker_module.ACTIVITY_THREADS) as executor:
-        async with worker_module.build_worker(
-            client, db, task_queue=task_queue, executor=executor, max_cached_workflows=100
+        async with (
+            worker_module.build_worker(
+                client,
+                db,
+                task_queue=task_queue,
+                executor=executor,
+                max_cached_workflows=100,
+                webhooks_allow_private=webhooks_allow_private,
+            ),
+            worker_module.dispatching(client, db, task_queue=task_queue),
         ):
             yield task_queue
 

@@ -112,16 +112,6 @@ def calls(db: Database) -> dict[str, Callable[[], Any]]:
                 report_id="2026", workflow_id="stewardship-2026", at=AT, policy=DEFAULT_POLICY
             )
         ),
-        "notify_partner": lambda: mig.notify_partner(
-            Notification(
-                key="migration-i:notice",
-                partner_id="acme",
-                process_id="migration-i",
-                kind="migration_notice",
-                message="m",
-                at=AT,
-            )
-        ),
         "apply_lifecycle": lambda: mig.apply_lifecycle(
             LifecycleInput(
                 event=event("migration-i:lifecycle"),
@@ -198,7 +188,6 @@ def effects(db: Database) -> dict[str, int]:
         "update_matrix",
         "add_tier",
         "compile_stewardship",
-        "notify_partner",
         "apply_lifecycle",
         "release_grants",
         "roll_out",
@@ -313,7 +302,10 @@ def test_notice_in_one_activity_writes_each_row_once(db: Database) -> None:
         "fallback_permissions": ["orders:read"],  # M-6.1: read-only, never wider (M-6.3)
         "origin": None,
     }
-    assert [n.key for n in notes] == ["migration-n:notice"]
+    # P-7: the partner's notice, written with the event that makes it.
+    assert [(n.key, n.type, n.receiver) for n in notes] == [
+        ("migration-n:notice>partner:acme", "migration.notice", "partner:acme")
+    ]
     assert process is not None and (process.stage, process.status) == ("Plan", "active")
     assert process.awaiting == [] and inbox == []
     assert process.state is not None
@@ -328,9 +320,9 @@ def test_notice_in_one_activity_writes_each_row_once(db: Database) -> None:
 def test_notice_retried_after_its_commit_neither_notifies_again_nor_rereads(
     db: Database,
 ) -> None:
-    """M-4.1, M-6.1, P-4: a retry of the notice after its commit (its answer lost) returns the
-    fallback on record — even if the partner's grants changed since — and does not send the
-    notice again through the notifier (a mail or webhook one would send it each time)."""
+    """M-4.1, M-6.1, P-4, P-7: a retry of the notice after its commit (its answer lost) returns
+    the fallback on record — even if the partner's grants changed since — and the partner's
+    inbox holds the notice once."""
     with db.session() as session:
         repo.create_partner(
             session=session,
@@ -338,17 +330,7 @@ def test_notice_retried_after_its_commit_neither_notifies_again_nor_rereads(
                 partner_body(permissions=["orders:read", "orders:write"])
             ),
         )
-
-    class Counting:
-        def __init__(self) -> None:
-            self.sent: list[str] = []
-
-        def send(self, note: Notification) -> bool:
-            self.sent.append(note.key)
-            return True
-
-    notifier = Counting()
-    activities, inp = MigrationActivities(db, notifier), notice_input()
+    activities, inp = MigrationActivities(db), notice_input()
     first = activities.notice(inp)
     with db.session() as session:
         row = session.get(Partner, "acme")
@@ -358,7 +340,9 @@ def test_notice_retried_after_its_commit_neither_notifies_again_nor_rereads(
         session.commit()
     again = activities.notice(inp)
     assert first.permissions == again.permissions == ["orders:read"]
-    assert notifier.sent == ["migration-n:notice"]
+    with db.session() as session:
+        notes = session.exec(select(NotificationRow)).all()
+    assert [(n.type, n.receiver) for n in notes] == [("migration.notice", "partner:acme")]
 
 
 def test_a_notice_never_carries_an_unbounded_permission_into_the_fallback(db: Database) -> None:

@@ -222,7 +222,11 @@ async def test_fallback_kept_for_exactly_its_period(
         ]
     with mig.db.session() as session:
         notes = session.exec(select(NotificationRow)).all()
-    assert [n.kind for n in notes] == ["migration_notice"]
+    # P-7: the partner hears of the notice and of the plan it is awaited for.
+    assert [(n.type, n.receiver) for n in notes] == [
+        ("migration.notice", "partner:acme"),
+        ("step.opened", "partner:acme"),
+    ]
 
     state = await mig.through_rollout()
     assert state.fallback.active  # M-4.5: the fallback stays through rollout

@@ -58,7 +58,11 @@ class ChangedMigration(PartnerMigration):
 async def test_an_unpatched_change_is_caught() -> None:
     migrations = [p for p in CORPUS if "__migration-" in p.name]
     assert migrations
-    replayer = Replayer(workflows=[ChangedMigration], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[ChangedMigration],
+        data_converter=pydantic_data_converter,
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    )
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(load(migrations[0]))
 

@@ -18,6 +18,7 @@ from kwanus.models.expansion import ExpansionStatus
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import audit
 from store.repo.common import insert_for
+from store.repo.notifications import notify_event
 from store.tables import AuditEvent, PendingAction, Process, utcnow
 
 S = TypeVar("S", bound=BaseModel)
@@ -43,16 +44,25 @@ def _audit_row(event: RecordEvent) -> dict[str, Any]:
 def _append_audit(session: Session, event: RecordEvent) -> bool:
     """Append the event's row to the audit chain unless its key is taken (then roll back and
     say so): a retried activity changes nothing."""
-    appended = audit.append(session, _audit_row(event))
+    appended = _append(session, event)
     if not appended:
         session.rollback()
     return appended
 
 
+def _append(session: Session, event: RecordEvent) -> bool:
+    """Append the event's row to the audit chain, with the notifications it makes (P-7), unless
+    its key is taken; uncommitted."""
+    if not audit.append(session, _audit_row(event)):
+        return False
+    notify_event(session, event)
+    return True
+
+
 def _record(session: Session, event: RecordEvent) -> bool:
     """Append the audit row and apply its projection, uncommitted; False (and nothing written)
     if the key is taken."""
-    if not audit.append(session, _audit_row(event)):
+    if not _append(session, event):
         return False
     insert = insert_for(session)
     awaiting = [a.model_dump(mode="json") for a in event.awaiting]

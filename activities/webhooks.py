@@ -1,0 +1,197 @@
+"""Webhook deliveries (P-7): the dispatcher hands each delivery the outbox holds to its own
+workflow, and the workflow's activity POSTs it as the Standard Webhooks specification has it —
+`webhook-id` (the same on every attempt), `webhook-timestamp`, `webhook-signature` — each
+attempt on the delivery's log. The process that made the notification never waits on any of
+this: its event's transaction wrote the notification and the delivery row, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+
+import httpx
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import (
+    ApplicationError,
+    ApplicationErrorCategory,
+    WorkflowAlreadyStartedError,
+)
+
+from kwanus import contract
+from kwanus.models.webhooks import DeliveryInput
+from kwanus.temporal import start_process
+from kwanus.webhooks import safe_url, signature
+from store import repo
+from store.db import Database
+
+log = logging.getLogger("kwanus.webhooks")
+# A receiver answers within this, or the attempt failed (it is retried).
+SEND_TIMEOUT_S = 10.0
+USER_AGENT = "KWANUS-Governance-Webhooks/1"
+# A receiver that fails is the receiver's business, not ours: its attempts are on the delivery's
+# log and in the UI, not in the worker's error log and metrics.
+BENIGN = ApplicationErrorCategory.BENIGN
+
+
+class WebhookActivities:
+    def __init__(self, db: Database, *, allow_private: bool) -> None:
+        self.db = db
+        self.allow_private = allow_private  # development only (Settings.webhooks_allow_private)
+
+    @activity.defn(name="deliver_webhook")
+    async def deliver(self, inp: DeliveryInput) -> str:
+        """One attempt: send the notification unless it was delivered already (a receiver that
+        answered 2xx once never sees it again) or its subscription is gone; any other answer, or
+        none, fails the attempt — Temporal retries it with backoff."""
+        out = await asyncio.to_thread(self._outgoing, inp.delivery_id)
+        if out is None:
+            return "unknown"
+        if out.delivery.status != repo.Delivery.PENDING:
+            return out.delivery.status
+        sub = out.subscription
+        now = datetime.now(UTC)
+        if sub.deleted_at is not None or sub.disabled_at is not None:
+            await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.SKIPPED, now)
+            return repo.Delivery.SKIPPED
+        attempt = activity.info().attempt
+        # Checked again at each attempt: the name may resolve elsewhere since the subscription.
+        where = await asyncio.to_thread(safe_url, sub.url, allow_private=self.allow_private)
+        if not where.allowed:
+            error = "refused: " + "; ".join(f.message for f in where.findings)
+            await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
+            raise ApplicationError(error, type="WebhookRefused", category=BENIGN)
+        note = repo.payload(out.notification)
+        body = json.dumps(note, separators=(",", ":"), sort_keys=True)
+        secrets = repo.signing_secrets(sub, now)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": note["id"],
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature(secrets, note["id"], now, body),
+        }
+        try:
+            async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False) as http:
+                answer = await http.post(sub.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
+            raise ApplicationError(error, type="WebhookUnreachable", category=BENIGN) from None
+        ok = 200 <= answer.status_code < 300
+        refused = None if ok else f"answered {answer.status_code}"
+        await asyncio.to_thread(
+            self._attempt, inp.delivery_id, attempt, now, answer.status_code, refused
+        )
+        if not ok:
+            raise ApplicationError(
+                f"the receiver {refused}", type="WebhookNotAccepted", category=BENIGN
+            )
+        await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.DELIVERED, now)
+        return repo.Delivery.DELIVERED
+
+    @activity.defn(name="give_up_webhook")
+    def give_up(self, inp: DeliveryInput) -> bool:
+        """The delivery failed for its whole retry period: it is failed, and its subscription —
+        unless it has answered since — disabled, its owner told (`subscription.disabled`).
+        Returns whether this disabled it."""
+        now = datetime.now(UTC)
+        with self.db.session() as session:
+            disabled = repo.disable_if_still_failing(
+                session=session,
+                delivery_id=inp.delivery_id,
+                at=now,
+                reason="no 2xx answer for a day",
+                workflow_id=activity.info().workflow_id or "",
+            )
+        self._finish(inp.delivery_id, repo.Delivery.FAILED, now)
+        return disabled is not None
+
+    def _outgoing(self, delivery_id: int) -> repo.Outgoing | None:
+        with self.db.session() as session:
+            return repo.outgoing(session=session, delivery_id=delivery_id)
+
+    def _attempt(
+        self, delivery_id: int, attempt: int, at: datetime, code: int | None, error: str | None
+    ) -> None:
+        with self.db.session() as session:
+            repo.record_attempt(
+                session=session,
+                delivery_id=delivery_id,
+                attempt=attempt,
+                at=at,
+                status_code=code,
+                error=error,
+            )
+
+    def _finish(self, delivery_id: int, status: str, at: datetime) -> None:
+        with self.db.session() as session:
+            repo.finish(session=session, delivery_id=delivery_id, status=status, at=at)
+
+
+class Dispatcher:
+    """Hands each delivery the outbox holds to its workflow (`webhook-delivery-<id>`, started
+    once: a second dispatcher, or a crash before `dispatched_at` was written, finds it started).
+    It runs beside every worker; the outbox is polled, so a notification waits at most
+    `interval` before its delivery starts."""
+
+    def __init__(
+        self,
+        client: Client,
+        db: Database,
+        *,
+        task_queue: str,
+        interval: float = 0.5,
+        batch: int = 100,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.task_queue = task_queue
+        self.interval = interval
+        self.batch = batch
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handed = await self.dispatch_once()
+            except Exception:  # the database or Temporal is away: try again shortly
+                log.exception("webhook dispatch failed; retrying")
+                handed = 0
+            if handed < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+
+    async def dispatch_once(self) -> int:
+        """Start the workflow of every undispatched delivery (a page of them); their number."""
+        rows = await asyncio.to_thread(self._undispatched)
+        if not rows:
+            return 0
+        await asyncio.gather(*(self._start(delivery_id, owner) for delivery_id, owner in rows))
+        await asyncio.to_thread(self._mark, [delivery_id for delivery_id, _ in rows])
+        return len(rows)
+
+    async def _start(self, delivery_id: int, owner: str) -> None:
+        partner = owner.removeprefix("partner:") if owner.startswith("partner:") else None
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await start_process(
+                self.client,
+                contract.WEBHOOK_DELIVERY_WORKFLOW,
+                DeliveryInput(delivery_id=delivery_id),
+                workflow_id=contract.webhook_delivery_workflow_id(delivery_id),
+                task_queue=self.task_queue,
+                partner_id=partner,
+                kind=contract.WEBHOOK_PROCESS,
+                stage="Delivery",
+                summary=f"Webhook delivery {delivery_id} to {owner}",
+            )
+
+    def _undispatched(self) -> list[tuple[int, str]]:
+        with self.db.session() as session:
+            return repo.undispatched(session=session, limit=self.batch)
+
+    def _mark(self, ids: list[int]) -> None:
+        with self.db.session() as session:
+            repo.mark_dispatched(session=session, ids=ids, now=datetime.now(UTC))

@@ -1,0 +1,258 @@
+"""Webhook subscriptions (P-7, Standard Webhooks) and the inbox every receiver reads.
+
+A receiver is a partner or a body. A partner subscribes for itself and a body for itself; admin
+names the partner or the body. Another receiver's subscriptions are not found (404, never
+403: their existence is not revealed). A URL must be https and resolve to public addresses
+only (OWASP API7:2023) — checked here and again before each delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import CurrentPrincipal, Limit, Principal, SessionDep, SettingsDep
+from api.problems import Problem, not_found
+from kwanus.webhooks import safe_url
+from policy.vocabulary import BODY_ROLES, Body, NotificationType, Role
+from store import repo
+from store.schemas import PartnerId
+from store.tables import utcnow
+
+router = APIRouter(tags=["notifications"])
+
+# A receiver's live subscriptions, at most.
+MAX_SUBSCRIPTIONS = 10
+# Who reads every inbox (and may filter by receiver): nobody's own, everybody's to watch.
+WATCHERS = (Role.OPS, Role.ADMIN)
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="https; must resolve to public addresses.")
+    events: list[NotificationType] | None = Field(
+        default=None, max_length=len(NotificationType), description="Empty or absent: all."
+    )
+    partner_id: PartnerId | None = Field(default=None, description="admin: the partner's.")
+    body: Body | None = Field(default=None, description="admin: a body's.")
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    url: str
+    events: list[NotificationType]
+    owner: str
+    created_at: datetime
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="`whsec_…`: shown in this response only.")
+
+
+class SecretRotated(BaseModel):
+    id: str
+    secret: str = Field(description="The new `whsec_…`, shown in this response only.")
+    previous_valid_until: datetime = Field(description="The old secret signs too until then.")
+
+
+class Attempt(BaseModel):
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryLog(BaseModel):
+    subscription_id: str
+    status: str = Field(description="pending, delivered, failed or skipped.")
+    finished_at: datetime | None
+    attempts: list[Attempt]
+
+
+class NotificationOut(BaseModel):
+    id: str = Field(description="`ntf_<n>`: also each delivery's `webhook-id`.")
+    type: NotificationType
+    timestamp: datetime
+    data: dict[str, Any] = Field(
+        description="receiver, partner_id, process, process_id, workflow_id, link, message and "
+        "what the type carries — the body a webhook receives."
+    )
+    deliveries: list[DeliveryLog]
+
+
+def _owner(principal: Principal, body: WebhookCreate, session: SessionDep) -> str:
+    """Whose subscription this is: the caller's own, or (admin) the named partner's or body's."""
+    if principal.role is Role.ADMIN:
+        if (body.partner_id is None) == (body.body is None):
+            raise Problem(
+                422,
+                "admin names exactly one receiver: partner_id or body",
+                errors={"partner_id": "name a partner or a body", "body": "or a body"},
+            )
+        if body.body is not None:
+            return body.body.value
+        assert body.partner_id is not None
+        if repo.get_partner(session=session, partner_id=body.partner_id) is None:
+            raise Problem(422, "no such partner", errors={"partner_id": "unknown partner"})
+        return f"partner:{body.partner_id}"
+    if principal.role is Role.PARTNER:
+        if body.body is not None or body.partner_id not in (None, principal.partner_id):
+            raise Problem(
+                403,
+                "a partner subscribes for itself only",
+                errors={"partner_id" if body.body is None else "body": "not yours"},
+            )
+        return principal.actor
+    if principal.role in BODY_ROLES:
+        if body.partner_id is not None or body.body not in (None, Body(principal.role.value)):
+            raise Problem(
+                403,
+                "a body subscribes for itself only",
+                errors={"body" if body.partner_id is None else "partner_id": "not yours"},
+            )
+        return principal.actor
+    raise Problem(403, f"role {principal.role.value} receives no notifications")
+
+
+def _own(principal: Principal) -> str | None:
+    """The receiver whose records the caller manages: its own; every one for admin."""
+    return None if principal.role is Role.ADMIN else principal.actor
+
+
+def _find(principal: Principal, subscription_id: str, session: SessionDep) -> Any:
+    if principal.role not in (Role.ADMIN, Role.PARTNER, *BODY_ROLES):
+        raise Problem(403, f"role {principal.role.value} has no webhooks")
+    row = repo.get_subscription(
+        session=session, subscription_id=subscription_id, owner=_own(principal)
+    )
+    if row is None:
+        raise not_found("webhook")
+    return row
+
+
+@router.post("/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
+def create_webhook(
+    body: WebhookCreate, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+) -> WebhookCreated:
+    """P-7: deliver the receiver's notifications to `url` as signed webhooks (Standard
+    Webhooks), those of `events` only if given. The signing secret is in this response only."""
+    owner = _owner(principal, body, session)
+    where = safe_url(body.url, allow_private=settings.webhooks_allow_private)
+    if not where.allowed:
+        raise Problem.refused(where, "the webhook URL is refused")
+    if len(repo.live_subscriptions(session=session, owner=owner, include_disabled=True)) >= (
+        MAX_SUBSCRIPTIONS
+    ):
+        raise Problem(409, f"a receiver has at most {MAX_SUBSCRIPTIONS} webhooks; delete one")
+    events = sorted({e.value for e in body.events or []})
+    row = repo.create_subscription(
+        session=session,
+        owner=owner,
+        url=body.url,
+        events=events,
+        created_by=principal.actor,
+        now=utcnow(),
+    )
+    return WebhookCreated(**repo.subscription_public(row), secret=row.secret)
+
+
+@router.get("/webhooks", response_model=list[WebhookPublic])
+def list_webhooks(principal: CurrentPrincipal, session: SessionDep) -> list[WebhookPublic]:
+    """The caller's own subscriptions (admin: everyone's), disabled ones included; never a
+    secret."""
+    if principal.role not in (Role.ADMIN, Role.PARTNER, *BODY_ROLES):
+        raise Problem(403, f"role {principal.role.value} has no webhooks")
+    rows = repo.live_subscriptions(session=session, owner=_own(principal), include_disabled=True)
+    return [WebhookPublic(**repo.subscription_public(r)) for r in rows]
+
+
+@router.delete("/webhooks/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_webhook(
+    subscription_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> Response:
+    """No more deliveries to it (one in flight is not sent); its log stays in the inbox."""
+    row = _find(principal, subscription_id, session)
+    repo.delete_subscription(session=session, row=row, now=utcnow())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/webhooks/{subscription_id}/rotate-secret", response_model=SecretRotated)
+def rotate_webhook_secret(
+    subscription_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> SecretRotated:
+    """A new signing secret, in this response only; for 24 hours each delivery is signed by the
+    old one too, so the receiver can switch without missing one."""
+    row = _find(principal, subscription_id, session)
+    secret = repo.rotate_secret(session=session, row=row, now=utcnow())
+    until = repo.as_utc(row.previous_until)
+    assert until is not None
+    return SecretRotated(id=row.id, secret=secret, previous_valid_until=until)
+
+
+@router.get("/notifications", response_model=list[NotificationOut])
+def list_notifications(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    before: Annotated[
+        str | None, Query(max_length=24, description="The last `id` of the previous page.")
+    ] = None,
+    type: Annotated[NotificationType | None, Query(description="Only this type.")] = None,
+    receiver: Annotated[
+        str | None, Query(max_length=80, description="ops and admin: one receiver's.")
+    ] = None,
+    limit: Limit = 100,
+) -> list[NotificationOut]:
+    """P-7: the caller's own notifications — a partner's, a body's — newest first, each with
+    its webhook deliveries and their attempts; the same whether or not a webhook is set. Ops
+    and admin read every receiver's."""
+    if principal.role in WATCHERS:
+        whose = receiver
+    elif receiver is not None and receiver != principal.actor:
+        raise Problem(422, "only ops and admin choose a receiver", errors={"receiver": "yours"})
+    else:
+        whose = principal.actor
+    after = None
+    if before is not None:
+        after = repo.parse_public_id(before)
+        if after is None:
+            raise Problem(422, "not a notification id", errors={"before": "ntf_<n>"})
+    items = repo.inbox(
+        session=session,
+        receiver=whose,
+        before=after,
+        limit=limit,
+        type_=type.value if type else None,
+    )
+    return [_out(item) for item in items]
+
+
+def _out(item: repo.InboxItem) -> NotificationOut:
+    body = repo.payload(item.notification)
+    return NotificationOut(
+        id=body["id"],
+        type=body["type"],
+        timestamp=body["timestamp"],
+        data=body["data"],
+        deliveries=[
+            DeliveryLog(
+                subscription_id=d.subscription_id,
+                status=d.status,
+                finished_at=repo.as_utc(d.finished_at),
+                attempts=[
+                    Attempt(
+                        attempt=a.attempt,
+                        at=repo.as_utc(a.at) or a.at,
+                        status_code=a.status_code,
+                        error=a.error,
+                    )
+                    for a in attempts
+                ],
+            )
+            for d, attempts in item.deliveries
+        ],
+    )
