@@ -24,7 +24,7 @@ from temporalio.exceptions import (
 from kwanus import contract
 from kwanus.models.webhooks import DeliveryInput
 from kwanus.temporal import start_process
-from kwanus.webhooks import safe_url, signature
+from kwanus.webhooks import pin, signature
 from store import repo
 from store.db import Database
 
@@ -58,9 +58,10 @@ class WebhookActivities:
             await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.SKIPPED, now)
             return repo.Delivery.SKIPPED
         attempt = activity.info().attempt
-        # Checked again at each attempt: the name may resolve elsewhere since the subscription.
-        where = await asyncio.to_thread(safe_url, sub.url, allow_private=self.allow_private)
-        if not where.allowed:
+        # Checked again at each attempt: the name may resolve elsewhere since the subscription;
+        # the attempt connects to the address checked, not to a new answer.
+        where, pinned = await asyncio.to_thread(pin, sub.url, allow_private=self.allow_private)
+        if pinned is None:
             error = "refused: " + "; ".join(f.message for f in where.findings)
             await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
             raise ApplicationError(error, type="WebhookRefused", category=BENIGN)
@@ -73,10 +74,16 @@ class WebhookActivities:
             "webhook-id": note["id"],
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signature(secrets, note["id"], now, body),
+            "host": pinned.host,
         }
         try:
             async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False) as http:
-                answer = await http.post(sub.url, content=body, headers=headers)
+                answer = await http.post(
+                    pinned.url,
+                    content=body,
+                    headers=headers,
+                    extensions={"sni_hostname": pinned.server_name},
+                )
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
@@ -133,7 +140,7 @@ class WebhookActivities:
 
 
 class Dispatcher:
-    """Hands each delivery the outbox holds to its workflow (`webhook-delivery-<id>`, started
+    """Hands each delivery the outbox holds to its workflow (`webhook-<subscription>-<n>`, started
     once: a second dispatcher, or a crash before `dispatched_at` was written, finds it started).
     It runs beside every worker; the outbox is polled, so a notification waits at most
     `interval` before its delivery starts."""
@@ -169,26 +176,29 @@ class Dispatcher:
         rows = await asyncio.to_thread(self._undispatched)
         if not rows:
             return 0
-        await asyncio.gather(*(self._start(delivery_id, owner) for delivery_id, owner in rows))
-        await asyncio.to_thread(self._mark, [delivery_id for delivery_id, _ in rows])
+        await asyncio.gather(*(self._start(row) for row in rows))
+        await asyncio.to_thread(self._mark, [row.delivery_id for row in rows])
         return len(rows)
 
-    async def _start(self, delivery_id: int, owner: str) -> None:
+    async def _start(self, row: repo.Undispatched) -> None:
+        owner = row.owner
         partner = owner.removeprefix("partner:") if owner.startswith("partner:") else None
-        with contextlib.suppress(WorkflowAlreadyStartedError):
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # started before a crash
             await start_process(
                 self.client,
                 contract.WEBHOOK_DELIVERY_WORKFLOW,
-                DeliveryInput(delivery_id=delivery_id),
-                workflow_id=contract.webhook_delivery_workflow_id(delivery_id),
+                DeliveryInput(delivery_id=row.delivery_id),
+                workflow_id=contract.webhook_delivery_workflow_id(
+                    row.subscription_id, row.notification_id
+                ),
                 task_queue=self.task_queue,
                 partner_id=partner,
                 kind=contract.WEBHOOK_PROCESS,
                 stage="Delivery",
-                summary=f"Webhook delivery {delivery_id} to {owner}",
+                summary=f"Webhook {repo.public_id(row.notification_id)} to {owner}",
             )
 
-    def _undispatched(self) -> list[tuple[int, str]]:
+    def _undispatched(self) -> list[repo.Undispatched]:
         with self.db.session() as session:
             return repo.undispatched(session=session, limit=self.batch)
 

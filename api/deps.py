@@ -132,6 +132,9 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
     return dependency
 
 
+# Roles that act on nothing themselves: they watch everything (what is overdue, every inbox).
+WATCHERS = (Role.OPS, Role.ADMIN)
+
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 PartnerDep = Annotated[Principal, Depends(require(Role.PARTNER))]
 PlatformDep = Annotated[Principal, Depends(require(Role.PLATFORM))]

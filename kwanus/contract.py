@@ -91,8 +91,24 @@ def stewardship_workflow_id(report_id: str) -> str:
     return f"stewardship-{report_id}"
 
 
-def webhook_delivery_workflow_id(delivery_id: int) -> str:
-    return f"webhook-delivery-{delivery_id}"
+# Where each process is read in the API (a pending step's link, a notification's).
+RESOURCE_PATHS: dict[ProcessKind, str] = {
+    ProcessKind.EXPANSION: "/v1/expansions/{}",
+    ProcessKind.MIGRATION: "/v1/migrations/{}",
+    ProcessKind.REMEDIATION: "/v1/remediations/{}",
+    ProcessKind.STEWARDSHIP: "/v1/stewardship/reports/{}",
+    ProcessKind.DEPRECATION: "/v1/deprecations/{}",
+}
+
+
+def resource_path(kind: ProcessKind, process_id: str) -> str:
+    return RESOURCE_PATHS[kind].format(process_id)
+
+
+def webhook_delivery_workflow_id(subscription_id: str, notification_id: int) -> str:
+    """One notification to one subscription: the subscription's id is random, so the id names
+    one delivery across databases sharing a namespace (a database's row ids start again)."""
+    return f"webhook-{subscription_id}-{notification_id}"
 
 
 class Refusal:

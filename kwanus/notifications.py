@@ -15,19 +15,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from kwanus.contract import resource_path
 from kwanus.models.common import RecordEvent
 from policy.vocabulary import Body, NotificationType, ProcessKind, ProcessStatus
 
 T = NotificationType
 
-# Where each process is read in the API.
-RESOURCES: dict[ProcessKind, str] = {
-    ProcessKind.EXPANSION: "/v1/expansions/{}",
-    ProcessKind.MIGRATION: "/v1/migrations/{}",
-    ProcessKind.REMEDIATION: "/v1/remediations/{}",
-    ProcessKind.STEWARDSHIP: "/v1/stewardship/reports/{}",
-    ProcessKind.DEPRECATION: "/v1/deprecations/{}",
-}
 BODIES = frozenset(b.value for b in Body)
 
 # The access a remediation restricts or gives back (its own events and SCO's restoration).
@@ -199,7 +192,7 @@ def _note(
         process=event.process.value,
         process_id=event.process_id,
         workflow_id=event.workflow_id,
-        link=RESOURCES[event.process].format(event.process_id),
+        link=resource_path(event.process, event.process_id),
         message=message,
         data=body,
         at=event.at,

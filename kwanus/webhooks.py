@@ -1,11 +1,15 @@
 """Webhook deliveries as the Standard Webhooks specification has them: the signature (by the
 `standardwebhooks` package), and the one check of where a URL goes, made at subscription and
-again before each delivery (OWASP API7:2023; DNS can change between the two)."""
+again before each delivery (OWASP API7:2023; DNS can change between the two). A delivery
+connects to the address it checked (`Pinned`), never to a second answer of the resolver, so
+a name rebound between the check and the connection changes nothing."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from standardwebhooks import Webhook
 
@@ -22,12 +26,40 @@ def resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def safe_url(url: str, *, allow_private: bool) -> Decision:
-    """Whether a webhook may be sent to `url` now: its form, then every address it resolves to."""
+@dataclass(frozen=True)
+class Pinned:
+    """Where one attempt connects: `url` with its host replaced by the checked address; the
+    request still names the host (`host`, the Host header) and TLS still verifies the name's
+    certificate (`server_name`, sent as SNI and checked against the certificate)."""
+
+    url: str
+    host: str
+    server_name: str
+
+
+def pin(url: str, *, allow_private: bool) -> tuple[Decision, Pinned | None]:
+    """Whether a webhook may be sent to `url` now — its form, then every address its host
+    resolves to — and, if so, the address to connect to."""
     form, host = check_url(url, allow_private=allow_private)
     if not form.allowed:
-        return form
-    return check_addresses(host, resolve(host), allow_private=allow_private)
+        return form, None
+    addresses = resolve(host)
+    where = check_addresses(host, addresses, allow_private=allow_private)
+    if not where.allowed:
+        return where, None
+    parts = urlsplit(url)
+    address = addresses[0]
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    return where, Pinned(url=pinned, host=parts.netloc, server_name=host)
+
+
+def safe_url(url: str, *, allow_private: bool) -> Decision:
+    """Whether a webhook may be sent to `url` now (`pin`'s decision)."""
+    decision, _ = pin(url, allow_private=allow_private)
+    return decision
 
 
 def signature(secrets: list[str], msg_id: str, at: datetime, body: str) -> str:

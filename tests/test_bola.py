@@ -14,6 +14,7 @@ import yaml
 from kwanus.models.common import Awaiting
 from kwanus.temporal import start_process
 from policy.vocabulary import ProcessKind
+from store.tables import WebhookSubscription, utcnow
 from testdata.factories import (
     IMPLEMENTATION,
     INTEGRATION_PLAN,
@@ -31,6 +32,7 @@ IDS = {
     "{migration_id}": "a-secret-mig",
     "{remediation_id}": "a-secret-rem",
     "{partner_id}": "alpha",
+    "{subscription_id}": "a-secret-whk",
 }
 # A valid body for each partner step, so what answers is the ownership check, not validation.
 BODIES: dict[str, dict[str, Any]] = {
@@ -67,12 +69,43 @@ def seed_alpha(api: Api) -> None:
             awaiting=[Awaiting(actor="partner:alpha", action="secret step")],
             state={"id": pid, "partner_id": "alpha", "notes": "alpha's secret"},
         )
+    # A step opened for alpha: a notification in alpha's inbox (P-7) ...
+    record_process(
+        api.db,
+        ProcessKind.MIGRATION,
+        IDS["{migration_id}"],
+        "alpha",
+        "window:plan",
+        event="window_opened",
+        awaiting=[Awaiting(actor="partner:alpha", action="secret step")],
+        data={"step": "plan"},
+    )
+    # ... and alpha's webhook.
+    with api.db.session() as session:
+        session.add(
+            WebhookSubscription(
+                id=IDS["{subscription_id}"],
+                owner="partner:alpha",
+                url="https://93.184.216.34/alpha-secret",
+                events=[],
+                secret="whsec_c2VjcmV0",
+                created_by="partner:alpha",
+                created_at=utcnow(),
+            )
+        )
+        session.commit()
 
 
 async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
-    await api.partner("alpha")
+    alpha = await api.partner("alpha")
     beta = await api.partner("beta")
     seed_alpha(api)
+    # What beta must not see is there: alpha's inbox and webhooks hold it.
+    mine = (await api.http.get("/v1/notifications", headers=alpha)).json()
+    assert [n["type"] for n in mine] == ["step.opened"]
+    assert [w["id"] for w in (await api.http.get("/v1/webhooks", headers=alpha)).json()] == [
+        IDS["{subscription_id}"]
+    ]
     checked = []
     for op, rule in sorted(MATRIX["operations"].items()):
         method, path = op.split(" ", 1)
@@ -95,7 +128,14 @@ async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
         answer = {k: v for k, v in resp.json().items() if k != "instance"}  # echoes the URL
         assert "alpha" not in str(answer) and "secret" not in str(answer), op
     assert len(checked) >= 20, checked
-    for listing in ("/v1/expansions", "/v1/migrations", "/v1/me/pending", "/v1/partners"):
+    for listing in (
+        "/v1/expansions",
+        "/v1/migrations",
+        "/v1/me/pending",
+        "/v1/partners",
+        "/v1/notifications",
+        "/v1/webhooks",
+    ):
         text = (await api.http.get(listing, headers=beta)).text
         assert "alpha" not in text and "secret" not in text, listing
     for query in ({"partner_id": "alpha"}, {"workflow_id": "expansion-a-secret-exp"}, {}):

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from testdata.factories import partner_body, proposal_body
+from tests.receiver import Receiver
 
 KWANUS = str(Path(sys.executable).parent / "kwanus")
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
@@ -116,6 +117,8 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
     assert admin_token in stack.output  # printed on the first run
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert f"http://127.0.0.1:{stack.api_port}/docs" in stack.output
+    assert "Webhooks (development: http and loopback addresses allowed" in stack.output
+    hook = Receiver()  # P-7: `kwanus dev` delivers to a receiver on this machine
 
     with httpx.Client(base_url=stack.url, timeout=10) as http:
         admin = {"Authorization": f"Bearer {admin_token}"}
@@ -128,8 +131,12 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
             "/v1/tokens", json={"role": "partner", "partner_id": "acme"}, headers=admin
         ).json()["token"]
         partner = {"Authorization": f"Bearer {token}"}
+        subscribed = http.post("/v1/webhooks", json={"url": hook.url, "body": "TSC"}, headers=admin)
+        assert subscribed.status_code == 201, subscribed.text
         resp = http.post("/v1/expansions", json=proposal_body(id="demo-1"), headers=partner)
         assert resp.status_code == 202, resp.text
+        assert _eventually(lambda: hook.of_type("step.opened"), within=30)
+        hook.close()
 
         def listed() -> list[Any]:
             found: list[Any] = stack.temporal(

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,56 +20,21 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.governance import GovernanceActivities
 from activities.webhooks import WebhookActivities
+from kwanus.contract import webhook_delivery_workflow_id
 from kwanus.models.webhooks import DeliveryInput
+from kwanus.webhooks import pin
 from policy.webhooks import check_addresses, check_url
 from store import repo
 from store.db import Database
+from store.migrate import upgrade
 from store.schemas import PartnerCreate
 from store.tables import DeliveryAttempt, NotificationRow, WebhookDelivery, utcnow
 from testdata.factories import event, partner_body, proposal_body
 from tests.apistack import Api, eventually, serving, unique
 from tests.conftest import end_runs
+from tests.receiver import Receiver
 
 TARGET = {"os_version": "5.0"}
-
-
-class Receiver:
-    """A webhook receiver: a real HTTP server on 127.0.0.1 that keeps every request and answers
-    with `answers` in turn, then 200."""
-
-    def __init__(self, answers: list[int] | None = None) -> None:
-        self.answers = list(answers or [])
-        self.requests: list[tuple[dict[str, str], str]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", "0"))
-                body = self.rfile.read(length).decode()
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                code = receiver.answers.pop(0) if receiver.answers else 200
-                self.send_response(code)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def of_type(self, kind: str) -> list[tuple[dict[str, str], str]]:
-        """The requests carrying notifications of `kind`: headers and raw body."""
-        return [(h, b) for h, b in self.requests if json.loads(b)["type"] == kind]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -99,6 +63,22 @@ async def ts_api(ts_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api
     """The same on the time-skipping server: days of backoff and deadlines in seconds."""
     async with serving(ts_env, db, webhooks_allow_private=True) as stack:
         yield stack
+
+
+async def start_migration(api: Api, partner_id: str) -> str:
+    """A required migration of the partner's OS (TSC starts it): its notice is M-4.1's."""
+    mid = unique("mig")
+    start = {
+        "id": mid,
+        "partner_id": partner_id,
+        "trigger": "os_major_version",
+        "type": "version",
+        "subtype": "os",
+        "target": TARGET,
+    }
+    resp = await api.http.post("/v1/migrations", json=start, headers=api.token("TSC"))
+    assert resp.status_code == 202, resp.text
+    return mid
 
 
 async def subscribe(api: Api, headers: dict[str, str], url: str, **more: Any) -> dict[str, Any]:
@@ -142,17 +122,7 @@ async def test_a_migration_notice_reaches_its_partner_signed_and_nobody_else(
     new_secret = rotated.json()["secret"]
     assert new_secret != everything["secret"]
 
-    mid = unique("mig")
-    start = {
-        "id": mid,
-        "partner_id": "acme",
-        "trigger": "os_major_version",
-        "type": "version",
-        "subtype": "os",
-        "target": TARGET,
-    }
-    resp = await api.http.post("/v1/migrations", json=start, headers=api.token("TSC"))
-    assert resp.status_code == 202, resp.text
+    mid = await start_migration(api, "acme")
 
     async def noticed() -> bool:
         return bool(mine.of_type("migration.notice")) and bool(mine.of_type("step.opened"))
@@ -218,8 +188,33 @@ async def _async(value: Any) -> Any:
 async def _first_delivery(api: Api) -> str:
     """The workflow of the test's first delivery (its history joins the replay corpus)."""
     with api.db.session() as session:
-        first = session.exec(select(func.min(WebhookDelivery.id))).one()
-    return f"webhook-delivery-{first}"
+        first = session.exec(select(WebhookDelivery).order_by(col(WebhookDelivery.id))).first()
+    assert first is not None
+    return webhook_delivery_workflow_id(first.subscription_id, first.notification_id)
+
+
+async def test_two_databases_on_one_namespace_each_deliver(
+    dev_env: WorkflowEnvironment, tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    """P-7: a delivery's workflow id names it across databases sharing a Temporal namespace
+    (a fresh database numbers its notifications from 1 again): the second one's first
+    notification is delivered too, not taken for the first one's."""
+    for n in range(2):
+        url = f"sqlite:///{tmp_path / f'kwanus-{n}.db'}"
+        upgrade(url)
+        db = Database(url)
+        try:
+            async with serving(dev_env, db, webhooks_allow_private=True) as api:
+                got = receiver(receivers)
+                await subscribe(api, await api.partner("acme"), got.url)
+                await start_migration(api, "acme")
+
+                async def noticed(got: Receiver = got) -> bool:
+                    return bool(got.of_type("migration.notice"))
+
+                assert await eventually(noticed, within=30), n
+        finally:
+            db.dispose()
 
 
 async def test_a_refused_delivery_is_retried_with_its_webhook_id_and_deadlines_arrive(
@@ -291,17 +286,7 @@ async def test_a_receiver_failing_for_a_day_is_disabled_and_its_owner_told(
     acme = await api.partner("acme")
     down = receiver(receivers, answers=[503] * 1000)
     hook = await subscribe(api, acme, down.url)
-    mid = unique("mig")
-    start = {
-        "id": mid,
-        "partner_id": "acme",
-        "trigger": "os_major_version",
-        "type": "version",
-        "subtype": "os",
-        "target": TARGET,
-    }
-    resp = await api.http.post("/v1/migrations", json=start, headers=api.token("TSC"))
-    assert resp.status_code == 202, resp.text
+    mid = await start_migration(api, "acme")
     assert await eventually(lambda: _async(bool(down.requests)), within=30)
     for _ in range(26):  # hour by hour: each retry is a timer the server skips to
         await api.env.sleep(timedelta(hours=1))
@@ -416,6 +401,18 @@ def test_urls_and_addresses_a_webhook_may_use() -> None:
     assert check_url("http://example.com/", allow_private=True)[0].allowed
     assert not check_url("https:///nohost", allow_private=False)[0].allowed
     assert not check_url("https://example.com:99999/", allow_private=False)[0].allowed
+
+
+def test_an_attempt_connects_to_the_address_it_checked() -> None:
+    """OWASP API7:2023 (DNS rebinding): the attempt goes to the address the check resolved, the
+    request still naming the host (Host header, TLS name) — a second resolver answer is never
+    asked for. Refused, there is nothing to connect to."""
+    decision, pinned = pin("http://localhost:8080/hook?x=1", allow_private=True)
+    assert decision.allowed and pinned is not None
+    assert pinned.url in ("http://127.0.0.1:8080/hook?x=1", "http://[::1]:8080/hook?x=1")
+    assert (pinned.host, pinned.server_name) == ("localhost:8080", "localhost")
+    decision, pinned = pin("https://localhost/hook", allow_private=False)
+    assert not decision.allowed and pinned is None
 
 
 def _subscribed(db: Database, url: str) -> str:

@@ -8,22 +8,13 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import CurrentPrincipal, Limit, SessionDep
-from policy.vocabulary import ProcessKind, Role
+from api.deps import WATCHERS, CurrentPrincipal, Limit, SessionDep
+from kwanus import contract
+from policy.vocabulary import ProcessKind
 from store import repo
 from store.tables import utcnow
 
 router = APIRouter(prefix="/me", tags=["me"])
-
-LINKS = {
-    ProcessKind.EXPANSION: "/v1/expansions/{id}",
-    ProcessKind.MIGRATION: "/v1/migrations/{id}",
-    ProcessKind.REMEDIATION: "/v1/remediations/{id}",
-    ProcessKind.DEPRECATION: "/v1/deprecations/{id}",
-    ProcessKind.STEWARDSHIP: "/v1/stewardship/reports/{id}",
-}
-# Roles that act on nothing themselves: they watch what is overdue everywhere.
-WATCHERS = (Role.OPS, Role.ADMIN)
 
 
 class PendingItem(BaseModel):
@@ -68,7 +59,7 @@ def my_pending(
                 action=row.action,
                 deadline=deadline,
                 overdue=deadline is not None and deadline < now,
-                link=LINKS[kind].format(id=row.process_id),
+                link=contract.resource_path(kind, row.process_id),
             )
         )
     return items

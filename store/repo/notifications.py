@@ -236,10 +236,23 @@ def signing_secrets(row: WebhookSubscription, now: datetime) -> list[str]:
 # --- deliveries -----------------------------------------------------------------------------
 
 
-def undispatched(*, session: Session, limit: int) -> list[tuple[int, str]]:
-    """The oldest deliveries not yet handed to their workflow: (delivery id, receiver)."""
+@dataclass(frozen=True)
+class Undispatched:
+    delivery_id: int
+    subscription_id: str
+    notification_id: int
+    owner: str
+
+
+def undispatched(*, session: Session, limit: int) -> list[Undispatched]:
+    """The oldest deliveries not yet handed to their workflow."""
     query = (
-        select(WebhookDelivery.id, WebhookSubscription.owner)
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.subscription_id,
+            WebhookDelivery.notification_id,
+            WebhookSubscription.owner,
+        )
         .join(
             WebhookSubscription,
             col(WebhookSubscription.id) == col(WebhookDelivery.subscription_id),
@@ -248,7 +261,11 @@ def undispatched(*, session: Session, limit: int) -> list[tuple[int, str]]:
         .order_by(col(WebhookDelivery.id))
         .limit(limit)
     )
-    return [(int(i), str(owner)) for i, owner in session.exec(query).all() if i is not None]
+    return [
+        Undispatched(int(i), str(sid), int(nid), str(owner))
+        for i, sid, nid, owner in session.exec(query).all()
+        if i is not None
+    ]
 
 
 def mark_dispatched(*, session: Session, ids: Sequence[int], now: datetime) -> None:
