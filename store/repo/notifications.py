@@ -42,13 +42,37 @@ class Delivery:
 def notify_event(session: Session, event: RecordEvent) -> None:
     """The notifications `event` makes, and their deliveries, uncommitted: in the transaction
     that appends the event, so they exist exactly when it does (P-4, P-7)."""
-    for note in notes_for(event):
-        add_note(session, note)
+    notes = notes_for(event)
+    if not notes:
+        return
+    subscribed = _subscriptions_of(session, {n.receiver for n in notes})
+    for note in notes:
+        add_note(session, note, subscribed)
 
 
-def add_note(session: Session, note: Note) -> int | None:
+def _subscriptions_of(session: Session, owners: set[str]) -> dict[str, list[WebhookSubscription]]:
+    """The live subscriptions of `owners`, by owner: one query for an event's receivers."""
+    query = (
+        select(WebhookSubscription)
+        .where(col(WebhookSubscription.owner).in_(sorted(owners)))
+        .where(col(WebhookSubscription.deleted_at).is_(None))
+        .where(col(WebhookSubscription.disabled_at).is_(None))
+        .order_by(col(WebhookSubscription.created_at))
+    )
+    found: dict[str, list[WebhookSubscription]] = {}
+    for row in session.exec(query).all():
+        found.setdefault(row.owner, []).append(row)
+    return found
+
+
+def add_note(
+    session: Session,
+    note: Note,
+    subscribed: dict[str, list[WebhookSubscription]] | None = None,
+) -> int | None:
     """One notification, once per key, with a pending delivery for each live subscription of its
-    receiver that asks for its type. Returns its id, or None if it was on record already."""
+    receiver (`subscribed`, else read now) that asks for its type. Returns its id, or None if
+    it was on record already."""
     insert = insert_for(session)
     stmt = (
         insert(NotificationRow)
@@ -71,12 +95,14 @@ def add_note(session: Session, note: Note) -> int | None:
     if row is None:
         return None
     notification_id = int(row[0])
-    subscribed = [
+    if subscribed is None:
+        subscribed = _subscriptions_of(session, {note.receiver})
+    wanted = [
         s.id
-        for s in live_subscriptions(session=session, owner=note.receiver)
+        for s in subscribed.get(note.receiver, [])
         if not s.events or note.type.value in s.events
     ]
-    if subscribed:
+    if wanted:
         session.execute(
             insert(WebhookDelivery)
             .values(
@@ -87,7 +113,7 @@ def add_note(session: Session, note: Note) -> int | None:
                         "status": Delivery.PENDING,
                         "created_at": note.at,
                     }
-                    for sid in subscribed
+                    for sid in wanted
                 ]
             )
             .on_conflict_do_nothing()
