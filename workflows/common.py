@@ -270,9 +270,14 @@ async def monitor(
         wait = pause()
         if wait > timedelta(0):
             await workflow.sleep(wait)
-        now = workflow.now()
-        await check_telemetry(ledger, checks, since=last, until=now, policy=policy, rules=rules)
-        last = now
+        check = await check_telemetry(
+            ledger, checks, since=last, until=workflow.now(), policy=policy, rules=rules
+        )
+        # The end of what the check covered, as its recorded result says (`at` is its `until`),
+        # not the clock read again: a replay sees the time the run saw. A run whose timer fired
+        # while no worker held it, woken by a query to a fresh worker, reads the previous
+        # workflow task's time live (temporalio 1.35) and the next task's time on replay.
+        last = check.at
 
 
 async def check_telemetry(
