@@ -77,22 +77,29 @@ class WebhookActivities:
             "host": pinned.host,
         }
         try:
-            async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S, follow_redirects=False) as http:
-                answer = await http.post(
+            # The whole attempt within SEND_TIMEOUT_S (not per read), decided on the status line:
+            # the body is never read, so a receiver trickling one cannot hold the attempt.
+            async with (
+                asyncio.timeout(SEND_TIMEOUT_S),
+                httpx.AsyncClient(
+                    timeout=SEND_TIMEOUT_S, follow_redirects=False, trust_env=False
+                ) as http,
+                http.stream(
+                    "POST",
                     pinned.url,
                     content=body,
                     headers=headers,
                     extensions={"sni_hostname": pinned.server_name},
-                )
-        except httpx.HTTPError as exc:
+                ) as answer,
+            ):
+                code = answer.status_code
+        except (httpx.HTTPError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
             raise ApplicationError(error, type="WebhookUnreachable", category=BENIGN) from None
-        ok = 200 <= answer.status_code < 300
-        refused = None if ok else f"answered {answer.status_code}"
-        await asyncio.to_thread(
-            self._attempt, inp.delivery_id, attempt, now, answer.status_code, refused
-        )
+        ok = 200 <= code < 300
+        refused = None if ok else f"answered {code}"
+        await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, code, refused)
         if not ok:
             raise ApplicationError(
                 f"the receiver {refused}", type="WebhookNotAccepted", category=BENIGN
@@ -101,21 +108,29 @@ class WebhookActivities:
         return repo.Delivery.DELIVERED
 
     @activity.defn(name="give_up_webhook")
-    def give_up(self, inp: DeliveryInput) -> bool:
+    async def give_up(self, inp: DeliveryInput) -> bool:
         """The delivery failed for its whole retry period: it is failed, and its subscription —
         unless it has answered since — disabled, its owner told (`subscription.disabled`).
         Returns whether this disabled it."""
         now = datetime.now(UTC)
+        disabled = await asyncio.to_thread(
+            self._disable, inp.delivery_id, now, activity.info().workflow_id or ""
+        )
+        await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.FAILED, now)
+        return disabled
+
+    def _disable(self, delivery_id: int, at: datetime, workflow_id: str) -> bool:
         with self.db.session() as session:
-            disabled = repo.disable_if_still_failing(
-                session=session,
-                delivery_id=inp.delivery_id,
-                at=now,
-                reason="no 2xx answer for a day",
-                workflow_id=activity.info().workflow_id or "",
+            return (
+                repo.disable_if_still_failing(
+                    session=session,
+                    delivery_id=delivery_id,
+                    at=at,
+                    reason="no 2xx answer for a day",
+                    workflow_id=workflow_id,
+                )
+                is not None
             )
-        self._finish(inp.delivery_id, repo.Delivery.FAILED, now)
-        return disabled is not None
 
     def _outgoing(self, delivery_id: int) -> repo.Outgoing | None:
         with self.db.session() as session:
@@ -137,6 +152,12 @@ class WebhookActivities:
     def _finish(self, delivery_id: int, status: str, at: datetime) -> None:
         with self.db.session() as session:
             repo.finish(session=session, delivery_id=delivery_id, status=status, at=at)
+
+
+def webhook_queue(task_queue: str) -> str:
+    """Deliveries run on a task queue of their own, with their own slots: receivers, however
+    slow, never hold the slots the governance processes' activities run in."""
+    return f"{task_queue}-webhooks"
 
 
 class Dispatcher:
@@ -191,7 +212,7 @@ class Dispatcher:
                 workflow_id=contract.webhook_delivery_workflow_id(
                     row.subscription_id, row.notification_id
                 ),
-                task_queue=self.task_queue,
+                task_queue=webhook_queue(self.task_queue),
                 partner_id=partner,
                 kind=contract.WEBHOOK_PROCESS,
                 stage="Delivery",

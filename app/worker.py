@@ -20,7 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.governance import GovernanceActivities
 from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
-from activities.webhooks import Dispatcher, WebhookActivities
+from activities.webhooks import Dispatcher, WebhookActivities, webhook_queue
 from app import schedules
 from kwanus.settings import Settings, get_settings
 from kwanus.temporal import connect
@@ -41,14 +41,17 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
         "workflows", "policy", "kwanus", "activities", "store"
     )
 )
-WORKFLOWS = [
+GOVERNANCE_WORKFLOWS = [
     PartnerExpansion,
     PartnerMigration,
     Remediation,
     DeprecationFanOut,
     StewardshipReview,
-    WebhookDelivery,
 ]
+# Every workflow type the product runs (the replay corpus replays them all).
+WORKFLOWS = [*GOVERNANCE_WORKFLOWS, WebhookDelivery]
+# Deliveries in flight at once, on their own queue (async: no thread each).
+WEBHOOK_SLOTS = 64
 ACTIVITY_THREADS = 16
 log = logging.getLogger("kwanus.worker")
 T = TypeVar("T")
@@ -61,16 +64,14 @@ def build_worker(
     task_queue: str,
     executor: ThreadPoolExecutor,
     max_cached_workflows: int = 10_000,
-    webhooks_allow_private: bool = False,
 ) -> Worker:
     acts = GovernanceActivities(db)
     migration = MigrationActivities(db)
     starter = ProcessStarter(client, task_queue, db)
-    webhooks = WebhookActivities(db, allow_private=webhooks_allow_private)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=GOVERNANCE_WORKFLOWS,
         activities=[
             acts.record_event,
             acts.assess_risk,
@@ -94,8 +95,6 @@ def build_worker(
             migration.validate,
             migration.roll_out,
             migration.apply_lifecycle,
-            webhooks.deliver,
-            webhooks.give_up,
         ],
         activity_executor=executor,
         workflow_runner=WORKFLOW_RUNNER,
@@ -107,16 +106,30 @@ def build_worker(
 
 
 @contextlib.asynccontextmanager
-async def dispatching(client: Client, db: Database, *, task_queue: str) -> AsyncIterator[None]:
-    """The webhook dispatcher beside a worker (activities.webhooks.Dispatcher), until the block
-    ends."""
+async def dispatching(
+    client: Client, db: Database, *, task_queue: str, allow_private: bool
+) -> AsyncIterator[None]:
+    """Webhooks beside a governance worker, until the block ends: the dispatcher that starts
+    each delivery's workflow, and the worker of deliveries on their own task queue
+    (`<task queue>-webhooks`) and slots."""
+    webhooks = WebhookActivities(db, allow_private=allow_private)
+    deliveries = Worker(
+        client,
+        task_queue=webhook_queue(task_queue),
+        workflows=[WebhookDelivery],
+        activities=[webhooks.deliver, webhooks.give_up],
+        workflow_runner=WORKFLOW_RUNNER,
+        max_concurrent_activities=WEBHOOK_SLOTS,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(Dispatcher(client, db, task_queue=task_queue).run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+    async with deliveries:
+        task = asyncio.create_task(Dispatcher(client, db, task_queue=task_queue).run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
@@ -162,9 +175,14 @@ async def run_worker(settings: Settings) -> None:
             task_queue=settings.task_queue,
             executor=executor,
             max_cached_workflows=settings.max_cached_workflows,
-            webhooks_allow_private=settings.webhooks_allow_private,
         )
-        async with worker, dispatching(client, db, task_queue=settings.task_queue):
+        webhooks = dispatching(
+            client,
+            db,
+            task_queue=settings.task_queue,
+            allow_private=settings.webhooks_allow_private,
+        )
+        async with worker, webhooks:
             log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")

@@ -26,6 +26,18 @@ BODIES = frozenset(b.value for b in Body)
 # The access a remediation restricts or gives back (its own events and SCO's restoration).
 RESTRICTING = frozenset({"restricted", "kept_restricted"})
 RESTORING = frozenset({"access_restored", "access_restored_by_sco"})
+# Events that open a step under another name: a stewardship report's sign-offs; a remediation's
+# next step (M-9.1: each one taken opens the next — SCO's re-validation after the fixes, the
+# fixes again after a failed re-validation).
+OPENING = frozenset({"window_opened", "report_compiled"})
+REMEDIATION_NEXT = frozenset(
+    {
+        "root_cause_submitted",
+        "plan_submitted",
+        "fixes_submitted",
+        "revalidation_failed",
+    }
+)
 # CGB's (or TSC's) decisions on a running process.
 DECIDING = frozenset({"decided", "monitoring_decided", "fallback_decided"})
 
@@ -95,9 +107,9 @@ def notes_for(event: RecordEvent) -> list[Note]:
             trigger=state.get("trigger"),
             trigger_class=data.get("trigger_class"),
         )
-    if name == "window_opened":
-        step = data.get("step")
-        return to(T.STEP_OPENED, awaited, f"{step} is awaited from you", step=step)
+    if name in OPENING or (event.process is ProcessKind.REMEDIATION and name in REMEDIATION_NEXT):
+        step = data.get("step") or (event.state or {}).get("step")
+        return to(T.STEP_OPENED, awaited, f"{step} is awaited from you", step=step, after=name)
     if name == "reminder":
         step = data.get("step")
         receivers = data.get("awaiting") or list(awaited)
@@ -206,7 +218,7 @@ def subscription_disabled(
     through any other subscription of theirs)."""
     partner = owner.removeprefix("partner:") if owner.startswith("partner:") else ""
     return Note(
-        key=f"{subscription_id}:disabled:{at.isoformat()}",
+        key=f"{subscription_id}:disabled",  # once: a disabled subscription stays disabled
         type=T.SUBSCRIPTION_DISABLED,
         receiver=owner,
         partner_id=partner,

@@ -13,6 +13,10 @@ from urllib.parse import urlsplit
 from policy.decisions import Decision, Finding
 
 RULE = "API7:2023"
+# IPv6 forms that carry an IPv4 address (NAT64, IPv4-compatible, IPv4-translated): judged by it.
+EMBEDDING = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+# Local-use NAT64 (RFC 8215): reaches whatever the operator's translator reaches.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 MAX_URL = 2000
 
 
@@ -50,11 +54,28 @@ def check_addresses(host: str, addresses: Iterable[str], *, allow_private: bool)
         return Decision()
     for raw in found:
         ip = ipaddress.ip_address(raw.split("%", 1)[0])  # an IPv6 zone id is not the address
-        mapped = getattr(ip, "ipv4_mapped", None) or getattr(ip, "sixtofour", None)
-        for candidate in (ip, mapped):
-            if candidate is not None and (not candidate.is_global or candidate.is_multicast):
-                return _refuse(
-                    f"{host} resolves to {raw}, a loopback, private, link-local or reserved "
-                    "address: webhooks go to public addresses only"
-                )
+        if any(not _public(candidate) for candidate in _forms(ip)):
+            # Which address is not said: a caller must not learn what internal names resolve to.
+            return _refuse(
+                f"{host} resolves to a loopback, private, link-local or reserved address: "
+                "webhooks go to public addresses only"
+            )
     return Decision()
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip in LOCAL_NAT64:
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+def _forms(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address and every IPv4 address it carries (mapped, 6to4, NAT64, compatible)."""
+    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        forms += [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+        if any(ip in net for net in EMBEDDING):
+            forms.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return forms

@@ -120,9 +120,10 @@ async def running_worker(
                 task_queue=task_queue,
                 executor=executor,
                 max_cached_workflows=100,
-                webhooks_allow_private=webhooks_allow_private,
             ),
-            worker_module.dispatching(client, db, task_queue=task_queue),
+            worker_module.dispatching(
+                client, db, task_queue=task_queue, allow_private=webhooks_allow_private
+            ),
         ):
             yield task_queue
 

@@ -368,6 +368,8 @@ async def test_subscriptions_are_the_callers_own(api: Api) -> None:
     sco_sees = (await api.http.get("/v1/webhooks", headers=api.token("SCO"))).json()
     assert sorted(w["id"] for w in sco_sees) == sorted([for_sco.json()["id"], own.json()["id"]])
     assert all("secret" not in w for w in sco_sees)
+    bad_page = await api.http.get("/v1/notifications", params={"before": "ntf_²"}, headers=acme)
+    assert bad_page.status_code == 422 and "before" in bad_page.json()["errors"]
     deleted = await api.http.delete(f"/v1/webhooks/{own.json()['id']}", headers=api.token("SCO"))
     assert deleted.status_code == 204
     again = await api.http.delete(f"/v1/webhooks/{own.json()['id']}", headers=api.token("SCO"))
@@ -390,12 +392,20 @@ def test_urls_and_addresses_a_webhook_may_use() -> None:
         "2002:7f00:1::",
         "fd00:ec2::254",
         "224.0.0.1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::1",
+        "::a9fe:a9fe",  # IPv4-compatible
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
     ):
         assert not check_addresses("h", [address], allow_private=False).allowed, address
         assert check_addresses("h", [address], allow_private=True).allowed
     assert check_addresses("h", ["93.184.216.34"], allow_private=False).allowed
     assert not check_addresses("h", ["93.184.216.34", "10.0.0.1"], allow_private=False).allowed
     assert not check_addresses("h", [], allow_private=True).allowed  # does not resolve
+    assert check_addresses("h", ["64:ff9b::5db8:d822"], allow_private=False).allowed  # public
+    # What an internal name resolves to is not told to the caller.
+    refused = check_addresses("vm", ["10.1.2.3"], allow_private=False)
+    assert "10.1.2.3" not in str(refused.findings)
     assert not check_url("ftp://example.com/", allow_private=True)[0].allowed
     assert not check_url("http://example.com/", allow_private=False)[0].allowed
     assert check_url("http://example.com/", allow_private=True)[0].allowed
@@ -506,3 +516,63 @@ def test_each_delivery_checks_where_the_url_goes_again(
             select(DeliveryAttempt).where(col(DeliveryAttempt.delivery_id) == delivery.id)
         ).all()
     assert attempt.status_code is None and attempt.error and "refused" in attempt.error
+
+
+def test_deliveries_giving_up_together_disable_their_subscription_once(
+    db: Database, receivers: list[Receiver]
+) -> None:
+    """P-7: a subscription's deliveries back off on one schedule and give up together; it is
+    disabled once and its owner told once (both databases)."""
+    got = receiver(receivers)
+    _subscribed(db, got.url)
+    activities = GovernanceActivities(db)
+    activities.record_event(_window_opened())
+    activities.record_event(
+        _window_opened().model_copy(update={"key": "migration-m:reminder:plan:0"})
+    )
+    with db.session() as session:
+        ids = [d.id for d in session.exec(select(WebhookDelivery)).all()]
+    webhooks = WebhookActivities(db, allow_private=True)
+
+    def give_up(delivery_id: Any) -> bool:
+        env = ActivityEnvironment()
+        return asyncio.run(env.run(webhooks.give_up, DeliveryInput(delivery_id=delivery_id)))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        disabled = list(pool.map(give_up, ids))
+    assert len(ids) == 2 and sorted(disabled) == [False, True]
+    with db.session() as session:
+        notes = session.exec(
+            select(NotificationRow).where(col(NotificationRow.type) == "subscription.disabled")
+        ).all()
+    assert len(notes) == 1
+
+
+def test_each_step_a_remediation_or_a_stewardship_review_opens_is_heard(db: Database) -> None:
+    """P-7: who a process waits on hears of it when a step opens under another name — the
+    bodies when a stewardship report awaits their sign-off, SCO when the fixes await its
+    re-validation, the partner when a failed re-validation awaits its fixes again."""
+    activities = GovernanceActivities(db)
+    awaited = [
+        ("stewardship", "report_compiled", ["TSC", "SCO", "ERC", "CGB"]),
+        ("remediation", "fixes_submitted", ["SCO"]),
+        ("remediation", "revalidation_failed", ["partner:acme"]),
+    ]
+    for n, (process, name, actors) in enumerate(awaited):
+        activities.record_event(
+            event(
+                f"{process}-p{n}:{name}",
+                workflow_id=f"{process}-p{n}",
+                process=process,
+                process_id=f"p{n}",
+                event=name,
+                awaiting=[{"actor": a, "action": "act"} for a in actors],
+            )
+        )
+    with db.session() as session:
+        notes = session.exec(select(NotificationRow).order_by(col(NotificationRow.id))).all()
+    assert [(n.workflow_id, n.type, n.receiver) for n in notes] == [
+        (f"{process}-p{n}", "step.opened", actor)
+        for n, (process, _, actors) in enumerate(awaited)
+        for actor in actors
+    ]

@@ -166,6 +166,12 @@ def create_webhook(
         created_by=principal.actor,
         now=utcnow(),
     )
+    # Counted again once stored: of creations racing past the first count, the surplus goes.
+    if len(repo.live_subscriptions(session=session, owner=owner, include_disabled=True)) > (
+        MAX_SUBSCRIPTIONS
+    ):
+        repo.delete_subscription(session=session, row=row, now=utcnow())
+        raise Problem(409, f"a receiver has at most {MAX_SUBSCRIPTIONS} webhooks; delete one")
     return WebhookCreated(**repo.subscription_public(row), secret=row.secret)
 
 

@@ -5,6 +5,7 @@ delivery row per subscription that asked for it, in that event's transaction."""
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -375,18 +376,24 @@ def disable_if_still_failing(
     disabled it."""
     delivery = session.get(WebhookDelivery, delivery_id)
     assert delivery is not None
-    sub = session.get(WebhookSubscription, delivery.subscription_id)
-    assert sub is not None
-    answered = as_utc(sub.last_success_at)
     made = as_utc(delivery.created_at)
     assert made is not None
-    if sub.disabled_at is not None or sub.deleted_at is not None:
+    table = WebhookSubscription.__table__.c  # type: ignore[attr-defined]
+    # One conditional UPDATE: of deliveries giving up at once, exactly one disables it.
+    disabled = session.execute(
+        update(WebhookSubscription)
+        .where(table.id == delivery.subscription_id)
+        .where(table.disabled_at.is_(None))
+        .where(table.deleted_at.is_(None))
+        .where(table.last_success_at.is_(None) | (table.last_success_at < made))
+        .values(disabled_at=at, disabled_reason=reason[:500])
+        .returning(table.id)
+    ).first()
+    if disabled is None:
+        session.rollback()
         return None
-    if answered is not None and answered >= made:
-        return None
-    sub.disabled_at = at
-    sub.disabled_reason = reason[:500]
-    session.add(sub)
+    sub = session.get(WebhookSubscription, delivery.subscription_id)
+    assert sub is not None
     add_note(session, subscription_disabled(sub.id, sub.owner, sub.url, reason, at, workflow_id))
     session.commit()
     session.refresh(sub)
@@ -412,7 +419,7 @@ def public_id(notification_id: int) -> str:
 
 def parse_public_id(value: str) -> int | None:
     digits = value.removeprefix("ntf_")
-    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+    return int(digits) if re.fullmatch(r"[0-9]{1,18}", digits) else None
 
 
 def payload(row: NotificationRow) -> dict[str, Any]:
