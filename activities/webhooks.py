@@ -23,6 +23,7 @@ from temporalio.exceptions import (
 
 from kwanus import contract
 from kwanus.models.webhooks import DeliveryInput
+from kwanus.notifications import partner_of
 from kwanus.temporal import start_process
 from kwanus.webhooks import pin, signature
 from store import repo
@@ -202,8 +203,6 @@ class Dispatcher:
         return len(rows)
 
     async def _start(self, row: repo.Undispatched) -> None:
-        owner = row.owner
-        partner = owner.removeprefix("partner:") if owner.startswith("partner:") else None
         with contextlib.suppress(WorkflowAlreadyStartedError):  # started before a crash
             await start_process(
                 self.client,
@@ -213,10 +212,10 @@ class Dispatcher:
                     row.subscription_id, row.notification_id
                 ),
                 task_queue=webhook_queue(self.task_queue),
-                partner_id=partner,
+                partner_id=partner_of(row.owner),
                 kind=contract.WEBHOOK_PROCESS,
                 stage="Delivery",
-                summary=f"Webhook {repo.public_id(row.notification_id)} to {owner}",
+                summary=f"Webhook {repo.public_id(row.notification_id)} to {row.owner}",
             )
 
     def _undispatched(self) -> list[repo.Undispatched]:

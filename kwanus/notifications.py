@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from kwanus.contract import resource_path
-from kwanus.models.common import RecordEvent
+from kwanus.models.common import Awaiting, RecordEvent
 from policy.vocabulary import Body, NotificationType, ProcessKind, ProcessStatus
 
 T = NotificationType
@@ -58,16 +59,13 @@ class Note(BaseModel):
     at: datetime
 
 
-class _To(Protocol):
-    """Notes of one kind to some receivers (each once, parties only)."""
-
-    def __call__(
-        self, kind: NotificationType, receivers: Iterable[str | None], message: str, /, **extra: Any
-    ) -> list[Note]: ...
-
-
 def receiver_of_partner(partner_id: str) -> str:
     return f"partner:{partner_id}"
+
+
+def partner_of(receiver: str) -> str | None:
+    """The partner a receiver is, if it is one (a body is none)."""
+    return receiver.removeprefix("partner:") if receiver.startswith("partner:") else None
 
 
 def is_receiver(name: str) -> bool:
@@ -81,15 +79,7 @@ def notes_for(event: RecordEvent) -> list[Note]:
     data = event.data
     awaited = {a.actor: a for a in event.awaiting}
     name = event.event
-
-    def to(
-        kind: NotificationType, receivers: Iterable[str | None], message: str, /, **extra: Any
-    ) -> list[Note]:
-        seen: list[str] = []
-        for r in receivers:
-            if r and is_receiver(r) and r not in seen:
-                seen.append(r)
-        return [_note(event, kind, r, message, extra, awaited.get(r)) for r in seen]
+    to = partial(_to, event)
 
     if event.process is ProcessKind.MIGRATION and name == "notice":
         state = event.state or {}
@@ -133,7 +123,7 @@ def notes_for(event: RecordEvent) -> list[Note]:
             reason=data.get("reason"),
         )
     if event.process is ProcessKind.REMEDIATION:
-        return _remediation(event, partner, to)
+        return _remediation(event, partner)
     if event.process is ProcessKind.MIGRATION and name == "enforced":
         return to(
             T.OUTCOME_ENFORCED,
@@ -157,8 +147,10 @@ def notes_for(event: RecordEvent) -> list[Note]:
     return []
 
 
-def _remediation(event: RecordEvent, partner: str | None, to: _To) -> list[Note]:
+def _remediation(event: RecordEvent, partner: str | None) -> list[Note]:
     data, name = event.data, event.event
+    to = partial(_to, event)
+
     if name == "remediation_opened":
         return to(
             T.REMEDIATION_OPENED,
@@ -183,13 +175,27 @@ def _remediation(event: RecordEvent, partner: str | None, to: _To) -> list[Note]
     return []
 
 
+def _to(
+    event: RecordEvent,
+    kind: NotificationType,
+    receivers: Iterable[str | None],
+    message: str,
+    /,
+    **extra: Any,
+) -> list[Note]:
+    """One note of `kind` to each receiver named (once each, parties only)."""
+    awaited = {a.actor: a for a in event.awaiting}
+    named = list(dict.fromkeys(r for r in receivers if r and is_receiver(r)))
+    return [_note(event, kind, r, message, extra, awaited.get(r)) for r in named]
+
+
 def _note(
     event: RecordEvent,
     kind: NotificationType,
     receiver: str,
     message: str,
     extra: dict[str, Any],
-    awaiting: Any,
+    awaiting: Awaiting | None,
 ) -> Note:
     body: dict[str, Any] = {"rules": list(event.rules), **extra}
     if awaiting is not None:
@@ -216,12 +222,11 @@ def subscription_disabled(
 ) -> Note:
     """A subscription that kept failing was disabled: its owner hears of it in the inbox (and
     through any other subscription of theirs)."""
-    partner = owner.removeprefix("partner:") if owner.startswith("partner:") else ""
     return Note(
         key=f"{subscription_id}:disabled",  # once: a disabled subscription stays disabled
         type=T.SUBSCRIPTION_DISABLED,
         receiver=owner,
-        partner_id=partner,
+        partner_id=partner_of(owner) or "",
         process="webhook",
         process_id=subscription_id,
         workflow_id=workflow_id,

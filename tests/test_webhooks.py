@@ -435,6 +435,7 @@ def _subscribed(db: Database, url: str) -> str:
             events=[],
             created_by="partner:acme",
             now=utcnow(),
+            most=10,
         )
     return row.id
 
@@ -576,3 +577,21 @@ def test_each_step_a_remediation_or_a_stewardship_review_opens_is_heard(db: Data
         for n, (process, _, actors) in enumerate(awaited)
         for actor in actors
     ]
+
+
+async def test_a_receiver_keeps_at_most_ten_webhooks_even_when_racing(api: Api) -> None:
+    """P-7 input limits: thirty subscriptions asked for at once leave at most ten (the rest
+    409), and a deleted one frees its place."""
+    acme = await api.partner("acme")
+    url = "https://93.184.216.34/hook"
+    answers = await asyncio.gather(
+        *(api.http.post("/v1/webhooks", json={"url": url}, headers=acme) for _ in range(30))
+    )
+    assert {a.status_code for a in answers} <= {201, 409}
+    listed = (await api.http.get("/v1/webhooks", headers=acme)).json()
+    assert 1 <= len(listed) <= 10
+    assert len(listed) == sum(a.status_code == 201 for a in answers)
+    if len(listed) == 10:
+        await api.http.delete(f"/v1/webhooks/{listed[0]['id']}", headers=acme)
+        again = await api.http.post("/v1/webhooks", json={"url": url}, headers=acme)
+        assert again.status_code == 201

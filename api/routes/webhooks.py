@@ -23,11 +23,12 @@ from api.deps import (
     require,
 )
 from api.problems import Problem, not_found
+from kwanus.notifications import receiver_of_partner
 from kwanus.webhooks import safe_url
-from policy.vocabulary import BODY_ROLES, Body, NotificationType, Role
+from policy.vocabulary import Body, NotificationType, Role
 from store import repo
 from store.schemas import PartnerId
-from store.tables import utcnow
+from store.tables import WebhookSubscription, utcnow
 
 router = APIRouter(tags=["notifications"])
 
@@ -96,37 +97,34 @@ class NotificationOut(BaseModel):
 
 
 def _owner(principal: Principal, body: WebhookCreate, session: SessionDep) -> str:
-    """Whose subscription this is: the caller's own, or (admin) the named partner's or body's."""
-    if principal.role is Role.ADMIN:
-        if (body.partner_id is None) == (body.body is None):
-            raise Problem(
-                422,
-                "admin names exactly one receiver: partner_id or body",
-                errors={"partner_id": "name a partner or a body", "body": "or a body"},
-            )
-        if body.body is not None:
-            return body.body.value
-        assert body.partner_id is not None
-        if repo.get_partner(session=session, partner_id=body.partner_id) is None:
-            raise Problem(422, "no such partner", errors={"partner_id": "unknown partner"})
-        return f"partner:{body.partner_id}"
-    if principal.role is Role.PARTNER:
-        if body.body is not None or body.partner_id not in (None, principal.partner_id):
+    """Whose subscription this is: the caller's own (a partner or a body names nobody but
+    itself), or — admin — exactly the one partner or body it names."""
+    named = {
+        field: receiver
+        for field, receiver in (
+            ("partner_id", body.partner_id and receiver_of_partner(body.partner_id)),
+            ("body", body.body and body.body.value),
+        )
+        if receiver
+    }
+    if principal.role is not Role.ADMIN:
+        if any(receiver != principal.actor for receiver in named.values()):
             raise Problem(
                 403,
-                "a partner subscribes for itself only",
-                errors={"partner_id" if body.body is None else "body": "not yours"},
+                "a receiver subscribes for itself only",
+                errors={f: "not yours" for f, r in named.items() if r != principal.actor},
             )
         return principal.actor
-    if principal.role in BODY_ROLES:
-        if body.partner_id is not None or body.body not in (None, Body(principal.role.value)):
-            raise Problem(
-                403,
-                "a body subscribes for itself only",
-                errors={"body" if body.partner_id is None else "partner_id": "not yours"},
-            )
-        return principal.actor
-    raise AssertionError("Subscriber admits receivers and admin only")
+    if len(named) != 1:
+        raise Problem(
+            422,
+            "admin names exactly one receiver: partner_id or body",
+            errors={"partner_id": "name a partner or a body", "body": "or a body"},
+        )
+    if body.partner_id and repo.get_partner(session=session, partner_id=body.partner_id) is None:
+        raise Problem(422, "no such partner", errors={"partner_id": "unknown partner"})
+    (receiver,) = named.values()
+    return receiver
 
 
 def _own(principal: Principal) -> str | None:
@@ -134,7 +132,7 @@ def _own(principal: Principal) -> str | None:
     return None if principal.role is Role.ADMIN else principal.actor
 
 
-def _find(principal: Principal, subscription_id: str, session: SessionDep) -> Any:
+def _find(principal: Principal, subscription_id: str, session: SessionDep) -> WebhookSubscription:
     row = repo.get_subscription(
         session=session, subscription_id=subscription_id, owner=_own(principal)
     )
@@ -153,25 +151,20 @@ def create_webhook(
     where = safe_url(body.url, allow_private=settings.webhooks_allow_private)
     if not where.allowed:
         raise Problem.refused(where, "the webhook URL is refused")
-    if len(repo.live_subscriptions(session=session, owner=owner, include_disabled=True)) >= (
-        MAX_SUBSCRIPTIONS
-    ):
-        raise Problem(409, f"a receiver has at most {MAX_SUBSCRIPTIONS} webhooks; delete one")
-    events = sorted({e.value for e in body.events or []})
-    row = repo.create_subscription(
-        session=session,
-        owner=owner,
-        url=body.url,
-        events=events,
-        created_by=principal.actor,
-        now=utcnow(),
-    )
-    # Counted again once stored: of creations racing past the first count, the surplus goes.
-    if len(repo.live_subscriptions(session=session, owner=owner, include_disabled=True)) > (
-        MAX_SUBSCRIPTIONS
-    ):
-        repo.delete_subscription(session=session, row=row, now=utcnow())
-        raise Problem(409, f"a receiver has at most {MAX_SUBSCRIPTIONS} webhooks; delete one")
+    try:
+        row = repo.create_subscription(
+            session=session,
+            owner=owner,
+            url=body.url,
+            events=sorted({e.value for e in body.events or []}),
+            created_by=principal.actor,
+            now=utcnow(),
+            most=MAX_SUBSCRIPTIONS,
+        )
+    except repo.TooManySubscriptions:
+        raise Problem(
+            409, f"a receiver has at most {MAX_SUBSCRIPTIONS} webhooks; delete one"
+        ) from None
     return WebhookCreated(**repo.subscription_public(row), secret=row.secret)
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select, update
+from sqlmodel.sql.expression import SelectOfScalar
 
 from kwanus.models.common import RecordEvent
 from kwanus.notifications import Note, notes_for, subscription_disabled
@@ -53,13 +54,7 @@ def notify_event(session: Session, event: RecordEvent) -> None:
 
 def _subscriptions_of(session: Session, owners: set[str]) -> dict[str, list[WebhookSubscription]]:
     """The live subscriptions of `owners`, by owner: one query for an event's receivers."""
-    query = (
-        select(WebhookSubscription)
-        .where(col(WebhookSubscription.owner).in_(sorted(owners)))
-        .where(col(WebhookSubscription.deleted_at).is_(None))
-        .where(col(WebhookSubscription.disabled_at).is_(None))
-        .order_by(col(WebhookSubscription.created_at))
-    )
+    query = _live(include_disabled=False).where(col(WebhookSubscription.owner).in_(sorted(owners)))
     found: dict[str, list[WebhookSubscription]] = {}
     for row in session.exec(query).all():
         found.setdefault(row.owner, []).append(row)
@@ -182,6 +177,10 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+class TooManySubscriptions(Exception):
+    """The receiver has its most subscriptions already."""
+
+
 def create_subscription(
     *,
     session: Session,
@@ -190,7 +189,18 @@ def create_subscription(
     events: list[str],
     created_by: str,
     now: datetime,
+    most: int,
 ) -> WebhookSubscription:
+    """A new subscription with its secret, unless the receiver has `most` (disabled ones count;
+    deleted ones do not). Counted before and again once stored: of creations racing past the
+    first count, the surplus is taken back (TooManySubscriptions)."""
+
+    def held() -> int:
+        query = _live(include_disabled=True).where(col(WebhookSubscription.owner) == owner)
+        return len(session.exec(query).all())
+
+    if held() >= most:
+        raise TooManySubscriptions(owner)
     row = WebhookSubscription(
         id="whk_" + secrets.token_hex(12),
         owner=owner,
@@ -202,21 +212,31 @@ def create_subscription(
     )
     session.add(row)
     session.commit()
+    if held() > most:
+        session.delete(row)
+        session.commit()
+        raise TooManySubscriptions(owner)
     session.refresh(row)
     return row
+
+
+def _live(*, include_disabled: bool) -> SelectOfScalar[WebhookSubscription]:
+    """Subscriptions not deleted (and, unless asked, not disabled), oldest first."""
+    query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
+    if not include_disabled:
+        query = query.where(col(WebhookSubscription.disabled_at).is_(None))
+    return query.order_by(col(WebhookSubscription.created_at))
 
 
 def live_subscriptions(
     *, session: Session, owner: str | None, include_disabled: bool = False
 ) -> Sequence[WebhookSubscription]:
-    """Subscriptions not deleted (and, unless asked, not disabled), oldest first; every
-    owner's with None."""
-    query = select(WebhookSubscription).where(col(WebhookSubscription.deleted_at).is_(None))
+    """A receiver's subscriptions not deleted (and, unless asked, not disabled), oldest first;
+    every receiver's with None."""
+    query = _live(include_disabled=include_disabled)
     if owner is not None:
         query = query.where(col(WebhookSubscription.owner) == owner)
-    if not include_disabled:
-        query = query.where(col(WebhookSubscription.disabled_at).is_(None))
-    return session.exec(query.order_by(col(WebhookSubscription.created_at))).all()
+    return session.exec(query).all()
 
 
 def get_subscription(
@@ -378,16 +398,16 @@ def disable_if_still_failing(
     assert delivery is not None
     made = as_utc(delivery.created_at)
     assert made is not None
-    table = WebhookSubscription.__table__.c  # type: ignore[attr-defined]
+    answered = col(WebhookSubscription.last_success_at)
     # One conditional UPDATE: of deliveries giving up at once, exactly one disables it.
     disabled = session.execute(
         update(WebhookSubscription)
-        .where(table.id == delivery.subscription_id)
-        .where(table.disabled_at.is_(None))
-        .where(table.deleted_at.is_(None))
-        .where(table.last_success_at.is_(None) | (table.last_success_at < made))
+        .where(col(WebhookSubscription.id) == delivery.subscription_id)
+        .where(col(WebhookSubscription.disabled_at).is_(None))
+        .where(col(WebhookSubscription.deleted_at).is_(None))
+        .where(answered.is_(None) | (answered < made))
         .values(disabled_at=at, disabled_reason=reason[:500])
-        .returning(table.id)
+        .returning(col(WebhookSubscription.id))
     ).first()
     if disabled is None:
         session.rollback()
