@@ -25,7 +25,7 @@ from kwanus import contract
 from kwanus.models.webhooks import DeliveryInput
 from kwanus.notifications import partner_of
 from kwanus.temporal import start_process
-from kwanus.webhooks import pin, signature
+from kwanus.webhooks import Pinned, pin, signature
 from store import repo
 from store.db import Database
 
@@ -77,24 +77,13 @@ class WebhookActivities:
             "webhook-signature": signature(secrets, note["id"], now, body),
             "host": pinned.host,
         }
+        # A delete or a disable committed while the name was resolved: nothing is sent.
+        if await asyncio.to_thread(self._gone, sub.id):
+            await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.SKIPPED, now)
+            return repo.Delivery.SKIPPED
         try:
-            # The whole attempt within SEND_TIMEOUT_S (not per read), decided on the status line:
-            # the body is never read, so a receiver trickling one cannot hold the attempt.
-            async with (
-                asyncio.timeout(SEND_TIMEOUT_S),
-                httpx.AsyncClient(
-                    timeout=SEND_TIMEOUT_S, follow_redirects=False, trust_env=False
-                ) as http,
-                http.stream(
-                    "POST",
-                    pinned.url,
-                    content=body,
-                    headers=headers,
-                    extensions={"sni_hostname": pinned.server_name},
-                ) as answer,
-            ):
-                code = answer.status_code
-        except (httpx.HTTPError, TimeoutError) as exc:
+            code = await self._post(pinned, body, headers)
+        except Exception as exc:  # unreachable, timed out, or refused by the client: logged
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             await asyncio.to_thread(self._attempt, inp.delivery_id, attempt, now, None, error)
             raise ApplicationError(error, type="WebhookUnreachable", category=BENIGN) from None
@@ -107,6 +96,40 @@ class WebhookActivities:
             )
         await asyncio.to_thread(self._finish, inp.delivery_id, repo.Delivery.DELIVERED, now)
         return repo.Delivery.DELIVERED
+
+    @staticmethod
+    async def _post(pinned: Pinned, body: str, headers: dict[str, str]) -> int:
+        """POST to each checked address in turn until one is reached; its status code. The
+        whole attempt within SEND_TIMEOUT_S (not per read), decided on the status line: the body
+        is never read, so a receiver trickling one cannot hold the attempt."""
+        async with (
+            asyncio.timeout(SEND_TIMEOUT_S),
+            httpx.AsyncClient(
+                timeout=SEND_TIMEOUT_S, follow_redirects=False, trust_env=False
+            ) as http,
+        ):
+            for n, url in enumerate(pinned.urls, start=1):
+                try:
+                    async with http.stream(
+                        "POST",
+                        url,
+                        content=body,
+                        headers=headers,
+                        extensions={"sni_hostname": pinned.server_name},
+                    ) as answer:
+                        return answer.status_code
+                except httpx.ConnectError:
+                    if n == len(pinned.urls):
+                        raise
+        raise AssertionError("pin() gives at least one address")
+
+    def _gone(self, subscription_id: str) -> bool:
+        """Deleted or disabled, as the store says now."""
+        with self.db.session() as session:
+            row = repo.get_subscription(
+                session=session, subscription_id=subscription_id, owner=None
+            )
+            return row is None or row.disabled_at is not None
 
     @activity.defn(name="give_up_webhook")
     async def give_up(self, inp: DeliveryInput) -> bool:

@@ -18,21 +18,23 @@ from policy.webhooks import check_addresses, check_url
 
 
 def resolve(host: str) -> list[str]:
-    """Every address `host` resolves to (an IP literal is itself); none if it does not."""
+    """Every address `host` resolves to, in the resolver's order of preference (an IP literal
+    is itself); none if it does not."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return []
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 @dataclass(frozen=True)
 class Pinned:
-    """Where one attempt connects: `url` with its host replaced by the checked address; the
-    request still names the host (`host`, the Host header) and TLS still verifies the name's
+    """Where one attempt connects: `urls`, the URL with its host replaced by each checked
+    address in the resolver's order (the next tried when one cannot be reached); the request
+    still names the host (`host`, the Host header) and TLS still verifies the name's
     certificate (`server_name`, sent as SNI and checked against the certificate)."""
 
-    url: str
+    urls: list[str]
     host: str
     server_name: str
 
@@ -48,12 +50,14 @@ def pin(url: str, *, allow_private: bool) -> tuple[Decision, Pinned | None]:
     if not where.allowed:
         return where, None
     parts = urlsplit(url)
-    address = addresses[0]
-    netloc = f"[{address}]" if ":" in address else address
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    return where, Pinned(url=pinned, host=parts.netloc, server_name=host)
+    port = f":{parts.port}" if parts.port is not None else ""
+
+    def at(address: str) -> str:
+        netloc = (f"[{address}]" if ":" in address else address) + port
+        return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+    named = (f"[{host}]" if ":" in host else host) + port  # the Host header: the URL's own
+    return where, Pinned(urls=[at(a) for a in addresses], host=named, server_name=host)
 
 
 def safe_url(url: str, *, allow_private: bool) -> Decision:

@@ -18,6 +18,11 @@ EMBEDDING = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::/96", "::
 # Local-use NAT64 (RFC 8215): reaches whatever the operator's translator reaches.
 LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 MAX_URL = 2000
+# Not public, whatever the running Python's `is_global` table says (it changes between patch
+# releases): IPv6 site-local, documentation, SRv6 SIDs and the IETF protocol assignments.
+NON_PUBLIC = tuple(
+    ipaddress.ip_network(n) for n in ("fec0::/10", "3fff::/20", "5f00::/16", "192.0.0.0/24")
+)
 
 
 def _refuse(message: str) -> Decision:
@@ -41,30 +46,35 @@ def check_url(url: str, *, allow_private: bool) -> tuple[Decision, str]:
         return _refuse("a webhook URL names a host"), ""
     if parts.username or parts.password:
         return _refuse("a webhook URL carries no credentials"), ""
-    return Decision(), parts.hostname
+    try:  # one name everywhere after this: resolved, checked, sent as Host and TLS name
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        return _refuse("a webhook URL names a valid host"), ""
+    return Decision(), host
 
 
 def check_addresses(host: str, addresses: Iterable[str], *, allow_private: bool) -> Decision:
     """Every address the host resolves to must be public (one private answer is enough to
     refuse: a client may connect to any of them)."""
     found = list(addresses)
+    # One answer whether the name does not resolve or resolves inside: a caller must learn
+    # neither which internal names exist nor where they point.
+    refused = _refuse(f"{host} must resolve to public addresses only")
     if not found:
-        return _refuse(f"{host} does not resolve")
+        return refused
     if allow_private:
         return Decision()
     for raw in found:
         ip = ipaddress.ip_address(raw.split("%", 1)[0])  # an IPv6 zone id is not the address
         if any(not _public(candidate) for candidate in _forms(ip)):
-            # Which address is not said: a caller must not learn what internal names resolve to.
-            return _refuse(
-                f"{host} resolves to a loopback, private, link-local or reserved address: "
-                "webhooks go to public addresses only"
-            )
+            return refused
     return Decision()
 
 
 def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip in LOCAL_NAT64:
+        return False
+    if any(ip.version == net.version and ip in net for net in NON_PUBLIC):
         return False
     return ip.is_global and not ip.is_multicast
 

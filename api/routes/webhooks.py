@@ -38,6 +38,11 @@ MAX_SUBSCRIPTIONS = 10
 Subscriber = Annotated[
     Principal, Depends(require(Role.PARTNER, Role.TSC, Role.SCO, Role.ERC, Role.CGB, Role.ADMIN))
 ]
+# ... and who reads them: those, and ops, who reads everything and acts on none of it (P-6).
+Reader = Annotated[
+    Principal,
+    Depends(require(Role.PARTNER, Role.TSC, Role.SCO, Role.ERC, Role.CGB, Role.ADMIN, Role.OPS)),
+]
 
 
 class WebhookCreate(BaseModel):
@@ -128,8 +133,9 @@ def _owner(principal: Principal, body: WebhookCreate, session: SessionDep) -> st
 
 
 def _own(principal: Principal) -> str | None:
-    """The receiver whose records the caller manages: its own; every one for admin."""
-    return None if principal.role is Role.ADMIN else principal.actor
+    """The receiver whose records the caller reads or manages: its own; every one for admin
+    (and, reading only, ops)."""
+    return None if principal.role in WATCHERS else principal.actor
 
 
 def _find(principal: Principal, subscription_id: str, session: SessionDep) -> WebhookSubscription:
@@ -169,9 +175,9 @@ def create_webhook(
 
 
 @router.get("/webhooks", response_model=list[WebhookPublic])
-def list_webhooks(principal: Subscriber, session: SessionDep) -> list[WebhookPublic]:
-    """The caller's own subscriptions (admin: everyone's), disabled ones included; never a
-    secret."""
+def list_webhooks(principal: Reader, session: SessionDep) -> list[WebhookPublic]:
+    """The caller's own subscriptions (admin and ops: everyone's, P-6), disabled ones included;
+    never a secret."""
     rows = repo.live_subscriptions(session=session, owner=_own(principal), include_disabled=True)
     return [WebhookPublic(**repo.subscription_public(r)) for r in rows]
 

@@ -91,6 +91,9 @@ def upgrade() -> None:
     op.execute(
         "UPDATE notification SET type = 'migration.notice', receiver = 'partner:' || partner_id, "
         "workflow_id = process_id, link = '/v1/migrations/' || substr(process_id, 11), "
+        # keyed as the notice event derives it: a run noticed before this revision and
+        # recording its `notice` after it finds its notification written already
+        "key = key || '>partner:' || partner_id, "
         "process_id = substr(process_id, 11)"
     )
     with op.batch_alter_table('notification', schema=None) as batch_op:
