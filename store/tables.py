@@ -70,8 +70,9 @@ class ApiToken(SQLModel, table=True):
 
 
 class Process(SQLModel, table=True):
-    """Projection of one process (expansion / migration / remediation), written only by workflow
-    activities; lists are served from here, never from Temporal queries."""
+    """Projection of one process (expansion / migration / remediation...), written only by
+    workflow activities with each event; every API read is served from here, never from a
+    Temporal query (P-8)."""
 
     __tablename__ = "process"
     # Each list filter ends in workflow_id: a keyset page (`workflow_id > after ORDER BY
@@ -96,10 +97,13 @@ class Process(SQLModel, table=True):
     state: dict[str, Any] | None = Field(
         default=None,
         sa_column=Column(JSON, nullable=True),
-        description="The workflow's last `status`, served once its run has left Temporal.",
+        description="The process's status as of its latest event: every read is served from it.",
     )
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    # The event's place in its run (RecordEvent.seq): of two events of the same workflow time,
+    # the later one's state is kept, whichever commits last.
+    seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PendingAction(SQLModel, table=True):

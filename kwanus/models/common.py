@@ -75,6 +75,11 @@ class RecordEvent(BaseModel):
     state: dict[str, Any] | None = Field(
         default=None, description="The process's full status after this event (JSON)."
     )
+    seq: int = Field(
+        default=0,
+        description="The event's number within its run: of two events of the same workflow "
+        "time, the projection keeps the later one's state (events in flight commit in any order).",
+    )
 
 
 class MonitoringCheck(BaseModel):

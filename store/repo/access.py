@@ -25,7 +25,7 @@ from policy.decisions import Decision
 from policy.vocabulary import MigrationType, PartnerStatus, ProcessKind, ProcessStatus
 from store.repo.common import UnknownPartner
 from store.repo.partners import get_partner, holdings
-from store.repo.processes import _append_audit, get_process, list_processes, state_of
+from store.repo.processes import _record_once, get_process, list_processes, state_of
 from store.tables import AuditEvent, Partner, Process
 
 RESTORED = "access_restored_by_sco"
@@ -188,7 +188,7 @@ def restore(
             data={"reason": reason, "forced_migration": r.forced_migration},
             policy_version=row.policy_version if row else 0,
         )
-        if _append_audit(session, event):
+        if _record_once(session, event):
             restored.append(r.id)
     session.commit()
     return Decision(), restored

@@ -16,7 +16,7 @@ from policy.grants import Grant, Holdings, change, governance_update, grantable,
 from store.repo.common import insert_for
 from store.repo.partners import _locked_partner, _set_holdings, holdings
 from store.repo.policies import current_policy
-from store.repo.processes import _append_audit, _first_time
+from store.repo.processes import _first_time, _record_once
 from store.tables import Partner, PartnerCompat
 
 
@@ -44,7 +44,7 @@ def _change_holdings(
         **extra,
         "declared": _declare(session, partner_id, event, release, declared),
     }
-    _append_audit(session, event.model_copy(update={"data": data}))
+    _record_once(session, event.model_copy(update={"data": data}))
     _set_holdings(partner, after)
     session.add(partner)
     session.commit()

@@ -33,9 +33,9 @@ from store.repo.grants import _declare, _granted
 from store.repo.partners import _locked_partner, _set_holdings, holdings
 from store.repo.policies import current_policy
 from store.repo.processes import (
-    _append_audit,
     _first_time,
     _record,
+    _record_once,
     audit_data,
     expansion_status,
     get_process,
@@ -196,7 +196,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
             with_tier=None,  # runs rolled out before: their release moved the tier already
         )
         data["tier_change"] = moved.model_dump(mode="json")
-    _append_audit(session, inp.event.model_copy(update={"data": data}))
+    _record_once(session, inp.event.model_copy(update={"data": data}))
     session.add(partner)
     session.commit()
     return True
@@ -204,7 +204,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
 
 def set_partner_status(*, session: Session, inp: PartnerStatusInput) -> bool:
     """Restrict or restore a partner's access (M-9.2, M-9.3), with its audit event, once."""
-    if not _append_audit(session, inp.event):
+    if not _record_once(session, inp.event):
         return False
     partner = session.get(Partner, inp.partner_id)
     if partner is None:

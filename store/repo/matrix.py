@@ -17,7 +17,7 @@ from policy.evidence import CompatibilityMatrix, MatrixEntry, PlatformRef
 from store import audit
 from store.repo.common import AlreadyExists, insert_for
 from store.repo.grants import _declare
-from store.repo.processes import _append_audit, _first_time, _record
+from store.repo.processes import _first_time, _record, _record_once
 from store.tables import CompatChange, CompatEntry, utcnow
 
 
@@ -133,7 +133,7 @@ def update_matrix(*, session: Session, event: RecordEvent, entries: Sequence[Pla
     if not _first_time(session, event.key):
         return False
     declared = _declare(session, event.partner_id, event, "", entries)
-    _append_audit(session, event.model_copy(update={"data": {**event.data, "declared": declared}}))
+    _record_once(session, event.model_copy(update={"data": {**event.data, "declared": declared}}))
     session.commit()
     return True
 

@@ -20,7 +20,7 @@ from policy.document import (
 from policy.proposal import NewTier, with_new_tier
 from store import audit
 from store.repo.common import AlreadyExists, as_utc
-from store.repo.processes import _append_audit, audit_data
+from store.repo.processes import _record_once, audit_data
 from store.tables import PolicyVersion, utcnow
 
 
@@ -43,7 +43,7 @@ def add_tier(*, session: Session, event: RecordEvent, new_tier: NewTier) -> int 
     doc = save_policy(
         session=session, content=with_new_tier(current, new_tier), actor=event.workflow_id
     )
-    if _append_audit(
+    if _record_once(
         session, event.model_copy(update={"data": {**event.data, "policy": doc.version}})
     ):
         session.commit()
@@ -63,7 +63,7 @@ def publish_change(*, session: Session, event: RecordEvent, change: dict[str, An
     proposed, decision = apply_change(current, change)
     if proposed is None:
         refused = [f"{f.field}: {f.message} ({f.rule})" for f in decision.findings]
-        if _append_audit(
+        if _record_once(
             session, event.model_copy(update={"data": {**event.data, "refused": refused}})
         ):
             session.commit()
@@ -75,7 +75,7 @@ def publish_change(*, session: Session, event: RecordEvent, change: dict[str, An
         else save_policy(session=session, content=proposed, actor=event.workflow_id).version
     )
     data = {**event.data, "policy": version, "fields": sorted(change)}
-    if _append_audit(session, event.model_copy(update={"data": data})):
+    if _record_once(session, event.model_copy(update={"data": data})):
         session.commit()
     return version
 

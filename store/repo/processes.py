@@ -41,10 +41,12 @@ def _audit_row(event: RecordEvent) -> dict[str, Any]:
     }
 
 
-def _append_audit(session: Session, event: RecordEvent) -> bool:
-    """Append the event's row to the audit chain unless its key is taken (then roll back and
-    say so): a retried activity changes nothing."""
-    appended = _append(session, event)
+def _record_once(session: Session, event: RecordEvent) -> bool:
+    """Append the event's row to the audit chain — and, when it carries its process's state,
+    apply the projection (P-8: every read is served from it, so no event of a run may leave it
+    behind) — unless its key is taken (then roll back and say so): a retried activity changes
+    nothing. Uncommitted."""
+    appended = _record(session, event) if event.state is not None else _append(session, event)
     if not appended:
         session.rollback()
     return appended
@@ -79,26 +81,34 @@ def _record(session: Session, event: RecordEvent) -> bool:
         state=event.state,
         created_at=event.at,
         updated_at=event.at,
+        seq=event.seq,
     )
     table = Process.__table__.c  # type: ignore[attr-defined]
+    excluded = projection.excluded
     projection = projection.on_conflict_do_update(
         index_elements=["workflow_id"],
         set_={
-            "stage": projection.excluded.stage,
-            "status": projection.excluded.status,
-            "next_deadline": projection.excluded.next_deadline,
-            "awaiting": projection.excluded.awaiting,
-            "state": projection.excluded.state,
-            "updated_at": projection.excluded.updated_at,
+            "stage": excluded.stage,
+            "status": excluded.status,
+            "next_deadline": excluded.next_deadline,
+            "awaiting": excluded.awaiting,
+            "state": excluded.state,
+            "updated_at": excluded.updated_at,
+            "seq": excluded.seq,
         },
-        # Events of one run can commit out of order (an Update's record and the run's own, in
-        # flight at once): the projection keeps the state of the latest event in workflow time,
-        # and a closed process stays closed — an event of the same instant (a review accepted
-        # with the withdrawal) landing after the closing one cannot reopen it.
-        where=(table.updated_at <= projection.excluded.updated_at)
+        # Events of one run can commit out of order (two votes taken in one workflow task, an
+        # Update's record and the run's own, in flight at once): the projection keeps the state
+        # of the latest event — in workflow time, then in the run's own count (P-8: every read
+        # is served from here, so it never goes back) — and a closed process stays closed: an
+        # event of the same instant (a review accepted with the withdrawal) landing after the
+        # closing one cannot reopen it.
+        where=(
+            (table.updated_at < excluded.updated_at)
+            | ((table.updated_at == excluded.updated_at) & (table.seq <= excluded.seq))
+        )
         & (
             (table.status == ProcessStatus.ACTIVE.value)
-            | (projection.excluded.status != ProcessStatus.ACTIVE.value)
+            | (excluded.status != ProcessStatus.ACTIVE.value)
         ),
     ).returning(table.workflow_id)
     if session.execute(projection).first() is None:
