@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -33,9 +34,21 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_temporal(request: Request) -> Client:
-    client: Client = request.app.state.temporal
-    return client
+@dataclass(frozen=True)
+class Temporal:
+    """The API's way to its workflows: starts and steps (Updates), each waiting for a worker at
+    most `wait` before it answers (202 with Retry-After, or 503) — never a query: every read
+    is answered from the store (P-8)."""
+
+    client: Client
+    wait: timedelta
+
+
+def get_temporal(request: Request) -> Temporal:
+    settings: Settings = request.app.state.settings
+    return Temporal(
+        client=request.app.state.temporal, wait=timedelta(seconds=settings.worker_wait_seconds)
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -53,7 +66,7 @@ def get_policy(session: SessionDep) -> PolicyDocument:
     return repo.current_policy(session=session)
 
 
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated[Temporal, Depends(get_temporal)]
 PolicyDep = Annotated[PolicyDocument, Depends(get_policy)]
 
 _bearer = HTTPBearer(auto_error=False, description="`kw1.<id>.<secret>` from POST /v1/tokens")

@@ -1,26 +1,32 @@
-"""What every process route does the same way: read a process's live state (the workflow's
-`status` query, or the store once the run is gone), and send a human step as an Update whose
-refusal maps to its HTTP status (P-2)."""
+"""What every process route does the same way: start a process and answer once its first step is
+open, send a human step as an Update whose refusal maps to its HTTP status (P-2), and read a
+process's state — from the store's projection only, never by querying its workflow (P-8)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from fastapi import Response
+from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Principal
+from api.deps import Principal, Temporal
 from api.problems import Problem, not_found
 from kwanus import contract
 from kwanus.contract import ProcessType, Refusal
 from kwanus.models.common import Act, Actor, Awaiting
-from kwanus.temporal import start
+from kwanus.temporal import opened, start_opened
 from policy.access import RemediationRecord
 from policy.compatibility import check_declared
 from policy.decisions import Decision
@@ -30,46 +36,27 @@ from store import records, repo
 from store.records import ProcessRecord
 from store.tables import Process
 
-QUERY_TIMEOUT = timedelta(seconds=5)
-UPDATE_TIMEOUT = timedelta(seconds=30)
+DESCRIBE_TIMEOUT = timedelta(seconds=5)
 
 S = TypeVar("S", bound=BaseModel)
 In = TypeVar("In", bound=BaseModel)
 
 
-async def live_state(client: Client, workflow_id: str, state_type: type[S]) -> S | None:
-    """The run's `status` query; None when the run is gone, no worker answers in time, or the
-    worker cannot rebuild the run (its workflow task failing, e.g. non-determinism): the
-    caller then answers from the store's projection, and ops see the failure in the UI."""
-    try:
-        state: S = await client.get_workflow_handle(workflow_id).query(
-            "status", result_type=state_type, rpc_timeout=QUERY_TIMEOUT
-        )
-    except WorkflowQueryFailedError:
-        return None
-    except RPCError as exc:
-        # Gone, or no worker answered in time (the client's own timeout reports CANCELLED).
-        if exc.status in (
-            RPCStatusCode.NOT_FOUND,
-            RPCStatusCode.DEADLINE_EXCEEDED,
-            RPCStatusCode.CANCELLED,
-        ):
-            return None
-        raise
-    return state
-
-
 async def started_owner(client: Client, workflow_id: str) -> str | None:
     """The partner of a run whose first event the store has not recorded yet, from the search
-    attribute set when it was started: the server answers, no worker needed (a query could
-    time out behind a busy worker). None when there is no such run."""
+    attribute set when it was started: the server answers, no worker needed. None when there
+    is no such run."""
     try:
-        run = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=QUERY_TIMEOUT)
+        run = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=DESCRIBE_TIMEOUT)
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return None
         raise
     return run.typed_search_attributes.get(contract.PARTNER_ID) or ""
+
+
+def retry_after(temporal: Temporal) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(temporal.wait.total_seconds())))}
 
 
 CONFIDENTIAL = "confidential_notes"
@@ -92,29 +79,47 @@ def for_caller(principal: Principal, state: S) -> S:
 
 
 async def read_state(
-    client: Client,
+    temporal: Temporal,
     session: Session,
     principal: Principal,
     workflow_id: str,
     state_type: type[S],
     what: str,
 ) -> S:
-    """Live state, or the projection's last copy once the run has left Temporal; another
-    partner's process is 404 (P-6)."""
+    """A process's state from the store's projection, never from its workflow (P-8): it answers
+    in its usual time whatever the workers do, and shows every step a caller was answered for.
+    Another partner's process is 404 (P-6); one started but not yet recorded by any worker is
+    503 with Retry-After (the server says it exists; nothing of it is stored yet)."""
     row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
-    if row is not None:
-        principal.ensure_sees(row.partner_id, what)
-    state = await live_state(client, workflow_id, state_type)
-    if state is None and row is not None and row.state:
-        state = state_type.model_validate(row.state)
-    if state is None:
-        raise not_found(what)
-    principal.ensure_sees(getattr(state, "partner_id", ""), what)
-    return for_caller(principal, state)
+    if row is None or not row.state:
+        owner = await started_owner(temporal.client, workflow_id)
+        if owner is None:
+            raise not_found(what)
+        principal.ensure_sees(owner, what)
+        raise Problem(
+            503,
+            f"the {what} is started; no worker has recorded it yet",
+            headers=retry_after(temporal),
+        )
+    principal.ensure_sees(row.partner_id, what)
+    return for_caller(principal, state_type.model_validate(row.state))
+
+
+async def stored_state(
+    session: Session, principal: Principal, workflow_id: str, state_type: type[S], what: str
+) -> S | None:
+    """The projection as it is now — read in a new transaction, after what this request read
+    before (a step's record, committed while the request waited)."""
+    await run_in_threadpool(session.rollback)
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is None or not row.state:
+        return None
+    principal.ensure_sees(row.partner_id, what)
+    return for_caller(principal, state_type.model_validate(row.state))
 
 
 async def send_step(
-    client: Client,
+    temporal: Temporal,
     session: Session,
     principal: Principal,
     workflow_id: str,
@@ -129,7 +134,7 @@ async def send_step(
     refuses, once the caller is known to see the process, what only the store can tell (a
     declaration against the platform's matrix, say): 422 naming the rule, nothing sent."""
     row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
-    owner = row.partner_id if row is not None else await started_owner(client, workflow_id)
+    owner = row.partner_id if row is not None else await started_owner(temporal.client, workflow_id)
     if owner is None:
         raise not_found(what)
     principal.ensure_sees(owner, what)
@@ -140,21 +145,32 @@ async def send_step(
     actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
     try:
         # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
-        state: S = await client.get_workflow_handle(workflow_id).execute_update(
-            update,
-            Act[Any](actor=actor, body=body),
-            result_type=state_type,
-            rpc_timeout=UPDATE_TIMEOUT,
+        live: S = await asyncio.wait_for(
+            temporal.client.get_workflow_handle(workflow_id).execute_update(
+                update, Act[Any](actor=actor, body=body), result_type=state_type
+            ),
+            temporal.wait.total_seconds(),
         )
     except WorkflowUpdateFailedError as exc:
         raise refusal_problem(exc) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise Problem(
+            503,
+            f"no worker took the {update.replace('_', ' ')} within "
+            f"{temporal.wait.total_seconds():g} s; it may still be taken once one does — send "
+            "it again after Retry-After (a step already taken is refused 409, naming it)",
+            headers=retry_after(temporal),
+        ) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             if row is not None:
                 raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
             raise not_found(what) from None
         raise
-    return for_caller(principal, state)
+    # P-8: the step's record — and the projection with it — is stored before its Update
+    # returns, so the answer is what any read shows from now on (or later than it).
+    stored = await stored_state(session, principal, workflow_id, state_type, what)
+    return stored if stored is not None else for_caller(principal, live)
 
 
 def declared_in_matrix(session: Session, refs: Sequence[PlatformRef]) -> Callable[[], Decision]:
@@ -190,7 +206,9 @@ def refusal_problem(exc: WorkflowUpdateFailedError) -> Problem:
 
 
 async def start_once(
-    client: Client,
+    temporal: Temporal,
+    session: Session,
+    response: Response | None,
     process: ProcessType[In, Any],
     arg: In,
     *,
@@ -200,14 +218,18 @@ async def start_once(
     content_sha256: str,
     summary: str,
     what: str,
-) -> str:
-    """Start a process under its business ID once (P-1) and return its stage. The same content
-    again is the same process; the ID under another partner or with other content is a 409
-    that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what lets us tell
-    the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process."""
+) -> Accepted:
+    """Start a process under its business ID once (P-1) and answer once its first step is open
+    (P-8): its `opened` Update goes with the start (update-with-start). The same content again
+    is the same process, answered the same way; the ID under another partner or with other
+    content is a 409 that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what
+    lets us tell the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process.
+    When no worker opens the first step within the wait, the answer is what is stored, with
+    Retry-After: the process is started and goes on when a worker takes it."""
+    workflow_id = process.workflow_id(process_id)
     try:
-        await start(
-            client,
+        ready = await start_opened(
+            temporal.client,
             process,
             arg,
             process_id=process_id,
@@ -215,9 +237,10 @@ async def start_once(
             partner_id=partner_id,
             summary=summary,
             memo={"partner_id": partner_id, "content_sha256": content_sha256},
+            wait=temporal.wait,
         )
     except WorkflowAlreadyStartedError:
-        desc = await client.get_workflow_handle(process.workflow_id(process_id)).describe()
+        desc = await temporal.client.get_workflow_handle(workflow_id).describe()
         memo = await desc.memo()
         if memo.get("partner_id") != partner_id:
             raise Problem(409, f"this {what} id is already in use; choose another") from None
@@ -225,16 +248,77 @@ async def start_once(
             raise Problem(
                 409, f"this {what} id was already used for different content; choose another"
             ) from None
-        return desc.typed_search_attributes.get(contract.STAGE) or process.first_stage
-    return process.first_stage
+        return await answer_started(temporal, session, response, process, process_id)
+    if not ready and await started_owner(temporal.client, workflow_id) is None:
+        # The start itself did not reach the server in time: nothing was started.
+        raise Problem(
+            503, f"the {what} could not be started; send it again", headers=retry_after(temporal)
+        )
+    return await accepted(session, response, temporal, process, process_id, ready=ready)
 
 
 class Accepted(BaseModel):
-    """202 to a started process: its id, workflow id and stage."""
+    """A started process (202): its state once its first step is open (P-8) — the step that
+    may be sent now and who it is awaited from — or, with `Retry-After`, what is stored while
+    no worker has opened it yet (`step` null)."""
 
     id: str
     workflow_id: str
     stage: str
+    status: ProcessStatus
+    step: str | None = None
+    awaiting: list[Awaiting] = Field(default_factory=list)
+    next_deadline: datetime | None = None
+
+
+async def answer_started(
+    temporal: Temporal,
+    session: Session,
+    response: Response | None,
+    process: ProcessType[Any, Any],
+    process_id: str,
+) -> Accepted:
+    """A start sent again (P-1): answered as the first, once the first step is open."""
+    workflow_id = process.workflow_id(process_id)
+    ready = await opened(temporal.client, workflow_id, wait=temporal.wait)
+    return await accepted(session, response, temporal, process, process_id, ready=ready)
+
+
+async def accepted(
+    session: Session,
+    response: Response | None,
+    temporal: Temporal,
+    process: ProcessType[Any, Any],
+    process_id: str,
+    *,
+    ready: bool,
+) -> Accepted:
+    """A start's answer from the projection (read after the opening record was stored), with
+    the process's address, and Retry-After while it is not open yet."""
+    workflow_id = process.workflow_id(process_id)
+    await run_in_threadpool(session.rollback)  # a new transaction: see what was just stored
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if response is not None:
+        response.headers["Location"] = contract.resource_path(process.kind, process_id)
+        if row is None or (not ready and row.status == ProcessStatus.ACTIVE.value):
+            response.headers.update(retry_after(temporal))
+    if row is None:
+        return Accepted(
+            id=process_id,
+            workflow_id=workflow_id,
+            stage=process.first_stage,
+            status=ProcessStatus.ACTIVE,
+        )
+    step = (row.state or {}).get("step")
+    return Accepted(
+        id=process_id,
+        workflow_id=workflow_id,
+        stage=row.stage,
+        status=ProcessStatus(row.status),
+        step=step if isinstance(step, str) else None,
+        awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
+        next_deadline=repo.as_utc(row.next_deadline),
+    )
 
 
 class ProcessSummary(BaseModel):

@@ -25,6 +25,10 @@ DEPRECATION_WORKFLOW = "DeprecationNotice"
 # `KwanusProcess = webhook` in the UI.
 WEBHOOK_DELIVERY_WORKFLOW = "WebhookDelivery"
 WEBHOOK_PROCESS = "webhook"
+# The Update a start is sent with (update-with-start): it returns once the process's first step
+# is open — its record stored — or the process has closed, so the start answers with a state
+# in which that step is accepted (P-8).
+OPENED_UPDATE = "opened"
 
 PARTNER_ID = SearchAttributeKey.for_keyword("KwanusPartnerId")
 PROCESS = SearchAttributeKey.for_keyword("KwanusProcess")

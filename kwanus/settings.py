@@ -55,6 +55,14 @@ class Settings(BaseSettings):
         description="Partners per page when a deprecation notice fans out to migrations.",
     )
 
+    worker_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="How long a start or a step waits for a worker before it answers: a start "
+        "202 with Retry-After (started, its first step not open yet), a step 503 with "
+        "Retry-After. Reads never wait for a worker: they are answered from the store.",
+    )
     webhooks_allow_private: bool = Field(
         default=False,
         description="Development only: webhooks may be `http` and go to loopback or private "

@@ -8,7 +8,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -16,8 +22,10 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from kwanus.contract import PARTNER_ID, PROCESS, STAGE, ProcessType
+from kwanus.contract import OPENED_UPDATE, PARTNER_ID, PROCESS, STAGE, ProcessType
 from kwanus.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,6 +124,36 @@ async def start(
     )
 
 
+def _options(
+    *,
+    workflow_id: str,
+    task_queue: str,
+    partner_id: str | None,
+    kind: str,
+    stage: str,
+    summary: str,
+    memo: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """How every process is started (P-1): FAIL on a running ID and REJECT_DUPLICATE on a
+    closed one, so an ID never names a second process; filed under the search attributes ops
+    filter on in the UI (ids and enums only, never confidential text)."""
+    return {
+        "id": workflow_id,
+        "task_queue": task_queue,
+        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+        "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(
+            [
+                *([SearchAttributePair(PARTNER_ID, partner_id)] if partner_id else []),
+                SearchAttributePair(PROCESS, kind),
+                SearchAttributePair(STAGE, stage),
+            ]
+        ),
+        "memo": memo,
+        "static_summary": summary,
+    }
+
+
 async def start_process(
     client: Client,
     run: Any,
@@ -130,26 +168,85 @@ async def start_process(
     memo: dict[str, Any] | None = None,
     result_type: type | None = None,
 ) -> WorkflowHandle[Any, Any]:
-    """Start a workflow under its business ID, once (P-1): FAIL on a running ID and
-    REJECT_DUPLICATE on a closed one, so an ID never names a second process — the caller
-    catches `WorkflowAlreadyStartedError`. The search attributes ops filter on in the UI are
-    set from the first event (ids and enums only, never confidential text). The processes
-    start through `start`; this untyped form is for tests and the bench."""
+    """Start a workflow under its business ID, once (P-1): the caller catches
+    `WorkflowAlreadyStartedError`. The processes start through `start` or `start_opened`;
+    this untyped form is for tests and the bench."""
     return await client.start_workflow(
         run,
         arg,
-        id=workflow_id,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                *([SearchAttributePair(PARTNER_ID, partner_id)] if partner_id else []),
-                SearchAttributePair(PROCESS, kind),
-                SearchAttributePair(STAGE, stage),
-            ]
-        ),
-        memo=memo,
-        static_summary=summary,
         result_type=result_type,
+        **_options(
+            workflow_id=workflow_id,
+            task_queue=task_queue,
+            partner_id=partner_id,
+            kind=kind,
+            stage=stage,
+            summary=summary,
+            memo=memo,
+        ),
     )
+
+
+async def start_opened(
+    client: Client,
+    process: ProcessType[In, R],
+    arg: In,
+    *,
+    process_id: str,
+    task_queue: str,
+    partner_id: str | None,
+    summary: str,
+    memo: dict[str, Any] | None = None,
+    wait: timedelta,
+) -> bool:
+    """Start a process once (as `start`) with its `opened` Update (update-with-start, P-8):
+    True once its first step is open, False when no worker opened it within `wait` — it is
+    started all the same and goes on when a worker takes it. `WorkflowAlreadyStartedError`
+    when the ID is taken (the time-skipping test server says so as an RPC error)."""
+    workflow_id = process.workflow_id(process_id)
+    operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+        process.name,
+        arg,
+        result_type=process.result,
+        **_options(
+            workflow_id=workflow_id,
+            task_queue=task_queue,
+            partner_id=partner_id,
+            kind=process.kind.value,
+            stage=process.first_stage,
+            summary=summary,
+            memo=memo,
+        ),
+    )
+    try:
+        await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                OPENED_UPDATE, start_workflow_operation=operation
+            ),
+            wait.total_seconds(),
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.ALREADY_EXISTS:
+            raise WorkflowAlreadyStartedError(workflow_id, process.name) from exc
+        raise
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
+        return False  # started; no worker (or only one from before the Update) opened it yet
+    return True
+
+
+async def opened(client: Client, workflow_id: str, *, wait: timedelta) -> bool:
+    """A running process's `opened` Update (P-8): True once its first step has opened (at once
+    for a process past it) or it closed; False when no worker answered within `wait`, or the
+    run is gone or predates the Update."""
+    try:
+        await asyncio.wait_for(
+            client.get_workflow_handle(workflow_id).execute_update(OPENED_UPDATE),
+            wait.total_seconds(),
+        )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
+        return False
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

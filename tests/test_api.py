@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import select
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
@@ -180,7 +178,11 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     body = proposal_body(id=eid)
     first = await api.http.post("/v1/expansions", json=body, headers=acme)
     assert first.status_code == 202, first.text
-    assert first.json() == {"id": eid, "workflow_id": wid, "stage": "Proposal"}
+    answered = first.json()  # P-8: answered once the reviews are open
+    assert (answered["id"], answered["workflow_id"]) == (eid, wid)
+    assert (answered["stage"], answered["step"]) == ("Evaluation", "reviews")
+    assert first.headers["Location"] == f"/v1/expansions/{eid}"
+    assert "Retry-After" not in first.headers
     handle = api.env.client.get_workflow_handle(wid)
     run_id = (await handle.describe()).run_id
 
@@ -197,16 +199,10 @@ async def test_submitted_expansion_runs_and_is_visible(api: Api) -> None:
     assert stolen.status_code == 409
     assert "acme" not in stolen.text
 
-    async def in_evaluation() -> dict[str, Any] | None:
-        resp = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
-        assert resp.status_code == 200, resp.text
-        data: dict[str, Any] = resp.json()
-        # The stage changes first; the bodies are awaited once the reviews' window is recorded.
-        return data if data["stage"] == "Evaluation" and data["step"] == "reviews" else None
-
-    state = await eventually(in_evaluation)
-    assert state is not None
-    assert state["status"] == "active"
+    resp = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
+    assert resp.status_code == 200, resp.text
+    state = resp.json()
+    assert (state["stage"], state["step"], state["status"]) == ("Evaluation", "reviews", "active")
     assert {a["actor"] for a in state["awaiting"]} == {"TSC", "SCO", "ERC", "CGB"}
 
     assert (await api.http.get(f"/v1/expansions/{eid}", headers=globex)).status_code == 404

@@ -235,7 +235,11 @@ async def test_deprecation_fan_out_crosses_the_boundary_starting_each_migration_
                 await asyncio.sleep(0.1)
             assert started() == [f"migration-{notice_id}.{p}" for p in partners]
             keys = audit_keys(db, workflow_id)
-            assert sorted(keys) == [f"{workflow_id}:finished:completed", f"{workflow_id}:noticed"]
+            pages = [f"{workflow_id}:page:{n}" for n in range(1, result.progress.batches)]
+            # P-8: each full page's progress on record once, across the runs, for reads
+            assert sorted(keys) == sorted(
+                [f"{workflow_id}:finished:completed", f"{workflow_id}:noticed", *pages]
+            )
         finally:
             await end_runs(
                 low_limit_env.client,

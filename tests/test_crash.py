@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.checks import check_audit, histories, replay_failures, scheduled_writes, task_failures
 from bench.drive import (
@@ -129,8 +130,15 @@ async def pending(c: Crash, workflow_id: str) -> list[Any]:
 
 
 async def write_in_flight(c: Crash, workflow_id: str) -> Any:
-    """The run's record_event activity, started on a worker and not finished."""
-    for act in await pending(c, workflow_id):
+    """The run's record_event activity, started on a worker and not finished (None while the
+    run is not started yet)."""
+    try:
+        running = await pending(c, workflow_id)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    for act in running:
         if act.activity_type.name == "record_event" and act.state == STARTED:
             return act
     return None
@@ -189,11 +197,14 @@ async def test_worker_killed_mid_activity_a_new_worker_finishes(crash: Crash) ->
     eid = unique("mid")
     wid = contract.expansion_workflow_id(eid)
     with writes_blocked(c.db.url):
-        await d.start("expansions", proposal_body(id=eid), acme)
+        # The submission answers once the reviews open (P-8) — here, after its wait, 202 with
+        # Retry-After: the worker holding its first write is killed meanwhile.
+        starting = asyncio.create_task(d.start("expansions", proposal_body(id=eid), acme))
         in_flight = await eventually(lambda: write_in_flight(c, wid))
         assert in_flight is not None and in_flight.attempt == 1
         assert c.procs.kill_worker() == -9
         killed = time.monotonic()
+    assert await starting == wid
     assert audit_at(c, wid, "submitted") is None  # killed before its commit
     await c.procs.start_worker()
     await d.until("expansions", eid, acme, at_step("reviews"), within=90, what="reviewing")

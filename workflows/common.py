@@ -100,6 +100,11 @@ class Ledger:
         self.snapshot = snapshot
         self.view = view  # the run's current (stage, status, awaiting)
         self.workflow_id = workflow.info().workflow_id
+        self.seq = 0  # events made by this run, in order (RecordEvent.seq)
+        # While a step's opening record is written: the status the record leaves shows the step
+        # open — it is, once that record is stored — so a read of the projection after the
+        # opening answers with the step a caller may send (P-8).
+        self.opening: dict[str, Any] = {}
 
     @classmethod
     def of(cls, process: ProcessKind, state: Callable[[], Tracked], *, policy: int) -> Ledger:
@@ -128,6 +133,10 @@ class Ledger:
     ) -> RecordEvent:
         """One governance event. `step` is unique within the workflow, so the key
         `<workflow id>:<step>` makes a retried activity a no-op (P-4)."""
+        self.seq += 1
+        state = self.snapshot()
+        if self.opening and status is ProcessStatus.ACTIVE:
+            state = {**state, **self.opening}
         return RecordEvent(
             key=f"{self.workflow_id}:{step}",
             workflow_id=self.workflow_id,
@@ -144,7 +153,8 @@ class Ledger:
             rules=rules or [],
             data=data or {},
             policy_version=self.policy_version,
-            state=self.snapshot(),
+            state=state,
+            seq=self.seq,
         )
 
     async def write(self, event: RecordEvent) -> None:

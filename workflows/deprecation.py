@@ -15,7 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import DEPRECATION, DEPRECATION_WORKFLOW
+    from kwanus.contract import DEPRECATION, DEPRECATION_WORKFLOW, OPENED_UPDATE
     from kwanus.models.deprecation import (
         DeprecationBatch,
         DeprecationInput,
@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 STAGE = DEPRECATION.first_stage
 # Notices recorded before a notice marked its version deprecated in the matrix replay without.
 MATRIX_PATCH = "notice-deprecates-its-version"
+# Fan-outs before every read came from the store (P-8) kept their progress in the run alone.
+PROGRESS_PATCH = "fan-out-progress-on-record"
 BATCH_TIMEOUT = timedelta(minutes=10)
 BATCH_HEARTBEAT = timedelta(seconds=60)
 
@@ -46,6 +48,7 @@ class DeprecationFanOut:
             snapshot=lambda: self.state.model_dump(mode="json"),
             view=lambda: (self.state.stage, self.state.status, []),
         )
+        self.noticed = inp.progress is not None  # a continued run: its notice is on record
         self.state = DeprecationStatus(
             id=inp.notice_id,
             workflow_id=workflow.info().workflow_id,
@@ -64,6 +67,7 @@ class DeprecationFanOut:
         if inp.progress is None:  # the first run, not a continuation
             self.ledger.show(stage=STAGE, status=self.state.status, awaiting=[])
             await self._noticed(inp)
+            self.noticed = True
         after = inp.after
         while True:
             result = await workflow.execute_activity_method(
@@ -88,6 +92,13 @@ class DeprecationFanOut:
             progress.batches += 1
             if result.last is None:
                 break
+            if workflow.patched(PROGRESS_PATCH):  # how far it has gone, readable meanwhile
+                await self.ledger.emit(
+                    f"page:{progress.batches}",
+                    "deprecation_page",
+                    rules=["M-2.1"],
+                    data=result.model_dump(),
+                )
             after = result.last
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(
@@ -125,6 +136,11 @@ class DeprecationFanOut:
             NoticedInput(event=event, notice=inp.notice),
             summary="record the notice; mark its version deprecated",
         )
+
+    @workflow.update(name=OPENED_UPDATE)
+    async def opened(self) -> None:
+        """A start's Update (P-8): returns once the notice is on record (the fan-out goes on)."""
+        await workflow.wait_condition(lambda: self.noticed)
 
     @workflow.query(name="status")
     def status(self) -> DeprecationStatus:

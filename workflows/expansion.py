@@ -18,7 +18,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from kwanus import contract
-    from kwanus.contract import EXPANSION_WORKFLOW, Refusal
+    from kwanus.contract import EXPANSION_WORKFLOW, OPENED_UPDATE, Refusal
     from kwanus.models.common import Act, Awaiting, StepRecord
     from kwanus.models.expansion import (
         DecisionRecord,
@@ -120,6 +120,7 @@ class PartnerExpansion(Watch):
             show_opened=True,
         )
         self.ledger = self.steps.ledger
+        self.steps.opened = inp.resume is not None  # a continued run opened its steps before
         self.withdrawal: StepRecord[Withdrawal] | None = None
 
     # --- the process, top to bottom --------------------------------------------------------
@@ -503,6 +504,11 @@ class PartnerExpansion(Watch):
     @extend_deadline.validator
     def _check_extend(self, act: Act[DeadlineExtension]) -> None:
         self.steps.check_extension(act)
+
+    @workflow.update(name=OPENED_UPDATE)
+    async def opened(self) -> None:
+        """A start's Update (P-8): returns once the first step is open, or the process closed."""
+        await self.steps.first_step()
 
     @workflow.query(name="status")
     def status(self) -> ExpansionStatus:

@@ -20,7 +20,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.migration import MigrationActivities
-    from kwanus.contract import MIGRATION_WORKFLOW, Refusal
+    from kwanus.contract import MIGRATION_WORKFLOW, OPENED_UPDATE, Refusal
     from kwanus.models.common import Act, Awaiting, RecordEvent, StepRecord
     from kwanus.models.migration import (
         Fallback,
@@ -114,6 +114,7 @@ class PartnerMigration(Outcomes):
             show_opened=False,
         )
         self.ledger = self.steps.ledger
+        self.steps.opened = inp.resume is not None  # a continued run opened its steps before
         self.escalation: str | None = None  # a missed remediation's forced migration
 
     @workflow.run
@@ -456,6 +457,11 @@ class PartnerMigration(Outcomes):
         refuse_decision(may_decline(self.inp.trigger), "this migration cannot be declined")
         if self.state.stage not in BEFORE_ROLLOUT:
             refuse(Refusal.WRONG_STAGE, "a migration can be declined only before validation")
+
+    @workflow.update(name=OPENED_UPDATE)
+    async def opened(self) -> None:
+        """A start's Update (P-8): returns once the first step is open, or the process closed."""
+        await self.steps.first_step()
 
     @workflow.query(name="status")
     def status(self) -> MigrationStatus:

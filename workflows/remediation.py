@@ -16,7 +16,13 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import REMEDIATION, REMEDIATION_WORKFLOW, Refusal, remediation_migration_id
+    from kwanus.contract import (
+        OPENED_UPDATE,
+        REMEDIATION,
+        REMEDIATION_WORKFLOW,
+        Refusal,
+        remediation_migration_id,
+    )
     from kwanus.models.common import Act, Awaiting, StepRecord
     from kwanus.models.migration import MigrationInput
     from kwanus.models.remediation import (
@@ -112,6 +118,7 @@ class Remediation:
                 opened=inp.opened_at,
                 opening=opening,
                 on_open=open_steps,
+                shows=self._next(),
                 only=True,
                 miss_recorded=False,  # its close says so, and what follows (M-9.3)
             )
@@ -221,6 +228,11 @@ class Remediation:
     def _check_review(self, act: Act[RemediationStep]) -> None:
         self._check("revalidation", act)
         refuse_decision(says_passed(act.body.passed), "a re-validation says whether it passed")
+
+    @workflow.update(name=OPENED_UPDATE)
+    async def opened(self) -> None:
+        """A start's Update (P-8): returns once the first step is open, or the process closed."""
+        await self.steps.first_step()
 
     @workflow.query(name="status")
     def status(self) -> RemediationStatus:

@@ -78,6 +78,7 @@ class Step:
     on_escalate: Callable[[datetime], None] | None = None  # the process records it (new deadline)
     opening: Callable[[], Awaitable[object]] | None = None  # its own record, not `window_opened`
     on_open: Callable[[], None] | None = None  # what "open" means, when not `state.step = name`
+    shows: str | None = None  # the status's `step` once open, when not its name (on_open's)
     miss_recorded: bool = True  # `deadline_missed`; a process whose close says it has none
     only: bool = False  # the run's one step: records keyed `reminder`, `escalated`... alone
 
@@ -114,6 +115,8 @@ class Steps:
         self.actors: Callable[[], list[Awaiting]] = list
         self.deadline: datetime | None = None
         self.extensions = 0
+        self.opened = False  # a step has opened in this process (a continued run: set by it)
+        self.closed = False  # its closing record is stored
 
     # --- what ops, the API and the validators see ------------------------------------------
 
@@ -193,14 +196,24 @@ class Steps:
                 step.on_open()
             elif self.state.status is ProcessStatus.ACTIVE:
                 self.state.step = step.name
+            self.opened = True
 
-        opening = step.opening or partial(
+        record = step.opening or partial(
             self.ledger.emit,
             f"window:{step.name}",
             "window_opened",
             rules=list(step.rules),
             data={"step": step.name, "deadline": deadline.isoformat()},
         )
+
+        async def opening() -> None:
+            """The opening's record leaves the status with the step open (P-8)."""
+            self.ledger.opening = {"step": step.shows or step.name}
+            try:
+                await record()
+            finally:
+                self.ledger.opening = {}
+
         await record_and_wait(
             opening,
             open_step,
@@ -349,8 +362,16 @@ class Steps:
         await self.ledger.emit(
             f"finished:{status.value}", event, actor=actor, rules=rules, data=data
         )
+        self.closed = True
         if end_run and status is not ProcessStatus.COMPLETED:
             raise Ended
+
+    # --- a start's answer (P-8) -------------------------------------------------------------
+
+    async def first_step(self) -> None:
+        """What a start waits for before it answers: the process's first step open (its record
+        stored: the projection shows it) or the process closed. A continued run has had it."""
+        await workflow.wait_condition(lambda: self.opened or self.closed)
 
 
 async def wait_with_deadline(

@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.governance import GovernanceActivities
-    from kwanus.contract import STEWARDSHIP, STEWARDSHIP_WORKFLOW, Refusal
+    from kwanus.contract import OPENED_UPDATE, STEWARDSHIP, STEWARDSHIP_WORKFLOW, Refusal
     from kwanus.models.common import Act, Awaiting
     from kwanus.models.stewardship import CompileInput, Signoff, StewardshipInput, StewardshipStatus
     from policy.document import PolicyDocument
@@ -142,6 +142,13 @@ class StewardshipReview:
             refuse(Refusal.WRONG_STAGE, "the report is not awaiting sign-offs")
         if Body(act.actor.role.value) in self.state.signoffs:
             refuse(Refusal.ALREADY_DONE, f"{act.actor.role.value} has signed it off")
+
+    @workflow.update(name=OPENED_UPDATE)
+    async def opened(self) -> None:
+        """A start's Update (P-8): returns once the sign-offs are open, or the review closed."""
+        await workflow.wait_condition(lambda: self.steps is not None)
+        assert self.steps is not None
+        await self.steps.first_step()
 
     @workflow.query(name="status")
     def status(self) -> StewardshipStatus:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import Field, field_validator
 
 from api.deps import (
@@ -56,7 +56,9 @@ async def notify_deprecation(
     principal: TscDep,
     policy: PolicyDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
 ) -> Accepted:
     """Send a deprecation notice (TSC). Every affected partner gets one required migration,
     `migration-<notice id>.<partner id>`; sending the notice again starts nothing new."""
@@ -72,9 +74,10 @@ async def notify_deprecation(
     if not refusal.allowed:
         raise Problem.refused(refusal, "the notice breaks a governance rule")
     notice_id = body.id or notice.default_id
-    workflow_id = contract.deprecation_workflow_id(notice_id)
-    stage = await start_once(
-        client,
+    return await start_once(
+        temporal,
+        session,
+        response,
         contract.DEPRECATION,
         DeprecationInput(
             notice_id=notice_id,
@@ -91,7 +94,6 @@ async def notify_deprecation(
         f"{notice.version or ''}".rstrip(),
         what="deprecation notice",
     )
-    return Accepted(id=notice_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("", response_model=list[ProcessSummary])
@@ -112,11 +114,11 @@ def list_deprecations(
 
 @router.get("/{notice_id}", response_model=DeprecationStatus)
 async def get_deprecation(
-    notice_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+    notice_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> DeprecationStatus:
     """A notice and how far its fan-out has gone (`progress`: partners scanned, affected,
     migrations started)."""
     workflow_id = contract.deprecation_workflow_id(notice_id)
     return await read_state(
-        client, session, principal, workflow_id, DeprecationStatus, "deprecation notice"
+        temporal, session, principal, workflow_id, DeprecationStatus, "deprecation notice"
     )

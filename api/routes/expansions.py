@@ -6,11 +6,10 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client
 
 from api.deps import (
     After,
@@ -21,6 +20,7 @@ from api.deps import (
     Principal,
     SessionDep,
     SettingsDep,
+    Temporal,
     TemporalDep,
     require,
 )
@@ -28,6 +28,7 @@ from api.problems import Problem, not_found
 from api.processes import (
     Accepted,
     ProcessSummary,
+    answer_started,
     decision_record,
     declared_in_matrix,
     read_state,
@@ -83,10 +84,14 @@ async def submit_expansion(
     policy: PolicyDep,
     session: SessionDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
+    response: Response,
 ) -> Accepted:
     """Submit a proposal (partner): refused with 422 before any workflow starts when incomplete
-    (E-2.1), malformed for its category (E-3.x) or forbidden (E-5.2, E-6.3, E-8.3)."""
+    (E-2.1), malformed for its category (E-3.x) or forbidden (E-5.2, E-6.3, E-8.3). Answers once
+    the reviews are open (P-8) — a review sent right after the answer is taken — or, when no
+    worker opened them within the wait, with what is stored and Retry-After; the same proposal
+    sent again under its `id` is the same process (P-1)."""
     assert principal.partner_id is not None
     proposal = Proposal.model_validate(body.model_dump(exclude={"id"}))
     partner = await run_in_threadpool(
@@ -104,10 +109,12 @@ async def submit_expansion(
     if known is not None and (known.partner_id, known.proposal_sha256) == (partner.id, sha):
         # Answered from the record, never started again — not even once Temporal has let the
         # closed run go (an id is never reused).
-        return Accepted(id=expansion_id, workflow_id=workflow_id, stage=known.stage)
+        return await answer_started(temporal, session, response, contract.EXPANSION, expansion_id)
     await _admissible(proposal, partner, policy, session)
-    stage = await start_once(
-        client,
+    return await start_once(
+        temporal,
+        session,
+        response,
         contract.EXPANSION,
         ExpansionInput(
             expansion_id=expansion_id,
@@ -126,7 +133,6 @@ async def submit_expansion(
         f"category {proposal.category.value}",
         what="expansion",
     )
-    return Accepted(id=expansion_id, workflow_id=workflow_id, stage=stage)
 
 
 async def _admissible(
@@ -205,12 +211,12 @@ def get_decision_record(
 
 @router.get("/{expansion_id}", response_model=ExpansionStatus)
 async def get_expansion(
-    expansion_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+    expansion_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> ExpansionStatus:
     """An expansion's live state (the workflow's `status` query); from the store once the run
     has closed and left Temporal's retention, or while no worker answers."""
     workflow_id = contract.expansion_workflow_id(expansion_id)
-    return await read_state(client, session, principal, workflow_id, ExpansionStatus, "expansion")
+    return await read_state(temporal, session, principal, workflow_id, ExpansionStatus, "expansion")
 
 
 # --- human steps: each a Temporal Update, judged again by the workflow's validator (P-2) -----
@@ -221,7 +227,7 @@ ExtenderDep = Annotated[Principal, Depends(require(Role.CGB, Role.ADMIN))]
 
 
 async def _step(
-    client: Client,
+    temporal: Temporal,
     session: Session,
     principal: Principal,
     expansion_id: str,
@@ -232,7 +238,7 @@ async def _step(
 ) -> ExpansionStatus:
     workflow_id = contract.expansion_workflow_id(expansion_id)
     return await send_step(
-        client,
+        temporal,
         session,
         principal,
         workflow_id,
@@ -246,27 +252,31 @@ async def _step(
 
 @router.post("/{expansion_id}/reviews", response_model=ExpansionStatus)
 async def review(
-    expansion_id: str, body: Review, principal: BodyDep, session: SessionDep, client: TemporalDep
+    expansion_id: str, body: Review, principal: BodyDep, session: SessionDep, temporal: TemporalDep
 ) -> ExpansionStatus:
     """A body's review (TSC, SCO, ERC, CGB): its own criteria, once, during Evaluation (E-2.2,
     E-4)."""
-    return await _step(client, session, principal, expansion_id, "review", body)
+    return await _step(temporal, session, principal, expansion_id, "review", body)
 
 
 @router.post("/{expansion_id}/plans", response_model=ExpansionStatus)
 async def plans(
-    expansion_id: str, body: Plans, principal: PartnerDep, session: SessionDep, client: TemporalDep
+    expansion_id: str,
+    body: Plans,
+    principal: PartnerDep,
+    session: SessionDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """Plans the risk assessment asks for before the vote (partner; E-2.3, E-5.1)."""
-    return await _step(client, session, principal, expansion_id, "plans", body)
+    return await _step(temporal, session, principal, expansion_id, "plans", body)
 
 
 @router.post("/{expansion_id}/votes", response_model=ExpansionStatus)
 async def vote(
-    expansion_id: str, body: Vote, principal: BodyDep, session: SessionDep, client: TemporalDep
+    expansion_id: str, body: Vote, principal: BodyDep, session: SessionDep, temporal: TemporalDep
 ) -> ExpansionStatus:
     """A body's vote, once (E-2.4)."""
-    return await _step(client, session, principal, expansion_id, "vote", body)
+    return await _step(temporal, session, principal, expansion_id, "vote", body)
 
 
 @router.post("/{expansion_id}/integration-plan", response_model=ExpansionStatus)
@@ -275,10 +285,10 @@ async def integration_plan(
     body: IntegrationPlan,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """The integration plan: versioning, compatibility rules, rollout plan (partner; E-2.5)."""
-    return await _step(client, session, principal, expansion_id, "integration_plan", body)
+    return await _step(temporal, session, principal, expansion_id, "integration_plan", body)
 
 
 @router.post("/{expansion_id}/implementation", response_model=ExpansionStatus)
@@ -287,10 +297,10 @@ async def implementation(
     body: ImplementationReport,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """Development, testing and documentation reported done (partner; E-2.6)."""
-    return await _step(client, session, principal, expansion_id, "implementation", body)
+    return await _step(temporal, session, principal, expansion_id, "implementation", body)
 
 
 @router.post("/{expansion_id}/release", response_model=ExpansionStatus)
@@ -299,7 +309,7 @@ async def release(
     body: ReleaseRequest,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """The versioned release (partner): the governance update happens here — the approved
     grants added to what the partner holds, only `removes` taken away (E-2.7). `compatibility`
@@ -324,7 +334,7 @@ async def release(
         if not holds.allowed:  # E-3.4: the policy in force moved on; the step stays open
             raise Problem.refused(holds, "the policy change no longer holds", 409)
     judge = declared_in_matrix(session, body.compatibility)
-    return await _step(client, session, principal, expansion_id, "release", body, judge=judge)
+    return await _step(temporal, session, principal, expansion_id, "release", body, judge=judge)
 
 
 @router.post("/{expansion_id}/monitoring-decision", response_model=ExpansionStatus)
@@ -333,13 +343,13 @@ async def monitoring_decision(
     body: MonitoringDecision,
     principal: Annotated[Principal, Depends(require(Role.CGB, Role.SCO))],
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """CGB's decision on a monitoring check that breached the policy's thresholds (E-12.1 stage
     6, P-3), within the review deadline: `continue`, `roll_back` (the release's grants
     revoked, before and after on record) or `remediate` — what a missed deadline applies. SCO
     may recommend first: on record for CGB, deciding nothing."""
-    return await _step(client, session, principal, expansion_id, "monitoring_decision", body)
+    return await _step(temporal, session, principal, expansion_id, "monitoring_decision", body)
 
 
 @router.post("/{expansion_id}/outcome-review", response_model=ExpansionStatus)
@@ -348,10 +358,10 @@ async def outcome_review(
     body: OutcomeReview,
     principal: CgbDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """CGB's review of the outcome (stage 7)."""
-    return await _step(client, session, principal, expansion_id, "outcome_review", body)
+    return await _step(temporal, session, principal, expansion_id, "outcome_review", body)
 
 
 @router.post("/{expansion_id}/withdraw", response_model=ExpansionStatus)
@@ -359,11 +369,11 @@ async def withdraw(
     expansion_id: str,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
     body: Withdrawal | None = None,
 ) -> ExpansionStatus:
     """Withdraw the proposal before its release (partner)."""
-    return await _step(client, session, principal, expansion_id, "withdraw", body or Withdrawal())
+    return await _step(temporal, session, principal, expansion_id, "withdraw", body or Withdrawal())
 
 
 @router.post("/{expansion_id}/deadline", response_model=ExpansionStatus)
@@ -372,7 +382,7 @@ async def extend_deadline(
     body: DeadlineExtension,
     principal: ExtenderDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> ExpansionStatus:
     """Move the pending step's deadline later (CGB, admin; P-3)."""
-    return await _step(client, session, principal, expansion_id, "extend_deadline", body)
+    return await _step(temporal, session, principal, expansion_id, "extend_deadline", body)

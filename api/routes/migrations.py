@@ -7,11 +7,10 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client
 
 from api.deps import (
     After,
@@ -22,6 +21,7 @@ from api.deps import (
     Principal,
     SessionDep,
     SettingsDep,
+    Temporal,
     TemporalDep,
     require,
 )
@@ -112,7 +112,8 @@ async def start_migration(
     policy: PolicyDep,
     session: SessionDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
+    response: Response,
 ) -> Accepted:
     """Start a migration (TSC, SCO, CGB, admin; a partner only for an optional trigger on
     itself, M-2.2). Refused with 422 naming the rule when the type, trigger, fallback or
@@ -162,9 +163,10 @@ async def start_migration(
     if not refusal.allowed:
         raise Problem.refused(refusal, "the migration breaks a governance rule")
     migration_id = body.id or secrets.token_hex(8)
-    workflow_id = contract.migration_workflow_id(migration_id)
-    stage = await start_once(
-        client,
+    return await start_once(
+        temporal,
+        session,
+        response,
         contract.MIGRATION,
         MigrationInput(
             migration_id=migration_id,
@@ -185,7 +187,6 @@ async def start_migration(
         summary=f"Migration {migration_id} · partner {body.partner_id} · {body.trigger.value}",
         what="migration",
     )
-    return Accepted(id=migration_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("", response_model=list[ProcessSummary])
@@ -226,15 +227,15 @@ def get_decision_record(
 
 @router.get("/{migration_id}", response_model=MigrationStatus)
 async def get_migration(
-    migration_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+    migration_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> MigrationStatus:
     """A migration's live state, including `fallback` {active, until}."""
     workflow_id = contract.migration_workflow_id(migration_id)
-    return await read_state(client, session, principal, workflow_id, MigrationStatus, "migration")
+    return await read_state(temporal, session, principal, workflow_id, MigrationStatus, "migration")
 
 
 async def _step(
-    client: Client,
+    temporal: Temporal,
     session: Session,
     principal: Principal,
     migration_id: str,
@@ -245,7 +246,7 @@ async def _step(
 ) -> MigrationStatus:
     workflow_id = contract.migration_workflow_id(migration_id)
     return await send_step(
-        client,
+        temporal,
         session,
         principal,
         workflow_id,
@@ -263,10 +264,10 @@ async def plan(
     body: MigrationPlan,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> MigrationStatus:
     """Strategy, compatibility, testing and rollback plans (partner; M-4.2)."""
-    return await _step(client, session, principal, migration_id, "plan", body)
+    return await _step(temporal, session, principal, migration_id, "plan", body)
 
 
 @router.post("/{migration_id}/implementation", response_model=MigrationStatus)
@@ -275,10 +276,10 @@ async def implementation(
     body: ImplementationReport,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> MigrationStatus:
     """Development, testing, documentation done (partner; M-4.3)."""
-    return await _step(client, session, principal, migration_id, "implementation", body)
+    return await _step(temporal, session, principal, migration_id, "implementation", body)
 
 
 @router.post("/{migration_id}/documentation", response_model=MigrationStatus)
@@ -287,10 +288,10 @@ async def documentation(
     body: MigrationDocumentation,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> MigrationStatus:
     """The five required documents (partner; M-7.1)."""
-    return await _step(client, session, principal, migration_id, "documentation", body)
+    return await _step(temporal, session, principal, migration_id, "documentation", body)
 
 
 @router.post("/{migration_id}/rollout", response_model=MigrationStatus)
@@ -299,14 +300,14 @@ async def rollout(
     body: RolloutRequest,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> MigrationStatus:
     """The versioned rollout (partner; M-4.5, M-5.2): a tier migration's tier moves here, and
     the fallback stays until completion. `compatibility` names the platform versions it works
     with, stored as the partner's own; a version the matrix does not list, or has retired, is
     refused (E-9.2)."""
     judge = declared_in_matrix(session, body.compatibility)
-    return await _step(client, session, principal, migration_id, "rollout", body, judge=judge)
+    return await _step(temporal, session, principal, migration_id, "rollout", body, judge=judge)
 
 
 @router.post("/{migration_id}/decline", response_model=MigrationStatus)
@@ -314,11 +315,11 @@ async def decline(
     migration_id: str,
     principal: PartnerDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
     body: Withdrawal | None = None,
 ) -> MigrationStatus:
     """Decline an optional migration (partner; M-2.2); refused for required and forced ones."""
-    return await _step(client, session, principal, migration_id, "decline", body or Withdrawal())
+    return await _step(temporal, session, principal, migration_id, "decline", body or Withdrawal())
 
 
 DeciderDep = Annotated[Principal, Depends(require(Role.TSC, Role.CGB))]
@@ -330,9 +331,9 @@ async def fallback_decision(
     body: FallbackDecision,
     principal: DeciderDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> MigrationStatus:
     """TSC's or CGB's decision when the migration's telemetry is unhealthy, or missing, at its
     fallback's end (P-3, M-4.7): `extend` by `months` (within the policy's
     `fallback_max_months`), or `remediate` — what a missed deadline does too."""
-    return await _step(client, session, principal, migration_id, "fallback_decision", body)
+    return await _step(temporal, session, principal, migration_id, "fallback_decision", body)

@@ -160,7 +160,7 @@ async def report_telemetry(
     session: SessionDep,
     policy: PolicyDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> TelemetryRecorded:
     """Record the platform's telemetry of a partner (role `platform` only: evidence comes from
     the platform, never the partner's own report, E-7.1; ops act on nothing). It is what
@@ -205,7 +205,9 @@ async def report_telemetry(
             )
             target = {"tier": escalation.target_tier} if escalation.target_tier else {}
             await start_once(
-                client,
+                temporal,
+                session,
+                None,  # answered as the telemetry it records, the migration named in it
                 contract.MIGRATION,
                 MigrationInput(
                     migration_id=migration_id,

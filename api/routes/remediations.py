@@ -7,11 +7,10 @@ import re
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import Client
 
 from api.deps import (
     CurrentPrincipal,
@@ -19,6 +18,7 @@ from api.deps import (
     Principal,
     SessionDep,
     SettingsDep,
+    Temporal,
     TemporalDep,
     require,
 )
@@ -71,7 +71,8 @@ async def report_violation(
     policy: PolicyDep,
     session: SessionDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
+    response: Response,
 ) -> Accepted:
     """Report a violation (SCO): opens its remediation with the window of its severity (M-9.2);
     a severe one restricts the partner's access at once."""
@@ -79,9 +80,10 @@ async def report_violation(
     if partner is None:
         raise not_found("partner")
     remediation_id = body.id or secrets.token_hex(8)
-    workflow_id = contract.remediation_workflow_id(remediation_id)
-    stage = await start_once(
-        client,
+    return await start_once(
+        temporal,
+        session,
+        response,
         contract.REMEDIATION,
         RemediationInput(
             remediation_id=remediation_id,
@@ -101,7 +103,6 @@ async def report_violation(
         summary=f"Remediation {remediation_id} · partner {partner_id} · {body.severity.value}",
         what="remediation",
     )
-    return Accepted(id=remediation_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("/{remediation_id}/decision-record", response_model=ProcessRecord)
@@ -118,17 +119,17 @@ def get_decision_record(
 
 @router.get("/{remediation_id}", response_model=RemediationStatus)
 async def get_remediation(
-    remediation_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+    remediation_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> RemediationStatus:
     """A remediation's live state: the next step, its deadline, whether access is restricted."""
     workflow_id = contract.remediation_workflow_id(remediation_id)
     return await read_state(
-        client, session, principal, workflow_id, RemediationStatus, "remediation"
+        temporal, session, principal, workflow_id, RemediationStatus, "remediation"
     )
 
 
 async def _step(
-    client: Client,
+    temporal: Temporal,
     session: Session,
     principal: Principal,
     remediation_id: str,
@@ -137,7 +138,7 @@ async def _step(
 ) -> RemediationStatus:
     workflow_id = contract.remediation_workflow_id(remediation_id)
     return await send_step(
-        client, session, principal, workflow_id, update, body, RemediationStatus, "remediation"
+        temporal, session, principal, workflow_id, update, body, RemediationStatus, "remediation"
     )
 
 
@@ -147,9 +148,9 @@ def _route(path: str, update: str, doc: str, who: Role) -> None:
         body: RemediationStep,
         principal: Principal,
         session: SessionDep,
-        client: TemporalDep,
+        temporal: TemporalDep,
     ) -> RemediationStatus:
-        return await _step(client, session, principal, remediation_id, update, body)
+        return await _step(temporal, session, principal, remediation_id, update, body)
 
     # Function-level authorization at the API (the workflow's validator checks again).
     step.__annotations__["principal"] = Annotated[Principal, Depends(require(who))]

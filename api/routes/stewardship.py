@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import (
@@ -56,15 +56,18 @@ async def run_stewardship(
     principal: RunnerDep,
     policy: PolicyDep,
     settings: SettingsDep,
-    client: TemporalDep,
+    session: SessionDep,
+    temporal: TemporalDep,
+    response: Response,
     body: StewardshipRun | None = None,
 ) -> Accepted:
     """Run the annual review now (ops, admin): `stewardship-<year>` unless an id is given.
     Asking again for the same id returns the same review."""
     report_id = (body.id if body else None) or str(utcnow().year)
-    workflow_id = contract.stewardship_workflow_id(report_id)
-    stage = await start_once(
-        client,
+    return await start_once(
+        temporal,
+        session,
+        response,
         contract.STEWARDSHIP,
         StewardshipInput(report_id=report_id, policy=policy, requested_by=principal.actor),
         process_id=report_id,
@@ -74,7 +77,6 @@ async def run_stewardship(
         summary=f"Stewardship review {report_id}",
         what="stewardship review",
     )
-    return Accepted(id=report_id, workflow_id=workflow_id, stage=stage)
 
 
 @router.get("/reports", response_model=list[ProcessSummary])
@@ -93,11 +95,11 @@ def list_reports(
 
 @router.get("/reports/{report_id}", response_model=StewardshipStatus)
 async def get_report(
-    report_id: str, principal: CurrentPrincipal, session: SessionDep, client: TemporalDep
+    report_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> StewardshipStatus:
     """A report's figures and sign-offs."""
     return await read_state(
-        client,
+        temporal,
         session,
         principal,
         contract.stewardship_workflow_id(report_id),
@@ -112,11 +114,11 @@ async def sign_off(
     body: StewardshipSignoff,
     principal: BodyDep,
     session: SessionDep,
-    client: TemporalDep,
+    temporal: TemporalDep,
 ) -> StewardshipStatus:
     """A body signs the report off (M-10.1), once, before the deadline."""
     return await send_step(
-        client,
+        temporal,
         session,
         principal,
         contract.stewardship_workflow_id(report_id),
