@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api import problems
+from api import problems, processes
 from api.deps import no_unknown_query
 from api.limits import BodyLimit, RateLimit
 from api.routes import (
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     app.state.settings = settings
     problems.install(app)
+    processes.install(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])
     for module in (
         partners,

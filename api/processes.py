@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from fastapi import Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +18,7 @@ from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -143,11 +145,16 @@ async def send_step(
         if not decision.allowed:
             raise Problem.refused(decision, f"the {update.replace('_', ' ')} breaks a rule")
     actor = Actor(role=principal.role, token_id=principal.token_id, partner_id=principal.partner_id)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + temporal.wait.total_seconds()
     try:
         # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
-        live: S = await asyncio.wait_for(
-            temporal.client.get_workflow_handle(workflow_id).execute_update(
-                update, Act[Any](actor=actor, body=body), result_type=state_type
+        taken = await asyncio.wait_for(
+            temporal.client.get_workflow_handle(workflow_id).start_update(
+                update,
+                Act[Any](actor=actor, body=body),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=state_type,
             ),
             temporal.wait.total_seconds(),
         )
@@ -167,10 +174,37 @@ async def send_step(
                 raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
             raise not_found(what) from None
         raise
-    # P-8: the step's record — and the projection with it — is stored before its Update
-    # returns, so the answer is what any read shows from now on (or later than it).
+    try:
+        live: S = await asyncio.wait_for(taken.result(), max(give_up - loop.time(), 0.1))
+    except WorkflowUpdateFailedError as exc:
+        raise refusal_problem(exc) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # Taken: it is being recorded and the process goes on; not at rest yet.
+        state = await stored_state(session, principal, workflow_id, state_type, what)
+        raise InProgress(state, retry_after(temporal)) from None
+    # P-8: the Update returns once the step's record is stored and the process is at rest
+    # (its next step open), so the answer is what any read shows from now on.
     stored = await stored_state(session, principal, workflow_id, state_type, what)
     return stored if stored is not None else for_caller(principal, live)
+
+
+class InProgress(Exception):
+    """A step taken (accepted by its workflow) but not at rest within the wait: 202 with
+    what is stored and Retry-After."""
+
+    def __init__(self, state: BaseModel | None, headers: dict[str, str]) -> None:
+        super().__init__("in progress")
+        self.state = state
+        self.headers = headers
+
+
+def install(app: FastAPI) -> None:
+    async def on_in_progress(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InProgress)
+        body = exc.state.model_dump(mode="json") if exc.state is not None else {}
+        return JSONResponse(body, status_code=202, headers=exc.headers)
+
+    app.add_exception_handler(InProgress, on_in_progress)
 
 
 def declared_in_matrix(session: Session, refs: Sequence[PlatformRef]) -> Callable[[], Decision]:

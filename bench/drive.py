@@ -141,7 +141,8 @@ class Driver:
         within: float = 180.0,
     ) -> State:
         """Send one human step until the state shows it done. It is sent only while awaited;
-        a 409 is re-judged on the state (an earlier attempt may have landed)."""
+        a 409 is re-judged on the state (an earlier attempt may have landed), and so is a 202
+        (taken; the process not at rest within the API's wait, P-8)."""
         give_up = time.monotonic() + within
         while True:
             state = await self.state(kind, pid, headers)
@@ -152,7 +153,7 @@ class Driver:
                 resp = await self.call("POST", url, headers=headers, json=body, ok=(200,))
                 if resp.status_code == 200 and done(resp.json()):
                     return dict(resp.json())
-                if resp.status_code not in (200, 409):
+                if resp.status_code not in (200, 202, 409):
                     raise DriveError(f"{url}: {resp.status_code} {resp.text}")
             if time.monotonic() > give_up:
                 brief = {k: state.get(k) for k in ("stage", "status", "step")} if state else None

@@ -539,7 +539,7 @@ async def test_failed_validation_is_remediated_then_revalidated(
     assert events.count("validated") == 8
     assert events.index("remediation_opened") < events.index("remediated")
     state = await mig.send("rollout", Rollout(version="9.9.0"))
-    assert state.stage is MigrationStage.ROLLOUT
+    assert state.stage is MigrationStage.MONITORING  # answered at rest, monitoring (P-8)
     await mig.recorded("stage:Monitoring")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -31,13 +32,16 @@ from store.schemas import TokenCreate
 from store.tables import Process
 from testdata.factories import partner_body, proposal_body, review
 from tests.apistack import Api, eventually, unique
+from tests.conftest import end_runs
 from tests.test_readiness import WorkerProcess, temporal_target
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROVE = {"decision": "approve", "rationale": "sound"}
 
 
-async def test_the_first_step_is_taken_right_after_a_start_answers(api: Api) -> None:
+async def test_the_first_step_is_taken_right_after_a_start_answers(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
     """P-8: each start answers with its first step open — the step sent at once is taken, and
     the read at once shows it: an expansion's reviews, a migration's plan, a remediation's root
     cause, the stewardship sign-offs; a deprecation notice is readable at once."""
@@ -99,6 +103,14 @@ async def test_the_first_step_is_taken_right_after_a_start_answers(api: Api) -> 
     read = await api.http.get(f"/v1/deprecations/{notice['id']}", headers=tsc)
     assert read.status_code == 200, read.text
     assert read.json()["notice"]["version"] == "0.1"
+    started_ids = [
+        f"expansion-{eid}",
+        f"migration-{mid}",
+        f"remediation-{rid}",
+        f"stewardship-{report}",
+        f"deprecation-{notice['id']}",
+    ]
+    await end_runs(api.env.client, started_ids, request.node.name)  # the corpus: P-8's runs
 
 
 async def live_equals_stored(api: Api, path: str, workflow_id: str) -> bool:
@@ -114,10 +126,14 @@ async def live_equals_stored(api: Api, path: str, workflow_id: str) -> bool:
     return bool(await eventually(same, within=10))
 
 
-async def test_a_steps_answer_is_what_the_next_read_shows(api: Api) -> None:
-    """P-8: each review's and vote's answer is what a read right after it shows — the same
-    document while the step still awaits others, and at least the step once it moved on; and
-    whenever the run is parked the projection is the workflow's state, field for field."""
+async def test_a_steps_answer_is_what_the_next_read_shows(
+    api: Api, request: pytest.FixtureRequest
+) -> None:
+    """P-8, submission to release with no wait in between: each step is sent right after the
+    previous answer and taken; each answer comes once the process is at rest — the next step
+    open (the last review's answer awaits the votes), the release's in Monitoring — and is
+    exactly what a read right after it shows; the projection is then the workflow's own state,
+    field for field."""
     acme = await api.partner(unique("rw"))
     bodies = {b: api.token(b.value) for b in Body}
     eid = unique("agree")
@@ -126,33 +142,37 @@ async def test_a_steps_answer_is_what_the_next_read_shows(api: Api) -> None:
     assert started.status_code == 202, started.text
     assert await live_equals_stored(api, path, f"expansion-{eid}")
 
-    for n, (body, headers) in enumerate(bodies.items(), 1):
-        answer = await api.http.post(f"{path}/reviews", json=review(body), headers=headers)
+    async def step(route: str, body: dict[str, Any], who: dict[str, str]) -> dict[str, Any]:
+        answer = await api.http.post(f"{path}/{route}", json=body, headers=who)
         assert answer.status_code == 200, answer.text
-        read = (await api.http.get(path, headers=headers)).json()
-        assert body.value in answer.json()["reviews"] and body.value in read["reviews"]
-        if n < len(bodies):
-            assert read == answer.json()
+        read = await api.http.get(path, headers=who)
+        assert read.json() == answer.json()
+        return dict(answer.json())
 
-    async def voting() -> bool:
-        return bool((await api.http.get(path, headers=acme)).json()["step"] == "votes")
-
-    assert await eventually(voting)
+    for body, headers in bodies.items():
+        state = await step("reviews", review(body), headers)
+    assert (state["stage"], state["step"]) == ("Approval", "votes")
     assert await live_equals_stored(api, path, f"expansion-{eid}")
-    for n, (body, headers) in enumerate(bodies.items(), 1):
-        answer = await api.http.post(f"{path}/votes", json=APPROVE, headers=headers)
-        assert answer.status_code == 200, answer.text
-        read = (await api.http.get(path, headers=headers)).json()
-        assert body.value in answer.json()["votes"] and body.value in read["votes"]
-        if n < len(bodies):
-            assert read == answer.json()
-
-    async def integrating() -> bool:
-        return bool((await api.http.get(path, headers=acme)).json()["step"] == "integration_plan")
-
-    assert await eventually(integrating)
+    for headers in bodies.values():
+        state = await step("votes", APPROVE, headers)
+    assert (state["stage"], state["step"]) == ("Integration", "integration_plan")
+    assert state["decision"]["outcome"] == "approved"
+    plan = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "canary"}
+    state = await step("integration-plan", plan, acme)
+    assert state["step"] == "implementation"
+    report = {"development": "PR-9", "testing": "CI-9", "documentation": "DOC-9"}
+    state = await step("implementation", report, acme)
+    assert (state["stage"], state["step"]) == ("Release", "release")
+    release = {
+        "version": "1.2.0",
+        "migration_guide": "docs/1.2",
+        "fallback_behaviour": "1.1 read-only",
+        "compatibility": [{"kind": "runtime", "name": "kwanus-runtime", "version": "3.0"}],
+    }
+    state = await step("release", release, acme)
+    assert (state["stage"], state["step"]) == ("Monitoring", None)
     assert await live_equals_stored(api, path, f"expansion-{eid}")
-    await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+    await end_runs(api.env.client, [f"expansion-{eid}"], request.node.name)
 
 
 def test_the_projection_keeps_the_later_of_two_events_of_one_instant(db: Database) -> None:

@@ -105,6 +105,9 @@ class Ledger:
         # open — it is, once that record is stored — so a read of the projection after the
         # opening answers with the step a caller may send (P-8).
         self.opening: dict[str, Any] = {}
+        # Times the run came to rest — a step opened, a stepless wait began (monitoring, a
+        # remediation awaited) or the process closed: what a step's Update waits for (P-8).
+        self.settles = 0
 
     @classmethod
     def of(cls, process: ProcessKind, state: Callable[[], Tracked], *, policy: int) -> Ledger:
@@ -180,6 +183,10 @@ class Ledger:
 
     async def emit(self, step: str, event: str, **fields: Unpack[Fields]) -> None:
         await self.write(self.now_event(step, event, **fields))
+
+    def settled(self) -> None:
+        """The run has come to rest: what it awaits now is on record (P-8)."""
+        self.settles += 1
 
     def show(self, *, stage: str, status: ProcessStatus, awaiting: list[Awaiting]) -> None:
         """Search attributes and current details: ops read them without decoding payloads.
@@ -275,6 +282,7 @@ async def monitor(
     when the server suggests it, the checks so far carried in `resume()`'s state."""
     last = since
     while going(last):
+        ledger.settled()  # on its timer: a step's Update that led here answers (P-8)
         if checks:
             await continue_as_new_if_suggested(resume)
         wait = pause()

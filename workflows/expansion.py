@@ -327,24 +327,25 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="review")
     async def review(self, act: Act[Review]) -> ExpansionStatus:
-        body = Body(act.actor.role.value)
-        self._once(body, self.state.reviews, "E-2.2", "reviewed")  # raced past the validator
-        self.state.reviews[body] = ReviewRecord(
-            review=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        self.steps.show()
-        rules = sorted({CRITERIA[c][1] for c in act.body.criteria} | {"E-2.2"})
-        await self.ledger.emit(
-            f"review:{body.value}",
-            "reviewed",
-            actor=act.actor.name,
-            rules=rules + (["E-5.2"] if act.body.forbidden else []),
-            data={
-                "criteria": {k: v.value for k, v in act.body.criteria.items()},
-                "recommendation": act.body.recommendation.value,
-                "forbidden": [f.value for f in act.body.forbidden],
-            },
-        )
+        async with self.steps.taking():
+            body = Body(act.actor.role.value)
+            self._once(body, self.state.reviews, "E-2.2", "reviewed")  # raced past the validator
+            self.state.reviews[body] = ReviewRecord(
+                review=act.body, actor=act.actor.name, at=workflow.now()
+            )
+            self.steps.show()
+            rules = sorted({CRITERIA[c][1] for c in act.body.criteria} | {"E-2.2"})
+            await self.ledger.emit(
+                f"review:{body.value}",
+                "reviewed",
+                actor=act.actor.name,
+                rules=rules + (["E-5.2"] if act.body.forbidden else []),
+                data={
+                    "criteria": {k: v.value for k, v in act.body.criteria.items()},
+                    "recommendation": act.body.recommendation.value,
+                    "forbidden": [f.value for f in act.body.forbidden],
+                },
+            )
         return self.state
 
     @review.validator
@@ -357,19 +358,20 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="plans")
     async def plans(self, act: Act[Plans]) -> ExpansionStatus:
-        self.state.plans.update(act.body.given())
-        if self.state.risk is not None:
-            self.state.risk = self.state.risk.model_copy(
-                update={"missing_plans": tuple(self._missing_risk_plans())}
+        async with self.steps.taking():
+            self.state.plans.update(act.body.given())
+            if self.state.risk is not None:
+                self.state.risk = self.state.risk.model_copy(
+                    update={"missing_plans": tuple(self._missing_risk_plans())}
+                )
+            self.steps.show()
+            await self.ledger.emit(
+                f"plans:{len(self.state.plans)}",
+                "plans_submitted",
+                actor=act.actor.name,
+                rules=["E-2.3", "E-5.1"],
+                data={"plans": sorted(act.body.given())},
             )
-        self.steps.show()
-        await self.ledger.emit(
-            f"plans:{len(self.state.plans)}",
-            "plans_submitted",
-            actor=act.actor.name,
-            rules=["E-2.3", "E-5.1"],
-            data={"plans": sorted(act.body.given())},
-        )
         return self.state
 
     @plans.validator
@@ -380,17 +382,20 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="vote")
     async def vote(self, act: Act[Vote]) -> ExpansionStatus:
-        body = Body(act.actor.role.value)
-        self._once(body, self.state.votes, "E-2.4", "voted")  # raced past the validator
-        self.state.votes[body] = VoteRecord(vote=act.body, actor=act.actor.name, at=workflow.now())
-        self.steps.show()
-        await self.ledger.emit(
-            f"vote:{body.value}",
-            "voted",
-            actor=act.actor.name,
-            rules=["E-2.4"] + (["E-10.2"] if act.body.long_term_harm else []),
-            data={"decision": act.body.decision.value, "rationale": act.body.rationale},
-        )
+        async with self.steps.taking():
+            body = Body(act.actor.role.value)
+            self._once(body, self.state.votes, "E-2.4", "voted")  # raced past the validator
+            self.state.votes[body] = VoteRecord(
+                vote=act.body, actor=act.actor.name, at=workflow.now()
+            )
+            self.steps.show()
+            await self.ledger.emit(
+                f"vote:{body.value}",
+                "voted",
+                actor=act.actor.name,
+                rules=["E-2.4"] + (["E-10.2"] if act.body.long_term_harm else []),
+                data={"decision": act.body.decision.value, "rationale": act.body.rationale},
+            )
         return self.state
 
     @vote.validator
@@ -403,7 +408,8 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="integration_plan")
     async def integration_plan(self, act: Act[IntegrationPlan]) -> ExpansionStatus:
-        await self.steps.take("integration_plan", act, rules=["E-2.5"])
+        async with self.steps.taking():
+            await self.steps.take("integration_plan", act, rules=["E-2.5"])
         return self.state
 
     @integration_plan.validator
@@ -412,7 +418,8 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="implementation")
     async def implementation(self, act: Act[ImplementationReport]) -> ExpansionStatus:
-        await self.steps.take("implementation", act, rules=["E-2.6"])
+        async with self.steps.taking():
+            await self.steps.take("implementation", act, rules=["E-2.6"])
         return self.state
 
     @implementation.validator
@@ -421,9 +428,10 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="release")
     async def release(self, act: Act[Release]) -> ExpansionStatus:
-        await self.steps.take(
-            "release", act, rules=["E-2.7", "E-9.1"], data={"version": act.body.version}
-        )
+        async with self.steps.taking():
+            await self.steps.take(
+                "release", act, rules=["E-2.7", "E-9.1"], data={"version": act.body.version}
+            )
         return self.state
 
     @release.validator
@@ -432,9 +440,10 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="outcome_review")
     async def outcome_review(self, act: Act[OutcomeReview]) -> ExpansionStatus:
-        await self.steps.take(
-            "outcome_review", act, rules=["E-12.1"], data={"outcome": act.body.outcome}
-        )
+        async with self.steps.taking():
+            await self.steps.take(
+                "outcome_review", act, rules=["E-12.1"], data={"outcome": act.body.outcome}
+            )
         return self.state
 
     @outcome_review.validator
@@ -445,23 +454,24 @@ class PartnerExpansion(Watch):
     @workflow.update(name="monitoring_decision")
     async def monitoring_decision(self, act: Act[MonitoringDecision]) -> ExpansionStatus:
         """CGB decides; SCO's is a recommendation, on record for CGB (as with reviews)."""
-        record: StepRecord[MonitoringDecision] = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        n = len(self.state.monitoring_decisions) + 1
-        if act.actor.role is Role.SCO:
-            self.state.monitoring_recommendations.append(record)
-            event, step = "monitoring_recommended", f"monitoring_recommended:{n}"
-        else:
-            self.state.monitoring_decisions.append(record)
-            event, step = "monitoring_decided", f"monitoring_decided:{n}"
-        await self.ledger.emit(
-            step,
-            event,
-            actor=act.actor.name,
-            rules=["E-12.1", "P-3"],
-            data={"decision": act.body.decision, "rationale": act.body.rationale},
-        )
+        async with self.steps.taking():
+            record: StepRecord[MonitoringDecision] = StepRecord(
+                body=act.body, actor=act.actor.name, at=workflow.now()
+            )
+            n = len(self.state.monitoring_decisions) + 1
+            if act.actor.role is Role.SCO:
+                self.state.monitoring_recommendations.append(record)
+                event, step = "monitoring_recommended", f"monitoring_recommended:{n}"
+            else:
+                self.state.monitoring_decisions.append(record)
+                event, step = "monitoring_decided", f"monitoring_decided:{n}"
+            await self.ledger.emit(
+                step,
+                event,
+                actor=act.actor.name,
+                rules=["E-12.1", "P-3"],
+                data={"decision": act.body.decision, "rationale": act.body.rationale},
+            )
         return self.state
 
     @monitoring_decision.validator
@@ -476,15 +486,16 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="withdraw")
     async def withdraw(self, act: Act[Withdrawal]) -> ExpansionStatus:
-        self.withdrawal = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        await self.steps.close(
-            ProcessStatus.WITHDRAWN,
-            "withdrawn",
-            actor=act.actor.name,
-            rules=["E-12.1"],
-            data={"reason": act.body.reason, "during": self.state.step},
-            end_run=False,  # the run sees the status and ends itself
-        )
+        async with self.steps.taking():
+            self.withdrawal = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+            await self.steps.close(
+                ProcessStatus.WITHDRAWN,
+                "withdrawn",
+                actor=act.actor.name,
+                rules=["E-12.1"],
+                data={"reason": act.body.reason, "during": self.state.step},
+                end_run=False,  # the run sees the status and ends itself
+            )
         return self.state
 
     @withdraw.validator
@@ -498,7 +509,8 @@ class PartnerExpansion(Watch):
 
     @workflow.update(name="extend_deadline")
     async def extend_deadline(self, act: Act[DeadlineExtension]) -> ExpansionStatus:
-        await self.steps.extend(act)
+        async with self.steps.taking():
+            await self.steps.extend(act)
         return self.state
 
     @extend_deadline.validator

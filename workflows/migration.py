@@ -340,7 +340,8 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="plan")
     async def plan(self, act: Act[MigrationPlan]) -> MigrationStatus:
-        await self.steps.take("plan", act, rules=["M-4.2"])
+        async with self.steps.taking():
+            await self.steps.take("plan", act, rules=["M-4.2"])
         return self.state
 
     @plan.validator
@@ -349,7 +350,8 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="implementation")
     async def implementation(self, act: Act[ImplementationReport]) -> MigrationStatus:
-        await self.steps.take("implementation", act, rules=["M-4.3"])
+        async with self.steps.taking():
+            await self.steps.take("implementation", act, rules=["M-4.3"])
         return self.state
 
     @implementation.validator
@@ -358,7 +360,8 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="documentation")
     async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:
-        await self.steps.take("documentation", act, rules=["M-7.1"])
+        async with self.steps.taking():
+            await self.steps.take("documentation", act, rules=["M-7.1"])
         return self.state
 
     @documentation.validator
@@ -367,13 +370,18 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="rollout")
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:
-        self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        if not workflow.patched(ROLLOUT_PATCH):
-            await legacy.rollout_to_the_matrix(self.ledger, act, self.state.fallback.active)
-            return self.state
-        # M-4.5: the rollout takes effect with its record — the partner's declared
-        # compatibility (E-9.2) and a tier migration's tier, judged against the tier now
-        # (E-7.1, E-7.2); the fallback stays until completion.
+        async with self.steps.taking():
+            self.state.rollout = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+            if workflow.patched(ROLLOUT_PATCH):
+                await self._roll_out(act)
+            else:
+                await legacy.rollout_to_the_matrix(self.ledger, act, self.state.fallback.active)
+        return self.state
+
+    async def _roll_out(self, act: Act[Rollout]) -> None:
+        """M-4.5: the rollout takes effect with its record — the partner's declared
+        compatibility (E-9.2) and a tier migration's tier, judged against the tier now (E-7.1,
+        E-7.2); the fallback stays until completion."""
         tier = self.inp.target.get("tier") if self.inp.type_ is MigrationType.TIER else None
         event = self.ledger.now_event(
             "rollout",
@@ -398,7 +406,6 @@ class PartnerMigration(Outcomes):
             ),
             summary="roll out" + (f": tier {tier}" if tier else ""),
         )
-        return self.state
 
     @rollout.validator
     def _check_rollout(self, act: Act[Rollout]) -> None:
@@ -406,21 +413,22 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="fallback_decision")
     async def fallback_decision(self, act: Act[FallbackDecision]) -> MigrationStatus:
-        record: StepRecord[FallbackDecision] = StepRecord(
-            body=act.body, actor=act.actor.name, at=workflow.now()
-        )
-        self.state.fallback_decisions.append(record)
-        await self.ledger.emit(
-            f"fallback_decided:{len(self.state.fallback_decisions)}",
-            "fallback_decided",
-            actor=act.actor.name,
-            rules=["M-4.7", "P-3"],
-            data={
-                "decision": act.body.decision,
-                "months": act.body.months,
-                "rationale": act.body.rationale,
-            },
-        )
+        async with self.steps.taking():
+            record: StepRecord[FallbackDecision] = StepRecord(
+                body=act.body, actor=act.actor.name, at=workflow.now()
+            )
+            self.state.fallback_decisions.append(record)
+            await self.ledger.emit(
+                f"fallback_decided:{len(self.state.fallback_decisions)}",
+                "fallback_decided",
+                actor=act.actor.name,
+                rules=["M-4.7", "P-3"],
+                data={
+                    "decision": act.body.decision,
+                    "months": act.body.months,
+                    "rationale": act.body.rationale,
+                },
+            )
         return self.state
 
     @fallback_decision.validator
@@ -438,16 +446,17 @@ class PartnerMigration(Outcomes):
 
     @workflow.update(name="decline")
     async def decline(self, act: Act[Withdrawal]) -> MigrationStatus:
-        self.state.declined = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
-        self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
-        await self.steps.close(
-            ProcessStatus.DECLINED,
-            "declined",
-            actor=act.actor.name,
-            rules=["M-2.2"],
-            data={"reason": act.body.reason},
-            end_run=False,
-        )
+        async with self.steps.taking():
+            self.state.declined = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
+            self.state.fallback = Fallback(active=False, until=self.state.fallback.until)
+            await self.steps.close(
+                ProcessStatus.DECLINED,
+                "declined",
+                actor=act.actor.name,
+                rules=["M-2.2"],
+                data={"reason": act.body.reason},
+                end_run=False,
+            )
         return self.state
 
     @decline.validator

@@ -185,7 +185,9 @@ class Remediation:
 
     @workflow.update(name="root_cause")
     async def root_cause(self, act: Act[RemediationStep]) -> RemediationStatus:
-        return await self._take("root_cause", act)
+        async with self.steps.taking():
+            await self._take("root_cause", act)
+        return self.state
 
     @root_cause.validator
     def _check_root_cause(self, act: Act[RemediationStep]) -> None:
@@ -193,7 +195,9 @@ class Remediation:
 
     @workflow.update(name="plan")
     async def plan(self, act: Act[RemediationStep]) -> RemediationStatus:
-        return await self._take("plan", act)
+        async with self.steps.taking():
+            await self._take("plan", act)
+        return self.state
 
     @plan.validator
     def _check_plan(self, act: Act[RemediationStep]) -> None:
@@ -201,7 +205,9 @@ class Remediation:
 
     @workflow.update(name="fixes")
     async def fixes(self, act: Act[RemediationStep]) -> RemediationStatus:
-        return await self._take("fixes", act)
+        async with self.steps.taking():
+            await self._take("fixes", act)
+        return self.state
 
     @fixes.validator
     def _check_fixes(self, act: Act[RemediationStep]) -> None:
@@ -210,8 +216,14 @@ class Remediation:
     @workflow.update(name="review")
     async def review(self, act: Act[RemediationStep]) -> RemediationStatus:
         """SCO's re-validation (M-9.1 step 4); a failed one sends the partner back to fixes."""
-        if act.body.passed:
-            return await self._take("revalidation", act)
+        async with self.steps.taking():
+            if act.body.passed:
+                await self._take("revalidation", act)
+            else:
+                await self._revalidation_failed(act)
+        return self.state
+
+    async def _revalidation_failed(self, act: Act[RemediationStep]) -> None:
         self.state.steps.pop("fixes", None)
         self.failed_revalidations += 1
         self._refresh()
@@ -222,7 +234,6 @@ class Remediation:
             rules=["M-9.1"],
             data={"summary": act.body.summary},
         )
-        return self.state
 
     @review.validator
     def _check_review(self, act: Act[RemediationStep]) -> None:

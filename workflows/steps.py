@@ -14,7 +14,8 @@ shows its end at once, the migration with its next stage) the engine keeps both 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -117,6 +118,8 @@ class Steps:
         self.extensions = 0
         self.opened = False  # a step has opened in this process (a continued run: set by it)
         self.closed = False  # its closing record is stored
+        self.current: Step | None = None  # the step being awaited
+        self.takers = 0  # step Updates taking their step now (not yet recorded)
 
     # --- what ops, the API and the validators see ------------------------------------------
 
@@ -184,6 +187,7 @@ class Steps:
         step escalates as the step says. Returns whether it was done."""
         self.ensure_active()
         opened = step.opened or workflow.now()
+        self.current = step
         self.actors = step.actors
         self.deadline = step.due or workflow.now() + step.window.period
         self.show()
@@ -197,6 +201,7 @@ class Steps:
             elif self.state.status is ProcessStatus.ACTIVE:
                 self.state.step = step.name
             self.opened = True
+            self.ledger.settled()
 
         record = step.opening or partial(
             self.ledger.emit,
@@ -220,8 +225,11 @@ class Steps:
             lambda: self._wait(step, opened),
             show=self.show if self.show_opened else None,
         )
-        # The step's own events (reviews, votes...) are written before the process moves on.
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        # The step's own events (reviews, votes...) are written before the process moves on:
+        # every Update taking a step counts itself (`takers`) — the same handlers as
+        # `all_handlers_finished` counted before, less those waiting for the run to rest.
+        await workflow.wait_condition(lambda: self.takers == 0)
+        self.current = None
         self.ensure_active()
         done = step.done()
         missing = [a.actor for a in step.actors()]
@@ -363,10 +371,29 @@ class Steps:
             f"finished:{status.value}", event, actor=actor, rules=rules, data=data
         )
         self.closed = True
+        self.ledger.settled()
         if end_run and status is not ProcessStatus.COMPLETED:
             raise Ended
 
-    # --- a start's answer (P-8) -------------------------------------------------------------
+    # --- answers (P-8) ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def taking(self) -> AsyncIterator[None]:
+        """Around a step's Update: counted while it takes the step (the process moves on once
+        the step is recorded); then, when the step is done and the process will move on, it
+        returns only once the process has come to rest — its next step open, a stepless wait
+        begun or the process closed — so its answer says what may be sent next (P-8). Runs
+        whose Updates answered before (no SETTLE_PATCH) answer at once, as their histories say."""
+        self.takers += 1
+        try:
+            yield
+        finally:
+            self.takers -= 1
+        step = self.current
+        if step is None or not step.done() or not workflow.patched(SETTLE_PATCH):
+            return
+        rested = self.ledger.settles
+        await workflow.wait_condition(lambda: self.ledger.settles > rested)
 
     async def first_step(self) -> None:
         """What a start waits for before it answers: the process's first step open (its record
@@ -404,6 +431,9 @@ async def wait_with_deadline(
                 await on_reminder()
     return True
 
+
+# Runs whose step Updates answered once recorded replay so; new ones answer once at rest (P-8).
+SETTLE_PATCH = "step-answers-once-at-rest"
 
 # Runs that opened a step before record_and_wait existed replay without it.
 STEP_OPENS_PATCH = "step-wait-starts-with-its-record"

@@ -124,15 +124,17 @@ class StewardshipReview:
 
     @workflow.update(name="signoff")
     async def signoff(self, act: Act[StewardshipSignoff]) -> StewardshipStatus:
-        body = Body(act.actor.role.value)
-        self.state.signoffs[body] = Signoff(
-            notes=act.body.notes, actor=act.actor.role.value, at=workflow.now()
-        )
-        assert self.ledger is not None and self.steps is not None
-        self.steps.show()
-        await self.ledger.emit(
-            f"signoff:{body.value}", "signed_off_by", actor=body.value, rules=["M-10.1"]
-        )
+        assert self.steps is not None
+        async with self.steps.taking():
+            body = Body(act.actor.role.value)
+            self.state.signoffs[body] = Signoff(
+                notes=act.body.notes, actor=act.actor.role.value, at=workflow.now()
+            )
+            assert self.ledger is not None
+            self.steps.show()
+            await self.ledger.emit(
+                f"signoff:{body.value}", "signed_off_by", actor=body.value, rules=["M-10.1"]
+            )
         return self.state
 
     @signoff.validator

@@ -213,8 +213,8 @@ def get_decision_record(
 async def get_expansion(
     expansion_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> ExpansionStatus:
-    """An expansion's live state (the workflow's `status` query); from the store once the run
-    has closed and left Temporal's retention, or while no worker answers."""
+    """An expansion's state, from the store (P-8): what every answer of its steps said, or
+    later — while its run lives, after it left Temporal's retention, with or without workers."""
     workflow_id = contract.expansion_workflow_id(expansion_id)
     return await read_state(temporal, session, principal, workflow_id, ExpansionStatus, "expansion")
 

@@ -229,7 +229,7 @@ def get_decision_record(
 async def get_migration(
     migration_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> MigrationStatus:
-    """A migration's live state, including `fallback` {active, until}."""
+    """A migration's state, from the store (P-8), including `fallback` {active, until}."""
     workflow_id = contract.migration_workflow_id(migration_id)
     return await read_state(temporal, session, principal, workflow_id, MigrationStatus, "migration")
 

@@ -121,7 +121,8 @@ def get_decision_record(
 async def get_remediation(
     remediation_id: str, principal: CurrentPrincipal, session: SessionDep, temporal: TemporalDep
 ) -> RemediationStatus:
-    """A remediation's live state: the next step, its deadline, whether access is restricted."""
+    """A remediation's state, from the store (P-8): the next step, its deadline, whether access
+    is restricted."""
     workflow_id = contract.remediation_workflow_id(remediation_id)
     return await read_state(
         temporal, session, principal, workflow_id, RemediationStatus, "remediation"
