@@ -1,10 +1,13 @@
-"""The bare-Temporal side of the benchmark: two trivial workflows and a bare worker that runs them
-on its own task queue, against the same dev server as the product, in the same run.
+"""The bare-Temporal side of the benchmark: three trivial workflows and a bare worker that runs
+them on its own task queue, against the same dev server as the product, in the same run.
 
 - `BenchTrivial` returns its argument: the floor of "start a workflow and have a worker run its
   first task" (the fan-out baseline).
 - `BenchParked` sleeps on one durable timer: the floor of "a process parked for a year" (the
   parked-processes baseline: worker memory, server database, restart).
+- `BenchSteps` takes any number of `step` Updates, each accepted at once (no stage to wait for),
+  answers a `status` query with the steps taken, and ends on a `close` signal: the floor of
+  "submit, then take the first step" and "take a step, then read it" (issue 19, read-your-writes).
 
 Run as its own process (`python -m bench.baseline --address … --task-queue …`), so its memory and
 CPU are measured apart from the bench driver, like the product worker's.
@@ -43,6 +46,31 @@ class Parked:
         await workflow.sleep(timedelta(days=days))
 
 
+@workflow.defn(name="BenchSteps")
+class Steps:
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.closed = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.closed)
+        return self.steps
+
+    @workflow.update
+    def step(self, name: str) -> list[str]:
+        self.steps.append(name)
+        return list(self.steps)
+
+    @workflow.query
+    def status(self) -> list[str]:
+        return list(self.steps)
+
+    @workflow.signal
+    def close(self) -> None:
+        self.closed = True
+
+
 async def serve(address: str, namespace: str, task_queue: str, max_cached: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,7 +80,7 @@ async def serve(address: str, namespace: str, task_queue: str, max_cached: int) 
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[Trivial, Parked],
+        workflows=[Trivial, Parked, Steps],
         max_cached_workflows=max_cached,
     )
     async with worker:

@@ -79,7 +79,8 @@ class Harness:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
         a = self.args
-        seeded = seed(self.db, partners=a.partners, expansions=a.proposals + a.votes + a.inbox)
+        expansions = a.proposals + a.votes + a.inbox + a.submissions
+        seeded = seed(self.db, partners=a.partners, expansions=expansions)
         self.headers, self.actors, self.policy = seeded.headers, seeded.actors, seeded.policy
         self.log(
             f"stack up: temporal {self.procs.settings.temporal_address}, api {self.procs.api_url}"

@@ -14,6 +14,9 @@ Scenarios (bench/RESULTS.md defines each baseline):
   fanout     POST /v1/deprecations reaching every partner vs bare `start_workflow` of a trivial one
   parked     the fan-out's migrations parked on their timers: worker RSS, server DB, restart
   reads      GET /v1/migrations (partner, stage), /v1/me/pending vs bare visibility list calls
+  ryw        issue 19, read-your-writes: POST /v1/expansions latency, submission → first review
+             accepted (409s retried, counted), a review then GET until it shows (stale reads
+             counted) vs bare start_workflow / execute_update / query on a trivial workflow
 
 This module is the command; the stack and its bookkeeping are bench/harness.py, the seeding
 bench/seed.py, each scenario a module of bench/scenarios/, the printout bench/report.py.
@@ -32,10 +35,10 @@ from pathlib import Path
 
 from bench.harness import Harness
 from bench.report import report
-from bench.scenarios import fanout, lifecycle, parked, reads, votes
+from bench.scenarios import fanout, lifecycle, parked, reads, ryw, votes
 from kwanus.settings import Settings
 
-SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads")
+SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads", "ryw")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -59,6 +62,9 @@ async def run(args: argparse.Namespace) -> int:
                 await parked.run(h, fanned)
         if "reads" in only:
             await reads.run(h)
+        if "ryw" in only:
+            # Last: its expansions stay open awaiting votes, which would change the inbox reads.
+            await ryw.run(h)
     finally:
         print(report(args, h.rows, h.profiles, h.notes, time.monotonic() - t0), flush=True)
         h.procs.stop()
@@ -76,6 +82,9 @@ def main() -> None:
     parser.add_argument("--inbox", type=int, default=40, help="expansions in the bodies' inbox")
     parser.add_argument("--samples", type=int, default=300, help="requests per read")
     parser.add_argument(
+        "--submissions", type=int, default=40, help="read-your-writes submissions, a side"
+    )
+    parser.add_argument(
         "--max-cached",
         type=int,
         default=Settings.model_fields["max_cached_workflows"].default,
@@ -86,11 +95,14 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma list of {','.join(SCENARIOS)}")
     parser.add_argument("--state-dir", default="", help="default: a new temporary folder")
     parser.add_argument(
-        "--quick", action="store_true", help="500 partners, 10 proposals, 10 vote twins"
+        "--quick",
+        action="store_true",
+        help="500 partners, 10 proposals, 10 vote twins, 20 submissions",
     )
     args = parser.parse_args()
     if args.quick:
         args.partners, args.proposals, args.votes, args.inbox, args.samples = 500, 10, 10, 10, 100
+        args.submissions = 20
     code = 1
     try:
         code = asyncio.run(run(args))

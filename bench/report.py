@@ -21,7 +21,8 @@ def report(
     lines = [
         "",
         f"KWANUS bench — partners {a.partners} (parked = the fan-out's migrations), "
-        f"proposals {a.proposals}, vote twins {a.votes}, read samples {a.samples}; "
+        f"proposals {a.proposals}, vote twins {a.votes}, read samples {a.samples}, "
+        f"submissions {a.submissions}; "
         f"worker cache {a.max_cached}, fan-out batch {a.fanout_batch}; "
         f"{os.cpu_count()} cores; wall {wall:.0f} s",
         "",
