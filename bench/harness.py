@@ -63,11 +63,21 @@ class Harness:
         self.log(f"state in {self.procs.settings.state_dir}")
         self.procs.prepare()
         await self.procs.start_server()
-        self.client = await Client.connect(
-            self.procs.settings.temporal_address,
-            namespace=self.procs.settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
+        # The port opens before the frontend is healthy: connecting then fails ("Frontend is
+        # not healthy yet"), so the connection is tried again for a while.
+        give_up = time.monotonic() + 60
+        while True:
+            try:
+                self.client = await Client.connect(
+                    self.procs.settings.temporal_address,
+                    namespace=self.procs.settings.temporal_namespace,
+                    data_converter=pydantic_data_converter,
+                )
+                break
+            except RuntimeError:
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.2)
         await wait_for_temporal(self.client)
         await self.start_worker()
         await self.procs.start_api()
