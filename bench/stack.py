@@ -2,8 +2,11 @@
 worker (`kwanus worker`) and the API (`kwanus api`), each a child process started the way
 `kwanus dev` starts it (`app.dev.Stack`, `temporal_command`, `child_env`) on free loopback
 ports in a private state folder. Any of them can be SIGKILLed or SIGTERMed and started again —
-the server on the same database file and port. Shared by the crash tests
-(tests/test_crash.py) and the soak (bench/soak.py)."""
+the server on the same database file and port. Several workers and APIs can run at once on the
+one server and database (`workers=`, `apis=`: production's topology); the first of each keeps
+the names and log files a single one has (`worker`, `api`), the others are numbered (`worker-2`,
+`api-2`, each API on its own port). Shared by the crash tests (tests/test_crash.py) and the soak
+(bench/soak.py)."""
 
 from __future__ import annotations
 
@@ -41,9 +44,19 @@ class StackError(Exception):
     """A child process did not come up, or died while it should be running."""
 
 
+def worker_name(index: int) -> str:
+    """The name (and log file) of the `index`-th worker: `worker`, `worker-2`, …"""
+    return "worker" if index == 0 else f"worker-{index + 1}"
+
+
+def api_name(index: int) -> str:
+    return "api" if index == 0 else f"api-{index + 1}"
+
+
 class Processes:
     """One private stack. Start order: `prepare()` (schema, admin token), `start_server()`,
-    `start_worker()`, `start_api()`; `stop()` ends what is still running."""
+    `start_worker()`, `start_api()`; `stop()` ends what is still running. With `workers=` or
+    `apis=` above 1, `start_worker(i)` / `start_api(i)` start each (index 0 is the first)."""
 
     def __init__(
         self,
@@ -52,6 +65,8 @@ class Processes:
         database_url: str = "",
         task_queue: str = "kwanus-governance",
         out: Callable[[str], None] = print,
+        workers: int = 1,
+        apis: int = 1,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         temporal_port = free_port()
@@ -72,14 +87,30 @@ class Processes:
         )
         self.binary = binaries.temporal_cli(self.settings.temporal_bin)
         self.server: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes] | None] = [None] * workers
+        self.apis: list[subprocess.Popen[bytes] | None] = [None] * apis
+        # The first API on the settings' port (KWANUS_API_PORT), the others each on its own.
+        self.api_ports = [self.settings.api_port, *(free_port() for _ in range(apis - 1))]
         self.worker_starts = 0
+        self.worker_starts_by_index = [0] * workers
         self.server_starts = 0
 
     @property
+    def worker(self) -> subprocess.Popen[bytes] | None:
+        """The first worker (the only one, unless `workers=` said more)."""
+        return self.workers[0]
+
+    @property
+    def api(self) -> subprocess.Popen[bytes] | None:
+        return self.apis[0]
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+        return self.api_urls[0]
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://{self.settings.api_host}:{port}" for port in self.api_ports]
 
     @property
     def logs(self) -> Path:
@@ -111,26 +142,28 @@ class Processes:
 
     # --- the worker ------------------------------------------------------------------------
 
-    async def start_worker(self) -> subprocess.Popen[bytes]:
-        """Start a worker process and return once it polls the task queue."""
-        log = self.logs / "worker.log"
+    async def start_worker(self, index: int = 0) -> subprocess.Popen[bytes]:
+        """Start a worker process (the `index`-th) and return once it polls the task queue."""
+        name = worker_name(index)
+        log = self.logs / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        proc = self._spawn("worker", [sys.executable, "-m", "app.cli", "worker"])
-        self.worker = proc
+        proc = self._spawn(name, [sys.executable, "-m", "app.cli", "worker"])
+        self.workers[index] = proc
         self.worker_starts += 1
+        self.worker_starts_by_index[index] += 1
 
         def polling() -> bool:
             with log.open("rb") as fh:
                 fh.seek(offset)
                 return WORKER_READY in fh.read()
 
-        await self._until("worker", polling, 60, proc)
+        await self._until(name, polling, 60, proc)
         return proc
 
-    def kill_worker(self) -> int:
+    def kill_worker(self, index: int = 0) -> int:
         """SIGKILL the worker: in-flight activities and workflow tasks die with it."""
-        proc = self.worker
-        self.worker = self._kill(proc, signal.SIGKILL)
+        proc = self.workers[index]
+        self.workers[index] = self._kill(proc, signal.SIGKILL)
         assert proc is not None
         return int(proc.returncode)
 
@@ -141,32 +174,46 @@ class Processes:
             await asyncio.sleep(0.1)
         return proc.returncode
 
-    def terminate_worker(self) -> subprocess.Popen[bytes]:
+    def terminate_worker(self, index: int = 0) -> subprocess.Popen[bytes]:
         """SIGTERM the worker (graceful: in-flight activities finish first); the caller waits
         for the returned process to exit."""
-        proc = self.worker
+        proc = self.workers[index]
         assert proc is not None and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
-        self.worker = None
+        self.workers[index] = None
         return proc
 
     # --- the API ---------------------------------------------------------------------------
 
-    async def start_api(self) -> None:
-        self.api = self._spawn("api", [sys.executable, "-m", "app.cli", "api"])
-        url = f"{self.api_url}/healthz"
-        await self._until("API", lambda: _http_ok(url), 60, self.api)
+    async def start_api(self, index: int = 0) -> None:
+        """Start the `index`-th API (the first on KWANUS_API_PORT, the others on `--api-port`)
+        and return once it answers /healthz."""
+        cmd = [sys.executable, "-m", "app.cli", "api"]
+        if index:
+            cmd += ["--api-port", str(self.api_ports[index])]
+        proc = self._spawn(api_name(index), cmd)
+        self.apis[index] = proc
+        url = f"{self.api_urls[index]}/healthz"
+        await self._until(
+            "API" if not index else f"API {index + 1}", lambda: _http_ok(url), 60, proc
+        )
 
     # --- all of it -------------------------------------------------------------------------
 
     def stop(self) -> None:
         """API, worker, then the server, each asked to stop (the way `kwanus dev` stops)."""
         self.stack.stop()
-        self.server = self.worker = self.api = None
+        self.server = None
+        self.workers = [None] * len(self.workers)
+        self.apis = [None] * len(self.apis)
 
     def log_text(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def worker_logs(self) -> str:
+        """Every worker's log, one after the other."""
+        return "".join(self.log_text(worker_name(i)) for i in range(len(self.workers)))
 
     # --- helpers ---------------------------------------------------------------------------
 
