@@ -10,6 +10,13 @@ random and the Temporal dev server is SIGKILLed and restarted once, all real pro
 
     python -m bench.soak --seed 7 --processes 200 --kills 10
 
+`--workers 2 --apis 2` runs production's topology instead: two workers and two APIs on the one
+server and database (PostgreSQL with `--database-url`), the APIs behind one round-robin address
+(bench/balancer.py) that every soak request goes through on a connection of its own, the kills
+spread over both workers — and checks what two of everything could break (bench/soak_two.py):
+the stewardship schedule applied once, a deprecation notice sent to both APIs at once fanned out
+once, and how many requests each API served.
+
 Exit 0 when every invariant holds, 1 otherwise. Seeded: the plan (kinds, partners, order,
 step choices) and the chaos schedule come from `--seed` (bench/soak_plan.py); wall-clock
 interleavings do not.
@@ -34,6 +41,8 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from bench import soak_two
+from bench.balancer import RoundRobin
 from bench.checks import check_audit, histories, replay_failures, scheduled_writes, task_failures
 from bench.drive import (
     Driver,
@@ -57,7 +66,7 @@ from bench.soak_plan import (
     policies,
     proposal_body,
 )
-from bench.stack import Processes
+from bench.stack import Processes, api_name
 from kwanus.temporal import connect
 from policy.vocabulary import Body
 from store import repo
@@ -76,6 +85,7 @@ class Run:
     partners: dict[str, Headers]
     out: Callable[[str], None]
     kills: int = 0
+    kills_by_worker: Counter[int] = field(default_factory=Counter)
     restarts: int = 0
     started: list[Planned] = field(default_factory=list)
     driver_errors: list[str] = field(default_factory=list)
@@ -170,12 +180,16 @@ async def chaos(run: Run) -> None:
     """SIGKILL the worker at the plan's moments and start a new one after a while; once,
     halfway, SIGKILL the dev server and start it again on the same database file and port."""
     procs = run.procs
+    several = len(procs.workers) > 1
     for i, (gap, down) in enumerate(zip(run.plan.kill_gaps, run.plan.worker_down, strict=True)):
         await asyncio.sleep(gap)
-        procs.kill_worker()
+        target = run.plan.kill_targets[i]
+        procs.kill_worker(target)
         run.kills += 1
+        run.kills_by_worker[target] += 1
+        which = f"worker {target + 1}" if several else "worker"
         run.out(
-            f"  {time.strftime('%X')} worker SIGKILLed ({run.kills}), {len(run.started)} started"
+            f"  {time.strftime('%X')} {which} SIGKILLed ({run.kills}), {len(run.started)} started"
         )
         await asyncio.sleep(down)
         if i == run.plan.restart_after_kill:
@@ -185,8 +199,21 @@ async def chaos(run: Run) -> None:
             await procs.start_server()
             run.restarts += 1
             run.out(f"  {time.strftime('%X')} Temporal dev server restarted on the same file")
-        await procs.start_worker()
+        await procs.start_worker(target)
     run.chaos_done.set()
+
+
+async def notice_midway(run: Run, urls: list[str]) -> soak_two.NoticeSent:
+    """Once half the processes have started (workers being killed meanwhile), the same
+    deprecation notice to every API directly, at once."""
+    while len(run.started) < len(run.plan.processes) // 2:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    sent = await soak_two.send_notice_to_each(urls, run.bodies[Body.TSC])
+    run.out(
+        f"  {time.strftime('%X')} deprecation notice sent to each API at once: "
+        f"{' / '.join(sent.answers)}"
+    )
+    return sent
 
 
 async def settled(client: Client, p: Planned, within: float) -> str:
@@ -261,24 +288,51 @@ def nondeterminism_in_log(text: str) -> list[str]:
 
 async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
     began = time.monotonic()
-    plan = make_plan(args.seed, args.processes, args.kills, args.restarts)
+    two = args.workers > 1 or args.apis > 1  # production's topology, and its own checks
+    plan = make_plan(args.seed, args.processes, args.kills, args.restarts, args.workers)
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="kwanus-soak-"))
-    procs = Processes(state_dir, database_url=args.database_url, out=out)
+    procs = Processes(
+        state_dir, database_url=args.database_url, out=out, workers=args.workers, apis=args.apis
+    )
+    if two:
+        procs.stack.env["KWANUS_FANOUT_BATCH_SIZE"] = str(soak_two.FANOUT_BATCH_SIZE)
     admin = procs.prepare()
     out(
         f"soak: seed {args.seed}, {args.processes} processes, {args.kills} worker kills, "
         f"{args.restarts} server restart(s); state in {state_dir}"
     )
+    if two:
+        out(
+            f"  {args.workers} workers, {args.apis} APIs behind one round-robin address, one "
+            f"database ({'PostgreSQL' if 'postgresql' in args.database_url else 'SQLite'})"
+        )
+    balancer: RoundRobin | None = None
+    notice_partners = soak_two.notice_partners(args.seed, args.processes) if two else []
     try:
         await procs.start_server()
-        await procs.start_worker()
-        await procs.start_api()
+        # All at once: the workers apply the stewardship schedule at the same moment.
+        await asyncio.gather(*(procs.start_worker(i) for i in range(args.workers)))
+        await asyncio.gather(*(procs.start_api(i) for i in range(args.apis)))
         client = await connect(procs.settings)
         db = Database(procs.settings.database_url)
-        async with httpx.AsyncClient(base_url=procs.api_url, timeout=60) as http:
+        schedule_before = (await soak_two.schedule_view(client))[1] if two else ""
+        base_url, http_options = procs.api_url, {}
+        if args.apis > 1:
+            host = procs.settings.api_host
+            balancer = RoundRobin([(host, port) for port in procs.api_ports])
+            await balancer.start()
+            # A connection per request (no keep-alive): the requests alternate over the APIs.
+            base_url, http_options = (
+                balancer.url,
+                {"limits": httpx.Limits(max_keepalive_connections=0)},
+            )
+            out(f"  round-robin address {balancer.url} -> {', '.join(procs.api_urls)}")
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, **http_options) as http:
             d = Driver(http, bearer(admin))
             bodies = await d.bodies()
             partners = {pid: await d.partner(partner_body(pid)) for pid in plan.partners}
+            for pid in notice_partners:
+                await d.partner(soak_two.notice_partner_body(pid))
             resp = await d.call(
                 "PUT",
                 "/v1/compatibility-matrix",
@@ -290,6 +344,7 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
             run = Run(plan, procs, d, bodies, partners, out)
             drivers: list[asyncio.Task[None]] = []
             chaos_task = asyncio.create_task(chaos(run))
+            notice_task = asyncio.create_task(notice_midway(run, procs.api_urls)) if two else None
             await starter(run, policies(), drivers)
             out(f"  {time.strftime('%X')} all {len(run.started)} started")
             await chaos_task
@@ -299,8 +354,23 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
             out(f"  {time.strftime('%X')} settled: {dict(Counter(rests))}")
             verdict = await final_states(run, client, db)
             runs = {p.workflow_id: await histories(client, p.workflow_id) for p in plan.processes}
+            notice: soak_two.NoticeCheck | None = None
+            schedule: soak_two.ScheduleCheck | None = None
+            if notice_task is not None:
+                notice = await soak_two.check_notice(
+                    client, db, await notice_task, notice_partners, args.settle
+                )
+                out(f"  {time.strftime('%X')} the notice's fan-out and migrations checked")
+                for wid in notice.workflow_ids:  # into the audit and replay checks below
+                    runs[wid] = await histories(client, wid)
+                schedule = await soak_two.check_schedule(
+                    client, schedule_before, procs.worker_logs(), procs.worker_starts
+                )
             scheduled = {w: [k for h in hs for k in scheduled_writes(h)] for w, hs in runs.items()}
             audit = check_audit(db, scheduled)
+            notice_audit = check_audit(
+                db, {w: scheduled[w] for w in (notice.workflow_ids if notice else [])}
+            )
             every = [h for hs in runs.values() for h in hs]
             nde: list[str] = []
             bugs: list[str] = []
@@ -311,7 +381,7 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
                 bugs += f.bugs
                 other += f.other
             replayed = await replay_failures(every)
-            in_log = nondeterminism_in_log(procs.log_text("worker"))
+            in_log = nondeterminism_in_log(procs.worker_logs())
             replayed_ids = {h.workflow_id for h in every if h.workflow_id in replayed}
             if replayed_ids:
                 keep = state_dir / "nondeterministic-histories"
@@ -321,6 +391,8 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
                         (keep / f"{h.workflow_id}.json").write_text(h.to_json())
             db.dispose()
     finally:
+        if balancer is not None:
+            await balancer.stop()
         procs.stop()
 
     n = len(plan.processes)
@@ -351,8 +423,45 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
         ("driver errors", str(len(run.driver_errors))),
         ("HTTP calls retried (something was down)", str(d.retries)),
         ("worker starts", str(procs.worker_starts)),
-        ("wall time", f"{wall:.0f} s ({timedelta(seconds=int(wall))})"),
     ]
+    two_problems: list[str] = []
+    if two:
+        served = [procs.log_text(api_name(i)) for i in range(args.apis)]
+        by_api = [soak_two.requests_served(log) for log in served]
+        kills = [run.kills_by_worker[i] for i in range(args.workers)]
+        starts = procs.worker_starts_by_index
+        rows += [
+            ("workers / APIs", f"{args.workers} / {args.apis}"),
+            ("worker kills per worker", " / ".join(map(str, kills))),
+            ("worker starts per worker", " / ".join(map(str, starts))),
+            ("requests served per API", " / ".join(map(str, by_api))),
+        ]
+        if balancer is not None:
+            conns = " / ".join(map(str, balancer.connections))
+            rows.append(("connections via the round-robin address", conns))
+            if sum(balancer.refused):
+                two_problems.append(f"round-robin address: refused by API {balancer.refused}")
+        if args.workers > 1 and min(kills) == 0:
+            two_problems.append(f"worker kills per worker {kills}: a worker was never killed")
+        if min(by_api) == 0:
+            two_problems.append(f"requests served per API {by_api}: an API served none")
+        assert notice is not None and schedule is not None
+        rows += [
+            ("stewardship schedules", schedule.figure),
+            ("deprecation notice (to each API at once)", notice.figure),
+            (
+                "  its migrations (partners / ids / runs)",
+                f"{notice.partners} / {notice.migrations} / {notice.migration_runs}",
+            ),
+            ("  at their plan window", f"{notice.at_rest}/{notice.partners}"),
+            (
+                "  their audit rows / duplicate",
+                f"{notice_audit.rows} / {notice_audit.duplicates}",
+            ),
+            ("  projection == workflow status", f"{notice.projection_equal}/{notice.partners}"),
+        ]
+        two_problems += [*schedule.problems, *notice.problems]
+    rows.append(("wall time", f"{wall:.0f} s ({timedelta(seconds=int(wall))})"))
     width = max(len(k) for k, _ in rows)
     out("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
     problems = [
@@ -369,6 +478,7 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
         *in_log,
         *bugs,
         *run.driver_errors,
+        *two_problems,
     ]
     ok = run.kills >= args.kills and run.restarts >= args.restarts and not problems
     ok = ok and verdict.expected == n
@@ -387,6 +497,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, help="default: a new temporary folder")
     p.add_argument("--database-url", default="", help="app database; default SQLite")
     p.add_argument("--settle", type=float, default=300.0, help="seconds to wait for the end")
+    p.add_argument("--workers", type=int, default=1, choices=(1, 2, 3, 4), help="worker processes")
+    p.add_argument(
+        "--apis",
+        type=int,
+        default=1,
+        choices=(1, 2, 3, 4),
+        help="API processes, behind one round-robin address when more than one",
+    )
     return p
 
 

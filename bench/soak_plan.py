@@ -5,7 +5,7 @@ worker and the server are killed — all drawn from `--seed`, never read back fr
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kwanus import contract
@@ -84,9 +84,12 @@ class Plan:
     kill_gaps: list[float]
     restart_after_kill: int
     worker_down: list[float]
+    # Which worker each kill takes (index into the stack's workers): with several, every one is
+    # killed (as evenly as the count allows) in a seeded order; with one, always it.
+    kill_targets: list[int] = field(default_factory=list)
 
 
-def make_plan(seed: int, n: int, kills: int, restarts: int) -> Plan:
+def make_plan(seed: int, n: int, kills: int, restarts: int, workers: int = 1) -> Plan:
     rng = random.Random(seed)
     partners = [f"p{seed}-{i}" for i in range(max(2, n // 8))]
     names = list(SCENARIOS)
@@ -104,13 +107,18 @@ def make_plan(seed: int, n: int, kills: int, restarts: int) -> Plan:
         )
         for i in range(n)
     ]
+    worker_down = [rng.uniform(0.2, 2.0) for _ in range(kills)]
+    kill_targets = [i % workers for i in range(kills)]
+    if workers > 1:  # drawn last: a one-worker plan is the same as before there was a choice
+        rng.shuffle(kill_targets)
     return Plan(
         seed=seed,
         processes=processes,
         partners=partners,
         kill_gaps=kill_gaps,
         restart_after_kill=kills // 2 if restarts else -1,
-        worker_down=[rng.uniform(0.2, 2.0) for _ in range(kills)],
+        worker_down=worker_down,
+        kill_targets=kill_targets,
     )
 
 
