@@ -56,19 +56,51 @@ def _audit_keys(arg: Any) -> list[str]:
     return [str(arg[f]["key"]) for f in ("event", "notice", "plan") if _is_event(arg.get(f))]
 
 
-def scheduled_writes(history: WorkflowHistory) -> list[str]:
-    """The audit keys of every governance write the run scheduled (once per scheduled
-    activity; its retries are attempts of the same scheduled event)."""
-    keys = []
+def _scheduled(history: WorkflowHistory) -> dict[int, list[str]]:
+    """Scheduled event id → the audit keys of the governance write it scheduled."""
+    out: dict[int, list[str]] = {}
     for ev in history.events:
         if ev.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue
         for payload in ev.activity_task_scheduled_event_attributes.input.payloads:
             try:
-                keys += _audit_keys(json.loads(payload.data))
+                keys = _audit_keys(json.loads(payload.data))
             except ValueError:
                 continue
-    return keys
+            if keys:
+                out.setdefault(ev.event_id, []).extend(keys)
+    return out
+
+
+def scheduled_writes(history: WorkflowHistory) -> list[str]:
+    """The audit keys of every governance write the run scheduled (once per scheduled
+    activity; its retries are attempts of the same scheduled event)."""
+    return [k for keys in _scheduled(history).values() for k in keys]
+
+
+CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+
+
+def due_writes(history: WorkflowHistory) -> list[str]:
+    """The audit keys that must be in the log once this history was read: every write the run
+    scheduled if it had closed; while it runs, those whose activity had completed (its row
+    commits before the completion is recorded) — one in flight may not have written yet."""
+    scheduled = _scheduled(history)
+    if history.events and history.events[-1].event_type in CLOSED:
+        return [k for keys in scheduled.values() for k in keys]
+    done = {
+        ev.activity_task_completed_event_attributes.scheduled_event_id
+        for ev in history.events
+        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    }
+    return [k for event_id, keys in scheduled.items() if event_id in done for k in keys]
 
 
 @dataclass
@@ -118,6 +150,7 @@ class AuditCheck:
     duplicate_events: list[str] = field(default_factory=list)  # one event under two keys
     missing: list[str] = field(default_factory=list)  # scheduled, never written
     unexpected: list[str] = field(default_factory=list)  # written, never scheduled
+    unexpected_in: dict[str, list[str]] = field(default_factory=dict)  # the same, by workflow
     scheduled_twice: list[str] = field(default_factory=list)  # a key a run scheduled twice
     duplicate_notifications: list[str] = field(default_factory=list)
 
@@ -136,11 +169,16 @@ class AuditCheck:
 
 
 def check_audit(
-    db: Database, scheduled: Mapping[str, Sequence[str]], *, notifications: bool = True
+    db: Database,
+    scheduled: Mapping[str, Sequence[str]],
+    *,
+    notifications: bool = True,
+    due: Mapping[str, Sequence[str]] | None = None,
 ) -> AuditCheck:
     """The audit log against what the runs scheduled (workflow id → audit keys, from their
     histories): every key exactly once, and no two rows of one workflow alike but for the key
-    (same event, actor, stage, time and data: one effect written twice)."""
+    (same event, actor, stage, time and data: one effect written twice). With `due`
+    (`due_writes`), a key is missing only if it is due; every scheduled one is expected."""
     ids = list(scheduled)
     out = AuditCheck()
     with db.session() as session:
@@ -173,8 +211,25 @@ def check_audit(
     for workflow_id, keys in scheduled.items():
         counts = Counter(keys)
         out.scheduled_twice += [k for k, n in counts.items() if n > 1]
-        out.missing += [k for k in counts if written[k] == 0]
-        out.unexpected += [
-            r.key for r in rows if r.workflow_id == workflow_id and r.key not in counts
-        ]
+        must = counts if due is None else Counter(due.get(workflow_id, ()))
+        out.missing += [k for k in must if written[k] == 0]
+        unexpected = [r.key for r in rows if r.workflow_id == workflow_id and r.key not in counts]
+        out.unexpected += unexpected
+        if unexpected:
+            out.unexpected_in[workflow_id] = unexpected
     return out
+
+
+async def written_since(client: Client, audit: AuditCheck) -> list[str]:
+    """Of the rows `check_audit` found unscheduled, those a run still open scheduled after its
+    history was read (a migration in monitoring records a check every interval): its history,
+    read again now — after the audit was — schedules every row the audit held. They are taken
+    out of `audit.unexpected` and returned; what is left was never scheduled."""
+    later: list[str] = []
+    for workflow_id, keys in audit.unexpected_in.items():
+        now = {k for h in await histories(client, workflow_id) for k in scheduled_writes(h)}
+        later += [k for k in keys if k in now]
+        audit.unexpected_in[workflow_id] = [k for k in keys if k not in now]
+    gone = set(later)
+    audit.unexpected = [k for k in audit.unexpected if k not in gone]
+    return later
