@@ -363,6 +363,7 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
             runs = {p.workflow_id: await histories(client, p.workflow_id) for p in plan.processes}
             notice: soak_two.NoticeCheck | None = None
             schedule: soak_two.ScheduleCheck | None = None
+            chain: tuple[str, list[str]] = ("", [])
             if notice_task is not None:
                 notice = await soak_two.check_notice(
                     client, db, await notice_task, notice_partners, args.settle
@@ -373,6 +374,7 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
                 schedule = await soak_two.check_schedule(
                     client, schedule_before, procs.worker_logs(), procs.worker_starts
                 )
+                chain = soak_two.check_chain(db)
             scheduled = {w: [k for h in hs for k in scheduled_writes(h)] for w, hs in runs.items()}
             due = {w: [k for h in hs for k in due_writes(h)] for w, hs in runs.items()}
             # Read after the histories: runs still open go on writing (an enforced migration
@@ -473,8 +475,9 @@ async def soak(args: argparse.Namespace, out: Callable[[str], None]) -> bool:
                 f"{notice_audit.rows} / {notice_audit.duplicates}",
             ),
             ("  projection == workflow status", f"{notice.projection_equal}/{notice.partners}"),
+            ("audit hash chain (kwanus audit verify)", chain[0]),
         ]
-        two_problems += [*schedule.problems, *notice.problems]
+        two_problems += [*schedule.problems, *notice.problems, *chain[1]]
     rows.append(("wall time", f"{wall:.0f} s ({timedelta(seconds=int(wall))})"))
     width = max(len(k) for k, _ in rows)
     out("\n" + "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))

@@ -10,6 +10,8 @@ Temporal namespace and one database, as production runs them.
   affected partner — partners of its own, on an API version nobody else has — gets exactly one
   migration, which rests at its plan window; its projection equals its workflow's status.
   (Its histories join the soak's audit, non-determinism and replay checks.)
+- The audit log's hash chain, appended to by both workers' activities at once, is unbroken
+  (`kwanus audit verify`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from app import schedules
 from bench.drive import Driver, Headers
 from kwanus import contract
 from policy.deprecation import migration_id
-from store import repo
+from store import audit, repo
 from store.db import Database
 
 # Partners of the notice: an API version no soak partner is on, so the notice reaches them only.
@@ -264,6 +266,18 @@ async def check_notice(
     if sorted(stored) != sorted(expected):
         c.problems.append(f"store: {len(stored)} migrations of the notice, {len(expected)} due")
     return c
+
+
+# --- the audit chain -----------------------------------------------------------------------
+
+
+def check_chain(db: Database) -> tuple[str, list[str]]:
+    """`kwanus audit verify` on the soak's database: the figure, and the break if any."""
+    with db.session() as session:
+        verdict = audit.verify(session)
+    if verdict.intact:
+        return f"intact, {verdict.rows} rows", []
+    return f"BROKEN at {verdict.first_break}", [f"audit chain: {verdict.first_break}"]
 
 
 # --- requests per API -----------------------------------------------------------------------
