@@ -1,5 +1,6 @@
 """The annual stewardship Schedule (E-13.1, M-10.1), applied idempotently: at worker start-up and
-by `kwanus schedules apply`. Applying twice leaves one schedule, updated to the current spec."""
+by `kwanus schedules apply`. Applying twice leaves one schedule, updated to the current spec and
+action — its state (paused by ops, with a note) kept."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ async def apply(client: Client, task_queue: str) -> str:
         await client.create_schedule(SCHEDULE_ID, schedule)
     except ScheduleAlreadyRunningError:
 
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            # The spec and action as the code says; the state as ops left it (paused, its note):
+            # a worker's start-up must not undo an operator's pause.
+            schedule.state = current.description.schedule.state
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(SCHEDULE_ID).update(update)

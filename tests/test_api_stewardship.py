@@ -51,6 +51,21 @@ async def test_schedule_applied_twice_exists_once(api: Api) -> None:
     assert desc.schedule.spec.cron_expressions == [schedules.YEARLY] or desc.schedule.spec.calendars
 
 
+async def test_a_worker_start_keeps_the_schedule_paused(api: Api) -> None:
+    """Ops pause the yearly review (with a note); a worker's start-up applies the schedule
+    again — its spec and action — and leaves it paused, the note kept."""
+    client = api.env.client
+    handle = client.get_schedule_handle(schedules.SCHEDULE_ID)
+    await schedules.apply(client, api.settings.task_queue)
+    await handle.pause(note="audit freeze until March")
+    try:
+        assert await schedules.apply(client, api.settings.task_queue) == "updated"
+        state = (await handle.describe()).schedule.state
+        assert (state.paused, state.note) == (True, "audit freeze until March")
+    finally:
+        await handle.unpause(note="test over")
+
+
 def seed(api: Api) -> dict[str, str]:
     """A year of known processes, partners, matrix and telemetry; returns the fallbacks held."""
     now = utcnow()
