@@ -24,9 +24,10 @@ def figure(output: str, label: str) -> str:
     return found.group(1).strip()
 
 
-def test_small_soak_holds_every_invariant(tmp_path: Path) -> None:
+def soak(*args: str) -> str:
+    """`python -m bench.soak *args` as a fresh process (no KWANUS_ setting of ours leaking in);
+    its printout, once it passed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KWANUS_")}
-    args = ["--seed", "3", "--processes", "20", "--kills", "3", "--state-dir", str(tmp_path)]
     done = subprocess.run(
         [sys.executable, "-m", "bench.soak", *args],
         cwd=ROOT,
@@ -37,6 +38,11 @@ def test_small_soak_holds_every_invariant(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
+    return out
+
+
+def test_small_soak_holds_every_invariant(tmp_path: Path) -> None:
+    out = soak("--seed", "3", "--processes", "20", "--kills", "3", "--state-dir", str(tmp_path))
     assert figure(out, "in expected final state") == "20/20 (100.0 %)"
     assert figure(out, "projection == workflow status") == "20/20"
     assert figure(out, "worker kills (SIGKILL)") == "3"

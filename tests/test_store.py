@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from store.repo import PLATFORM_SEED
 from store.schemas import PartnerCreate, TokenCreate
 from store.tables import ApiToken, AuditEvent, PendingAction, Process, utcnow
 from testdata.factories import event, partner_body
-from tests.conftest import BACKENDS, PG_URL, _pg_schema_url
+from tests.conftest import BACKENDS, pg_schema
 
 
 def test_migrations_create_every_table_and_rerun_cleanly(db_url: str) -> None:
@@ -260,16 +259,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    schema = f"kwtest_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema() as url:
+        yield url
 
 
 def test_partners_registered_before_keep_their_grants_and_old_reports_are_not_evidence(

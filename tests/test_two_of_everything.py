@@ -10,18 +10,12 @@ hand: `python -m bench.soak --seed 7 --processes 200 --kills 10 --workers 2 --ap
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import PG_URL, _pg_schema_url
-from tests.test_soak import figure
+from tests.conftest import PG_URL, pg_schema
+from tests.test_soak import figure, soak
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,38 +28,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A private schema on the test server (the soak migrates it), dropped afterwards."""
-    schema = f"kwtwo_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield _pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def test_two_workers_and_two_apis_hold_every_invariant(tmp_path: Path, pg_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KWANUS_")}
-    args = [
-        *("--seed", "23", "--processes", "12", "--kills", "2"),
-        *("--workers", "2", "--apis", "2", "--database-url", pg_url),
-        *("--state-dir", str(tmp_path)),
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.soak", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
+def test_two_workers_and_two_apis_hold_every_invariant(tmp_path: Path) -> None:
+    with pg_schema("kwtwo") as pg_url:  # the soak migrates it
+        out = soak(
+            *("--seed", "23", "--processes", "12", "--kills", "2"),
+            *("--workers", "2", "--apis", "2", "--database-url", pg_url),
+            *("--state-dir", str(tmp_path)),
+        )
     # Every invariant of the one-of-each soak.
     assert figure(out, "in expected final state") == "12/12 (100.0 %)"
     assert figure(out, "projection == workflow status") == "12/12"
