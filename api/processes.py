@@ -28,7 +28,7 @@ from api.problems import Problem, not_found
 from kwanus import contract
 from kwanus.contract import ProcessType, Refusal
 from kwanus.models.common import Act, Actor, Awaiting
-from kwanus.temporal import opened, start_opened
+from kwanus.temporal import BACKGROUND_RPC_TIMEOUT, opened, start_opened, within
 from policy.access import RemediationRecord
 from policy.compatibility import check_declared
 from policy.decisions import Decision
@@ -149,14 +149,15 @@ async def send_step(
     give_up = loop.time() + temporal.wait.total_seconds()
     try:
         # Act[Any] serializes the body as what it is; the workflow reads it as its own type.
-        taken = await asyncio.wait_for(
+        taken = await within(
             temporal.client.get_workflow_handle(workflow_id).start_update(
                 update,
                 Act[Any](actor=actor, body=body),
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 result_type=state_type,
+                rpc_timeout=BACKGROUND_RPC_TIMEOUT,
             ),
-            temporal.wait.total_seconds(),
+            temporal.wait,
         )
     except WorkflowUpdateFailedError as exc:
         raise refusal_problem(exc) from None
@@ -173,9 +174,16 @@ async def send_step(
             if row is not None:
                 raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
             raise not_found(what) from None
+        if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:  # too many steps in flight on it
+            raise Problem(
+                503, f"the {what} has too many steps in flight", headers=retry_after(temporal)
+            ) from None
         raise
     try:
-        live: S = await asyncio.wait_for(taken.result(), max(give_up - loop.time(), 0.1))
+        live: S = await within(
+            taken.result(rpc_timeout=BACKGROUND_RPC_TIMEOUT),
+            timedelta(seconds=max(give_up - loop.time(), 0.1)),
+        )
     except WorkflowUpdateFailedError as exc:
         raise refusal_problem(exc) from None
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -187,6 +188,30 @@ async def start_process(
     )
 
 
+# How long a Temporal call left to finish in the background (`within`) may go on.
+BACKGROUND_RPC_TIMEOUT = timedelta(minutes=2)
+T = TypeVar("T")
+
+
+async def within(call: Awaitable[T], wait: timedelta) -> T:
+    """A Temporal client call awaited at most `wait` (then TimeoutError) — never cancelled:
+    cancelling an RPC in flight corrupts the interpreter's thread state (temporalio 1.35's
+    bridge; a later `ast.parse` fails with "AST constructor recursion depth mismatch", or the
+    process aborts at exit). It finishes in the background, bounded by its own rpc_timeout
+    (BACKGROUND_RPC_TIMEOUT), its outcome dropped."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), wait.total_seconds())
+    except TimeoutError:
+        task.add_done_callback(_dropped)
+        raise
+
+
+def _dropped(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an outcome nobody waits for any more is no error
+
+
 async def start_opened(
     client: Client,
     process: ProcessType[In, R],
@@ -219,11 +244,13 @@ async def start_opened(
         ),
     )
     try:
-        await asyncio.wait_for(
+        await within(
             client.execute_update_with_start_workflow(
-                OPENED_UPDATE, start_workflow_operation=operation
+                OPENED_UPDATE,
+                start_workflow_operation=operation,
+                rpc_timeout=BACKGROUND_RPC_TIMEOUT,
             ),
-            wait.total_seconds(),
+            wait,
         )
     except RPCError as exc:
         if exc.status is RPCStatusCode.ALREADY_EXISTS:
@@ -239,14 +266,17 @@ async def opened(client: Client, workflow_id: str, *, wait: timedelta) -> bool:
     for a process past it) or it closed; False when no worker answered within `wait`, or the
     run is gone or predates the Update."""
     try:
-        await asyncio.wait_for(
-            client.get_workflow_handle(workflow_id).execute_update(OPENED_UPDATE),
-            wait.total_seconds(),
+        await within(
+            client.get_workflow_handle(workflow_id).execute_update(
+                OPENED_UPDATE, rpc_timeout=BACKGROUND_RPC_TIMEOUT
+            ),
+            wait,
         )
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
         return False
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
+        # Gone; or too many Updates in flight on the run (retries while no worker runs).
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.RESOURCE_EXHAUSTED):
             return False
         raise
     return True

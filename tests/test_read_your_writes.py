@@ -314,6 +314,14 @@ async def test_reads_answer_while_the_worker_is_stopped(
                 assert resp.status_code == 503, resp.text
                 assert resp.headers["Retry-After"] == "2"
                 assert wait <= took < wait + 2.0, took
+                # A burst past Temporal's cap on Updates in flight on one run: 503s, never 500.
+                burst = await asyncio.gather(
+                    *(
+                        http.post(f"{path}/reviews", json=review(Body.TSC), headers=tsc)
+                        for _ in range(12)
+                    )
+                )
+                assert {r.status_code for r in burst} == {503}, [r.text for r in burst]
 
                 later = unique("stop")
                 resp, took = await timed(
