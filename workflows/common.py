@@ -108,6 +108,7 @@ class Ledger:
         # Times the run came to rest — a step opened, a stepless wait began (monitoring, a
         # remediation awaited) or the process closed: what a step's Update waits for (P-8).
         self.settles = 0
+        self.recorded: dict[str, Any] | None = None  # the state the run's last event carries
 
     @classmethod
     def of(cls, process: ProcessKind, state: Callable[[], Tracked], *, policy: int) -> Ledger:
@@ -140,6 +141,7 @@ class Ledger:
         state = self.snapshot()
         if self.opening and status is ProcessStatus.ACTIVE:
             state = {**state, **self.opening}
+        self.recorded = state
         return RecordEvent(
             key=f"{self.workflow_id}:{step}",
             workflow_id=self.workflow_id,
@@ -188,6 +190,15 @@ class Ledger:
         """The run has come to rest: what it awaits now is on record (P-8)."""
         self.settles += 1
 
+    async def rest(self) -> None:
+        """The run comes to rest on a wait that is no step (its monitoring timer, a remediation
+        it awaits): its status goes on record first when it changed since its last event — a
+        step closed without one (CGB's `continue` on a breach) — so the store, which every read
+        answers from, does not show it awaiting what it no longer awaits (P-8)."""
+        if workflow.patched(REST_PATCH) and self.snapshot() != self.recorded:
+            await self.emit(f"rest:{self.seq + 1}", "status_recorded", rules=["P-8"])
+        self.settled()
+
     def show(self, *, stage: str, status: ProcessStatus, awaiting: list[Awaiting]) -> None:
         """Search attributes and current details: ops read them without decoding payloads.
         Ids and enums only — Temporal stores these unencrypted."""
@@ -218,6 +229,9 @@ def next_deadline(awaiting: list[Awaiting]) -> datetime | None:
     deadlines = [a.deadline for a in awaiting if a.deadline is not None]
     return min(deadlines) if deadlines else None
 
+
+# Runs that came to rest on a stepless wait before its status went on record there replay so.
+REST_PATCH = "status-on-record-at-rest"
 
 # Runs that reached a continue-as-new point before the code below existed replay without it.
 CONTINUE_AS_NEW_PATCH = "continue-as-new-at-monitoring"
@@ -282,7 +296,7 @@ async def monitor(
     when the server suggests it, the checks so far carried in `resume()`'s state."""
     last = since
     while going(last):
-        ledger.settled()  # on its timer: a step's Update that led here answers (P-8)
+        await ledger.rest()  # on its timer: a step's Update that led here answers (P-8)
         if checks:
             await continue_as_new_if_suggested(resume)
         wait = pause()

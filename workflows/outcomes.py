@@ -254,7 +254,7 @@ class Outcomes:
 
     async def _remediation_ends(self, *, by: datetime | None) -> bool:
         """Wait for the open remediation to end (until `by`, if given); whether it did."""
-        self.ledger.settled()  # the migration rests on its remediation (P-8)
+        await self.ledger.rest()  # the migration rests on its remediation (P-8)
         if by is None:
             await workflow.wait_condition(self._remediation_closed)
             return True

@@ -393,7 +393,9 @@ class Steps:
         if step is None or not step.done() or not workflow.patched(SETTLE_PATCH):
             return
         rested = self.ledger.settles
-        await workflow.wait_condition(lambda: self.ledger.settles > rested)
+        # Closed is at rest for good — also when this Update closed it (a withdrawal racing
+        # the step's last Update): the run ends and nothing would come to rest after it.
+        await workflow.wait_condition(lambda: self.ledger.settles > rested or self.closed)
 
     async def first_step(self) -> None:
         """What a start waits for before it answers: the process's first step open (its record
