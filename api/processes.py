@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Principal, Temporal
-from api.problems import Problem, not_found
+from api.problems import Problem, not_found, problem_response
 from kwanus import contract
 from kwanus.contract import ProcessType, Refusal
 from kwanus.models.common import Act, Actor, Awaiting
@@ -212,7 +212,24 @@ def install(app: FastAPI) -> None:
         body = exc.state.model_dump(mode="json") if exc.state is not None else {}
         return JSONResponse(body, status_code=202, headers=exc.headers)
 
+    async def on_temporal(request: Request, exc: Exception) -> JSONResponse:
+        """Temporal unreachable, slow or busy: 503 with Retry-After — anything else it says, 500."""
+        assert isinstance(exc, RPCError)
+        transient = exc.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.RESOURCE_EXHAUSTED,
+            RPCStatusCode.CANCELLED,
+        )
+        problem = (
+            Problem(503, "Temporal did not answer; send it again", headers={"Retry-After": "5"})
+            if transient
+            else Problem(500, "Temporal refused the call")
+        )
+        return problem_response(problem, request)
+
     app.add_exception_handler(InProgress, on_in_progress)
+    app.add_exception_handler(RPCError, on_temporal)
 
 
 def declared_in_matrix(session: Session, refs: Sequence[PlatformRef]) -> Callable[[], Decision]:
@@ -267,8 +284,11 @@ async def start_once(
     content is a 409 that reveals nothing of the owner. FAIL (rather than USE_EXISTING) is what
     lets us tell the two apart; REJECT_DUPLICATE keeps an ID from ever naming a second process.
     When no worker opens the first step within the wait, the answer is what is stored, with
-    Retry-After: the process is started and goes on when a worker takes it."""
+    Retry-After: the process is started (or its start still on its way — never answered "not
+    started", which a client without an id would take for a cue to start a second one) and goes
+    on when a worker takes it."""
     workflow_id = process.workflow_id(process_id)
+    memo = {"partner_id": partner_id, "content_sha256": content_sha256}
     try:
         ready = await start_opened(
             temporal.client,
@@ -278,25 +298,43 @@ async def start_once(
             task_queue=task_queue,
             partner_id=partner_id,
             summary=summary,
-            memo={"partner_id": partner_id, "content_sha256": content_sha256},
+            memo=memo,
             wait=temporal.wait,
         )
     except WorkflowAlreadyStartedError:
-        desc = await temporal.client.get_workflow_handle(workflow_id).describe()
-        memo = await desc.memo()
-        if memo.get("partner_id") != partner_id:
-            raise Problem(409, f"this {what} id is already in use; choose another") from None
-        if memo.get("content_sha256") != content_sha256:
-            raise Problem(
-                409, f"this {what} id was already used for different content; choose another"
-            ) from None
+        await ensure_same(temporal, workflow_id, memo, what)
         return await answer_started(temporal, session, response, process, process_id)
-    if not ready and await started_owner(temporal.client, workflow_id) is None:
-        # The start itself did not reach the server in time: nothing was started.
-        raise Problem(
-            503, f"the {what} could not be started; send it again", headers=retry_after(temporal)
-        )
+    if not ready:
+        # Its call goes on in the background (never cancelled): whatever holds the id now —
+        # this start, or another partner's process — is judged as a start sent again; nothing
+        # yet (the call still on its way) is this start, accepted, its id in Location.
+        await ensure_same(temporal, workflow_id, memo, what, missing_ok=True)
     return await accepted(session, response, temporal, process, process_id, ready=ready)
+
+
+async def ensure_same(
+    temporal: Temporal,
+    workflow_id: str,
+    memo: dict[str, Any],
+    what: str,
+    *,
+    missing_ok: bool = False,
+) -> None:
+    """The run under this id is the start sent again (P-1): the same partner, the same content —
+    else a 409 that reveals nothing of the owner. No run: fine with `missing_ok`, else 404."""
+    try:
+        desc = await temporal.client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=DESCRIBE_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND and missing_ok:
+            return
+        raise
+    held = await desc.memo()
+    if held.get("partner_id") != memo["partner_id"]:
+        raise Problem(409, f"this {what} id is already in use; choose another")
+    if held.get("content_sha256") != memo["content_sha256"]:
+        raise Problem(409, f"this {what} id was already used for different content; choose another")
 
 
 class Accepted(BaseModel):

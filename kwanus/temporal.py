@@ -257,7 +257,10 @@ async def start_opened(
             raise WorkflowAlreadyStartedError(workflow_id, process.name) from exc
         raise
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError, WorkflowUpdateFailedError):
-        return False  # started; no worker (or only one from before the Update) opened it yet
+        # Started (or on its way); no worker — or only one from before the Update — opened it
+        # yet. What the start's own handle will say is nobody's concern any more.
+        asyncio.ensure_future(operation.workflow_handle()).add_done_callback(_dropped)
+        return False
     return True
 
 
