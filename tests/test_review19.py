@@ -1,12 +1,12 @@
-"""Review of issue 19 (P-8, read your writes): what a hostile or unlucky client, ops and a
-running process can do to the answers-at-rest contract. Each test here failed on the reviewed
-code (branch review19, 7e285e1); each docstring names the reproduction and the file/line."""
+"""P-8 (read your writes) against a hostile or unlucky client, ops and a running process: what
+an independent review of issue 19 broke, each test failing on the reviewed code (7e285e1) and
+holding since — a closing Update racing a step's last one, a step closed with no event of its
+own, a start whose Temporal call outlives its wait (P-1, P-6)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -70,26 +70,27 @@ async def run_closes(run: Run | Mig, within: float) -> str:
         await asyncio.sleep(0.2)
 
 
-async def test_a_withdrawal_racing_the_last_review_leaves_the_run_open_forever(
+async def test_a_withdrawal_racing_the_last_review_closes_the_run(
     ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
 ) -> None:
-    """HIGH — a withdrawal accepted while the step-completing review is being recorded never
-    answers, and its run never closes (workflows/steps.py, Steps.taking l.381-396 with
-    Steps.close l.373-374; workflows/expansion.py run() waits all_handlers_finished, l.141).
+    """P-8 (found HIGH in review: the run stayed open forever) — a withdrawal accepted while the
+    step-completing review is being recorded answers, and its run closes — it used to wait for a
+    rest that never came, and the run never closed
+    (workflows/steps.py, Steps.taking l.381-396 with Steps.close l.373-374; workflows/expansion.py
+    run() waits all_handlers_finished, l.141).
 
-    Reproduction: three reviews taken; the store's write lock held (the activities of the
-    last review and of the withdrawal are in flight together — what a slow store, or simply
-    a partner withdrawing while CGB reviews, gives); CGB's review accepted (the step is now
-    done), then the partner's withdrawal accepted (its validator still sees the process
-    active in Evaluation); the lock released. The withdrawal's `close()` counts its settle
-    (`ledger.settles += 1`) *before* its `taking()` reads `rested`; the current step is done
-    (four reviews), so it waits for `settles > rested` — a settle no code will make: the
-    main path sees the process withdrawn and raises `Ended`, then waits for every handler to
-    finish. Deadlock: the withdrawal's Update never completes (the API answers it 202 with
-    Retry-After forever, 409 'being withdrawn' when sent again) and the run stays Running
-    with a withdrawn projection. The same holds for a migration's `decline` racing its plan,
-    implementation or documentation (workflows/migration.py `decline`). Checked: with
-    `or self.closed` added to the settle wait (steps.py l.396) both race tests pass (a
+    Reproduction: three reviews taken; the store's write lock held (the activities of the last
+    review and of the withdrawal are in flight together — what a slow store, or simply a partner
+    withdrawing while CGB reviews, gives); CGB's review accepted (the step is now done), then the
+    partner's withdrawal accepted (its validator still sees the process active in Evaluation); the
+    lock released. The withdrawal's `close()` counts its settle (`ledger.settles += 1`) *before* its
+    `taking()` reads `rested`; the current step is done (four reviews), so it waits for `settles >
+    rested` — a settle no code will make: the main path sees the process withdrawn and raises
+    `Ended`, then waits for every handler to finish. Deadlock: the withdrawal's Update never
+    completes (the API answers it 202 with Retry-After forever, 409 'being withdrawn' when sent
+    again) and the run stays Running with a withdrawn projection. The same holds for a migration's
+    `decline` racing its plan, implementation or documentation (workflows/migration.py `decline`).
+    Checked: with `or self.closed` added to the settle wait (steps.py l.396) both race tests pass (a
     reviewer's experiment, not committed)."""
     sqlite_path(db)
     async with expansions_on(ts_env, db, request.node.name) as start:
@@ -133,16 +134,17 @@ async def test_a_withdrawal_racing_the_last_review_leaves_the_run_open_forever(
         )
 
 
-async def test_a_decline_racing_the_plan_leaves_the_migration_open_forever(
+async def test_a_decline_racing_the_plan_closes_the_migration(
     ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
 ) -> None:
-    """HIGH — the same deadlock in a migration: an optional migration's partner sends its plan
-    and, while the plan is being recorded, declines (workflows/migration.py `decline` l.448, closing
-    inside `Steps.taking`; `run()` waits all_handlers_finished, l.131). The decline is stored
-    (the projection says declined), its Update never answers, the run stays Running.
+    """P-8 (found HIGH in review) — the same deadlock in a migration: an optional migration's
+    partner sends its plan and, while the plan is being recorded, declines (workflows/migration.py
+    `decline` l.448, closing inside `Steps.taking`; `run()` waits all_handlers_finished, l.131). The
+    decline is stored (the projection says declined), its Update never answers, the run stays
+    Running.
 
-    Reproduction: as the expansion's, with the plan and the decline accepted while the
-    store's write lock is held."""
+    Reproduction: as the expansion's, with the plan and the decline accepted while the store's write
+    lock is held."""
     sqlite_path(db)
     async with migrations_on(ts_env, db, request.node.name) as start:
         mig: Mig = await start(
@@ -177,21 +179,21 @@ async def test_a_decline_racing_the_plan_leaves_the_migration_open_forever(
         assert status == "completed", f"the declined migration is still {status}"
 
 
-async def test_a_continued_monitoring_breach_leaves_the_decision_awaited_in_the_store(
+async def test_a_continued_monitoring_breach_is_awaited_no_more_in_the_store(
     ts_env: WorkflowEnvironment, db: Database, request: pytest.FixtureRequest
 ) -> None:
-    """MEDIUM — CGB's `continue` on a monitoring breach: the Update answers (at rest) while
-    the projection, the inbox and the answer itself still show `monitoring_decision:1` open,
-    awaiting CGB and SCO, until the next monitoring check (policy: 7 days later; past the
-    decision's deadline, ops' overdue list shows CGB overdue on a step nobody may send —
-    a second decision is refused 409).
+    """P-8 (found MEDIUM in review: awaited in the store until the next check) — CGB's `continue` on
+    a monitoring breach: the Update answers (at rest) while the projection, the inbox and the answer
+    itself still show `monitoring_decision:1` open, awaiting CGB and SCO, until the next monitoring
+    check (policy: 7 days later; past the decision's deadline, ops' overdue list shows CGB overdue
+    on a step nobody may send — a second decision is refused 409).
 
     Where: workflows/steps.py Steps.wait clears the step after the Update (`self.clear()`,
     `self.show()`, l.238-247) and writes no event on success; workflows/watch.py
     `_decide_on_the_breach` returns 'continue' without an event (l.127); workflows/common.py
-    `monitor` calls `ledger.settled()` at the loop's top (l.285) and sleeps — the
-    last event written is the handler's `monitoring_decided`, snapshotted with the step
-    still open (workflows/expansion.py `monitoring_decision`, l.455).
+    `monitor` calls `ledger.settled()` at the loop's top (l.285) and sleeps — the last event written
+    is the handler's `monitoring_decided`, snapshotted with the step still open
+    (workflows/expansion.py `monitoring_decision`, l.455).
 
     Reproduction: released, a breaching platform report, the check puts it to CGB; CGB sends
     `continue`; right after the answer the store's projection is compared with the run."""
@@ -222,22 +224,23 @@ async def settle_background_calls() -> None:
     await asyncio.sleep(3)
 
 
-async def test_a_start_timing_out_answers_another_partners_process_as_its_own(
+async def test_a_start_timing_out_never_answers_another_partners_process(
     dev_env: WorkflowEnvironment, db: Database
 ) -> None:
-    """MEDIUM (P-6, P-1) — a start whose update-with-start is not answered within the bound is
-    answered 202 from whatever process holds the id: another partner's.
+    """P-6, P-1, P-8 (found MEDIUM in review) — a start whose update-with-start is not answered
+    within the bound is judged against whatever holds the id — another partner's process is 409,
+    not answered as the caller's own (as it was).
 
-    Where: api/processes.py start_once, `if not ready and await started_owner(...) is None`
-    (l.294): any existing run is taken for the caller's own, whoever owns it and whatever it
-    was started with (the partner and content checks of the WorkflowAlreadyStartedError path
-    are skipped), then `accepted()` (l.329-342) reads the projection with no `ensure_sees`. The
-    caller gets 202, `Location` of the other partner's process and its stage, status, step,
-    awaiting and deadline; its own proposal was never started, yet it is told it was.
+    Where: api/processes.py start_once, `if not ready and await started_owner(...) is None` (l.294):
+    any existing run is taken for the caller's own, whoever owns it and whatever it was started with
+    (the partner and content checks of the WorkflowAlreadyStartedError path are skipped), then
+    `accepted()` (l.329-342) reads the projection with no `ensure_sees`. The caller gets 202,
+    `Location` of the other partner's process and its stage, status, step, awaiting and deadline;
+    its own proposal was never started, yet it is told it was.
 
-    Reproduction: partner A starts `eid` through the API; partner B submits its own proposal
-    under the same id through an API whose KWANUS_WORKER_WAIT_SECONDS is tiny — standing in
-    for a Temporal server slower than the bound, which is what the bound is for."""
+    Reproduction: partner A starts `eid` through the API; partner B submits its own proposal under
+    the same id through an API whose KWANUS_WORKER_WAIT_SECONDS is tiny — standing in for a Temporal
+    server slower than the bound, which is what the bound is for."""
     async with serving(dev_env, db) as api:
         owner = await api.partner(unique("own"))
         other = await api.partner(unique("oth"))
@@ -255,50 +258,40 @@ async def test_a_start_timing_out_answers_another_partners_process_as_its_own(
         )
 
 
-async def test_a_start_answered_not_started_is_started_all_the_same(
+async def test_a_start_whose_call_outlives_its_wait_is_answered_with_its_id(
     dev_env: WorkflowEnvironment, db: Database
 ) -> None:
-    """MEDIUM (P-1) — `503 the expansion could not be started; send it again` while the start
-    is still in flight: the process starts all the same, and a client that follows the advice
-    without an `id` starts a second one.
+    """P-1, P-8 (found MEDIUM in review: "503 could not be started; send it again" while the
+    start was still on its way, so an id-less client following it started a second process) —
+    a start whose Temporal call outlives the API's wait is never answered "not started": it is
+    202 with Retry-After and its id in `Location`, and exactly the processes answered run.
 
-    Where: api/processes.py start_once (l.294-298): `start_opened` stops *waiting* at the
-    bound but never cancels the call (kwanus/temporal.py `within`, on purpose), so "no run
-    under this id yet" (`started_owner` is None) does not mean "nothing was started" — the
-    update-with-start lands a moment later.
-
-    Reproduction: an API with a tiny KWANUS_WORKER_WAIT_SECONDS (a Temporal server slower
-    than the bound); id-less submissions until one is answered 503 (the describe may also see
-    the start land first and answer 202); then the partner's processes are counted."""
+    Reproduction: an API with a tiny KWANUS_WORKER_WAIT_SECONDS (a Temporal server slower than
+    the bound); three id-less submissions; then the partner's processes are counted."""
     async with serving(dev_env, db) as api:
         partner_id = unique("lost")
         acme = await api.partner(partner_id)
-        answers: list[int] = []
+        located: list[str] = []
         async with api_without_worker(dev_env, db, api.settings.task_queue, wait=TINY) as (slow, _):
-            for _ in range(5):
+            for _ in range(3):
                 resp = await slow.post("/v1/expansions", json=proposal_body(), headers=acme)
-                answers.append(resp.status_code)
-                if resp.status_code == 503:
-                    assert "could not be started" in resp.json()["detail"]
-                    break
+                assert resp.status_code == 202, resp.text
+                assert resp.headers["Retry-After"], resp.headers
+                located.append(resp.headers["Location"].rsplit("/", 1)[-1])
             await settle_background_calls()
-        if 503 not in answers:
-            pytest.skip(f"every start was seen landing before its answer: {answers}")
 
         def started() -> list[str]:
             with db.session() as session:
                 rows = repo.list_processes(
                     session=session, kind=ProcessKind.EXPANSION, partner_id=partner_id
                 )
-                return [r.workflow_id for r in rows]
+                return sorted(r.process_id for r in rows)
 
-        async def count() -> Any:
-            return len(started()) > answers.count(202)
+        async def all_three() -> bool:
+            return len(started()) >= len(located)
 
-        landed = await eventually(count, within=10)
+        await eventually(all_three, within=15)
         ids = started()
-        for workflow_id in ids:
-            await api.env.client.get_workflow_handle(workflow_id).terminate("test over")
-        assert not landed, (
-            f"answered {answers} (503: nothing was started), yet {len(ids)} processes run: {ids}"
-        )
+        for process_id in ids:
+            await api.env.client.get_workflow_handle(f"expansion-{process_id}").terminate("over")
+        assert ids == sorted(located)
