@@ -88,13 +88,20 @@ async def serving(env: WorkflowEnvironment, db: Database, **settings: Any) -> As
     allow_private = bool(settings.get("webhooks_allow_private", False))
     async with running_worker(env.client, db, webhooks_allow_private=allow_private) as task_queue:
         config = Settings(database_url=db.url, task_queue=task_queue, **settings)
-        app = create_app(config, temporal=env.client)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
-                with db.session() as session:
-                    admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-                yield Api(http, env, db, {"Authorization": f"Bearer {admin.token}"}, config)
+        async with api_alone(env, db, config) as stack:
+            yield stack
+
+
+@asynccontextmanager
+async def api_alone(env: WorkflowEnvironment, db: Database, config: Settings) -> AsyncIterator[Api]:
+    """The API with `config` and no worker of its own (its worker runs elsewhere, or none)."""
+    app = create_app(config, temporal=env.client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
+            with db.session() as session:
+                admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
+            yield Api(http, env, db, {"Authorization": f"Bearer {admin.token}"}, config)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,14 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from kwanus.models.common import Awaiting, RecordEvent
 from kwanus.settings import Settings
 from policy.vocabulary import Body, ProcessKind, ProcessStatus
 from store import repo
 from store.db import Database
-from store.schemas import TokenCreate
 from store.tables import Process
-from testdata.factories import partner_body, proposal_body, review
-from tests.apistack import Api, eventually, unique
+from testdata.factories import proposal_body, review
+from tests.apistack import Api, api_alone, eventually, unique
 from tests.conftest import end_runs
 from tests.test_readiness import WorkerProcess, temporal_target
 
@@ -221,19 +218,12 @@ def test_no_api_code_path_queries_a_workflow() -> None:
     assert found == []
 
 
-@asynccontextmanager
-async def api_without_worker(
+def api_without_worker(
     env: WorkflowEnvironment, db: Database, task_queue: str, wait: float
-) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    """The API alone (its worker runs elsewhere), answering within `wait` s without one."""
-    settings = Settings(database_url=db.url, task_queue=task_queue, worker_wait_seconds=wait)
-    app = create_app(settings, temporal=env.client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
-            with db.session() as session:
-                admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-            yield http, {"Authorization": f"Bearer {admin.token}"}
+) -> AbstractAsyncContextManager[Api]:
+    """The API alone on `task_queue` (its worker runs elsewhere), answering within `wait` s."""
+    config = Settings(database_url=db.url, task_queue=task_queue, worker_wait_seconds=wait)
+    return api_alone(env, db, config)
 
 
 async def worker_process(env: WorkflowEnvironment, db: Database, task_queue: str) -> WorkerProcess:
@@ -276,19 +266,11 @@ async def test_reads_answer_while_the_worker_is_stopped(
     task_queue = f"kwanus-test-{uuid.uuid4().hex[:10]}"
     worker = await worker_process(dev_env, db, task_queue)
     try:
-        async with api_without_worker(dev_env, db, task_queue, wait) as (http, admin):
+        async with api_without_worker(dev_env, db, task_queue, wait) as alone:
+            http = alone.http
             partner_id = unique("stop")
-            resp = await http.post("/v1/partners", json=partner_body(partner_id), headers=admin)
-            assert resp.status_code == 201, resp.text
-
-            def token(role: str, partner: str | None = None) -> dict[str, str]:
-                with db.session() as session:
-                    made = repo.create_token(
-                        session=session, token=TokenCreate(role=role, partner_id=partner)
-                    )
-                return {"Authorization": f"Bearer {made.token}"}
-
-            acme, tsc, sco = token("partner", partner_id), token("TSC"), token("SCO")
+            acme = await alone.partner(partner_id)
+            tsc, sco = alone.token("TSC"), alone.token("SCO")
             eid = unique("stop")
             path = f"/v1/expansions/{eid}"
             started = await http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)

@@ -247,7 +247,8 @@ async def test_a_start_timing_out_never_answers_another_partners_process(
         eid = unique("taken")
         first = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
         assert first.status_code == 202 and first.json()["step"] == "reviews", first.text
-        async with api_without_worker(dev_env, db, api.settings.task_queue, wait=TINY) as (slow, _):
+        async with api_without_worker(dev_env, db, api.settings.task_queue, wait=TINY) as alone:
+            slow = alone.http
             theirs = await slow.post("/v1/expansions", json=proposal_body(id=eid), headers=other)
             await settle_background_calls()
         await api.env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
@@ -272,7 +273,8 @@ async def test_a_start_whose_call_outlives_its_wait_is_answered_with_its_id(
         partner_id = unique("lost")
         acme = await api.partner(partner_id)
         located: list[str] = []
-        async with api_without_worker(dev_env, db, api.settings.task_queue, wait=TINY) as (slow, _):
+        async with api_without_worker(dev_env, db, api.settings.task_queue, wait=TINY) as alone:
+            slow = alone.http
             for _ in range(3):
                 resp = await slow.post("/v1/expansions", json=proposal_body(), headers=acme)
                 assert resp.status_code == 202, resp.text
