@@ -324,9 +324,28 @@ async def test_happy_path_through_every_stage(start: Callable[..., Any], db: Dat
     assert state.stage is ExpansionStage.REVIEW
     assert len(state.monitoring) == 13  # every 7 days over 90
     assert all(check.healthy for check in state.monitoring)
-    await run.send("outcome_review", actor("CGB"), OutcomeReview(outcome="successful"))
+    # P-4: CGB's review sent twice at once (a client's retry racing its first attempt, as the
+    # two-of-everything soak met it) is taken once, the copy refused as already done.
+    copies = await asyncio.gather(
+        *(
+            run.send("outcome_review", actor("CGB"), OutcomeReview(outcome="successful"))
+            for _ in range(2)
+        ),
+        return_exceptions=True,
+    )
+    refused = [c for c in copies if isinstance(c, WorkflowUpdateFailedError)]
+    assert len(refused) == 1 and refusal(refused[0]).type == "AlreadyDone", copies
     result = await run.handle.result()
     assert result.status is ProcessStatus.COMPLETED
+    history = await run.handle.fetch_history()
+    scheduled = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and b'"outcome_review_submitted"'
+        in e.activity_task_scheduled_event_attributes.input.payloads[0].data
+    ]
+    assert len(scheduled) == 1
 
     events = run.events()
     for expected in (

@@ -450,6 +450,8 @@ class PartnerExpansion(Watch):
     def _check_outcome_review(self, act: Act[OutcomeReview]) -> None:
         require_role(act.actor, Role.CGB)
         self.steps.require_step("outcome_review")
+        if self.state.outcome_review is not None:  # a retry whose first attempt landed (P-4)
+            refuse(Refusal.ALREADY_DONE, "the outcome review has already been recorded")
 
     @workflow.update(name="monitoring_decision")
     async def monitoring_decision(self, act: Act[MonitoringDecision]) -> ExpansionStatus:

@@ -170,7 +170,11 @@ class Steps:
     async def take(
         self, step: str, act: Act[Any], *, rules: list[str], data: dict[str, Any] | None = None
     ) -> None:
-        """Keep a step's content in the status field named after it; record `<step>_submitted`."""
+        """Keep a step's content in the status field named after it; record `<step>_submitted`.
+        A second copy validated in the same workflow task as the first (both before either was
+        taken) is refused here, once taken (P-4)."""
+        if getattr(self.state, step) is not None and workflow.patched(TAKEN_ONCE_PATCH):
+            refuse(Refusal.ALREADY_DONE, f"{step} has already been submitted")
         setattr(
             self.state, step, StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())
         )
@@ -433,6 +437,10 @@ async def wait_with_deadline(
                 await on_reminder()
     return True
 
+
+# Runs that took a step twice (two copies validated together) replay so; new ones refuse the
+# second (P-4).
+TAKEN_ONCE_PATCH = "step-taken-once"
 
 # Runs whose step Updates answered once recorded replay so; new ones answer once at rest (P-8).
 SETTLE_PATCH = "step-answers-once-at-rest"
