@@ -103,6 +103,11 @@ async def read_state(
             f"the {what} is started; no worker has recorded it yet",
             headers=retry_after(temporal),
         )
+    return shown(principal, row, state_type, what)
+
+
+def shown(principal: Principal, row: Process, state_type: type[S], what: str) -> S:
+    """The state a row of the projection holds, as the caller may read it (P-6)."""
     principal.ensure_sees(row.partner_id, what)
     return for_caller(principal, state_type.model_validate(row.state))
 
@@ -116,8 +121,7 @@ async def stored_state(
     row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
     if row is None or not row.state:
         return None
-    principal.ensure_sees(row.partner_id, what)
-    return for_caller(principal, state_type.model_validate(row.state))
+    return shown(principal, row, state_type, what)
 
 
 async def send_step(
@@ -174,11 +178,7 @@ async def send_step(
             if row is not None:
                 raise Problem(409, f"the {what} is {row.status}: nothing is awaited") from None
             raise not_found(what) from None
-        if exc.status is RPCStatusCode.RESOURCE_EXHAUSTED:  # too many steps in flight on it
-            raise Problem(
-                503, f"the {what} has too many steps in flight", headers=retry_after(temporal)
-            ) from None
-        raise
+        raise  # too many steps in flight on it, Temporal down: 503 (`install`)
     try:
         live: S = await within(
             taken.result(rpc_timeout=BACKGROUND_RPC_TIMEOUT),
