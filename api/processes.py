@@ -289,6 +289,11 @@ async def start_once(
     on when a worker takes it."""
     workflow_id = process.workflow_id(process_id)
     memo = {"partner_id": partner_id, "content_sha256": content_sha256}
+    # The store outlives Temporal's retention: an id another partner's process holds on record
+    # is never taken, nor is its record shown (P-1, P-6).
+    row = await run_in_threadpool(repo.get_process, session=session, workflow_id=workflow_id)
+    if row is not None and row.partner_id != (partner_id or ""):
+        raise Problem(409, f"this {what} id is already in use; choose another")
     try:
         ready = await start_opened(
             temporal.client,

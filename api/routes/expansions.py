@@ -110,6 +110,8 @@ async def submit_expansion(
         # Answered from the record, never started again — not even once Temporal has let the
         # closed run go (an id is never reused).
         return await answer_started(temporal, session, response, contract.EXPANSION, expansion_id)
+    if known is not None:  # the id names another proposal on record, its run gone or not (P-1)
+        raise Problem(409, "this expansion id is already in use; choose another")
     await _admissible(proposal, partner, policy, session)
     return await start_once(
         temporal,
