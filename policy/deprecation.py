@@ -124,8 +124,9 @@ class DeprecationNotice(Form):
                     self.version,
                 )
             case ComponentKind.WORKFLOW:
+                ref = f"{self.name}@{self.version}"
                 return self.name in partner.capabilities or any(
-                    w.name == self.name and w.version == self.version for w in partner.workflows
+                    ref in (w.trigger, w.handler) for w in partner.workflows
                 )
             case ComponentKind.PERMISSION:
                 return self.name in partner.permissions

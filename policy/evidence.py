@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from policy.grants import Grant
+from policy.manifest import ManifestWorkflow
 from policy.types import ComponentVersion
 from policy.vocabulary import ComponentKind, MatrixStatus, Severity
 
@@ -95,16 +96,8 @@ class CompatibilityMatrix(BaseModel):
         return None
 
 
-class WorkflowDecl(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    version: str | None = None
-    governed: bool = True
-
-
 class PartnerState(BaseModel):
-    """What a partner runs and holds, as declared and recorded (validated by M-8.1)."""
+    """What a partner runs and holds, as registered and recorded."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -116,7 +109,9 @@ class PartnerState(BaseModel):
     runtime_version: str
     capabilities: tuple[str, ...] = Field(default=(), description="Every grant's name.")
     permissions: tuple[str, ...] = Field(default=(), description="The permissions in effect.")
-    workflows: tuple[WorkflowDecl, ...] = ()
+    workflows: tuple[ManifestWorkflow, ...] = Field(
+        default=(), description="The workflows its registered manifest runs."
+    )
     grants: tuple[Grant, ...] = ()
 
 

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from policy.evidence import DeclaredRef, PlatformRef
+from policy.manifest import Manifest
 from policy.types import Text, Version
 
 
@@ -106,6 +107,23 @@ class ImplementationReport(Form):
     development: Text
     testing: Text
     documentation: Text
+
+
+class MigrationImplementation(ImplementationReport):
+    """M-4.3 with what the partner ships (M-8.1 Decision): the new manifest, which validation
+    inspects. Runs that took their implementation before manifests existed have none."""
+
+    manifest: Manifest | None = None
+
+
+class MigrationImplementationRequest(MigrationImplementation):
+    """`POST /v1/migrations/{id}/implementation`: the manifest is required."""
+
+    rules: ClassVar[dict[str, str]] = {
+        **ImplementationReport.rules,
+        "manifest": "M-8.1",
+    }
+    manifest: Manifest
 
 
 class Release(Form):
@@ -227,6 +245,11 @@ class RemediationStep(Form):
     rules: ClassVar[dict[str, str]] = {"summary": "M-9.1"}
     summary: Text
     passed: bool | None = Field(default=None, description="Re-validation only: did it pass?")
+    manifest: Manifest | None = Field(
+        default=None,
+        description="Fixes of a migration's failed validation only: the corrected manifest, "
+        "which the migration validates again once the remediation completes (M-8.1).",
+    )
 
 
 class StewardshipSignoff(Form):

@@ -10,14 +10,12 @@ from enum import StrEnum
 
 from policy.decisions import Decision, Finding
 from policy.document import PolicyContent, TierSpec
-from policy.evidence import CompatibilityMatrix, PartnerState, Telemetry
-from policy.grants import Holdings, read_only, within_tier
+from policy.evidence import Telemetry
+from policy.grants import Grant, Holdings, governance_update, grantable, read_only, within_tier
 from policy.tiers import tier_move
 from policy.triggers import TRIGGER_CLASS
 from policy.types import action_of
 from policy.vocabulary import (
-    ComponentKind,
-    MatrixStatus,
     MigrationStage,
     MigrationType,
     Trigger,
@@ -288,82 +286,6 @@ def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
     return Decision(findings=tuple(out))
 
 
-# --- validation (M-4.4, M-8.1, M-8.2): four checks, each recorded by its own activity --------
-
-
-def validate_api_contract(state: PartnerState, matrix: CompatibilityMatrix) -> Decision:
-    """M-8.1 API contract: the partner's OS and API versions are supported by the matrix
-    (M-5.1 alignment)."""
-    out = []
-    for kind, version, field in (
-        (ComponentKind.OS, state.os_version, "os_version"),
-        (ComponentKind.API, state.api_version, "api_version"),
-    ):
-        status = matrix.status_of(kind, "kwanus", version)
-        if status is not MatrixStatus.SUPPORTED:
-            out.append(
-                Finding(
-                    field=field,
-                    rule="M-5.1",
-                    message=f"{kind.value} {version} is {status.value if status else 'not listed'}",
-                )
-            )
-    return Decision(findings=tuple(out))
-
-
-def validate_workflows(state: PartnerState) -> Decision:
-    """M-8.2: ungoverned workflows fail validation (and an unversioned one, M-5.2)."""
-    out = []
-    for i, wf in enumerate(state.workflows):
-        if not wf.governed:
-            out.append(
-                Finding(field=f"workflows.{i}", rule="M-8.2", message=f"{wf.name} is ungoverned")
-            )
-        elif not wf.version:
-            out.append(
-                Finding(field=f"workflows.{i}", rule="M-5.2", message=f"{wf.name} is unversioned")
-            )
-    return Decision(findings=tuple(out))
-
-
-def validate_permission_boundary(state: PartnerState, policy: PolicyContent) -> Decision:
-    """M-8.2: unbounded permissions fail; M-8.1: every permission within the tier's actions."""
-    out = []
-    tier = policy.tier(state.tier)
-    for i, perm in enumerate(state.permissions):
-        if "*" in perm:
-            out.append(
-                Finding(field=f"permissions.{i}", rule="M-8.2", message=f"{perm} is unbounded")
-            )
-        elif tier is not None and action_of(perm) not in tier.permission_actions:
-            out.append(
-                Finding(
-                    field=f"permissions.{i}",
-                    rule="M-8.1",
-                    message=f"{perm} exceeds tier {tier.name}",
-                )
-            )
-    return Decision(findings=tuple(out))
-
-
-def validate_runtime(state: PartnerState, matrix: CompatibilityMatrix) -> Decision:
-    """M-8.2 incompatible runtimes fail; E-9.2 / M-5.2 a runtime the matrix does not list is
-    fragmentation."""
-    status = matrix.status_of(ComponentKind.RUNTIME, state.runtime_name, state.runtime_version)
-    if status in (MatrixStatus.SUPPORTED, MatrixStatus.DEPRECATED):
-        return Decision()
-    rule, what = ("M-8.2", "retired") if status is MatrixStatus.RETIRED else ("E-9.2", "unlisted")
-    return Decision(
-        findings=(
-            Finding(
-                field="runtime",
-                rule=rule,
-                message=f"runtime {state.runtime_name} {state.runtime_version} is {what}",
-            ),
-        )
-    )
-
-
 # --- monitoring and completion (M-4.6, M-4.7) -----------------------------------------------
 
 
@@ -448,25 +370,41 @@ def takes_effect(
     return held
 
 
-def as_migrated(
-    state: PartnerState, held: Holdings, target: Mapping[str, str], policy: PolicyContent
-) -> PartnerState:
-    """The partner's state with the target applied, as validation judges it (M-8.1): a tier
-    moved down holds only what that tier allows (E-7.4) — validation never refuses what the
-    downgrade itself trims."""
-    applied = state.model_copy(update=dict(target))
-    tier = policy.tier(target["tier"]) if "tier" in target else None
+def after_migration(
+    held: Holdings,
+    *,
+    tier_now: str,
+    target: Mapping[str, str],
+    trigger: Trigger | None,
+    type_: MigrationType | None,
+    subtype: str,
+    policy: PolicyContent,
+    adds: Sequence[Grant] = (),
+    removes: Sequence[str] = (),
+    new_tier: TierSpec | None = None,
+) -> tuple[TierSpec | None, Holdings]:
+    """The tier the partner will hold and what it will hold once the migration has taken
+    effect, as validation judges a manifest (M-8.1): the target's tier (a new tier as its
+    proposal defined it, E-7.3) with the grants that come with it (E-2.7, within that tier's
+    catalogue), and what a lower tier disallows (E-7.4) or a forced reduction (M-2.3) removed.
+    `adds`, `removes` and `new_tier` are what a category-B release's migration carries."""
+    name = target.get("tier", tier_now)
+    spec = new_tier if new_tier is not None and new_tier.name == name else policy.tier(name)
     names = policy.tier_names
     down = (
-        tier is not None
-        and state.tier in names
-        and names.index(tier.name) < names.index(state.tier)
+        spec is not None
+        and name in names
+        and tier_now in names
+        and names.index(name) < names.index(tier_now)
     )
-    if tier is None or not down:
-        return applied
-    unbounded = [p for p in state.permissions if "*" in p]  # still refused by M-8.2
-    kept = sorted({*within_tier(held, tier).permissions, *unbounded})
-    return applied.model_copy(update={"permissions": tuple(kept)})
+    if (adds or removes) and not down:
+        granted, _ = grantable(held, adds, removes, spec)
+        held = governance_update(held, add=granted, removes=removes)
+    if trigger is None:
+        return spec, within_tier(held, spec) if down and spec is not None else held
+    return spec, takes_effect(
+        held, trigger=trigger, type_=type_, subtype=subtype, moved_down_to=spec if down else None
+    )
 
 
 def check_fallback_extension(

@@ -16,13 +16,19 @@ TREND_TOLERANCE = 0.005
 
 def uses(partner: PartnerState, kind: str, name: str, version: str) -> bool:
     """E-13.1 / M-10.1: whether the partner's record runs a matrix entry (an entry no partner
-    uses may be retired). Workflow and permission entries are not judged on partner records."""
+    uses may be retired): its OS, API, runtime, or a workflow trigger or handler its manifest
+    runs (or a grant of the workflow's name). Permission entries are not judged on records."""
     if kind == ComponentKind.OS:
         return name == PLATFORM and partner.os_version == version
     if kind == ComponentKind.API:
         return name == PLATFORM and partner.api_version == version
     if kind == ComponentKind.RUNTIME:
         return (partner.runtime_name, partner.runtime_version) == (name, version)
+    if kind == ComponentKind.WORKFLOW:
+        ref = f"{name}@{version}"
+        return name in partner.capabilities or any(
+            ref in (w.trigger, w.handler) for w in partner.workflows
+        )
     return True
 
 

@@ -5,6 +5,7 @@ M-10.1) — all pure."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,11 +16,9 @@ from policy.document import DEFAULT_POLICY
 from policy.evidence import (
     CompatibilityMatrix,
     MatrixEntry,
-    PartnerState,
     Telemetry,
     TierEvidence,
     Violation,
-    WorkflowDecl,
 )
 from policy.expansion import (
     EXPANSION_STEWARDSHIP,
@@ -36,11 +35,13 @@ from policy.forms import (
     Release,
     Rollout,
 )
-from policy.grants import Grant, Holdings, governance_update
+from policy.grants import Grant, GrantType, Holdings, governance_update
+from policy.manifest import Manifest
 from policy.migration import (
     NOTICE_ACTIONS,
     Governing,
     add_months,
+    after_migration,
     check_fallback,
     check_fallback_period,
     check_request,
@@ -51,10 +52,6 @@ from policy.migration import (
     migration_window,
     telemetry_health,
     trigger_class,
-    validate_api_contract,
-    validate_permission_boundary,
-    validate_runtime,
-    validate_workflows,
 )
 from policy.proposal import Proposal, check_submission, with_new_tier
 from policy.steps import (
@@ -72,7 +69,9 @@ from policy.tiers import (
     tier_below,
     upgrade_eligibility,
 )
+from policy.validation import CHECKS, Judged
 from policy.vocabulary import (
+    VALIDATION_CHECKS,
     Body,
     ExpansionStage,
     MigrationStage,
@@ -536,45 +535,150 @@ MATRIX = CompatibilityMatrix(
 )
 
 
-def state(**changes: object) -> PartnerState:
-    values: dict[str, object] = {
-        "partner_id": "acme",
-        "tier": "verified",
+SYNC = {
+    "name": "sync",
+    "trigger": "order.created@1.0",
+    "handler": "notify.partner@1.0",
+    "permissions": ["orders:read"],
+}
+WORKFLOW_ROWS = (
+    MatrixEntry(kind="workflow", name="order.created", version="1.0", status="supported"),
+    MatrixEntry(kind="workflow", name="notify.partner", version="1.0", status="supported"),
+    MatrixEntry(kind="workflow", name="order.paid", version="1.0", status="deprecated"),
+)
+HELD = Holdings(
+    grants=(Grant(type=GrantType.INTEGRATION, name="sync", kind="workflow"),),
+    registered=("orders:read", "orders:write"),
+)
+
+
+def judged(**changes: Any) -> Judged:
+    """A partner on verified, holding workflow `sync` and orders:read/write, moving from OS 4.2
+    and API 2.1 to 5.0 and 3.0, shipping a manifest with `changes`."""
+    shipped: dict[str, Any] = {
         "os_version": "5.0",
         "api_version": "3.0",
-        "runtime_name": "kwanus-runtime",
-        "runtime_version": "3.0",
-        "permissions": ("orders:read", "orders:write"),
-        "workflows": (WorkflowDecl(name="sync", version="1.0"),),
+        "runtime": {"name": "kwanus-runtime", "version": "3.0"},
+        "permissions": ["orders:read", "orders:write"],
+        "workflows": [SYNC],
     }
-    values.update(changes)
-    return PartnerState.model_validate(values)
+    values: dict[str, Any] = {
+        "before": Manifest.model_validate({**shipped, "os_version": "4.2", "api_version": "2.1"}),
+        "target": {"os_version": "5.0", "api_version": "3.0"},
+        "tier": DEFAULT_POLICY.tier("verified"),
+        "held": HELD,
+        "matrix": MATRIX.model_copy(update={"entries": MATRIX.entries + WORKFLOW_ROWS}),
+    }
+    for key in list(changes):
+        if key in values or key in ("telemetry", "since"):
+            values[key] = changes.pop(key)
+    shipped.update(changes)
+    return Judged(manifest=Manifest.model_validate(shipped), **values)
 
 
-def test_validation_passes_on_an_aligned_partner() -> None:
+def rules_of(check: str, j: Judged) -> list[tuple[str, str]]:
+    return [(f.field, f.rule) for f in CHECKS[check](j).findings]
+
+
+def test_validation_passes_on_an_aligned_manifest() -> None:
     """M-4.4 / M-8.1: API contract, workflow, permission boundary, runtime — each passes."""
-    s = state()
-    assert validate_api_contract(s, MATRIX).allowed
-    assert validate_workflows(s).allowed
-    assert validate_permission_boundary(s, DEFAULT_POLICY).allowed
-    assert validate_runtime(s, MATRIX).allowed
+    assert all(check(judged()).allowed for check in CHECKS.values())
+    assert list(CHECKS) == list(VALIDATION_CHECKS)
 
 
-def test_validation_failures() -> None:
-    """M-8.2: unbounded permissions, ungoverned workflows, incompatible runtimes fail; M-5.1 the
-    matrix must support the target; E-9.2 an unlisted runtime is fragmentation; M-8.1 the
-    permission boundary is the tier's."""
-    assert validate_api_contract(state(os_version="4.2"), MATRIX).rules == ["M-5.1"]
-    assert validate_workflows(state(workflows=[WorkflowDecl(name="x", governed=False)])).rules == [
-        "M-8.2"
+def test_validation_failures_on_the_manifest() -> None:
+    """M-8.1 (Decision): the manifest against the target, the matrix, the tier and the grants.
+    M-5.1 a version not the target's or not supported; M-8.2 unbounded permissions, ungoverned
+    workflows, incompatible runtimes; M-5.2 an unversioned trigger; E-9.2 an unlisted runtime
+    is fragmentation; M-8.1 the permission boundary is the tier's and the grants'."""
+    assert rules_of("api_contract", judged(os_version="4.2")) == [
+        ("manifest.os_version", "M-8.1"),
+        ("manifest.os_version", "M-5.1"),
     ]
-    assert validate_workflows(state(workflows=[WorkflowDecl(name="x")])).rules == ["M-5.2"]
-    unbounded = state(permissions=("orders:*",))
-    assert validate_permission_boundary(unbounded, DEFAULT_POLICY).rules == ["M-8.2"]
-    beyond = state(tier="community")
-    assert validate_permission_boundary(beyond, DEFAULT_POLICY).rules == ["M-8.1"]
-    assert validate_runtime(state(runtime_version="2.0"), MATRIX).rules == ["M-8.2"]
-    assert validate_runtime(state(runtime_version="9.9"), MATRIX).rules == ["E-9.2"]
+    assert rules_of("api_contract", judged(target={})) == []
+    ungoverned = {**SYNC, "name": "other"}
+    assert rules_of("workflow", judged(workflows=[ungoverned])) == [
+        ("manifest.workflows.0.name", "M-8.2")
+    ]
+    unversioned = {**SYNC, "trigger": "order.created"}
+    assert rules_of("workflow", judged(workflows=[unversioned])) == [
+        ("manifest.workflows.0.trigger", "M-5.2")
+    ]
+    deprecated = {**SYNC, "handler": "order.paid@1.0"}
+    assert rules_of("workflow", judged(workflows=[deprecated])) == [
+        ("manifest.workflows.0.handler", "M-5.1")
+    ]
+    wider = {**SYNC, "permissions": ["stock:read"]}
+    assert rules_of("workflow", judged(workflows=[wider])) == [
+        ("manifest.workflows.0.permissions.0", "M-8.1")
+    ]
+    assert rules_of("permission_boundary", judged(permissions=["orders:*"])) == [
+        ("manifest.permissions.0", "M-8.2")
+    ]
+    community = judged(tier=DEFAULT_POLICY.tier("community"))
+    assert rules_of("permission_boundary", community) == [("manifest.permissions.1", "M-8.1")]
+    assert rules_of("permission_boundary", judged(permissions=["stock:read"])) == [
+        ("manifest.permissions.0", "M-8.1")
+    ]
+    retired = judged(runtime={"name": "kwanus-runtime", "version": "2.0"})
+    assert rules_of("runtime_compatibility", retired) == [("manifest.runtime", "M-8.2")]
+    unlisted = judged(runtime={"name": "kwanus-runtime", "version": "9.9"})
+    assert rules_of("runtime_compatibility", unlisted) == [("manifest.runtime", "E-9.2")]
+    elsewhere = judged(
+        target={"runtime_version": "3.0"}, runtime={"name": "kwanus-runtime", "version": "2.0"}
+    )
+    assert rules_of("runtime_compatibility", elsewhere) == [("manifest.runtime.version", "M-8.1")]
+
+
+def test_telemetry_since_the_move_shows_no_calls_to_what_is_moved_off() -> None:
+    """M-8.1 (Decision): the platform's reports begun after the implementation show no calls to
+    the API (or OS, runtime, workflow) version the migration moves off; earlier ones do not
+    count."""
+    moved = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def report(start: datetime, calls: dict[str, int]) -> Telemetry:
+        return Telemetry(
+            period_start=start,
+            period_end=start + timedelta(days=1),
+            workflow_success_rate=1,
+            api_error_rate=0,
+            calls_by_version=calls,
+        )
+
+    before = report(moved - timedelta(days=2), {"api:2.1": 500})
+    after = report(moved + timedelta(hours=1), {"api:2.1": 3, "api:3.0": 90})
+    assert CHECKS["api_contract"](judged(telemetry=(before,), since=moved)).allowed
+    failed = CHECKS["api_contract"](judged(telemetry=(before, after), since=moved))
+    assert [(f.field, f.rule) for f in failed.findings] == [("telemetry.calls_by_version", "M-8.1")]
+    assert "3 calls to api 2.1" in failed.findings[0].message
+
+
+def test_validation_judges_what_the_partner_will_hold() -> None:
+    """M-8.1 / E-7.4 / M-2.3: a downgrade's tier and what it leaves; a forced reduction's
+    read-only permissions; a category-B migration's grants that come with its tier."""
+    tier, after = after_migration(
+        HELD,
+        tier_now="verified",
+        target={"tier": "community"},
+        trigger=Trigger.COMPLIANCE_VIOLATION,
+        type_=MigrationType.TIER,
+        subtype="downgrade",
+        policy=DEFAULT_POLICY,
+    )
+    assert tier is not None and tier.name == "community"
+    assert after.permissions == ("orders:read",) and after.grants == ()  # no workflows there
+    extra = Grant(type=GrantType.CAPABILITY, name="adm", kind="write", permissions=("x:write",))
+    tier, after = after_migration(
+        HELD,
+        tier_now="verified",
+        target={"tier": "premier"},
+        trigger=Trigger.TIER_UPGRADE,
+        type_=MigrationType.TIER,
+        subtype="upgrade",
+        policy=DEFAULT_POLICY,
+        adds=(extra,),
+    )
+    assert tier is not None and tier.name == "premier" and "x:write" in after.permissions
 
 
 def test_monitoring_health() -> None:

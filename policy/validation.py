@@ -1,0 +1,254 @@
+"""A migration's validation (M-4.4): four checks, each inspecting the manifest the partner ships
+with its implementation — and the platform's telemetry — against the migration's target, the
+compatibility matrix and the tier and grants the partner will hold (M-8.1 Decision, M-8.2,
+M-5.1, M-5.2, E-9.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from policy.decisions import Decision, Finding
+from policy.deprecation import PLATFORM
+from policy.document import TierSpec
+from policy.evidence import CompatibilityMatrix, Telemetry
+from policy.grants import Holdings, governed_workflows
+from policy.manifest import Manifest, split_ref
+from policy.types import action_of
+from policy.vocabulary import ComponentKind, MatrixStatus
+
+
+class Judged(BaseModel):
+    """Everything a validation check judges a manifest against: the migration's target, the
+    partner as it will be after the migration (tier, grants), its manifest before, the
+    platform's matrix and the platform's telemetry since the partner said it moved."""
+
+    model_config = ConfigDict(frozen=True)
+
+    manifest: Manifest
+    before: Manifest = Field(description="The partner's registered manifest.")
+    target: dict[str, str] = Field(default_factory=dict)
+    tier: TierSpec | None = Field(description="The tier the partner will hold.")
+    held: Holdings = Field(description="What the partner will hold after the migration.")
+    matrix: CompatibilityMatrix
+    telemetry: tuple[Telemetry, ...] = ()
+    since: datetime | None = Field(
+        default=None, description="When the partner reported it had moved (its implementation)."
+    )
+
+    def moved_off(self, kind: str) -> dict[str, str]:
+        """The components of `kind` the manifest before ran on and this one does not."""
+        now = self.manifest.components()
+        return {
+            k: v
+            for k, v in self.before.components().items()
+            if k.startswith(f"{kind}:") and k not in now
+        }
+
+    def calls_to(self, key: str) -> int:
+        """Calls the platform saw to `key` in reports begun once the partner said it moved."""
+        if self.since is None:
+            return 0
+        since = self.since
+        moved = [r for r in self.telemetry if r.period_start >= since]
+        return sum(r.calls_by_version.get(key, 0) for r in moved)
+
+
+def _status(matrix: CompatibilityMatrix, kind: ComponentKind, name: str, version: str) -> str:
+    status = matrix.status_of(kind, name, version)
+    return status.value if status else "not listed in the compatibility matrix"
+
+
+def _still_called(j: Judged, kind: str, field: str) -> list[Finding]:
+    """M-8.1 (Decision): the platform's telemetry shows no calls to what the migration moves
+    off, once the partner says it has moved."""
+    out = []
+    for key, what in sorted(j.moved_off(kind).items()):
+        calls = j.calls_to(key)
+        if calls:
+            assert j.since is not None
+            out.append(
+                Finding(
+                    field=field,
+                    rule="M-8.1",
+                    message=f"the platform saw {calls} calls to {what}, which the migration "
+                    f"moves off, since the implementation ({j.since.isoformat()})",
+                )
+            )
+    return out
+
+
+def check_api_contract(j: Judged) -> Decision:
+    """M-8.1 API contract: the manifest's OS and API versions are the migration's target where it
+    names one and `supported` in the matrix (M-5.1); the platform saw no calls to the version
+    moved off since the partner said it moved."""
+    out: list[Finding] = []
+    for kind, field in ((ComponentKind.OS, "os_version"), (ComponentKind.API, "api_version")):
+        version = getattr(j.manifest, field)
+        wanted = j.target.get(field)
+        if wanted is not None and version != wanted:
+            out.append(
+                Finding(
+                    field=f"manifest.{field}",
+                    rule="M-8.1",
+                    message=f"{kind.value} {version}: the migration moves to {wanted}",
+                )
+            )
+        if j.matrix.status_of(kind, PLATFORM, version) is not MatrixStatus.SUPPORTED:
+            out.append(
+                Finding(
+                    field=f"manifest.{field}",
+                    rule="M-5.1",
+                    message=f"{kind.value} {version} is "
+                    f"{_status(j.matrix, kind, PLATFORM, version)}",
+                )
+            )
+    out += _still_called(j, "os", "telemetry.calls_by_version")
+    out += _still_called(j, "api", "telemetry.calls_by_version")
+    return Decision(findings=tuple(out))
+
+
+def check_workflows(j: Judged) -> Decision:
+    """M-8.1 workflow: every workflow is governed — a grant of its name that approved
+    expansions (or the registration) gave (M-8.2, E-5.2); its trigger and handler are platform
+    workflow rows, versioned (M-5.2) and `supported` in the matrix (M-5.1); its permissions are
+    within the manifest's (M-8.1)."""
+    out: list[Finding] = []
+    governed = {n.casefold() for n in governed_workflows(j.held)}
+    requested = set(j.manifest.permissions)
+    for i, wf in enumerate(j.manifest.workflows):
+        field = f"manifest.workflows.{i}"
+        if wf.name.casefold() not in governed:
+            out.append(
+                Finding(
+                    field=f"{field}.name",
+                    rule="M-8.2",
+                    message=f"workflow {wf.name} is ungoverned: no approved expansion granted it",
+                )
+            )
+        for part in ("trigger", "handler"):
+            ref = getattr(wf, part)
+            name, version = split_ref(ref)
+            if version is None:
+                out.append(
+                    Finding(
+                        field=f"{field}.{part}",
+                        rule="M-5.2",
+                        message=f"{part} {ref} is unversioned: name it `{name}@<version>`",
+                    )
+                )
+            elif j.matrix.status_of(ComponentKind.WORKFLOW, name, version) is not (
+                MatrixStatus.SUPPORTED
+            ):
+                status = _status(j.matrix, ComponentKind.WORKFLOW, name, version)
+                out.append(
+                    Finding(
+                        field=f"{field}.{part}",
+                        rule="M-5.1",
+                        message=f"{part} {name} {version} is {status}",
+                    )
+                )
+        out += [
+            Finding(
+                field=f"{field}.permissions.{k}",
+                rule="M-8.1",
+                message=f"{perm} is not among the manifest's permissions",
+            )
+            for k, perm in enumerate(wf.permissions)
+            if perm not in requested
+        ]
+    out += _still_called(j, "workflow", "telemetry.calls_by_version")
+    return Decision(findings=tuple(out))
+
+
+def check_permission_boundary(j: Judged) -> Decision:
+    """M-8.1 permission boundary: every permission bounded (M-8.2: no `*`), allowed by the tier
+    the partner will hold, and within what it will hold after the migration."""
+    out: list[Finding] = []
+    held = set(j.held.permissions)
+    for i, perm in enumerate(j.manifest.permissions):
+        field = f"manifest.permissions.{i}"
+        if "*" in perm:
+            out.append(Finding(field=field, rule="M-8.2", message=f"{perm} is unbounded"))
+            continue
+        if j.tier is not None and action_of(perm) not in j.tier.permission_actions:
+            out.append(
+                Finding(
+                    field=field,
+                    rule="M-8.1",
+                    message=f"{perm} exceeds tier {j.tier.name} (actions: "
+                    f"{', '.join(sorted(j.tier.permission_actions))})",
+                )
+            )
+        if perm not in held:
+            out.append(
+                Finding(
+                    field=field,
+                    rule="M-8.1",
+                    message=f"{perm} is not granted: the partner will not hold it after the "
+                    "migration",
+                )
+            )
+    return Decision(findings=tuple(out))
+
+
+def check_runtime(j: Judged) -> Decision:
+    """M-8.1 runtime compatibility: the runtime is the target's where it names one and
+    `supported` in the matrix — a deprecated or retired one is incompatible (M-8.2), an unlisted
+    one is fragmentation (E-9.2)."""
+    rt = j.manifest.runtime
+    out: list[Finding] = []
+    for part in ("name", "version"):
+        wanted = j.target.get(f"runtime_{part}")
+        if wanted is not None and getattr(rt, part) != wanted:
+            out.append(
+                Finding(
+                    field=f"manifest.runtime.{part}",
+                    rule="M-8.1",
+                    message=f"runtime {part} {getattr(rt, part)}: the migration moves to {wanted}",
+                )
+            )
+    status = j.matrix.status_of(ComponentKind.RUNTIME, rt.name, rt.version)
+    if not out and status is not MatrixStatus.SUPPORTED:
+        rule = "E-9.2" if status is None else "M-8.2"
+        what = "unlisted: runtime fragmentation" if status is None else status.value
+        out.append(
+            Finding(
+                field="manifest.runtime",
+                rule=rule,
+                message=f"runtime {rt.name} {rt.version} is {what}",
+            )
+        )
+    out += _still_called(j, "runtime", "telemetry.calls_by_version")
+    return Decision(findings=tuple(out))
+
+
+# M-8.1: the four checks, by the name each result is recorded under (VALIDATION_CHECKS).
+CHECKS: dict[str, Callable[[Judged], Decision]] = {
+    "api_contract": check_api_contract,
+    "workflow": check_workflows,
+    "permission_boundary": check_permission_boundary,
+    "runtime_compatibility": check_runtime,
+}
+
+
+def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None) -> Decision:
+    """A manifest registered with a partner (admin): its workflows governed by that same
+    registration's grants, their permissions within the manifest's, and every permission
+    bounded, within the tier and granted — the checks of M-8.1 that do not ask the matrix (a
+    partner may be registered on a version already deprecated: its migration moves it)."""
+    j = Judged(
+        manifest=manifest,
+        before=manifest,
+        tier=tier,
+        held=held,
+        matrix=CompatibilityMatrix(),
+    )
+    workflows = [
+        f
+        for f in check_workflows(j).findings
+        if not f.field.endswith((".trigger", ".handler"))  # the matrix's to judge, at migration
+    ]
+    return Decision(findings=(*workflows, *check_permission_boundary(j).findings))
