@@ -14,20 +14,15 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from policy.grants import UNKNOWN_KIND, Grant, GrantType, Holdings
+from policy.manifest import Manifest, Runtime, derived
 from policy.types import Name, Permission, Version
 from policy.vocabulary import PartnerStatus, Role
 
 PartnerId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
-
-
-class Runtime(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name
-    version: Version
 
 
 class PartnerCreate(BaseModel):
@@ -55,6 +50,38 @@ class PartnerCreate(BaseModel):
         max_length=200,
         description="Permissions registered with the partner, carried by no grant.",
     )
+    manifest: Manifest | None = Field(
+        default=None,
+        description="What the partner's integration runs and asks for (its versions and "
+        "runtime are the ones above). Its workflows are governed by this registration's "
+        "workflow grants. Without one, the partner's manifest is derived: the versions and "
+        "runtime above, every permission held requested, no workflows.",
+    )
+
+    @model_validator(mode="after")
+    def _one_set_of_versions(self) -> PartnerCreate:
+        if self.manifest is None:
+            return self
+        for field, mine in (
+            ("os_version", self.manifest.os_version),
+            ("api_version", self.manifest.api_version),
+            ("runtime", self.manifest.runtime),
+        ):
+            if getattr(self, field) != mine:
+                raise ValueError(f"manifest.{field} differs from the partner's {field}")
+        return self
+
+    @property
+    def registered_manifest(self) -> Manifest:
+        """Version 1 of the partner's manifest: the one registered, or the derived one."""
+        if self.manifest is not None:
+            return self.manifest
+        return derived(
+            os_version=self.os_version,
+            api_version=self.api_version,
+            runtime=self.runtime,
+            permissions=self.holdings.permissions,
+        )
 
     @field_validator("grants")
     @classmethod
@@ -108,6 +135,23 @@ class PartnerPublic(BaseModel):
         description="What its releases and rollouts declared they work with, newest first."
     )
     created_at: datetime
+
+
+class ManifestVersion(BaseModel):
+    """One version of a partner's manifest: registered with the partner, or by the migration
+    (`source`, its workflow id) whose validation inspected it (M-8.1, M-4.7)."""
+
+    version: int
+    manifest: Manifest
+    source: str
+    registered_at: datetime
+
+
+class ManifestPublic(ManifestVersion):
+    """`GET /v1/partners/{id}/manifest`: the partner's manifest and its history."""
+
+    partner_id: str
+    history: list[ManifestVersion] = Field(description="Every version, newest first.")
 
 
 class TokenCreate(BaseModel):

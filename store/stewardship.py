@@ -128,7 +128,8 @@ def matrix_review(
             )
         ).all()
     )
-    states = [repo.partner_state(p) for p in partners]
+    manifests = repo.current_manifests(session=session, partners=partners)
+    states = [repo.partner_state(p, manifests[p.id]) for p in partners]
     proposals = [
         MatrixProposal(
             kind=e.kind,

@@ -275,6 +275,29 @@ class PartnerCompat(SQLModel, table=True):
     audit_key: str = Field(max_length=200, description="The audit event that carried it.")
 
 
+class PartnerManifest(SQLModel, table=True):
+    """One version of a partner's manifest — what its integration runs and asks for (issue 20):
+    registered with the partner (version 1) and replaced only by a migration's completion, whose
+    validation inspected it (M-8.1, M-4.7). The newest version is the partner's."""
+
+    __tablename__ = "partner_manifest"
+
+    partner_id: str = Field(primary_key=True, max_length=64, foreign_key="partner.id")
+    version: int = Field(primary_key=True)
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    source: str = Field(
+        max_length=128,
+        description="`registration`, or the workflow id of the migration that registered it.",
+    )
+    registered_at: datetime = _ts()
+    audit_key: str | None = Field(
+        default=None,
+        max_length=200,
+        unique=True,
+        description="The audit event that registered it (none at registration): once per event.",
+    )
+
+
 class NotificationRow(SQLModel, table=True):
     """One notification in one receiver's inbox (P-7), derived from the audit event that made
     it in the same transaction: keyed `<audit key>><receiver>`, so it exists once per event

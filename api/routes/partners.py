@@ -26,14 +26,16 @@ from kwanus import contract
 from kwanus.hashing import canonical_sha256
 from kwanus.models.migration import MigrationInput
 from policy.access import Access
-from policy.decisions import Finding
+from policy.decisions import Decision, Finding
 from policy.evidence import Telemetry
+from policy.manifest import Manifest
 from policy.partners import check_profile
 from policy.remediation import forced_downgrade
 from policy.tiers import telemetry_downgrade
+from policy.validation import check_registration
 from policy.vocabulary import Trigger
 from store import repo
-from store.schemas import PartnerCreate, PartnerPublic
+from store.schemas import ManifestPublic, ManifestVersion, PartnerCreate, PartnerPublic
 from store.tables import utcnow
 
 router = APIRouter(prefix="/partners", tags=["partners"])
@@ -43,10 +45,16 @@ router = APIRouter(prefix="/partners", tags=["partners"])
 def register_partner(
     body: PartnerCreate, _: AdminDep, session: SessionDep, policy: PolicyDep
 ) -> PartnerPublic:
-    """Register a partner (admin)."""
+    """Register a partner (admin), with its manifest: what its integration runs and asks for.
+    The manifest's workflows must be governed by this registration's workflow grants, and its
+    permissions bounded, within the tier and granted (M-8.1, M-8.2, E-5.2); afterwards it
+    changes only through a migration whose validation passed it (M-4.7)."""
     decision = check_profile(
         tier=body.tier, permissions=body.permissions, grants=body.grants, policy=policy
     )
+    if body.manifest is not None:
+        registered = check_registration(body.manifest, body.holdings, policy.tier(body.tier))
+        decision = Decision.merge(decision, registered)
     if not decision.allowed:
         raise Problem.refused(decision, "the partner profile breaks a governance rule")
     try:
@@ -89,6 +97,31 @@ def get_partner(partner_id: str, principal: CurrentPrincipal, session: SessionDe
         repo.partner_compatibility(session=session, partner_id=partner_id),
         repo.statuses(session=session, partner_ids=[partner_id])[partner_id],
     )
+
+
+@router.get("/{partner_id}/manifest", response_model=ManifestPublic)
+@platform_may
+def get_manifest(
+    partner_id: str, principal: CurrentPrincipal, session: SessionDep
+) -> ManifestPublic:
+    """The partner's manifest — what its integration runs and asks for — with every earlier
+    version: version 1 registered with the partner, each later one by the migration whose
+    validation inspected it (M-8.1), at that migration's completion (M-4.7). Another
+    partner's is 404."""
+    principal.ensure_sees(partner_id, "partner")
+    rows = repo.manifest_history(session=session, partner_id=partner_id)
+    if not rows:
+        raise not_found("partner")
+    history = [
+        ManifestVersion(
+            version=r.version,
+            manifest=Manifest.model_validate(r.manifest),
+            source=r.source,
+            registered_at=repo.as_utc(r.registered_at) or r.registered_at,
+        )
+        for r in rows
+    ]
+    return ManifestPublic(partner_id=partner_id, **history[0].model_dump(), history=history)
 
 
 @router.get("/{partner_id}/access", response_model=Access)

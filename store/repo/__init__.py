@@ -49,12 +49,17 @@ from store.repo.notifications import (
     undispatched,
 )
 from store.repo.partners import (
+    REGISTRATION,
     create_partner,
+    current_manifest,
+    current_manifests,
     get_partner,
     holdings,
     list_partners,
+    manifest_history,
     partner_public,
     partner_state,
+    register_manifest,
 )
 from store.repo.policies import (
     add_tier,
@@ -96,6 +101,7 @@ from store.repo.tokens import (
 __all__ = [
     "LIFECYCLE_FIELDS",
     "PLATFORM_SEED",
+    "REGISTRATION",
     "ROTATION_OVERLAP",
     "TOKEN_PREFIX",
     "AlreadyExists",
@@ -125,6 +131,8 @@ __all__ = [
     "create_partner",
     "create_subscription",
     "create_token",
+    "current_manifest",
+    "current_manifests",
     "current_policy",
     "delete_subscription",
     "disable_if_still_failing",
@@ -141,6 +149,7 @@ __all__ = [
     "list_processes",
     "list_tokens",
     "live_subscriptions",
+    "manifest_history",
     "mark_dispatched",
     "matrix_history",
     "matrix_version",
@@ -158,6 +167,7 @@ __all__ = [
     "record_deprecation",
     "record_event",
     "record_events",
+    "register_manifest",
     "release_grants",
     "remediations_of",
     "restore",

@@ -30,7 +30,13 @@ from policy.vocabulary import Trigger
 from store import audit
 from store.repo.common import UnknownPartner
 from store.repo.grants import _declare, _granted
-from store.repo.partners import _locked_partner, _set_holdings, holdings
+from store.repo.partners import (
+    _locked_partner,
+    _set_holdings,
+    current_manifest,
+    holdings,
+    register_manifest,
+)
 from store.repo.policies import current_policy
 from store.repo.processes import (
     _first_time,
@@ -168,7 +174,8 @@ def roll_out(*, session: Session, inp: RolloutInput) -> TierChange | None:
 
 
 def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
-    """M-4.7: the partner's record takes the migration's target, with its audit event, once. A
+    """M-4.7: the partner's record takes the migration's target and its validated manifest
+    (a new version of the partner's manifest), with its audit event, once. A
     tier in the target (runs rolled out before the tier moved at rollout) is judged like a
     rollout's (E-7.1, E-7.2): a rise not governed by a released category-B expansion, or a move
     against the migration's direction, is not applied and says why in the event."""
@@ -176,10 +183,19 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
         return False
     partner = _locked_partner(session, inp.partner_id)
     data = dict(inp.event.data)
-    for field in LIFECYCLE_FIELDS:
-        if field not in inp.target or field == "tier":
-            continue
-        setattr(partner, field, inp.target[field])
+    # The validated manifest becomes the partner's; a run without one (its implementation
+    # came before manifests, or a forced target applied without the partner) moves the
+    # registered one to the target. The partner's versions and runtime follow it.
+    registered = current_manifest(session=session, partner=partner)
+    manifest = inp.manifest or registered.with_target(inp.target)
+    data["manifest_version"] = register_manifest(
+        session=session,
+        partner=partner,
+        manifest=manifest,
+        source=inp.event.workflow_id,
+        key=inp.event.key,
+        at=inp.event.at,
+    )
     if "tier" in inp.target:
         row = get_process(session=session, workflow_id=inp.event.workflow_id)
         migration = state_of(row, contract.MIGRATION)

@@ -4,16 +4,21 @@ permissions)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from policy.evidence import PartnerState
 from policy.grants import Grant, Holdings
+from policy.manifest import Manifest, Runtime, derived
 from policy.vocabulary import PartnerStatus
 from store.repo.common import AlreadyExists, UnknownPartner, as_utc
-from store.schemas import DeclaredCompatibility, PartnerCreate, PartnerPublic, Runtime
-from store.tables import Partner, PartnerCompat, utcnow
+from store.schemas import DeclaredCompatibility, PartnerCreate, PartnerPublic
+from store.tables import Partner, PartnerCompat, PartnerManifest, utcnow
+
+# The source of a manifest registered with its partner (admin), not by a migration.
+REGISTRATION = "registration"
 
 
 def create_partner(*, session: Session, partner: PartnerCreate) -> Partner:
@@ -31,6 +36,16 @@ def create_partner(*, session: Session, partner: PartnerCreate) -> Partner:
     _set_holdings(row, partner.holdings)
     session.add(row)
     try:
+        session.flush()  # the manifest refers to the partner's row
+        session.add(
+            PartnerManifest(
+                partner_id=row.id,
+                version=1,
+                manifest=partner.registered_manifest.model_dump(mode="json"),
+                source=REGISTRATION,
+                registered_at=row.created_at,
+            )
+        )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -101,7 +116,8 @@ def partner_public(
     )
 
 
-def partner_state(row: Partner) -> PartnerState:
+def partner_state(row: Partner, manifest: Manifest | None = None) -> PartnerState:
+    """What the partner runs and holds; the workflows of `manifest`, its registered one."""
     held = holdings(row)
     return PartnerState(
         partner_id=row.id,
@@ -113,6 +129,7 @@ def partner_state(row: Partner) -> PartnerState:
         capabilities=held.capabilities,
         permissions=held.permissions,
         grants=held.grants,
+        workflows=manifest.workflows if manifest is not None else (),
     )
 
 
@@ -124,3 +141,66 @@ def _locked_partner(session: Session, partner_id: str) -> Partner:
         session.rollback()
         raise UnknownPartner(partner_id)
     return partner
+
+
+# --- the partner's manifest (issue 20) ------------------------------------------------------
+
+
+def manifest_history(*, session: Session, partner_id: str) -> Sequence[PartnerManifest]:
+    """Every version of the partner's manifest, newest (the partner's) first."""
+    return session.exec(
+        select(PartnerManifest)
+        .where(col(PartnerManifest.partner_id) == partner_id)
+        .order_by(col(PartnerManifest.version).desc())
+    ).all()
+
+
+def current_manifests(*, session: Session, partners: Sequence[Partner]) -> dict[str, Manifest]:
+    """The registered manifest of each partner, in one query (a page of partners); a partner
+    with none on record (never, after migration 0015) has the one its record derives."""
+    ids = [p.id for p in partners]
+    rows = session.exec(
+        select(PartnerManifest)
+        .where(col(PartnerManifest.partner_id).in_(ids))
+        .order_by(col(PartnerManifest.partner_id), col(PartnerManifest.version))
+    ).all()
+    out = {r.partner_id: Manifest.model_validate(r.manifest) for r in rows}  # newest wins
+    for partner in partners:
+        if partner.id not in out:
+            out[partner.id] = derived(
+                os_version=partner.os_version,
+                api_version=partner.api_version,
+                runtime=Runtime(name=partner.runtime_name, version=partner.runtime_version),
+                permissions=holdings(partner).permissions,
+            )
+    return out
+
+
+def current_manifest(*, session: Session, partner: Partner) -> Manifest:
+    return current_manifests(session=session, partners=[partner])[partner.id]
+
+
+def register_manifest(
+    *, session: Session, partner: Partner, manifest: Manifest, source: str, key: str, at: datetime
+) -> int:
+    """`manifest` becomes the partner's (M-4.7), as a new version unless it is the one
+    registered; the partner's record takes its versions and runtime. Returns the version in
+    effect. Part of the caller's transaction, which records `key` once."""
+    history = manifest_history(session=session, partner_id=partner.id)
+    partner.os_version, partner.api_version = manifest.os_version, manifest.api_version
+    partner.runtime_name, partner.runtime_version = manifest.runtime.name, manifest.runtime.version
+    session.add(partner)
+    if history and Manifest.model_validate(history[0].manifest) == manifest:
+        return history[0].version
+    version = (history[0].version if history else 0) + 1
+    session.add(
+        PartnerManifest(
+            partner_id=partner.id,
+            version=version,
+            manifest=manifest.model_dump(mode="json"),
+            source=source,
+            registered_at=at,
+            audit_key=key,
+        )
+    )
+    return version
