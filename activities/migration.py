@@ -3,6 +3,8 @@ validation checks (M-8.1), and the lifecycle update at completion (M-4.7)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio import activity
 
 from kwanus.models.migration import (
@@ -16,10 +18,13 @@ from kwanus.models.migration import (
     ValidationResult,
 )
 from policy import migration as rules
-from policy.decisions import Decision
 from policy.evidence import PartnerState
+from policy.validation import CHECKS, Judged
 from store import repo
 from store.db import Database
+
+# Telemetry "since the implementation" has no end: every report the platform made after it.
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class MigrationActivities:
@@ -64,27 +69,53 @@ class MigrationActivities:
     @activity.defn(name="validate")
     def validate(self, inp: ValidationInput) -> ValidationResult:
         """M-8.1: one check — API contract, workflow, permission boundary or runtime
-        compatibility — of the partner's state with the target applied, against the matrix."""
+        compatibility — of the manifest the partner shipped, against the migration's target,
+        the matrix, the tier and grants the partner will hold and the platform's telemetry
+        since the implementation. A run whose implementation came before manifests is judged
+        on its registered manifest with the target applied."""
         with self.db.session() as session:
             row = repo.get_partner(session=session, partner_id=inp.partner_id)
             if row is None:
                 raise repo.UnknownPartner(inp.partner_id)
             held = repo.holdings(row)
-            state = repo.partner_state(row)
+            before = repo.current_manifest(session=session, partner=row)
             matrix = repo.compatibility_matrix(session=session)
+            telemetry = (
+                repo.telemetry_between(
+                    session=session, partner_id=row.id, since=inp.since, until=FOREVER
+                )
+                if inp.since is not None
+                else []
+            )
+            tier_now = row.tier
         target = {k: v for k, v in inp.target.items() if k in repo.LIFECYCLE_FIELDS}
-        state = rules.as_migrated(state, held, target, inp.policy)
-        decision: Decision
-        if inp.check == "api_contract":
-            decision = rules.validate_api_contract(state, matrix)
-        elif inp.check == "workflow":
-            decision = rules.validate_workflows(state)
-        elif inp.check == "permission_boundary":
-            decision = rules.validate_permission_boundary(state, inp.policy)
-        elif inp.check == "runtime_compatibility":
-            decision = rules.validate_runtime(state, matrix)
-        else:
+        with_tier = inp.with_tier
+        tier, after = rules.after_migration(
+            held,
+            tier_now=tier_now,
+            target=target,
+            trigger=inp.trigger,
+            type_=inp.type_,
+            subtype=inp.subtype,
+            policy=inp.policy,
+            adds=with_tier.grants if with_tier else (),
+            removes=with_tier.removes if with_tier else (),
+            new_tier=with_tier.spec if with_tier else None,
+        )
+        judged = Judged(
+            manifest=inp.manifest or before.with_target(target),
+            before=before,
+            target=target,
+            tier=tier,
+            held=after,
+            matrix=matrix,
+            telemetry=tuple(telemetry),
+            since=inp.since,
+        )
+        check = CHECKS.get(inp.check)
+        if check is None:
             raise ValueError(f"unknown validation check {inp.check!r}")
+        decision = check(judged)
         return ValidationResult(
             check=inp.check, passed=decision.allowed, findings=list(decision.findings), at=inp.at
         )

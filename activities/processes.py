@@ -147,4 +147,5 @@ class ProcessStarter:
     def _page(self, after: str | None, limit: int) -> list[PartnerState]:
         with self.db.session() as session:
             rows = repo.list_partners(session=session, after=after, limit=limit)
-            return [repo.partner_state(row) for row in rows]
+            manifests = repo.current_manifests(session=session, partners=rows)
+            return [repo.partner_state(row, manifests[row.id]) for row in rows]

@@ -246,14 +246,56 @@ async def outcome_review(d: Driver, eid: str, cgb: Headers) -> State:
     )
 
 
+async def shipped_manifest(d: Driver, mid: str, partner: Headers) -> dict[str, Any]:
+    """What a partner that does as the migration asks ships (M-8.1): its registered manifest
+    moved to the migration's target versions, requesting only what it will hold — what the
+    target tier allows — with the workflows that keep all they ask for."""
+
+    async def get(url: str) -> Any:
+        resp = await d.call("GET", url, headers=partner, ok=(200,))
+        if resp.status_code != 200:
+            raise DriveError(f"GET {url}: {resp.status_code} {resp.text}")
+        return resp.json()
+
+    migration = await get(f"/v1/migrations/{mid}")
+    pid, target = migration["partner_id"], migration["target"]
+    registered = await get(f"/v1/partners/{pid}/manifest")
+    access = await get(f"/v1/partners/{pid}/access")
+    out = dict(registered["manifest"])
+    out.update({k: target[k] for k in ("os_version", "api_version") if k in target})
+    runtime = dict(out["runtime"])
+    runtime.update(
+        {k: target[f"runtime_{k}"] for k in ("name", "version") if f"runtime_{k}" in target}
+    )
+    out["runtime"] = runtime
+    allowed = set(access["permissions"])
+    if "tier" in target:
+        policy = await get("/v1/policy")
+        tier = next((t for t in policy["tiers"] if t["name"] == target["tier"]), None)
+        if tier is not None:
+            allowed = {p for p in allowed if p.split(":", 1)[1] in tier["permission_actions"]}
+    out["permissions"] = sorted(p for p in out["permissions"] if p in allowed)
+    out["workflows"] = [
+        w for w in out["workflows"] if set(w["permissions"]) <= set(out["permissions"])
+    ]
+    return out
+
+
 async def migration_steps(
-    d: Driver, mid: str, partner: Headers, *, rollout: dict[str, Any] | None = ROLLOUT
+    d: Driver,
+    mid: str,
+    partner: Headers,
+    *,
+    rollout: dict[str, Any] | None = ROLLOUT,
+    manifest: dict[str, Any] | None = None,
 ) -> State:
-    """Plan, implementation, documentation and (unless `rollout` is None) the rollout: the
-    partner's whole part (M-4.2 to M-4.5)."""
+    """Plan, implementation (with `manifest`, or by default what `shipped_manifest` says) ,
+    documentation and (unless `rollout` is None) the rollout: the partner's whole part (M-4.2
+    to M-4.5)."""
+    shipped = manifest if manifest is not None else await shipped_manifest(d, mid, partner)
     steps = [
         ("plan", MIGRATION_PLAN),
-        ("implementation", IMPLEMENTATION),
+        ("implementation", {**IMPLEMENTATION, "manifest": shipped}),
         ("documentation", MIGRATION_DOCS),
     ]
     if rollout is not None:

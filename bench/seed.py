@@ -10,10 +10,11 @@ from sqlalchemy import insert
 from bench.drive import Headers, bearer
 from kwanus.models.common import Actor
 from policy.document import PolicyDocument
+from policy.manifest import Runtime
 from policy.vocabulary import Role
 from store import repo
 from store.db import Database
-from store.schemas import PartnerCreate, Runtime, TokenCreate
+from store.schemas import PartnerCreate, TokenCreate
 from store.tables import Partner, utcnow
 
 

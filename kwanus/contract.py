@@ -115,6 +115,11 @@ def webhook_delivery_workflow_id(subscription_id: str, notification_id: int) -> 
     return f"webhook-{subscription_id}-{notification_id}"
 
 
+# The kind of remediation a migration's failed validation opens (M-8.2): its fixes may carry the
+# corrected manifest, which the migration validates again (M-8.1).
+VALIDATION_FAILED = "validation_failed"
+
+
 class Refusal:
     """`ApplicationError.type`s of refused human steps (raised by update validators, so a
     refused step leaves no event, P-2); the API maps each to its HTTP status."""

@@ -58,6 +58,21 @@ MIGRATION_DOCS = dict.fromkeys(
     "x",
 )
 ROLLOUT = {"version": "5.0.0"}
+# What partner acme (`partner_body`) ships once moved to OS 5.0 and API 3.0 (a migration's
+# implementation carries it, M-8.1): its runtime, the permission it holds, no workflows.
+MANIFEST: dict[str, Any] = {
+    "os_version": "5.0",
+    "api_version": "3.0",
+    "runtime": {"name": "kwanus-runtime", "version": "3.0"},
+    "permissions": ["orders:read"],
+    "workflows": [],
+}
+MIGRATION_IMPLEMENTATION = {**IMPLEMENTATION, "manifest": MANIFEST}
+
+
+def manifest(**changes: Any) -> dict[str, Any]:
+    """`MANIFEST` with `changes`."""
+    return {**MANIFEST, **changes}
 
 
 def partner_body(partner_id: str = "acme", **changes: Any) -> dict[str, Any]:

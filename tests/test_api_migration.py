@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from store.migrate import shipped_matrix
+from testdata.factories import MANIFEST
 from tests.apistack import Api, eventually, unique
 
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
@@ -40,7 +41,7 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     plan = {"strategy": "s", "compatibility_plan": "c", "testing_plan": "t", "rollback_plan": "r"}
     assert (await api.http.post(f"{base}/plan", json=plan, headers=acme)).status_code == 200
     await eventually(lambda: at("implementation"))
-    report = {"development": "d", "testing": "t", "documentation": "doc"}
+    report = {"development": "d", "testing": "t", "documentation": "doc", "manifest": MANIFEST}
     resp = await api.http.post(f"{base}/implementation", json=report, headers=acme)
     assert resp.status_code == 200
     await eventually(lambda: at("documentation"))

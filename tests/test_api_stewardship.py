@@ -175,7 +175,16 @@ async def test_report_figures_match_the_store_and_bodies_sign_off(
     held = {f["migration_id"]: f["until"][:19] for f in review["fallbacks_active"]}
     assert held == {m: until[:19] for m, until in fallbacks.items()}
     unused = [(p["kind"], p["version"]) for p in figures["matrix_proposals"]]
-    assert unused == [("api", "1.0"), ("api", "3.0"), ("os", "5.0")]  # shipped, no one on it
+    # Shipped, no one on it — the workflow rows too: no partner's manifest runs them.
+    assert unused == [
+        ("api", "1.0"),
+        ("api", "3.0"),
+        ("os", "5.0"),
+        ("workflow", "1.0"),
+        ("workflow", "1.0"),
+        ("workflow", "1.0"),
+        ("workflow", "1.0"),
+    ]
     assert {(p["proposal"], p["reason"]) for p in figures["matrix_proposals"]} == {
         ("retire", "no partner uses it")
     }

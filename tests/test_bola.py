@@ -19,6 +19,7 @@ from testdata.factories import (
     IMPLEMENTATION,
     INTEGRATION_PLAN,
     MIGRATION_DOCS,
+    MIGRATION_IMPLEMENTATION,
     MIGRATION_PLAN,
     RELEASE,
     ROLLOUT,
@@ -122,6 +123,8 @@ async def test_partner_b_sees_nothing_of_partner_a(api: Api) -> None:
             if method == "POST"
             else None
         )
+        if path.startswith("/v1/migrations/") and step == "implementation":
+            body = MIGRATION_IMPLEMENTATION  # M-8.1: with its manifest
         resp = await api.http.request(method, url, headers=beta, json=body)
         checked.append(op)
         assert resp.status_code == 404, f"{op}: {resp.status_code} {resp.text}"

@@ -36,13 +36,14 @@ from policy.document import DEFAULT_POLICY, PolicyDocument
 from policy.evidence import MatrixEntry
 from policy.forms import (
     FallbackDecision,
-    ImplementationReport,
     MigrationDocumentation,
+    MigrationImplementation,
     MigrationPlan,
     RemediationStep,
     Rollout,
     Withdrawal,
 )
+from policy.manifest import Manifest
 from policy.migration import add_months
 from policy.vocabulary import (
     MigrationStage,
@@ -56,7 +57,7 @@ from store import records, repo
 from store.db import Database
 from store.schemas import PartnerCreate
 from store.tables import AuditEvent, NotificationRow, Partner, Process
-from testdata.factories import partner_body, platform_report
+from testdata.factories import manifest, partner_body, platform_report
 from tests.conftest import end_runs, running_worker
 from tests.histcheck import commands_on_step_opening, openings_taken
 from workflows.migration import NOTICE_PATCH, PartnerMigration
@@ -269,9 +270,13 @@ async def test_a_forced_outcome_applies_though_its_validation_waits_on_a_remedia
             actor="TSC",
             reason="2.1 deprecated",
         )
-    await _to_validation(mig)
+    await _to_validation(mig, api_version="2.1")  # still on the API TSC deprecated
     rem = await _remediation(mig)
     mig.started.append(remediation_workflow_id((await rem.query(Remediation.status)).id))
+    failed = (await mig.state()).validation["api_contract"]
+    assert [(f.field, f.rule, f.message) for f in failed.findings] == [
+        ("manifest.api_version", "M-5.1", "api 2.1 is deprecated")
+    ]
     state = await mig.state()
     assert state.window_end is not None
     await mig.env.sleep(state.window_end - await mig.env.get_current_time() + DAY)
@@ -440,12 +445,17 @@ async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
     assert (await optional.handle.result()).status is ProcessStatus.DECLINED
 
 
-async def _to_validation(mig: Mig) -> None:
+async def _to_validation(mig: Mig, **changes: Any) -> None:
+    """The partner's plan, implementation — shipping `MANIFEST` with `changes` (M-8.1) — and
+    documentation."""
     await mig.at_step("plan")
     await mig.send("plan", PLAN)
     await mig.at_step("implementation")
     await mig.send(
-        "implementation", ImplementationReport(development="d", testing="t", documentation="doc")
+        "implementation",
+        MigrationImplementation(
+            development="d", testing="t", documentation="doc", manifest=manifest(**changes)
+        ),
     )
     await mig.at_step("documentation")
     await mig.send(
@@ -478,17 +488,17 @@ async def _remediation(mig: Mig) -> WorkflowHandle[Remediation, RemediationStatu
 async def test_failed_validation_is_remediated_then_revalidated(
     migrate: Callable[..., Any],
 ) -> None:
-    """M-4.4 / M-8.1: four checks, each recorded. M-8.2: an incompatible (unlisted, E-9.2)
-    runtime fails validation and opens a remediation (M-9.1) whose severity the policy gives
-    — minor, 30 days (M-9.2) — and the migration waits; once remediated, the checks run again,
-    pass, and the migration goes on to its rollout (M-4.5)."""
+    """M-4.4 / M-8.1: four checks, each recorded, on the manifest the partner ships. M-8.2: an
+    incompatible (unlisted, E-9.2) runtime fails validation and opens a remediation (M-9.1)
+    whose severity the policy gives — minor, 30 days (M-9.2) — and the migration waits; the
+    remediation's fixes carry the corrected manifest; once remediated, the checks run again on
+    it, pass, and the migration goes on to its rollout (M-4.5)."""
     mig: Mig = await migrate(
         trigger=Trigger.RUNTIME_CHANGE,
         type_=MigrationType.RUNTIME,
         subtype="extension",
-        target={**TARGET, "runtime_version": "9.9"},
     )
-    await _to_validation(mig)
+    await _to_validation(mig, runtime={"name": "kwanus-runtime", "version": "9.9"})
     rem = await _remediation(mig)
     state = await mig.state()
     assert state.stage is MigrationStage.VALIDATION and state.status is ProcessStatus.ACTIVE
@@ -509,23 +519,21 @@ async def test_failed_validation_is_remediated_then_revalidated(
     assert opened.severity is Severity.MINOR
     assert link.deadline == opened.deadline == opened.opened_at + 30 * DAY
 
-    for step in ("root_cause", "plan", "fixes"):
+    assert [(f.field, f.rule) for f in state.validation["runtime_compatibility"].findings] == [
+        ("manifest.runtime", "E-9.2")
+    ]
+    assert "runtime kwanus-runtime 9.9 is unlisted" in opened.description
+    for step in ("root_cause", "plan"):
         await rem.execute_update(
             step,
             Act[RemediationStep](actor=PARTNER, body=RemediationStep(summary=step)),
             result_type=RemediationStatus,
         )
-    with mig.db.session() as session:  # the fix: TSC lists the runtime in the matrix now
-        repo.change_matrix(
-            session=session,
-            entries=[
-                MatrixEntry(
-                    kind="runtime", name="kwanus-runtime", version="9.9", status="supported"
-                )
-            ],
-            actor="TSC",
-            reason="9.9 is supported",
-        )
+    # The fix: the partner ships on the supported runtime; its fixes carry the manifest.
+    fixed = RemediationStep(summary="on 3.0", manifest=manifest())
+    await rem.execute_update(
+        "fixes", Act[RemediationStep](actor=PARTNER, body=fixed), result_type=RemediationStatus
+    )
     await rem.execute_update(
         "review",
         Act[RemediationStep](actor=SCO, body=RemediationStep(summary="ok", passed=True)),
@@ -538,6 +546,7 @@ async def test_failed_validation_is_remediated_then_revalidated(
     events = mig.events()
     assert events.count("validated") == 8
     assert events.index("remediation_opened") < events.index("remediated")
+    assert state.manifest == Manifest.model_validate(manifest())  # validated again on it
     state = await mig.send("rollout", Rollout(version="9.9.0"))
     assert state.stage is MigrationStage.MONITORING  # answered at rest, monitoring (P-8)
     await mig.recorded("stage:Monitoring")
@@ -550,9 +559,8 @@ async def test_missed_remediation_stops_the_migration(migrate: Callable[..., Any
         trigger=Trigger.RUNTIME_CHANGE,
         type_=MigrationType.RUNTIME,
         subtype="extension",
-        target={**TARGET, "runtime_version": "9.9"},
     )
-    await _to_validation(mig)
+    await _to_validation(mig, runtime={"name": "kwanus-runtime", "version": "9.9"})
     rem = await _remediation(mig)
     mig.started.append(f"migration-rem-{(await rem.query(Remediation.status)).id}")
     await mig.env.sleep(29 * DAY)  # M-9.2: still inside the minor window
@@ -765,7 +773,7 @@ def _stages_shown(events: list[Any]) -> list[str]:
 
 # Fields the migration's status gained after the two-step run was recorded (empty at notice).
 # Fields added since it was recorded.
-LATER_STATE_FIELDS = ("tier_change", "decision", "fallback_decisions")
+LATER_STATE_FIELDS = ("tier_change", "decision", "fallback_decisions", "manifest")
 
 
 def _recorded(event: RecordEvent) -> dict[str, Any]:

@@ -35,8 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from policy.decisions import Decision
     from policy.forms import (
         FallbackDecision,
-        ImplementationReport,
         MigrationDocumentation,
+        MigrationImplementation,
         MigrationPlan,
         Rollout,
         Withdrawal,
@@ -260,6 +260,9 @@ class PartnerMigration(Outcomes):
                 link.status = msg.status
                 if msg.escalation_migration:
                     self.escalation = msg.escalation_migration
+                validating = self.state.stage is MigrationStage.VALIDATION
+                if msg.manifest is not None and validating:
+                    self.state.manifest = msg.manifest  # validated again next (M-8.1)
 
     async def _monitoring(self) -> None:
         """M-4.6: workflow reliability, permission usage and API error rates, checked weekly
@@ -331,6 +334,7 @@ class PartnerMigration(Outcomes):
                 ),
                 partner_id=self.inp.partner_id,
                 target=target,
+                manifest=self.state.manifest,
             ),
             summary="update partner lifecycle",
         )
@@ -349,14 +353,24 @@ class PartnerMigration(Outcomes):
         self.steps.require_partner_step(act, self.inp.partner_id, "plan")
 
     @workflow.update(name="implementation")
-    async def implementation(self, act: Act[ImplementationReport]) -> MigrationStatus:
+    async def implementation(self, act: Act[MigrationImplementation]) -> MigrationStatus:
+        """M-4.3 with the manifest the partner ships, which validation inspects (M-8.1)."""
         async with self.steps.taking():
-            await self.steps.take("implementation", act, rules=["M-4.3"])
+            if self.state.implementation is None:  # a second copy is refused by `take`
+                self.state.manifest = act.body.manifest
+            await self.steps.take("implementation", act, rules=["M-4.3", "M-8.1"])
         return self.state
 
     @implementation.validator
-    def _check_implementation(self, act: Act[ImplementationReport]) -> None:
+    def _check_implementation(self, act: Act[MigrationImplementation]) -> None:
         self.steps.require_partner_step(act, self.inp.partner_id, "implementation")
+        if act.body.manifest is None:
+            refuse(
+                Refusal.INVALID,
+                "a migration's implementation carries the manifest the partner ships",
+                rule="M-8.1",
+                errors={"manifest": "required (M-8.1)"},
+            )
 
     @workflow.update(name="documentation")
     async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:

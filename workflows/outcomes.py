@@ -14,7 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.migration import MigrationActivities
     from activities.processes import ProcessStarter
-    from kwanus.contract import remediation_workflow_id
+    from kwanus.contract import VALIDATION_FAILED, remediation_workflow_id
     from kwanus.models.common import Awaiting
     from kwanus.models.migration import (
         MigrationDecision,
@@ -101,6 +101,7 @@ class Outcomes:
         """Run the four checks (again, after a remediation) and record each result; return the
         findings of those that failed."""
         now = workflow.now()
+        implemented = self.state.implementation
         results = await asyncio.gather(
             *(
                 call(
@@ -111,6 +112,12 @@ class Outcomes:
                         target=self.inp.target,
                         policy=self.policy,
                         at=now,
+                        manifest=self.state.manifest,
+                        since=implemented.at if implemented else None,
+                        trigger=self.inp.trigger,
+                        type_=self.inp.type_,
+                        subtype=self.inp.subtype,
+                        with_tier=self.inp.with_tier,
                     ),
                     summary=f"validate {check}",
                 )
@@ -138,7 +145,7 @@ class Outcomes:
         attempt: int,
         failures: dict[str, list[Finding]],
         why: str = "failed validation",
-        kind: str = "validation_failed",
+        kind: str = VALIDATION_FAILED,
     ) -> RemediationLink:
         """M-8.2 → M-9: open the remediation of a failed validation (or of telemetry unhealthy
         at the fallback's end, M-4.7); it reports back (`remediation_closed`) when it ends."""

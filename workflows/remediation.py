@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         OPENED_UPDATE,
         REMEDIATION,
         REMEDIATION_WORKFLOW,
+        VALIDATION_FAILED,
         Refusal,
         remediation_migration_id,
     )
@@ -60,6 +61,7 @@ class Remediation:
             partner_id=inp.partner_id,
             severity=inp.severity,
             kind=inp.kind,
+            description=inp.description,
             status=ProcessStatus.ACTIVE,
             stage=REMEDIATION.first_stage,
             origin=inp.origin,
@@ -138,6 +140,7 @@ class Remediation:
         M-8.2) how it ended; it waits for this to re-validate or to stop."""
         if not self.inp.report_to:
             return
+        fixes = self.state.steps.get("fixes")
         try:
             await workflow.get_external_workflow_handle(self.inp.report_to).signal(
                 "remediation_closed",
@@ -145,6 +148,7 @@ class Remediation:
                     remediation_id=self.inp.remediation_id,
                     status=self.state.status,
                     escalation_migration=self.state.escalation_migration,
+                    manifest=fixes.body.manifest if fixes else None,
                 ),
             )
         except FailureError as exc:  # the origin was terminated by ops: nothing waits any more
@@ -269,6 +273,14 @@ class Remediation:
         refuse_decision(
             check_remediation_step(done, step), f"{step} is not next", kind=Refusal.WRONG_STAGE
         )
+        validation = self.inp.report_to and self.inp.kind == VALIDATION_FAILED
+        if act.body.manifest is not None and (step != "fixes" or not validation):
+            refuse(
+                Refusal.INVALID,
+                "a manifest comes with the fixes of a migration's failed validation only",
+                rule="M-8.1",
+                errors={"manifest": "only with the fixes of a failed validation (M-8.1)"},
+            )
 
     async def _take(self, step: str, act: Act[RemediationStep]) -> RemediationStatus:
         self.state.steps[step] = StepRecord(body=act.body, actor=act.actor.name, at=workflow.now())

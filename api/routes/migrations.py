@@ -8,7 +8,14 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    field_validator,
+)
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -44,8 +51,8 @@ from policy.access import may_start_while
 from policy.decisions import Decision
 from policy.forms import (
     FallbackDecision,
-    ImplementationReport,
     MigrationDocumentation,
+    MigrationImplementationRequest,
     MigrationPlan,
     RolloutRequest,
     Withdrawal,
@@ -56,6 +63,7 @@ from policy.migration import (
     governing,
     partner_may_start,
 )
+from policy.types import Version
 from policy.vocabulary import (
     MigrationStage,
     MigrationType,
@@ -93,6 +101,14 @@ class MigrationCreate(BaseModel):
     expansion_id: str | None = Field(
         default=None, description="The approved expansion governing a permission expansion."
     )
+
+    @field_validator("target")
+    @classmethod
+    def _versions_are_versions(cls, target: dict[str, str]) -> dict[str, str]:
+        for key, value in target.items():
+            if key.endswith("_version"):
+                TypeAdapter(Version).validate_python(value)
+        return target
 
     @field_validator("id")
     @classmethod
@@ -273,12 +289,15 @@ async def plan(
 @router.post("/{migration_id}/implementation", response_model=MigrationStatus)
 async def implementation(
     migration_id: str,
-    body: ImplementationReport,
+    body: MigrationImplementationRequest,
     principal: PartnerDep,
     session: SessionDep,
     temporal: TemporalDep,
 ) -> MigrationStatus:
-    """Development, testing, documentation done (partner; M-4.3)."""
+    """Development, testing, documentation done (partner; M-4.3), with the `manifest` the
+    partner now ships — what validation inspects next (M-8.1): its API and OS versions against
+    the target and the matrix, its workflows governed and on supported platform workflows, its
+    permissions bounded, within the tier and granted, its runtime supported."""
     return await _step(temporal, session, principal, migration_id, "implementation", body)
 
 

@@ -13,13 +13,14 @@ from policy.document import PolicyDocument, TierSpec
 from policy.evidence import PlatformRef
 from policy.forms import (
     FallbackDecision,
-    ImplementationReport,
     MigrationDocumentation,
+    MigrationImplementation,
     MigrationPlan,
     Rollout,
     Withdrawal,
 )
 from policy.grants import Grant
+from policy.manifest import Manifest
 from policy.vocabulary import (
     MigrationStage,
     MigrationType,
@@ -133,8 +134,13 @@ class MigrationStatus(BaseModel):
     window_end: datetime | None = None
     fallback: Fallback = Fallback(active=False)
     plan: StepRecord[MigrationPlan] | None = None
-    implementation: StepRecord[ImplementationReport] | None = None
+    implementation: StepRecord[MigrationImplementation] | None = None
     documentation: StepRecord[MigrationDocumentation] | None = None
+    manifest: Manifest | None = Field(
+        default=None,
+        description="The manifest validation inspects (M-8.1): the implementation's, or the "
+        "corrected one of a remediation's fixes; registered as the partner's at completion.",
+    )
     validation: dict[str, ValidationResult] = Field(default_factory=dict)
     rollout: StepRecord[Rollout] | None = None
     monitoring: list[MonitoringCheck] = Field(default_factory=list)
@@ -187,11 +193,23 @@ class MatrixInput(BaseModel):
 
 
 class ValidationInput(BaseModel):
+    """One check of M-8.1 on the manifest the partner shipped, against the migration's target
+    and what the partner will hold after it. Runs scheduled before manifests existed send
+    none of the optional fields: their registered manifest is judged with the target applied."""
+
     check: str
     partner_id: str
     target: dict[str, str]
     policy: PolicyDocument
     at: datetime
+    manifest: Manifest | None = None
+    since: datetime | None = Field(
+        default=None, description="When the partner reported its implementation (telemetry)."
+    )
+    trigger: Trigger | None = None
+    type_: MigrationType | None = None
+    subtype: str = ""
+    with_tier: WithTier | None = None
 
 
 class LifecycleInput(BaseModel):
@@ -200,6 +218,9 @@ class LifecycleInput(BaseModel):
     event: RecordEvent
     partner_id: str
     target: dict[str, str]
+    manifest: Manifest | None = Field(
+        default=None, description="The validated manifest, registered as the partner's."
+    )
 
 
 class Notification(BaseModel):

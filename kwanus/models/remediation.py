@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from kwanus.models.common import Awaiting, RecordEvent, StepRecord
 from policy.document import PolicyDocument
 from policy.forms import RemediationStep
+from policy.manifest import Manifest
 from policy.vocabulary import PartnerStatus, ProcessStatus, Severity
 
 
@@ -35,6 +36,9 @@ class RemediationStatus(BaseModel):
     partner_id: str
     severity: Severity
     kind: str
+    description: str = Field(
+        default="", description="What it remediates: the violation, or each failed check."
+    )
     status: ProcessStatus
     stage: str
     step: str | None = None
@@ -55,6 +59,9 @@ class RemediationClosed(BaseModel):
     remediation_id: str
     status: ProcessStatus
     escalation_migration: str | None = None
+    manifest: Manifest | None = Field(
+        default=None, description="The corrected manifest its fixes carried (M-8.1), if any."
+    )
 
 
 class PartnerStatusInput(BaseModel):
