@@ -1,11 +1,12 @@
 """What partners and bodies send at each human step, as forms that name the rule behind every
 missing part (E-2.5 to E-2.7, E-9.1, M-4.2, M-4.3, M-7.1): a refused form lists every missing
-field at once."""
+field at once — and, on a request form, every document that is not a reference or repeats
+another's (M-7.1, E-2.6)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -18,8 +19,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from policy.decisions import Decision, Finding
 from policy.evidence import DeclaredRef, PlatformRef
 from policy.manifest import Manifest
+from policy.references import check_references
 from policy.types import Text, Version
 
 
@@ -29,6 +32,13 @@ class Form(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     rules: ClassVar[dict[str, str]] = {}
+    # Fields that are references to documents, and the rule that says so (M-7.1, E-2.6). They
+    # are judged on a request form (`judge_references`, at the API) and by the workflows'
+    # validators, never when a stored form is loaded: recorded histories hold what was sent
+    # before the check (`PR-1`, `x` five times) and must replay.
+    reference_fields: ClassVar[tuple[str, ...]] = ()
+    reference_rule: ClassVar[str] = ""
+    judge_references: ClassVar[bool] = False
 
     @classmethod
     def _also_missing(cls, raw: Mapping[str, Any]) -> list[InitErrorDetails]:
@@ -57,10 +67,27 @@ class Form(BaseModel):
                             "input": err.get("input"),
                         }
                     )
-        errors += cls._also_missing(data if isinstance(data, Mapping) else {})
+        raw = data if isinstance(data, Mapping) else {}
+        errors += cls._also_missing(raw)
+        if cls.judge_references:
+            # Judged even when other fields failed (from what was sent): one answer names all.
+            given = (
+                {f: getattr(model, f) for f in cls.reference_fields}
+                if model is not None
+                else {f: v for f in cls.reference_fields if isinstance(v := raw.get(f), str)}
+            )
+            refused = check_references(given, rule=cls.reference_rule)
+            errors += [finding_error(f, given.get(f.field)) for f in refused.findings]
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return model
+
+    def references(self) -> Decision:
+        """M-7.1, E-2.6: each document given a reference, none repeating another's (the
+        workflows' validators judge a step's form with this)."""
+        return check_references(
+            {f: getattr(self, f) for f in self.reference_fields}, rule=self.reference_rule
+        )
 
 
 def missing(field: str, rule: str, message: str, value: Any = None) -> InitErrorDetails:
@@ -70,6 +97,17 @@ def missing(field: str, rule: str, message: str, value: Any = None) -> InitError
             "missing", "{message} ({rule})", {"rule": rule, "message": message}
         ),
         "loc": (field,),
+        "input": value,
+    }
+
+
+def finding_error(finding: Finding, value: Any = None) -> InitErrorDetails:
+    """A rule's finding as an error on its field, its message ending with the rule."""
+    return {
+        "type": PydanticCustomError(
+            "refused", "{message} ({rule})", {"rule": finding.rule, "message": finding.message}
+        ),
+        "loc": (finding.field,),
         "input": value,
     }
 
@@ -98,15 +136,36 @@ class IntegrationPlan(Form):
     rollout_plan: Text
 
 
+# What a document's field holds (M-7.1, E-2.6; policy/references.py), for the schema's readers:
+# the check itself is `Form.references`, never run when a stored form is loaded.
+Reference = Annotated[
+    Text,
+    Field(
+        description="A reference to the document: an https:// or http:// URL with a host, or a "
+        "repository path (relative, no '..', no spaces, optionally #anchor). Each document "
+        "its own: a reference repeated for another document is refused."
+    ),
+]
+
+
 class ImplementationReport(Form):
     """E-2.6 / M-4.3: development, testing, documentation, each a reference to the work done."""
 
     rules: ClassVar[dict[str, str]] = dict.fromkeys(
         ("development", "testing", "documentation"), "E-2.6"
     )
-    development: Text
-    testing: Text
-    documentation: Text
+    reference_fields: ClassVar[tuple[str, ...]] = ("development", "testing", "documentation")
+    reference_rule: ClassVar[str] = "E-2.6"
+    development: Reference
+    testing: Reference
+    documentation: Reference
+
+
+class ImplementationReportRequest(ImplementationReport):
+    """`POST …/implementation` (expansion, migration): each report a reference, none repeated
+    (E-2.6) — refused here, naming every bad field, before anything is sent."""
+
+    judge_references: ClassVar[bool] = True
 
 
 class MigrationImplementation(ImplementationReport):
@@ -117,8 +176,10 @@ class MigrationImplementation(ImplementationReport):
 
 
 class MigrationImplementationRequest(MigrationImplementation):
-    """`POST /v1/migrations/{id}/implementation`: the manifest is required."""
+    """`POST /v1/migrations/{id}/implementation`: the manifest is required, and each report a
+    reference, none repeated (E-2.6)."""
 
+    judge_references: ClassVar[bool] = True
     rules: ClassVar[dict[str, str]] = {
         **ImplementationReport.rules,
         "manifest": "M-8.1",
@@ -213,13 +274,31 @@ class MigrationDocumentation(Form):
         ),
         "M-7.1",
     )
-    migration_guide: Text
-    compatibility_notes: Text
-    version_notes: Text
-    workflow_changes: Text
-    permission_changes: Text
-    tutorials: Text | None = None
-    onboarding_guides: Text | None = None
+    reference_fields: ClassVar[tuple[str, ...]] = (
+        "migration_guide",
+        "compatibility_notes",
+        "version_notes",
+        "workflow_changes",
+        "permission_changes",
+        "tutorials",
+        "onboarding_guides",
+    )
+    reference_rule: ClassVar[str] = "M-7.1"
+    migration_guide: Reference
+    compatibility_notes: Reference
+    version_notes: Reference
+    workflow_changes: Reference
+    permission_changes: Reference
+    tutorials: Reference | None = None
+    onboarding_guides: Reference | None = None
+
+
+class MigrationDocumentationRequest(MigrationDocumentation):
+    """`POST /v1/migrations/{id}/documentation`: each document a reference, none repeated, the
+    optional ones too when given (M-7.1) — refused here, naming every bad field, before
+    anything is sent."""
+
+    judge_references: ClassVar[bool] = True
 
 
 class Rollout(Form):

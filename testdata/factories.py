@@ -33,7 +33,12 @@ PLATFORM_REPORT: dict[str, Any] = {"reported_by": "tok_platform", "reporter_role
 
 # Steps' bodies, complete (each form's every required field).
 INTEGRATION_PLAN = {"versioning": "semver", "compatibility_rules": "additive", "rollout_plan": "c"}
-IMPLEMENTATION = {"development": "PR-1", "testing": "CI-1", "documentation": "DOC-1"}
+# E-2.6, M-7.1: each document a reference (a URL or a repository path), none repeated.
+IMPLEMENTATION = {
+    "development": "https://git.example.com/acme/widget/pull/1",
+    "testing": "ci/results/1.xml",
+    "documentation": "docs/widget.md",
+}
 RELEASE = {
     "version": "1.0.0",
     "migration_guide": "docs/1.0",
@@ -47,16 +52,13 @@ MIGRATION_PLAN = {
     "testing_plan": "t",
     "rollback_plan": "r",
 }
-MIGRATION_DOCS = dict.fromkeys(
-    (
-        "migration_guide",
-        "compatibility_notes",
-        "version_notes",
-        "workflow_changes",
-        "permission_changes",
-    ),
-    "x",
-)
+MIGRATION_DOCS = {
+    "migration_guide": "docs/migration/guide.md",
+    "compatibility_notes": "docs/migration/compatibility.md",
+    "version_notes": "docs/migration/versions.md",
+    "workflow_changes": "docs/migration/workflows.md",
+    "permission_changes": "docs/migration/permissions.md",
+}
 ROLLOUT = {"version": "5.0.0"}
 # What partner acme (`partner_body`) ships once moved to OS 5.0 and API 3.0 (a migration's
 # implementation carries it, M-8.1): its runtime, the permission it holds, no workflows.
