@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from policy.vocabulary import Body
-from testdata.factories import proposal_body, review
+from testdata.factories import IMPLEMENTATION, INTEGRATION_PLAN, proposal_body, review
 from tests.apistack import Api, eventually, unique
 
 PROBLEM = "application/problem+json"
@@ -125,4 +125,61 @@ async def test_refused_steps_over_http_leave_history_unchanged(api: Api) -> None
     assert incomplete.json()["rule"] == "E-2.5"
     assert set(incomplete.json()["errors"]) == {"compatibility_rules", "rollout_plan"}
     assert len((await handle.fetch_history()).events) == before
+    await handle.terminate("test over")
+
+
+async def test_an_implementation_report_that_is_no_reference_is_refused_over_http(
+    api: Api,
+) -> None:
+    """E-2.6: development, testing, documentation each a reference — one repeated and one not a
+    reference are 422 with both fields named, nothing sent to the run (its history does not
+    grow), the report still awaited; a checked report then moves the expansion to Release."""
+    acme = await api.partner("acme")
+    eid = unique("refs")
+    base = f"/v1/expansions/{eid}"
+    resp = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)
+    assert resp.status_code == 202, resp.text
+
+    async def at(step: str) -> dict[str, Any] | None:
+        data: dict[str, Any] = (await api.http.get(base, headers=acme)).json()
+        return data if data["step"] == step else None
+
+    assert await eventually(lambda: at("reviews"))
+    bodies = {b: api.token(b.value) for b in Body}
+    for body, headers in bodies.items():
+        resp = await api.http.post(f"{base}/reviews", json=review(body), headers=headers)
+        assert resp.status_code == 200, resp.text
+    assert await eventually(lambda: at("votes"))
+    vote = {"decision": "approve", "rationale": "sound"}
+    for headers in bodies.values():
+        assert (await api.http.post(f"{base}/votes", json=vote, headers=headers)).is_success
+    assert await eventually(lambda: at("integration_plan"))
+    plan = await api.http.post(f"{base}/integration-plan", json=INTEGRATION_PLAN, headers=acme)
+    assert plan.is_success, plan.text
+    assert await eventually(lambda: at("implementation"))
+    handle = api.env.client.get_workflow_handle(f"expansion-{eid}")
+    before = len((await handle.fetch_history()).events)
+
+    report = {
+        "development": "https://git.example.com/acme/widget/pull/7",
+        "testing": "HTTPS://GIT.example.com/acme/widget/pull/7",  # the same URL
+        "documentation": "../docs/widget.md",
+    }
+    resp = await api.http.post(f"{base}/implementation", json=report, headers=acme)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    problem = resp.json()
+    assert problem["rule"] == "E-2.6"
+    assert problem["detail"] == "invalid request: documentation, testing"  # the API's refusal
+    assert problem["errors"] == {
+        "testing": "the same reference as development: each document is its own (E-2.6)",
+        "documentation": problem["errors"]["documentation"],
+    }
+    assert problem["errors"]["documentation"].startswith("not a reference")
+    assert len((await handle.fetch_history()).events) == before
+    state = await at("implementation")
+    assert state is not None and state["implementation"] is None
+
+    taken = await api.http.post(f"{base}/implementation", json=IMPLEMENTATION, headers=acme)
+    assert taken.status_code == 200 and taken.json()["step"] == "release", taken.text
     await handle.terminate("test over")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from store.migrate import shipped_matrix
-from testdata.factories import MANIFEST
+from testdata.factories import MANIFEST, MIGRATION_DOCS, MIGRATION_IMPLEMENTATION, MIGRATION_PLAN
 from tests.apistack import Api, eventually, unique
 
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
@@ -45,13 +45,11 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     resp = await api.http.post(f"{base}/implementation", json=report, headers=acme)
     assert resp.status_code == 200
     await eventually(lambda: at("documentation"))
-    docs = dict.fromkeys(
-        ("migration_guide", "compatibility_notes", "version_notes", "workflow_changes"), "x"
-    )
+    docs = {k: v for k, v in MIGRATION_DOCS.items() if k != "permission_changes"}
     incomplete = await api.http.post(f"{base}/documentation", json=docs, headers=acme)
     assert incomplete.status_code == 422 and incomplete.json()["rule"] == "M-7.1"
     assert set(incomplete.json()["errors"]) == {"permission_changes"}
-    docs["permission_changes"] = "none"
+    docs["permission_changes"] = MIGRATION_DOCS["permission_changes"]
     assert (
         await api.http.post(f"{base}/documentation", json=docs, headers=acme)
     ).status_code == 200
@@ -88,6 +86,76 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
     mine = (await api.http.get("/v1/migrations", headers=acme)).json()
     assert mid in [m["id"] for m in mine]
     await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
+
+
+async def test_documents_that_are_no_references_are_refused_over_http(api: Api) -> None:
+    """M-7.1, E-2.6: an implementation report and the documentation whose documents are not
+    references, or repeat another's, are 422 naming every bad field — nothing sent to the run
+    (its history does not grow), the step still awaited."""
+    acme = await api.partner("acme")
+    mid = unique("mig-docs")
+    body = {
+        "id": mid,
+        "partner_id": "acme",
+        "trigger": "os_major_version",
+        "type": "version",
+        "subtype": "os",
+        "target": TARGET,
+    }
+    assert (await api.http.post("/v1/migrations", json=body, headers=api.token("TSC"))).is_success
+    base = f"/v1/migrations/{mid}"
+    handle = api.env.client.get_workflow_handle(f"migration-{mid}")
+
+    async def at(step: str) -> dict[str, Any] | None:
+        data: dict[str, Any] = (await api.http.get(base, headers=acme)).json()
+        return data if data["step"] == step else None
+
+    assert await eventually(lambda: at("plan"))
+    assert (await api.http.post(f"{base}/plan", json=MIGRATION_PLAN, headers=acme)).is_success
+    assert await eventually(lambda: at("implementation"))
+    before = len((await handle.fetch_history()).events)
+    report = {
+        "development": "PR-1",
+        "testing": "PR-1",
+        "documentation": "/etc/passwd",
+        "manifest": MANIFEST,
+    }
+    resp = await api.http.post(f"{base}/implementation", json=report, headers=acme)
+    assert resp.status_code == 422 and resp.json()["rule"] == "E-2.6", resp.text
+    errors = resp.json()["errors"]
+    assert set(errors) == {"testing", "documentation"}
+    # refused by the API's request form (the workflow's validator words its detail otherwise)
+    assert resp.json()["detail"] == "invalid request: documentation, testing"
+    assert "the same reference as development" in errors["testing"]
+    assert errors["documentation"].startswith("not a reference")
+    assert len((await handle.fetch_history()).events) == before
+    state = await at("implementation")
+    assert state is not None and state["implementation"] is None
+    assert (
+        await api.http.post(f"{base}/implementation", json=MIGRATION_IMPLEMENTATION, headers=acme)
+    ).is_success
+
+    assert await eventually(lambda: at("documentation"))
+    before = len((await handle.fetch_history()).events)
+    docs = {
+        **MIGRATION_DOCS,
+        "compatibility_notes": MIGRATION_DOCS["migration_guide"],
+        "version_notes": "see the wiki",
+        "tutorials": " " + MIGRATION_DOCS["migration_guide"],  # optional, judged all the same
+    }
+    resp = await api.http.post(f"{base}/documentation", json=docs, headers=acme)
+    assert resp.status_code == 422 and resp.json()["rule"] == "M-7.1", resp.text
+    errors = resp.json()["errors"]
+    assert set(errors) == {"compatibility_notes", "version_notes", "tutorials"}
+    assert resp.json()["detail"].startswith("invalid request: ")
+    assert errors["compatibility_notes"] == (
+        "the same reference as migration_guide: each document is its own (M-7.1)"
+    )
+    assert errors["version_notes"].startswith("not a reference")
+    assert len((await handle.fetch_history()).events) == before
+    state = await at("documentation")
+    assert state is not None and state["documentation"] is None
+    await handle.terminate("test over")
 
 
 async def test_migration_refusals_by_rule(api: Api) -> None:

@@ -420,6 +420,67 @@ async def test_the_plan_sent_twice_at_once_is_taken_once(migrate: Callable[..., 
     assert mig.events().count("plan_submitted") == 1
 
 
+async def test_documents_that_are_no_references_are_refused_by_the_validator(
+    migrate: Callable[..., Any],
+) -> None:
+    """E-2.6, M-7.1 for a direct Temporal caller: an implementation report or documentation
+    whose documents are not references, or repeat another's, is refused by the Update's
+    validator naming every bad field — never accepted into the history, nothing recorded. The
+    stored forms themselves load such values (recorded histories hold them, and replay)."""
+    mig: Mig = await migrate()
+    await mig.at_step("plan")
+    await mig.send("plan", PLAN)
+    await mig.at_step("implementation")
+
+    async def refused(update: str, body: Any) -> dict[str, str]:
+        with pytest.raises(WorkflowUpdateFailedError) as failed:
+            await mig.send(update, body)
+        cause = failed.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == Refusal.INVALID
+        errors: dict[str, str] = cause.details[0]["errors"]
+        return errors
+
+    repeated = ImplementationReport(development="x", testing="x", documentation="has space")
+    errors = await refused("implementation", repeated)
+    assert errors == {
+        "testing": "the same reference as development: each document is its own (E-2.6)",
+        "documentation": errors["documentation"],
+    }
+    assert errors["documentation"].startswith("not a reference")
+    await mig.send(
+        "implementation",
+        ImplementationReport(
+            development="https://git.example.com/acme/widget/pull/1",
+            testing="ci/results/1.xml",
+            documentation="docs/widget.md",
+        ),
+    )
+    await mig.at_step("documentation")
+    docs = MigrationDocumentation(
+        migration_guide="docs/guide.md",
+        compatibility_notes="docs/compatibility.md",
+        version_notes="docs/guide.md",
+        workflow_changes="/etc/passwd",
+        permission_changes="docs/permissions.md",
+        onboarding_guides="../onboarding.md",
+    )
+    errors = await refused("documentation", docs)
+    assert set(errors) == {"version_notes", "workflow_changes", "onboarding_guides"}
+    assert errors["version_notes"] == (
+        "the same reference as migration_guide: each document is its own (M-7.1)"
+    )
+    state = await mig.state()
+    assert state.step == "documentation" and state.documentation is None
+    history = await mig.handle.fetch_history()
+    accepted = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    assert accepted == ["plan", "implementation"]
+    assert "documentation_submitted" not in mig.events()
+
+
 async def test_decline_only_when_optional(migrate: Callable[..., Any]) -> None:
     """M-2.2: an optional migration may be declined; M-2.3: a forced one may not (nor, M-2.1,
     a required one)."""

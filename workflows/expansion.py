@@ -425,6 +425,7 @@ class PartnerExpansion(Watch):
     @implementation.validator
     def _check_implementation(self, act: Act[ImplementationReport]) -> None:
         self.steps.require_partner_step(act, self.inp.partner_id, "implementation")
+        refuse_decision(act.body.references())  # E-2.6 (a validator: never run on replay)
 
     @workflow.update(name="release")
     async def release(self, act: Act[Release]) -> ExpansionStatus:

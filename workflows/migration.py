@@ -371,6 +371,7 @@ class PartnerMigration(Outcomes):
                 rule="M-8.1",
                 errors={"manifest": "required (M-8.1)"},
             )
+        refuse_decision(act.body.references())  # E-2.6 (a validator: never run on replay)
 
     @workflow.update(name="documentation")
     async def documentation(self, act: Act[MigrationDocumentation]) -> MigrationStatus:
@@ -381,6 +382,7 @@ class PartnerMigration(Outcomes):
     @documentation.validator
     def _check_documentation(self, act: Act[MigrationDocumentation]) -> None:
         self.steps.require_partner_step(act, self.inp.partner_id, "documentation")
+        refuse_decision(act.body.references())  # M-7.1 (a validator: never run on replay)
 
     @workflow.update(name="rollout")
     async def rollout(self, act: Act[Rollout]) -> MigrationStatus:

@@ -46,7 +46,7 @@ from policy.document import PolicyDocument, apply_change
 from policy.expansion import check_category
 from policy.forms import (
     DeadlineExtension,
-    ImplementationReport,
+    ImplementationReportRequest,
     IntegrationPlan,
     MonitoringDecision,
     OutcomeReview,
@@ -296,12 +296,13 @@ async def integration_plan(
 @router.post("/{expansion_id}/implementation", response_model=ExpansionStatus)
 async def implementation(
     expansion_id: str,
-    body: ImplementationReport,
+    body: ImplementationReportRequest,
     principal: PartnerDep,
     session: SessionDep,
     temporal: TemporalDep,
 ) -> ExpansionStatus:
-    """Development, testing and documentation reported done (partner; E-2.6)."""
+    """Development, testing and documentation reported done, each a reference (partner;
+    E-2.6)."""
     return await _step(temporal, session, principal, expansion_id, "implementation", body)
 
 

@@ -51,7 +51,7 @@ from policy.access import may_start_while
 from policy.decisions import Decision
 from policy.forms import (
     FallbackDecision,
-    MigrationDocumentation,
+    MigrationDocumentationRequest,
     MigrationImplementationRequest,
     MigrationPlan,
     RolloutRequest,
@@ -304,12 +304,12 @@ async def implementation(
 @router.post("/{migration_id}/documentation", response_model=MigrationStatus)
 async def documentation(
     migration_id: str,
-    body: MigrationDocumentation,
+    body: MigrationDocumentationRequest,
     principal: PartnerDep,
     session: SessionDep,
     temporal: TemporalDep,
 ) -> MigrationStatus:
-    """The five required documents (partner; M-7.1)."""
+    """The five required documents, each its own reference (partner; M-7.1)."""
     return await _step(temporal, session, principal, migration_id, "documentation", body)
 
 
