@@ -440,7 +440,9 @@ async def test_documents_that_are_no_references_are_refused_by_the_validator(
         errors: dict[str, str] = cause.details[0]["errors"]
         return errors
 
-    repeated = ImplementationReport(development="x", testing="x", documentation="has space")
+    repeated = MigrationImplementation(
+        development="x", testing="x", documentation="has space", manifest=manifest()
+    )
     errors = await refused("implementation", repeated)
     assert errors == {
         "testing": "the same reference as development: each document is its own (E-2.6)",
@@ -449,10 +451,11 @@ async def test_documents_that_are_no_references_are_refused_by_the_validator(
     assert errors["documentation"].startswith("not a reference")
     await mig.send(
         "implementation",
-        ImplementationReport(
+        MigrationImplementation(
             development="https://git.example.com/acme/widget/pull/1",
             testing="ci/results/1.xml",
             documentation="docs/widget.md",
+            manifest=manifest(),
         ),
     )
     await mig.at_step("documentation")
