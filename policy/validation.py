@@ -5,7 +5,7 @@ M-5.1, M-5.2, E-9.2)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +14,7 @@ from policy.decisions import Decision, Finding
 from policy.deprecation import PLATFORM
 from policy.document import TierSpec
 from policy.evidence import CompatibilityMatrix, Telemetry
-from policy.grants import Holdings, governed_workflows
+from policy.grants import Grant, Holdings, governed_workflows, governs_workflow
 from policy.manifest import Manifest, split_ref
 from policy.types import action_of
 from policy.vocabulary import ComponentKind, MatrixStatus
@@ -252,3 +252,30 @@ def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None
         if not f.field.endswith((".trigger", ".handler"))  # the matrix's to judge, at migration
     ]
     return Decision(findings=(*workflows, *check_permission_boundary(j).findings))
+
+
+def check_against_manifest(
+    requested: Sequence[tuple[str, Grant]], manifest: Manifest, held: Holdings
+) -> Decision:
+    """Issue 20 at submission: a workflow grant the proposal requests for a workflow the
+    partner's manifest runs must cover what that workflow asks for — every permission of it
+    held already or requested by the proposal — else, approved, the workflow would still fail
+    validation's permission boundary (M-8.1): refused now, naming the permission."""
+    asked = {wf.name.casefold(): wf for wf in manifest.workflows}
+    covered = set(held.permissions) | {p for _, g in requested for p in g.permissions}
+    out = []
+    for field, grant in requested:
+        wf = asked.get(grant.name.casefold())
+        if wf is None or not governs_workflow(grant):
+            continue
+        out += [
+            Finding(
+                field=f"{field}.permissions",
+                rule="M-8.1",
+                message=f"workflow {wf.name} of the partner's manifest asks for {perm}, which "
+                "the partner does not hold and this proposal does not request",
+            )
+            for perm in wf.permissions
+            if perm not in covered
+        ]
+    return Decision(findings=tuple(out))

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from policy.grants import Grant, GrantType, Holdings
+from policy.manifest import Manifest
+from policy.validation import check_against_manifest
 from store.db import Database
 from testdata.factories import (
     IMPLEMENTATION,
@@ -342,3 +345,26 @@ async def test_a_registered_manifest_is_governed_by_its_registration(api: Api) -
     assert shown["manifest"] == manifest(os_version="4.2", api_version="2.1")
     beta = await api.partner("beta")
     assert (await api.http.get("/v1/partners/acme/manifest", headers=beta)).status_code == 404
+
+
+def test_a_workflow_grant_requested_covers_what_the_manifest_workflow_asks() -> None:
+    """Issue 20 / M-8.1 at submission: a proposal granting a workflow the partner's manifest
+    runs (its grant removed and requested anew, say after a downgrade trimmed what it carried)
+    must cover every permission that workflow asks for — held, or requested by the proposal."""
+    shipped = Manifest.model_validate(
+        manifest(
+            permissions=["orders:read", "stock:write"],
+            workflows=[{**SYNC, "permissions": ["orders:read", "stock:write"]}],
+        )
+    )
+    held = Holdings(registered=("orders:read",))
+    grant = Grant(type=GrantType.INTEGRATION, name="Order-Sync", kind="workflow")
+    refused = check_against_manifest([("integrations.0", grant)], shipped, held)
+    assert [(f.field, f.rule) for f in refused.findings] == [
+        ("integrations.0.permissions", "M-8.1")
+    ]
+    assert "stock:write" in refused.findings[0].message
+    with_it = grant.model_copy(update={"permissions": ("stock:write",)})
+    assert check_against_manifest([("integrations.0", with_it)], shipped, held).allowed
+    other = grant.model_copy(update={"name": "billing-sync"})  # not a workflow it runs
+    assert check_against_manifest([("integrations.0", other)], shipped, held).allowed

@@ -58,6 +58,7 @@ from policy.grants import check_against_holdings
 from policy.proposal import Proposal, check_submission
 from policy.review import Review
 from policy.tiers import is_upgrade, upgrade_evidence
+from policy.validation import check_against_manifest
 from policy.vocabulary import ExpansionStage, ProcessKind, ProcessStatus, Role
 from policy.vote import Vote
 from store import repo
@@ -154,6 +155,11 @@ async def _admissible(
         check_submission(proposal, policy),
         check_category(proposal, partner.tier),
         check_against_holdings(proposal.grants_requested, proposal.removes, repo.holdings(partner)),
+        check_against_manifest(
+            proposal.grants_requested,
+            await run_in_threadpool(repo.current_manifest, session=session, partner=partner),
+            repo.holdings(partner),
+        ),
     )
     if proposal.policy_change:  # E-3.4: the policy it would make holds the spec's floors
         decision = Decision.merge(decision, apply_change(policy, proposal.policy_change)[1])
