@@ -42,6 +42,18 @@ KIND_ACTIONS: dict[str, frozenset[str] | None] = {
 }
 
 
+# The kinds that govern a workflow, by grant type: a partner's workflows are the names of its
+# grants of these kinds (E-2.7: one workflow, one grant — whichever type names it).
+WORKFLOW_KINDS: dict[GrantType, frozenset[str]] = {
+    GrantType.CAPABILITY: frozenset(
+        {CapabilityKind.WORKFLOW_TRIGGER, CapabilityKind.INTELLIGENCE_WORKFLOW}
+    ),
+    GrantType.INTEGRATION: frozenset(
+        {IntegrationKind.WORKFLOW, IntegrationKind.INTELLIGENCE_WORKFLOW}
+    ),
+}
+
+
 class Grant(BaseModel):
     """One capability or integration a partner holds, with its kind and permissions."""
 
@@ -90,6 +102,18 @@ class Holdings(BaseModel):
     def holds(self, item: str) -> bool:
         """A grant of that name, or a permission in effect."""
         return item in self.capabilities or item in self.permissions
+
+
+def governs_workflow(grant: Grant) -> bool:
+    """A grant of a workflow kind (`WORKFLOW_KINDS`): the workflow it governs is its name. A
+    grant of unknown kind (recorded before kinds were) governs none that can be told."""
+    return grant.kind in WORKFLOW_KINDS[grant.type]
+
+
+def governed_workflows(held: Holdings) -> set[str]:
+    """The workflows a partner's grants govern: the names (as granted) of its workflow-kind
+    capabilities and integrations."""
+    return {g.name for g in held.grants if governs_workflow(g)}
 
 
 def requested_grants(
