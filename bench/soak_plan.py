@@ -143,9 +143,10 @@ def proposal_body(pid: str) -> dict[str, Any]:
         "justification": "Merchants ask for order trends",
         "requested_tier": "verified",
         "requested_capabilities": [
-            {"name": f"trends-{pid}", "kind": "read_only", "permissions": ["orders:read"]}
+            {"name": f"trends-{pid}", "kind": "read_only", "permissions": [f"trends-{pid}:read"]}
         ],
-        "integrations": [{"name": f"orders-api-{pid}", "kind": "api"}],  # each new (E-2.7)
+        # each new, its permission too (E-2.7)
+        "integrations": [{"name": f"orders-api-{pid}", "kind": "api"}],
         "governance_alignment": "Governed read APIs only",
         "compatibility_impact": "Additive",
         "security_impact": "Read-only, partner-scoped",

@@ -99,7 +99,9 @@ def proposal_body(**changes: Any) -> dict[str, Any]:
         "justification": "Merchants ask for order trends in their dashboard",
         "requested_tier": "verified",
         "requested_capabilities": [
-            {"name": "order-trends", "kind": "read_only", "permissions": ["orders:read"]}
+            # A permission `partner_body()` does not register: held already, it would be
+            # refused (E-2.7).
+            {"name": "order-trends", "kind": "read_only", "permissions": ["analytics:read"]}
         ],
         "integrations": [{"name": "orders-api", "kind": "api"}],
         "governance_alignment": "Uses only governed read APIs",

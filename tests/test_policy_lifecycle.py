@@ -265,8 +265,9 @@ def test_release_adds_to_what_is_held_and_removes_exactly_what_it_names() -> Non
     proposal = Proposal.model_validate(body)
     updated = governance_update(held, add=proposal.grants, removes=proposal.removes)
     assert updated.capabilities == ("customer-cards", "order-trends", "orders-api")
-    # legacy:read went with its grant; orders:read stays (registered, and the new grant's)
-    assert updated.permissions == ("customers:read", "orders:read")
+    # legacy:read went with its grant; orders:read stays (registered); analytics:read is the
+    # new grant's
+    assert updated.permissions == ("analytics:read", "customers:read", "orders:read")
     again = governance_update(updated, add=proposal.grants, removes=[])
     assert again == updated  # granted twice: held once
     by_permission = governance_update(held, add=(), removes=["orders:read"])
