@@ -306,9 +306,12 @@ def check_against_holdings(
     requested: Sequence[tuple[str, Grant]], removes: Sequence[str], held: Holdings
 ) -> Decision:
     """E-2.7 at submission: a proposal removes only what the partner holds (a grant by name, or
-    a permission), and requests no grant it holds already unless it removes it too — a change
-    is a removal and a new grant, never a silent second grant under the same name (each
-    requested grant with the field it came from)."""
+    a permission), and requests nothing it holds already unless it removes it too — a change
+    is a removal and a new grant, never a silent second grant: not under a held name, not for a
+    workflow a held grant of the other type governs, not of a permission in effect (a grant's
+    or registered). Nor twice in one proposal: a permission in two grants, a workflow as a
+    capability and an integration (two grants of one type and name are `requested_once`'s).
+    Each requested grant comes with the field it came from."""
     out = [
         Finding(
             field=f"removes.{i}",
@@ -318,21 +321,79 @@ def check_against_holdings(
         for i, item in enumerate(removes)
         if not held.holds(item)
     ]
-    # Held names compared regardless of case: `Acme-Widget` beside `acme-widget` is a second
-    # grant a runtime would read as the first.
-    held_names = {(g.type, g.name.casefold()): g.name for g in held.grants}
-    out += [
-        Finding(
-            field=f"{field}.name",
-            rule="E-2.7",
-            message=f"the partner holds {grant.type.value} {name!r} already; to change it, "
-            "name it in `removes` too",
-        )
-        for field, grant in requested
-        if (name := held_names.get((grant.type, grant.name.casefold()))) is not None
-        and name not in removes
-    ]
-    return Decision(findings=tuple(out))
+    # What stays held once `removes` is taken away (by the held spelling, as the release's
+    # update takes it) is what a request may not ask for again.
+    kept = governance_update(held, add=(), removes=removes)
+    return Decision(
+        findings=(*out, *_names_again(requested, kept), *_permissions_again(requested, kept))
+    )
+
+
+def _names_again(requested: Sequence[tuple[str, Grant]], kept: Holdings) -> list[Finding]:
+    """E-2.7: no grant under a name held (names compared regardless of case: `Acme-Widget`
+    beside `acme-widget` is a second grant a runtime would read as the first), and no workflow
+    governed twice — held, or requested before in this proposal, as the other type."""
+    out: list[Finding] = []
+    asked: dict[str, tuple[str, Grant]] = {}  # a workflow (casefold) -> where first requested
+    for field, grant in requested:
+        name = grant.name.casefold()
+        same = [g for g in kept.grants if g.type is grant.type and g.name.casefold() == name]
+        other = [
+            g
+            for g in kept.grants
+            if g.type is not grant.type and governs_workflow(g) and g.name.casefold() == name
+        ]
+        earlier = asked.get(name)
+        if governs_workflow(grant):
+            asked.setdefault(name, (field, grant))
+        change = "; to change it, name it in `removes` too"
+        if same:
+            message = f"the partner holds {grant.type.value} {same[0].name!r} already{change}"
+        elif governs_workflow(grant) and other:
+            g = other[0]
+            message = (
+                f"the partner holds {g.type.value} {g.name!r} ({g.kind}) already, which governs "
+                f"workflow {g.name!r}: one workflow is one grant{change}"
+            )
+        elif governs_workflow(grant) and earlier is not None and earlier[1].type is not grant.type:
+            message = (
+                f"workflow {grant.name!r} is requested twice (as {earlier[1].type.value} "
+                f"{earlier[0]} too): one workflow is one grant"
+            )
+        else:
+            continue
+        out.append(Finding(field=f"{field}.name", rule="E-2.7", message=message))
+    return out
+
+
+def _permissions_again(requested: Sequence[tuple[str, Grant]], kept: Holdings) -> list[Finding]:
+    """E-2.7: no permission in effect (a grant's, or registered) requested again, and none
+    requested twice (compared regardless of case) — each finding naming what carries it."""
+    carriers: dict[str, tuple[str, list[str]]] = {}  # casefold -> held spelling, carried by
+    for perm in kept.registered:
+        carriers.setdefault(perm.casefold(), (perm, []))[1].append("registered")
+    for g in kept.grants:
+        for perm in g.permissions:
+            carriers.setdefault(perm.casefold(), (perm, []))[1].append(f"{g.type.value} {g.name!r}")
+    out: list[Finding] = []
+    asked: dict[str, str] = {}  # casefold -> the field of the grant that first requested it
+    for field, grant in requested:
+        for j, perm in enumerate(grant.permissions):
+            key = perm.casefold()
+            if key in carriers:
+                spelt, by = carriers[key]
+                message = (
+                    f"the partner holds permission {spelt!r} already ({', '.join(by)}); to "
+                    "change it, name it in `removes` too"
+                )
+            elif key in asked:
+                message = f"permission {perm!r} is requested twice (by {asked[key]} too)"
+            else:
+                message = None
+            if message is not None:
+                out.append(Finding(field=f"{field}.permissions.{j}", rule="E-2.7", message=message))
+            asked.setdefault(key, field)
+    return out
 
 
 def grantable(

@@ -278,9 +278,9 @@ async def test_a_tiers_grants_come_with_the_tier(api: Api) -> None:
     upgrade = upgrade_to(
         "verified",
         requested_capabilities=[
-            {"name": "order-hooks", "kind": "workflow_trigger", "permissions": ["orders:read"]}
+            {"name": "order-hooks", "kind": "workflow_trigger", "permissions": ["hooks:read"]}
         ],
-        integrations=[{"name": "flows", "kind": "workflow", "permissions": ["orders:read"]}],
+        integrations=[{"name": "flows", "kind": "workflow", "permissions": ["flows:read"]}],
     )
     for partner_id, decline in (("acme", True), ("globex", False)):
         body = partner_body(partner_id, tier="community")
@@ -315,9 +315,9 @@ def read_only(name: str, *permissions: str) -> dict[str, Any]:
 
 async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     """E-2.7 (Decision): two releases in a row keep what the partner held and both grants; a
-    `removes` takes exactly its item (its permissions too, unless another grant carries them);
-    a `removes` the partner does not hold is refused at submission; the audit event records
-    before and after."""
+    `removes` takes exactly its item, its permissions with it; a `removes` the partner does not
+    hold, or a grant or permission it holds requested again, is refused at submission; the audit
+    event records before and after."""
     resp = await api.http.post(
         "/v1/partners",
         json=partner_body("acme", permissions=["orders:read", "customers:read"]),
@@ -338,6 +338,12 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
         requested_capabilities=[read_only("stock-alerts", "inventory:read", "stock:read")],
         integrations=[],
     )
+    # inventory:read is the first release's: granted again it would be granted twice
+    resp = await api.http.post("/v1/expansions", json=second, headers=acme)
+    errors = refused(resp, 422, "E-2.7")["errors"]
+    assert errors.keys() == {"requested_capabilities.0.permissions.0"}
+    assert "capability 'inventory-view'" in errors["requested_capabilities.0.permissions.0"]
+    second["requested_capabilities"] = [read_only("stock-alerts", "stock:read")]
     await released(api, d, acme, second)
     partner = await held(api, "acme")
     assert partner["permissions"] == [
@@ -367,7 +373,7 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     assert refused(resp, 422, "E-2.7")["errors"].keys() == {"requested_capabilities.0.name"}
 
     removal = proposal_body(
-        requested_capabilities=[read_only("order-trends", "orders:read")],
+        requested_capabilities=[read_only("order-trends", "trends:read")],
         integrations=[],
         removes=["stock-alerts"],
         migration_plan="stock alerts retire with 1.2",
@@ -375,8 +381,13 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     state = await released(api, d, acme, removal)
     partner = await held(api, "acme")
     assert partner["capabilities"] == ["inventory-view", "order-trends", "orders-dashboard"]
-    # stock:read went with its grant; inventory:read stays: inventory-view carries it
-    assert partner["permissions"] == ["customers:read", "inventory:read", "orders:read"]
+    # stock:read went with its grant; the rest stay
+    assert partner["permissions"] == [
+        "customers:read",
+        "inventory:read",
+        "orders:read",
+        "trends:read",
+    ]
     with api.db.session() as session:
         row = session.exec(
             select(AuditEvent).where(AuditEvent.key == f"expansion-{state['id']}:governance_update")
@@ -388,6 +399,64 @@ async def test_a_release_keeps_what_the_partner_held(api: Api) -> None:
     assert partner["tier"] == "verified"
     if state["migration_id"]:
         await end_migration(api, state["migration_id"])
+
+
+async def test_e27_what_the_partner_holds_is_not_requested_again(api: Api) -> None:
+    """E-2.7: a proposal requesting a permission the partner holds (registered, or carried by a
+    grant), a workflow it holds as the other type, or one permission or workflow twice, is
+    refused at submission — 422 naming each item and what carries it, nothing started or
+    stored; with what it holds named in `removes`, the same request is a change, accepted."""
+    sync = {
+        "type": "capability",
+        "name": "order-sync",
+        "kind": "workflow_trigger",
+        "permissions": ["sync:read"],
+    }
+    resp = await api.http.post(
+        "/v1/partners", json=partner_body("acme", grants=[sync]), headers=api.admin
+    )
+    assert resp.status_code == 201, resp.text
+    acme = api.token("partner", "acme")
+    eid = unique("held")
+    body = proposal_body(
+        id=eid,
+        requested_capabilities=[
+            read_only("order-trends", "analytics:read", "orders:read"),
+            {"name": "flows", "kind": "workflow_trigger", "permissions": []},
+        ],
+        integrations=[
+            {"name": "Order-Sync", "kind": "workflow", "permissions": ["sync:read"]},
+            {"name": "flows", "kind": "workflow", "permissions": ["analytics:read"]},
+        ],
+    )
+    resp = await api.http.post("/v1/expansions", json=body, headers=acme)
+    errors = refused(resp, 422, "E-2.7")["errors"]
+    assert errors.keys() == {
+        "requested_capabilities.0.permissions.1",  # orders:read, registered
+        "integrations.0.name",  # the workflow order-sync, held as a capability
+        "integrations.0.permissions.0",  # sync:read, carried by that capability
+        "integrations.1.name",  # flows, a capability too in this proposal
+        "integrations.1.permissions.0",  # analytics:read, asked by order-trends too
+    }, errors
+    assert "'orders:read'" in errors["requested_capabilities.0.permissions.1"]
+    assert "(registered)" in errors["requested_capabilities.0.permissions.1"]
+    assert "capability 'order-sync' (workflow_trigger)" in errors["integrations.0.name"]
+    assert "capability 'order-sync'" in errors["integrations.0.permissions.0"]
+    assert "requested twice" in errors["integrations.1.name"]
+    assert "requested twice" in errors["integrations.1.permissions.0"]
+    await nothing_started(api, f"expansion-{eid}")
+    get = await api.http.get(f"/v1/expansions/{eid}", headers=acme)
+    assert get.status_code == 404, get.text
+
+    change = proposal_body(
+        id=eid,
+        requested_capabilities=[read_only("order-trends", "analytics:read", "orders:read")],
+        integrations=[body["integrations"][0]],
+        removes=["order-sync", "orders:read"],
+        migration_plan="order-sync moves from a trigger to an integration",
+    )
+    resp = await api.http.post("/v1/expansions", json=change, headers=acme)
+    assert resp.status_code == 202, resp.text
 
 
 # --- 3. the platform's matrix belongs to the platform --------------------------------------

@@ -23,9 +23,12 @@ from policy.evidence import (
     Violation,
 )
 from policy.grants import (
+    WORKFLOW_KINDS,
     Grant,
+    GrantType,
     Holdings,
     check_against_holdings,
+    governed_workflows,
     grantable,
     legacy_additions,
 )
@@ -254,7 +257,8 @@ def test_names_are_one_grant_whatever_their_case() -> None:
     again = Grant(type="capability", name="STOCK", kind="write", permissions=("stock:write",))
     twice = check_against_holdings([("requested_capabilities.0", again)], [], HELD)
     assert [(f.field, f.rule) for f in twice.findings] == [
-        ("requested_capabilities.0.name", "E-2.7")
+        ("requested_capabilities.0.name", "E-2.7"),
+        ("requested_capabilities.0.permissions.0", "E-2.7"),  # stock:write, held by `stock`
     ]
     pair = [cap("read_only", "a:read"), cap("read_only", "b:read")]
     pair[1]["name"] = pair[0]["name"].upper()
@@ -270,6 +274,109 @@ def test_a_grant_is_requested_once() -> None:
     write = Grant(type="capability", name="r", kind="write", permissions=("o:write",))
     ok, withheld = grantable(Holdings(), [read, write], [], DEFAULT_POLICY.tier("verified"))
     assert ok == [read] and [f.rule for f in withheld] == ["E-6.1"]
+
+
+# A partner holding a workflow (a capability), an integration and two registered permissions —
+# one of them carried by the workflow's grant as well.
+WORKFLOWS = Holdings(
+    grants=(
+        Grant(
+            type="capability",
+            name="order-sync",
+            kind="workflow_trigger",
+            permissions=("orders:read",),
+        ),
+        Grant(type="integration", name="stock-feed", kind="api", permissions=("stock:read",)),
+    ),
+    registered=("customers:read", "orders:read"),
+)
+
+
+def refusals(decision: Decision) -> list[tuple[str, str]]:
+    return [(f.field, f.rule) for f in decision.findings]
+
+
+def test_e27_a_permission_held_is_not_granted_again() -> None:
+    """E-2.7: a permission in effect — a grant's or registered — requested again is refused at
+    the permission, naming what carries it; a proposal that removes it (by name, or every grant
+    carrying it) changes it instead."""
+    trends = Grant(
+        type="capability",
+        name="order-trends",
+        kind="read_only",
+        permissions=("trends:read", "stock:read", "customers:read", "Orders:Read"),
+    )
+    requested = [("requested_capabilities.0", trends)]
+    refused = check_against_holdings(requested, [], WORKFLOWS)
+    assert refusals(refused) == [
+        ("requested_capabilities.0.permissions.1", "E-2.7"),
+        ("requested_capabilities.0.permissions.2", "E-2.7"),
+        ("requested_capabilities.0.permissions.3", "E-2.7"),  # compared regardless of case
+    ]
+    by_grant, by_registration, by_both = (f.message for f in refused.findings)
+    assert "'stock:read'" in by_grant and "integration 'stock-feed'" in by_grant
+    assert "'customers:read'" in by_registration and "(registered)" in by_registration
+    assert "registered" in by_both and "capability 'order-sync'" in by_both
+    # Removed by name, or every grant carrying it gone: a change, allowed.
+    removes = ["stock-feed", "customers:read", "orders:read"]
+    assert check_against_holdings(requested, removes, WORKFLOWS).allowed
+    # orders:read is registered too: removing the grant that carries it leaves it in effect.
+    still = check_against_holdings(
+        requested, ["stock-feed", "customers:read", "order-sync"], WORKFLOWS
+    )
+    assert refusals(still) == [("requested_capabilities.0.permissions.3", "E-2.7")]
+    assert "(registered)" in still.findings[0].message
+    # An integration's permission likewise.
+    feed = Grant(type="integration", name="feed", kind="api", permissions=("stock:read",))
+    assert refusals(check_against_holdings([("integrations.0", feed)], [], WORKFLOWS)) == [
+        ("integrations.0.permissions.0", "E-2.7")
+    ]
+
+
+def test_e27_a_permission_is_requested_once_in_a_proposal() -> None:
+    """E-2.7: the same permission in two grants of one proposal would be granted twice — the
+    second occurrence is refused, naming the first."""
+    first = Grant(type="capability", name="a", kind="read_only", permissions=("reports:read",))
+    second = Grant(type="integration", name="b", kind="api", permissions=("x:read", "REPORTS:read"))
+    requested = [("requested_capabilities.0", first), ("integrations.0", second)]
+    twice = check_against_holdings(requested, [], Holdings())
+    assert refusals(twice) == [("integrations.0.permissions.1", "E-2.7")]
+    assert "requested twice" in twice.findings[0].message
+    assert "requested_capabilities.0" in twice.findings[0].message
+    # Removing what the partner holds does not make two requests of it one.
+    held = Holdings(registered=("reports:read",))
+    changed = check_against_holdings(requested, ["reports:read"], held)
+    assert refusals(changed) == [("integrations.0.permissions.1", "E-2.7")]
+
+
+def test_e27_a_workflow_is_governed_by_one_grant_whatever_its_type() -> None:
+    """E-2.7: a workflow held as a capability (workflow_trigger) is not granted again as an
+    integration (workflow), whatever the case of its name, unless the proposal removes it; nor
+    is one workflow requested as both in one proposal. A name of another kind is no workflow."""
+    assert governed_workflows(WORKFLOWS) == {"order-sync"}
+    assert WORKFLOW_KINDS[GrantType.INTEGRATION] == {"workflow", "intelligence_workflow"}
+    sync = Grant(type="integration", name="Order-Sync", kind="workflow", permissions=("sync:read",))
+    refused = check_against_holdings([("integrations.0", sync)], [], WORKFLOWS)
+    assert refusals(refused) == [("integrations.0.name", "E-2.7")]
+    assert "capability 'order-sync' (workflow_trigger)" in refused.findings[0].message
+    assert check_against_holdings([("integrations.0", sync)], ["order-sync"], WORKFLOWS).allowed
+    smart = sync.model_copy(update={"kind": "intelligence_workflow"})
+    assert not check_against_holdings([("integrations.0", smart)], [], WORKFLOWS).allowed
+    # An api integration of the name governs no workflow; nor does the held api integration.
+    api = sync.model_copy(update={"kind": "api"})
+    assert check_against_holdings([("integrations.0", api)], [], WORKFLOWS).allowed
+    trigger = Grant(type="capability", name="stock-feed", kind="workflow_trigger")
+    assert check_against_holdings([("requested_capabilities.0", trigger)], [], WORKFLOWS).allowed
+    # Twice in one proposal, as a capability and an integration.
+    flows = Grant(type="capability", name="flows", kind="workflow_trigger")
+    also = Grant(type="integration", name="FLOWS", kind="workflow")
+    requested = [("requested_capabilities.0", flows), ("integrations.0", also)]
+    twice = check_against_holdings(requested, [], Holdings())
+    assert refusals(twice) == [("integrations.0.name", "E-2.7")]
+    assert "requested twice" in twice.findings[0].message
+    reads = flows.model_copy(update={"kind": "read_only"})
+    pair = [("requested_capabilities.0", reads), ("integrations.0", also)]
+    assert check_against_holdings(pair, [], Holdings()).allowed
 
 
 def test_a_rise_waits_on_clean_evidence_but_not_on_its_own_remediation() -> None:
