@@ -482,25 +482,3 @@ def change(before: Holdings, after: Holdings) -> HoldingsChange:
         permissions_added=sorted(perms_now - perms_was),
         permissions_removed=sorted(perms_was - perms_now),
     )
-
-
-# A workflow is governed by a grant of its name of one of these kinds (E-5.2, M-8.2): the
-# workflow triggers and intelligence workflows a capability expansion grants, the workflow and
-# intelligence-workflow integrations an integration expansion grants.
-WORKFLOW_KINDS = frozenset(
-    {
-        CapabilityKind.WORKFLOW_TRIGGER,
-        CapabilityKind.INTELLIGENCE_WORKFLOW,
-        IntegrationKind.WORKFLOW,
-        IntegrationKind.INTELLIGENCE_WORKFLOW,
-    }
-)
-
-
-def governs_workflow(grant: Grant) -> bool:
-    return grant.kind in WORKFLOW_KINDS
-
-
-def governed_workflows(held: Holdings) -> set[str]:
-    """The names of the workflows the partner's grants govern."""
-    return {g.name for g in held.grants if governs_workflow(g)}
