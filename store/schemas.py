@@ -145,6 +145,10 @@ class ManifestVersion(BaseModel):
     manifest: Manifest
     source: str
     registered_at: datetime
+    validated_at: datetime = Field(
+        description="When it was judged (its migration's validation, or its registration): a "
+        "manifest validated earlier never replaces it."
+    )
 
 
 class ManifestPublic(ManifestVersion):

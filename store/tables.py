@@ -290,6 +290,12 @@ class PartnerManifest(SQLModel, table=True):
         description="`registration`, or the workflow id of the migration that registered it.",
     )
     registered_at: datetime = _ts()
+    validated_at: datetime = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False),
+        description="When it was judged: its migration's last validation, or its registration. "
+        "A manifest validated before the one registered never replaces it.",
+    )
     audit_key: str | None = Field(
         default=None,
         max_length=200,

@@ -368,3 +368,57 @@ def test_a_workflow_grant_requested_covers_what_the_manifest_workflow_asks() -> 
     assert check_against_manifest([("integrations.0", with_it)], shipped, held).allowed
     other = grant.model_copy(update={"name": "billing-sync"})  # not a workflow it runs
     assert check_against_manifest([("integrations.0", other)], shipped, held).allowed
+
+
+async def test_a_manifest_validated_earlier_never_replaces_a_newer_one(ts_api: Api) -> None:
+    """M-4.7: two migrations of one partner complete out of the order they were validated in —
+    an OS move validated first (still on API 2.1, 12-month fallback), then an API move (on 3.0,
+    6 months). The API move completes first and registers its manifest; the OS move's, older,
+    completes later and does not bring API 2.1 back: the newer validated manifest stands."""
+    api = ts_api
+    acme = await api.partner("acme")
+    os_move = {"trigger": "os_major_version", "type": "version", "subtype": "os"}
+    first = await migrate(api, "acme", {"os_version": "5.0"}, **os_move)
+    assert (await ship(api, first, acme, manifest(api_version="2.1")))["step"] == "rollout"
+    second = await migrate(
+        api, "acme", {"api_version": "3.0"}, **{**API_MOVE, "fallback_months": 6}
+    )
+    assert (await ship(api, second, acme, manifest()))["step"] == "rollout"
+    ends = {}
+    for mid in (first, second):
+        resp = await api.http.post(
+            f"/v1/migrations/{mid}/rollout", json={"version": "5.0.0"}, headers=acme
+        )
+        assert resp.status_code == 200, resp.text
+        ends[mid] = datetime.fromisoformat(resp.json()["fallback"]["until"])
+    platform = api.token("platform")
+    for until in ends.values():
+        report = {
+            "period_start": (until - timedelta(days=7)).isoformat(),
+            "period_end": (until - timedelta(hours=1)).isoformat(),
+            "workflow_success_rate": 0.999,
+            "api_error_rate": 0.001,
+            "permission_usage": {"orders:read": 5},
+        }
+        resp = await api.http.post("/v1/partners/acme/telemetry", json=report, headers=platform)
+        assert resp.status_code == 201, resp.text
+
+    async def completed(mid: str) -> None:
+        async def done() -> bool:
+            got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
+            return bool(got["status"] == "completed")
+
+        await api.env.sleep(ends[mid] - await api.env.get_current_time() + timedelta(days=1))
+        assert await eventually(done)
+
+    await completed(second)
+    shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
+    assert (shown["version"], shown["source"]) == (2, f"migration-{second}")
+    await completed(first)
+    shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
+    assert (shown["version"], shown["manifest"]["api_version"]) == (2, "3.0")
+    profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
+    assert (profile["os_version"], profile["api_version"]) == ("5.0", "3.0")
+    record = (await api.http.get(f"/v1/migrations/{first}/decision-record", headers=acme)).json()
+    lifecycle = [e for e in record["events"] if e["event"] == "lifecycle_updated"]
+    assert lifecycle and "manifest_superseded" in lifecycle[0]["data"], lifecycle

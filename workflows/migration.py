@@ -335,6 +335,7 @@ class PartnerMigration(Outcomes):
                 partner_id=self.inp.partner_id,
                 target=target,
                 manifest=self.state.manifest,
+                validated_at=max((r.at for r in self.state.validation.values()), default=None),
             ),
             summary="update partner lifecycle",
         )

@@ -118,6 +118,7 @@ def get_manifest(
             manifest=Manifest.model_validate(r.manifest),
             source=r.source,
             registered_at=repo.as_utc(r.registered_at) or r.registered_at,
+            validated_at=repo.as_utc(r.validated_at) or r.validated_at,
         )
         for r in rows
     ]

@@ -221,6 +221,9 @@ class LifecycleInput(BaseModel):
     manifest: Manifest | None = Field(
         default=None, description="The validated manifest, registered as the partner's."
     )
+    validated_at: datetime | None = Field(
+        default=None, description="When the manifest passed validation (its last attempt)."
+    )
 
 
 class Notification(BaseModel):

@@ -188,14 +188,20 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
     # registered one to the target. The partner's versions and runtime follow it.
     registered = current_manifest(session=session, partner=partner)
     manifest = inp.manifest or registered.with_target(inp.target)
-    data["manifest_version"] = register_manifest(
+    version, registers = register_manifest(
         session=session,
         partner=partner,
         manifest=manifest,
+        validated_at=inp.validated_at if inp.manifest else None,
         source=inp.event.workflow_id,
         key=inp.event.key,
         at=inp.event.at,
     )
+    data["manifest_version"] = version
+    if not registers:
+        data["manifest_superseded"] = (
+            f"version {version}, validated after this migration's manifest, stands"
+        )
     if "tier" in inp.target:
         row = get_process(session=session, workflow_id=inp.event.workflow_id)
         migration = state_of(row, contract.MIGRATION)

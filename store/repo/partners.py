@@ -44,6 +44,7 @@ def create_partner(*, session: Session, partner: PartnerCreate) -> Partner:
                 manifest=partner.registered_manifest.model_dump(mode="json"),
                 source=REGISTRATION,
                 registered_at=row.created_at,
+                validated_at=row.created_at,
             )
         )
         session.commit()
@@ -181,18 +182,36 @@ def current_manifest(*, session: Session, partner: Partner) -> Manifest:
 
 
 def register_manifest(
-    *, session: Session, partner: Partner, manifest: Manifest, source: str, key: str, at: datetime
-) -> int:
-    """`manifest` becomes the partner's (M-4.7), as a new version unless it is the one
-    registered; the partner's record takes its versions and runtime. Returns the version in
-    effect. Part of the caller's transaction, which records `key` once."""
+    *,
+    session: Session,
+    partner: Partner,
+    manifest: Manifest,
+    validated_at: datetime | None,
+    source: str,
+    key: str,
+    at: datetime,
+) -> tuple[int, bool]:
+    """`manifest` becomes the partner's (M-4.7) — unless a manifest validated after it is
+    registered already (two migrations of one partner complete out of the order they were
+    validated in: the newer stands). `validated_at` None: `manifest` is the registered one moved
+    to a target, as new as it. A new version only when it differs; the partner's record takes
+    its versions and runtime. Returns the version in effect and whether `manifest` is it. Part
+    of the caller's transaction, which records `key` once."""
     history = manifest_history(session=session, partner_id=partner.id)
+    head = history[0] if history else None
+    judged = validated_at
+    if head is not None:
+        newest = as_utc(head.validated_at) or head.validated_at
+        if judged is None:
+            judged = newest
+        elif judged < newest:
+            return head.version, False  # superseded: a newer validated manifest stands
+        if Manifest.model_validate(head.manifest) == manifest:
+            return head.version, True
     partner.os_version, partner.api_version = manifest.os_version, manifest.api_version
     partner.runtime_name, partner.runtime_version = manifest.runtime.name, manifest.runtime.version
     session.add(partner)
-    if history and Manifest.model_validate(history[0].manifest) == manifest:
-        return history[0].version
-    version = (history[0].version if history else 0) + 1
+    version = (head.version if head else 0) + 1
     session.add(
         PartnerManifest(
             partner_id=partner.id,
@@ -200,7 +219,8 @@ def register_manifest(
             manifest=manifest.model_dump(mode="json"),
             source=source,
             registered_at=at,
+            validated_at=judged or at,
             audit_key=key,
         )
     )
-    return version
+    return version, True

@@ -38,6 +38,7 @@ def upgrade() -> None:
     sa.Column('manifest', sa.JSON(), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('registered_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('validated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('audit_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.ForeignKeyConstraint(['partner_id'], ['partner.id'], ),
     sa.PrimaryKeyConstraint('partner_id', 'version'),
@@ -69,6 +70,7 @@ def upgrade() -> None:
                 'manifest': manifest,
                 'source': 'registration',
                 'registered_at': now,
+                'validated_at': now,
                 'audit_key': None,
             }
         )
