@@ -14,7 +14,6 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from policy.grants import UNKNOWN_KIND, Grant, GrantType, Holdings
@@ -58,18 +57,20 @@ class PartnerCreate(BaseModel):
         "runtime above, every permission held requested, no workflows.",
     )
 
-    @model_validator(mode="after")
-    def _one_set_of_versions(self) -> PartnerCreate:
+    def manifest_differs(self) -> dict[str, str]:
+        """Each field of `manifest` that is not the registration's own (its versions and
+        runtime are the partner's: one record, never two)."""
         if self.manifest is None:
-            return self
-        for field, mine in (
-            ("os_version", self.manifest.os_version),
-            ("api_version", self.manifest.api_version),
-            ("runtime", self.manifest.runtime),
-        ):
-            if getattr(self, field) != mine:
-                raise ValueError(f"manifest.{field} differs from the partner's {field}")
-        return self
+            return {}
+        return {
+            f"manifest.{field}": f"{mine} differs from the registration's {field} ({theirs})"
+            for field, mine, theirs in (
+                ("os_version", self.manifest.os_version, self.os_version),
+                ("api_version", self.manifest.api_version, self.api_version),
+                ("runtime", self.manifest.runtime, self.runtime),
+            )
+            if mine != theirs
+        }
 
     @property
     def registered_manifest(self) -> Manifest:

@@ -52,6 +52,10 @@ def register_partner(
     decision = check_profile(
         tier=body.tier, permissions=body.permissions, grants=body.grants, policy=policy
     )
+    if differs := body.manifest_differs():
+        raise Problem(
+            422, "the manifest's versions and runtime are the registration's", errors=differs
+        )
     if body.manifest is not None:
         registered = check_registration(body.manifest, body.holdings, policy.tier(body.tier))
         decision = Decision.merge(decision, registered)
