@@ -295,8 +295,25 @@ async def test_calls_to_the_version_moved_off_fail_once_the_partner_says_it_move
     [(field, rule, message)] = found["api_contract"]
     assert (field, rule) == ("telemetry.calls_by_version", "M-8.1")
     assert message.startswith("the platform saw 40 calls to api 2.1, which the migration moves off")
+    # Remediated (M-9.1): the fixes say it has moved now; calls before them no longer count,
+    # and the checks pass on validation again.
+    rem = f"/v1/remediations/{mid}-v1"
+    for step in ("root-cause", "plan", "fixes"):
+        resp = await api.http.post(f"{rem}/{step}", json={"summary": step}, headers=acme)
+        assert resp.status_code == 200, resp.text
+    passed = {"summary": "no 2.1 calls since the fix", "passed": True}
+    resp = await api.http.post(f"{rem}/review", json=passed, headers=api.token("SCO"))
+    assert resp.status_code == 200, resp.text
+
+    async def revalidated() -> dict[str, Any] | None:
+        got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
+        return got if got["step"] == "rollout" else None
+
+    state = await eventually(revalidated, within=60)
+    assert state, (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
+    assert failures(state) == {}, state
+    assert state["moved_at"] > state["implementation"]["at"], state
     await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
-    await api.env.client.get_workflow_handle(f"remediation-{mid}-v1").terminate("test over")
 
 
 async def test_an_implementation_without_its_manifest_is_refused(api: Api) -> None:

@@ -837,7 +837,7 @@ def _stages_shown(events: list[Any]) -> list[str]:
 
 # Fields the migration's status gained after the two-step run was recorded (empty at notice).
 # Fields added since it was recorded.
-LATER_STATE_FIELDS = ("tier_change", "decision", "fallback_decisions", "manifest")
+LATER_STATE_FIELDS = ("tier_change", "decision", "fallback_decisions", "manifest", "moved_at")
 
 
 def _recorded(event: RecordEvent) -> dict[str, Any]:

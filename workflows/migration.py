@@ -260,9 +260,9 @@ class PartnerMigration(Outcomes):
                 link.status = msg.status
                 if msg.escalation_migration:
                     self.escalation = msg.escalation_migration
-                validating = self.state.stage is MigrationStage.VALIDATION
-                if msg.manifest is not None and validating:
-                    self.state.manifest = msg.manifest  # validated again next (M-8.1)
+                if self.state.stage is MigrationStage.VALIDATION:  # validated again next
+                    self.state.manifest = msg.manifest or self.state.manifest
+                    self.state.moved_at = msg.fixed_at or self.state.moved_at
 
     async def _monitoring(self) -> None:
         """M-4.6: workflow reliability, permission usage and API error rates, checked weekly
@@ -359,6 +359,7 @@ class PartnerMigration(Outcomes):
         async with self.steps.taking():
             if self.state.implementation is None:  # a second copy is refused by `take`
                 self.state.manifest = act.body.manifest
+                self.state.moved_at = workflow.now()
             await self.steps.take("implementation", act, rules=["M-4.3", "M-8.1"])
         return self.state
 

@@ -113,7 +113,7 @@ class Outcomes:
                         policy=self.policy,
                         at=now,
                         manifest=self.state.manifest,
-                        since=implemented.at if implemented else None,
+                        since=self.state.moved_at or (implemented.at if implemented else None),
                         trigger=self.inp.trigger,
                         type_=self.inp.type_,
                         subtype=self.inp.subtype,

@@ -149,6 +149,7 @@ class Remediation:
                     status=self.state.status,
                     escalation_migration=self.state.escalation_migration,
                     manifest=fixes.body.manifest if fixes else None,
+                    fixed_at=fixes.at if fixes else None,
                 ),
             )
         except FailureError as exc:  # the origin was terminated by ops: nothing waits any more

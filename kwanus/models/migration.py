@@ -141,6 +141,11 @@ class MigrationStatus(BaseModel):
         description="The manifest validation inspects (M-8.1): the implementation's, or the "
         "corrected one of a remediation's fixes; registered as the partner's at completion.",
     )
+    moved_at: datetime | None = Field(
+        default=None,
+        description="When the partner last said it had moved: its implementation, or the fixes "
+        "of a failed validation's remediation. Telemetry from then on is validated (M-8.1).",
+    )
     validation: dict[str, ValidationResult] = Field(default_factory=dict)
     rollout: StepRecord[Rollout] | None = None
     monitoring: list[MonitoringCheck] = Field(default_factory=list)

@@ -62,6 +62,7 @@ class RemediationClosed(BaseModel):
     manifest: Manifest | None = Field(
         default=None, description="The corrected manifest its fixes carried (M-8.1), if any."
     )
+    fixed_at: datetime | None = Field(default=None, description="When its fixes were taken.")
 
 
 class PartnerStatusInput(BaseModel):
