@@ -12,12 +12,9 @@ from tests.apistack import Api, eventually, unique
 TARGET = {"os_version": "5.0", "api_version": "3.0"}
 
 
-async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
-    """M-4.1 to M-4.5 over HTTP with real tokens; the run is listed by `KwanusProcess`."""
-    acme = await api.partner("acme")
-    tsc = api.token("TSC")
-    mid = unique("mig")
-    body = {
+def os_move(mid: str) -> dict[str, Any]:
+    """TSC's migration `mid` of acme to OS 5.0 and API 3.0."""
+    return {
         "id": mid,
         "partner_id": "acme",
         "trigger": "os_major_version",
@@ -25,6 +22,14 @@ async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
         "subtype": "os",
         "target": TARGET,
     }
+
+
+async def test_migration_from_notice_to_rollout_over_http(api: Api) -> None:
+    """M-4.1 to M-4.5 over HTTP with real tokens; the run is listed by `KwanusProcess`."""
+    acme = await api.partner("acme")
+    tsc = api.token("TSC")
+    mid = unique("mig")
+    body = os_move(mid)
     resp = await api.http.post("/v1/migrations", json=body, headers=tsc)
     assert resp.status_code == 202, resp.text
     again = await api.http.post("/v1/migrations", json=body, headers=tsc)
@@ -94,14 +99,7 @@ async def test_documents_that_are_no_references_are_refused_over_http(api: Api) 
     (its history does not grow), the step still awaited."""
     acme = await api.partner("acme")
     mid = unique("mig-docs")
-    body = {
-        "id": mid,
-        "partner_id": "acme",
-        "trigger": "os_major_version",
-        "type": "version",
-        "subtype": "os",
-        "target": TARGET,
-    }
+    body = os_move(mid)
     assert (await api.http.post("/v1/migrations", json=body, headers=api.token("TSC"))).is_success
     base = f"/v1/migrations/{mid}"
     handle = api.env.client.get_workflow_handle(f"migration-{mid}")

@@ -73,6 +73,39 @@ async def ship(
     return state
 
 
+async def reported(api: Api, start: datetime, end: datetime, **fields: Any) -> None:
+    """One healthy report of acme's telemetry by the platform (E-7.1), with `fields`."""
+    report = {
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "workflow_success_rate": 0.999,
+        "api_error_rate": 0.001,
+        **fields,
+    }
+    resp = await api.http.post(
+        "/v1/partners/acme/telemetry", json=report, headers=api.token("platform")
+    )
+    assert resp.status_code == 201, resp.text
+
+
+async def completes(api: Api, mid: str, who: dict[str, str], until: datetime) -> None:
+    """Healthy telemetry up to the fallback's end (M-4.6), time past it: the migration
+    completes (M-4.7)."""
+    await reported(
+        api,
+        until - timedelta(days=7),
+        until - timedelta(hours=1),
+        permission_usage={"orders:read": 5},
+    )
+    await api.env.sleep(until - await api.env.get_current_time() + timedelta(days=1))
+
+    async def done() -> bool:
+        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
+        return bool(got["status"] == "completed")
+
+    assert await eventually(done, within=60)
+
+
 def failures(state: dict[str, Any]) -> dict[str, list[tuple[str, str, str]]]:
     """Each failed check's findings: (field, rule, message)."""
     return {
@@ -240,24 +273,7 @@ async def test_a_clean_manifest_passes_and_is_the_partners_at_completion(ts_api:
     )
     assert resp.status_code == 200 and resp.json()["stage"] == "Monitoring", resp.text
     until = datetime.fromisoformat(resp.json()["fallback"]["until"])
-    platform = api.token("platform")
-    report = {
-        "period_start": (until - timedelta(days=7)).isoformat(),
-        "period_end": (until - timedelta(hours=1)).isoformat(),
-        "workflow_success_rate": 0.999,
-        "api_error_rate": 0.001,
-        "permission_usage": {"orders:read": 5},
-        "calls_by_version": {"api:3.0": 100},
-    }
-    resp = await api.http.post("/v1/partners/acme/telemetry", json=report, headers=platform)
-    assert resp.status_code == 201, resp.text
-    await api.env.sleep(until - await api.env.get_current_time() + timedelta(days=1))
-
-    async def completed() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-        return got if got["status"] == "completed" else None
-
-    await eventually(completed)
+    await completes(api, mid, acme, until)
     shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
     assert (shown["version"], shown["source"]) == (2, f"migration-{mid}")
     assert shown["manifest"] == shipped
@@ -275,19 +291,13 @@ async def test_calls_to_the_version_moved_off_fail_once_the_partner_says_it_move
     acme = await api.partner("acme")
     await api.platform_reports("acme", {"orders:read": 5})  # 2.1 calls, weeks before
     mid = await migrate(api, "acme", {"api_version": "3.0"})
-    platform = api.token("platform")
 
     async def still_on_21() -> None:
         now = datetime.now(UTC)
-        report = {
-            "period_start": (now + timedelta(seconds=1)).isoformat(),
-            "period_end": (now + timedelta(seconds=2)).isoformat(),
-            "workflow_success_rate": 0.999,
-            "api_error_rate": 0.001,
-            "calls_by_version": {"api:2.1": 40, "api:3.0": 2},
-        }
-        resp = await api.http.post("/v1/partners/acme/telemetry", json=report, headers=platform)
-        assert resp.status_code == 201, resp.text
+        calls = {"api:2.1": 40, "api:3.0": 2}
+        await reported(
+            api, now + timedelta(seconds=1), now + timedelta(seconds=2), calls_by_version=calls
+        )
 
     state = await ship(api, mid, acme, manifest(os_version="4.2"), between=still_on_21)
     found = failures(state)
@@ -409,30 +419,10 @@ async def test_a_manifest_validated_earlier_never_replaces_a_newer_one(ts_api: A
         )
         assert resp.status_code == 200, resp.text
         ends[mid] = datetime.fromisoformat(resp.json()["fallback"]["until"])
-    platform = api.token("platform")
-    for until in ends.values():
-        report = {
-            "period_start": (until - timedelta(days=7)).isoformat(),
-            "period_end": (until - timedelta(hours=1)).isoformat(),
-            "workflow_success_rate": 0.999,
-            "api_error_rate": 0.001,
-            "permission_usage": {"orders:read": 5},
-        }
-        resp = await api.http.post("/v1/partners/acme/telemetry", json=report, headers=platform)
-        assert resp.status_code == 201, resp.text
-
-    async def completed(mid: str) -> None:
-        async def done() -> bool:
-            got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-            return bool(got["status"] == "completed")
-
-        await api.env.sleep(ends[mid] - await api.env.get_current_time() + timedelta(days=1))
-        assert await eventually(done)
-
-    await completed(second)
+    await completes(api, second, acme, ends[second])
     shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
     assert (shown["version"], shown["source"]) == (2, f"migration-{second}")
-    await completed(first)
+    await completes(api, first, acme, ends[first])
     shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
     assert (shown["version"], shown["manifest"]["api_version"]) == (2, "3.0")
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()

@@ -657,29 +657,58 @@ def test_telemetry_since_the_move_shows_no_calls_to_what_is_moved_off() -> None:
 def test_validation_judges_what_the_partner_will_hold() -> None:
     """M-8.1 / E-7.4 / M-2.3: a downgrade's tier and what it leaves; a forced reduction's
     read-only permissions; a category-B migration's grants that come with its tier."""
-    tier, after = after_migration(
-        HELD,
-        tier_now="verified",
-        target={"tier": "community"},
-        trigger=Trigger.COMPLIANCE_VIOLATION,
-        type_=MigrationType.TIER,
-        subtype="downgrade",
-        policy=DEFAULT_POLICY,
-    )
-    assert tier is not None and tier.name == "community"
-    assert after.permissions == ("orders:read",) and after.grants == ()  # no workflows there
     extra = Grant(type=GrantType.CAPABILITY, name="adm", kind="write", permissions=("x:write",))
-    tier, after = after_migration(
-        HELD,
-        tier_now="verified",
-        target={"tier": "premier"},
-        trigger=Trigger.TIER_UPGRADE,
-        type_=MigrationType.TIER,
-        subtype="upgrade",
-        policy=DEFAULT_POLICY,
-        adds=(extra,),
-    )
-    assert tier is not None and tier.name == "premier" and "x:write" in after.permissions
+    cases: list[tuple[dict[str, Any], str, tuple[str, ...], int]] = [
+        (  # a forced downgrade to community: read-only, no workflow kinds there
+            dict(
+                target={"tier": "community"},
+                trigger=Trigger.COMPLIANCE_VIOLATION,
+                type_=MigrationType.TIER,
+                subtype="downgrade",
+            ),
+            "community",
+            ("orders:read",),
+            0,
+        ),
+        (  # a forced permission reduction keeps the tier and the read-only permissions
+            dict(
+                target={},
+                trigger=Trigger.SECURITY_VIOLATION,
+                type_=MigrationType.PERMISSION,
+                subtype="reduction",
+            ),
+            "verified",
+            ("orders:read",),
+            1,
+        ),
+        (  # an approved upgrade comes with its grants
+            dict(
+                target={"tier": "premier"},
+                trigger=Trigger.TIER_UPGRADE,
+                type_=MigrationType.TIER,
+                subtype="upgrade",
+                adds=(extra,),
+            ),
+            "premier",
+            ("orders:read", "orders:write", "x:write"),
+            2,
+        ),
+        (  # a version move changes nothing the partner holds
+            dict(
+                target={"api_version": "3.0"},
+                trigger=Trigger.API_DEPRECATION,
+                type_=MigrationType.VERSION,
+                subtype="api",
+            ),
+            "verified",
+            ("orders:read", "orders:write"),
+            1,
+        ),
+    ]
+    for kwargs, tier_name, permissions, grants in cases:
+        tier, after = after_migration(HELD, tier_now="verified", policy=DEFAULT_POLICY, **kwargs)
+        assert tier is not None and tier.name == tier_name, kwargs
+        assert (after.permissions, len(after.grants)) == (permissions, grants), kwargs
 
 
 def test_monitoring_health() -> None:
