@@ -430,3 +430,42 @@ async def test_a_manifest_validated_earlier_never_replaces_a_newer_one(ts_api: A
     record = (await api.http.get(f"/v1/migrations/{first}/decision-record", headers=acme)).json()
     lifecycle = [e for e in record["events"] if e["event"] == "lifecycle_updated"]
     assert lifecycle and "manifest_superseded" in lifecycle[0]["data"], lifecycle
+
+
+async def test_a_workflow_deprecation_reaches_the_partners_whose_manifest_runs_it(
+    api: Api,
+) -> None:
+    """M-2.1 / M-3.1: TSC deprecates the platform workflow `order.created@1.0`; the notice
+    starts a workflow-deprecation migration for the partner whose registered manifest runs it
+    (its trigger), and none for a partner that does not; the row is deprecated in the matrix."""
+    registered = manifest(os_version="4.2", api_version="2.1", workflows=[SYNC])
+    body = partner_body("acme", grants=[SYNC_GRANT], manifest=registered)
+    assert (await api.http.post("/v1/partners", json=body, headers=api.admin)).is_success
+    await api.partner("beta")
+    tsc = api.token("TSC")
+    notice_id = unique("wf")
+    notice = {"id": notice_id, "kind": "workflow", "name": "order.created", "version": "1.0"}
+    resp = await api.http.post("/v1/deprecations", json=notice, headers=tsc)
+    assert resp.status_code == 202, resp.text
+
+    async def fanned_out() -> dict[str, Any] | None:
+        got: dict[str, Any] = (
+            await api.http.get(f"/v1/deprecations/{notice_id}", headers=tsc)
+        ).json()
+        return got if got.get("status") == "completed" else None
+
+    state = await eventually(fanned_out, within=60)
+    assert state and state["progress"]["affected"] == 1, state
+    acme = api.token("partner", "acme")
+    started = (await api.http.get(f"/v1/migrations/{notice_id}.acme", headers=acme)).json()
+    assert (started["trigger"], started["subtype"]) == ("workflow_deprecation", "workflow")
+    missing = await api.http.get(f"/v1/migrations/{notice_id}.beta", headers=tsc)
+    assert missing.status_code == 404
+    rows = (await api.http.get("/v1/compatibility-matrix", headers=tsc)).json()["entries"]
+    assert {
+        "kind": "workflow",
+        "name": "order.created",
+        "version": "1.0",
+        "status": "deprecated",
+    } in rows
+    await api.env.client.get_workflow_handle(f"migration-{notice_id}.acme").terminate("test over")
