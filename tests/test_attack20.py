@@ -1,0 +1,111 @@
+"""Attacks on the partner manifest (issue 20, M-8.1 Decision, M-8.2, M-4.7): a manifest that
+should not become a partner's, or a migration validated that should not be — each a hole found
+by the attack helper, kept as a test through the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from testdata.factories import IMPLEMENTATION, MIGRATION_DOCS, MIGRATION_PLAN, manifest
+from tests.apistack import Api, eventually
+from tests.test_manifest import SYNC, failures, migrate, ts_api  # noqa: F401  (the fixture)
+
+FORCED = {"trigger": "security_violation", "type": "version", "subtype": "api"}
+# What no validation passes: an unbounded permission (M-8.2), an ungoverned workflow (M-8.2)
+# and a runtime the matrix does not list (E-9.2) — on the target's versions.
+BAD = manifest(
+    permissions=["orders:read", "orders:*"],
+    workflows=[SYNC],
+    runtime={"name": "rogue-runtime", "version": "9.9"},
+)
+
+
+async def _completes_healthy(api: Api, mid: str, who: dict[str, str]) -> None:
+    """The forced window (30 days) ends; healthy platform telemetry at the fallback's end;
+    the run completes (M-4.7)."""
+    await api.env.sleep(timedelta(days=31))
+
+    async def monitoring() -> dict[str, Any] | None:
+        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
+        return got if got["stage"] == "Monitoring" else None
+
+    state = await eventually(monitoring)
+    assert state is not None and state["decision"]["outcome"] == "enforced"
+    end = datetime.fromisoformat(state["fallback"]["until"])
+    report = {
+        "period_start": (end - timedelta(days=7)).isoformat(),
+        "period_end": (end - timedelta(hours=1)).isoformat(),
+        "workflow_success_rate": 0.999,
+        "api_error_rate": 0.001,
+        "permission_usage": {"orders:read": 5},
+        "calls_by_version": {"api:3.0": 100},
+    }
+    resp = await api.http.post(
+        f"/v1/partners/{state['partner_id']}/telemetry", json=report, headers=api.token("platform")
+    )
+    assert resp.status_code == 201, resp.text
+    await api.env.sleep(end - await api.env.get_current_time() + timedelta(days=1))
+
+    async def completed() -> dict[str, Any] | None:
+        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
+        return got if got["status"] == "completed" else None
+
+    await eventually(completed)
+
+
+async def test_a_forced_migration_never_registers_a_manifest_its_validation_did_not_pass(
+    ts_api: Api,  # noqa: F811
+) -> None:
+    """M-4.7 / M-8.1 / M-8.2 / E-9.2: a forced migration's target applies at its window's end
+    whatever the partner did (M-2.3) — but the manifest the partner shipped with its
+    implementation was never validated (it let the documentation step, and so validation, run
+    out). Completion must not register it: no `*` permission, no ungoverned workflow, no
+    unlisted runtime becomes the partner's, nor its versions; the registered manifest moves to
+    the target instead."""
+    api = ts_api
+    acme = await api.partner("acme")
+    mid = await migrate(api, "acme", {"api_version": "3.0"}, **{**FORCED, "fallback_months": 6})
+    base = f"/v1/migrations/{mid}"
+    assert (await api.http.post(f"{base}/plan", json=MIGRATION_PLAN, headers=acme)).is_success
+    body = {**IMPLEMENTATION, "manifest": BAD}
+    resp = await api.http.post(f"{base}/implementation", json=body, headers=acme)
+    assert resp.status_code == 200 and resp.json()["step"] == "documentation", resp.text
+    # The partner never documents: the forced window (30 days) ends, the target applies.
+    await _completes_healthy(api, mid, acme)
+    shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
+    assert shown["manifest"]["permissions"] == ["orders:read"], shown
+    assert shown["manifest"]["workflows"] == []
+    assert shown["manifest"]["runtime"] == {"name": "kwanus-runtime", "version": "3.0"}
+    assert shown["manifest"]["api_version"] == "3.0"  # the target applied
+    profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
+    assert profile["runtime"] == {"name": "kwanus-runtime", "version": "3.0"}, profile
+
+
+async def test_a_failed_validation_of_a_forced_migration_is_not_registered_at_its_end(
+    ts_api: Api,  # noqa: F811
+) -> None:
+    """M-4.7 / M-8.2: the same through validation — the partner documents, validation fails
+    on its manifest, the remediation is never done and the forced window ends: the target
+    applies, but the manifest validation refused is not the partner's."""
+    api = ts_api
+    acme = await api.partner("acme")
+    mid = await migrate(api, "acme", {"api_version": "3.0"}, **{**FORCED, "fallback_months": 6})
+    base = f"/v1/migrations/{mid}"
+    assert (await api.http.post(f"{base}/plan", json=MIGRATION_PLAN, headers=acme)).is_success
+    body = {**IMPLEMENTATION, "manifest": BAD}
+    resp = await api.http.post(f"{base}/implementation", json=body, headers=acme)
+    assert resp.status_code == 200, resp.text
+    resp = await api.http.post(f"{base}/documentation", json=MIGRATION_DOCS, headers=acme)
+    assert resp.status_code == 200 and resp.json()["step"] == "remediation", resp.text
+    assert set(failures(resp.json())) == {
+        "workflow",
+        "permission_boundary",
+        "runtime_compatibility",
+    }
+    await _completes_healthy(api, mid, acme)
+    shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
+    assert "orders:*" not in shown["manifest"]["permissions"], shown
+    assert shown["manifest"]["workflows"] == []
+    profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
+    assert profile["runtime"]["name"] == "kwanus-runtime", profile
