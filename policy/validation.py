@@ -5,7 +5,7 @@ M-5.1, M-5.2, E-9.2)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -232,6 +232,14 @@ CHECKS: dict[str, Callable[[Judged], Decision]] = {
     "permission_boundary": check_permission_boundary,
     "runtime_compatibility": check_runtime,
 }
+
+
+def passed(results: Mapping[str, bool]) -> bool:
+    """M-4.7: a manifest becomes the partner's only once its validation passed — each of the
+    four checks recorded for it, and passed. A forced target applied at the window's end
+    (M-2.3) before that, the manifest the partner shipped was never passed: it is not
+    registered (the partner's registered one moves to the target)."""
+    return all(results.get(name, False) for name in CHECKS)
 
 
 def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None) -> Decision:

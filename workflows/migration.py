@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Rollout,
         Withdrawal,
     )
+    from policy.manifest import Manifest
     from policy.migration import (
         NOTICE_ACTIONS,
         check_fallback,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         migration_window,
         trigger_class,
     )
+    from policy.validation import passed as validation_passed
     from policy.vocabulary import (
         MigrationStage,
         MigrationType,
@@ -257,10 +259,17 @@ class PartnerMigration(Outcomes):
     def remediation_closed(self, msg: RemediationClosed) -> None:
         for link in self.state.remediations:
             if link.id == msg.remediation_id:
+                # Only a remediation that completes just now (not a missed one, not one closed
+                # before) hands over its fixes' manifest, validated again next (M-8.1).
+                completes = (
+                    link.status is ProcessStatus.ACTIVE
+                    and msg.status is ProcessStatus.COMPLETED
+                    and self.state.stage is MigrationStage.VALIDATION
+                )
                 link.status = msg.status
                 if msg.escalation_migration:
                     self.escalation = msg.escalation_migration
-                if self.state.stage is MigrationStage.VALIDATION:  # validated again next
+                if completes:
                     self.state.manifest = msg.manifest or self.state.manifest
                     self.state.moved_at = msg.fixed_at or self.state.moved_at
 
@@ -334,12 +343,19 @@ class PartnerMigration(Outcomes):
                 ),
                 partner_id=self.inp.partner_id,
                 target=target,
-                manifest=self.state.manifest,
+                manifest=self._validated_manifest(),
                 validated_at=max((r.at for r in self.state.validation.values()), default=None),
             ),
             summary="update partner lifecycle",
         )
         await self.steps.close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
+
+    def _validated_manifest(self) -> Manifest | None:
+        """M-4.7: the manifest the last validation passed — none when a forced target applied
+        before it passed (M-2.3): the shipped one was never validated, so the registered one
+        moves to the target instead."""
+        results = {name: r.passed for name, r in self.state.validation.items()}
+        return self.state.manifest if validation_passed(results) else None
 
     # --- partner steps (Updates) -----------------------------------------------------------
 
