@@ -7,9 +7,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from testdata.factories import IMPLEMENTATION, MIGRATION_DOCS, MIGRATION_PLAN, manifest
+from testdata.factories import (
+    IMPLEMENTATION,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
+    manifest,
+    partner_body,
+    proposal_body,
+)
 from tests.apistack import Api, eventually
-from tests.test_manifest import SYNC, failures, migrate, ts_api  # noqa: F401  (the fixture)
+from tests.test_manifest import SYNC, SYNC_GRANT, failures, migrate, ts_api  # noqa: F401  (the fixture)
 
 FORCED = {"trigger": "security_violation", "type": "version", "subtype": "api"}
 # What no validation passes: an unbounded permission (M-8.2), an ungoverned workflow (M-8.2)
@@ -109,3 +116,57 @@ async def test_a_failed_validation_of_a_forced_migration_is_not_registered_at_it
     assert shown["manifest"]["workflows"] == []
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
     assert profile["runtime"]["name"] == "kwanus-runtime", profile
+
+
+async def test_a_proposal_removing_what_a_manifest_workflow_asks_for_must_request_it_again(
+    api: Api,
+) -> None:
+    """Issue 20 / M-8.1 at submission (E-2.7): a proposal that removes a permission and grants
+    the workflow anew must cover what that workflow of the partner's manifest asks for with
+    what the partner will hold — `removes` takes the permission away, so "held already" no
+    longer covers it: 422 naming the grant's permissions, nothing started."""
+    shipped = manifest(
+        os_version="4.2",
+        api_version="2.1",
+        permissions=["orders:read", "stock:read"],
+        workflows=[{**SYNC, "permissions": ["orders:read", "stock:read"]}],
+    )
+    body = partner_body(
+        "acme",
+        permissions=["orders:read", "stock:read"],
+        grants=[{**SYNC_GRANT, "permissions": []}],
+        manifest=shipped,
+    )
+    resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
+    assert resp.status_code == 201, resp.text
+    acme = api.token("partner", "acme")
+    proposal = proposal_body(
+        category="C",
+        requested_capabilities=[],
+        integrations=[{"name": "order-sync", "kind": "workflow"}],
+        removes=["order-sync", "stock:read"],
+        migration_plan="the workflow is granted anew without stock reads",
+    )
+    resp = await api.http.post("/v1/expansions", json=proposal, headers=acme)
+    assert resp.status_code == 422, resp.text
+    assert "integrations.0.permissions" in resp.json()["errors"], resp.text
+    assert "stock:read" in resp.json()["errors"]["integrations.0.permissions"]
+    listed = await api.http.get("/v1/expansions", headers=acme)
+    assert listed.json() == []
+
+
+async def test_a_registered_manifest_names_versioned_platform_workflows(api: Api) -> None:
+    """M-5.2 (unversioned changes are forbidden) at registration: a trigger or handler without
+    `@version` is refused 422 naming it — it needs no matrix to judge — and nothing is stored.
+    Registered, it would escape every workflow deprecation notice, which matches
+    `name@version` (M-2.1)."""
+    shipped = manifest(
+        os_version="4.2",
+        api_version="2.1",
+        workflows=[{**SYNC, "handler": "notify.partner"}],
+    )
+    body = partner_body("acme", grants=[{**SYNC_GRANT, "permissions": []}], manifest=shipped)
+    resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
+    assert resp.status_code == 422, resp.text
+    assert "M-5.2" in resp.json()["errors"]["manifest.workflows.0.handler"], resp.text
+    assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404
