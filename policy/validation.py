@@ -14,7 +14,13 @@ from policy.decisions import Decision, Finding
 from policy.deprecation import PLATFORM
 from policy.document import TierSpec
 from policy.evidence import CompatibilityMatrix, Telemetry
-from policy.grants import Grant, Holdings, governed_workflows, governs_workflow
+from policy.grants import (
+    Grant,
+    Holdings,
+    governance_update,
+    governed_workflows,
+    governs_workflow,
+)
 from policy.manifest import Manifest, split_ref
 from policy.types import action_of
 from policy.vocabulary import ComponentKind, MatrixStatus
@@ -263,14 +269,19 @@ def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None
 
 
 def check_against_manifest(
-    requested: Sequence[tuple[str, Grant]], manifest: Manifest, held: Holdings
+    requested: Sequence[tuple[str, Grant]],
+    manifest: Manifest,
+    held: Holdings,
+    removes: Sequence[str] = (),
 ) -> Decision:
     """Issue 20 at submission: a workflow grant the proposal requests for a workflow the
     partner's manifest runs must cover what that workflow asks for — every permission of it
-    held already or requested by the proposal — else, approved, the workflow would still fail
-    validation's permission boundary (M-8.1): refused now, naming the permission."""
+    held still once the proposal's `removes` is taken away (E-2.7), or requested by the
+    proposal — else, approved, the workflow would still fail validation's permission boundary
+    (M-8.1): refused now, naming the permission."""
     asked = {wf.name.casefold(): wf for wf in manifest.workflows}
-    covered = set(held.permissions) | {p for _, g in requested for p in g.permissions}
+    kept = governance_update(held, add=(), removes=removes)
+    covered = set(kept.permissions) | {p for _, g in requested for p in g.permissions}
     out = []
     for field, grant in requested:
         wf = asked.get(grant.name.casefold())
@@ -281,7 +292,8 @@ def check_against_manifest(
                 field=f"{field}.permissions",
                 rule="M-8.1",
                 message=f"workflow {wf.name} of the partner's manifest asks for {perm}, which "
-                "the partner does not hold and this proposal does not request",
+                "the partner will not hold (held, and not in `removes`) and this proposal does "
+                "not request",
             )
             for perm in wf.permissions
             if perm not in covered

@@ -159,6 +159,7 @@ async def _admissible(
             proposal.grants_requested,
             await run_in_threadpool(repo.current_manifest, session=session, partner=partner),
             repo.holdings(partner),
+            proposal.removes,
         ),
     )
     if proposal.policy_change:  # E-3.4: the policy it would make holds the spec's floors
