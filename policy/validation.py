@@ -250,9 +250,10 @@ def passed(results: Mapping[str, bool]) -> bool:
 
 def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None) -> Decision:
     """A manifest registered with a partner (admin): its workflows governed by that same
-    registration's grants, their permissions within the manifest's, and every permission
-    bounded, within the tier and granted — the checks of M-8.1 that do not ask the matrix (a
-    partner may be registered on a version already deprecated: its migration moves it)."""
+    registration's grants, their triggers and handlers versioned (M-5.2), their permissions
+    within the manifest's, and every permission bounded, within the tier and granted — the
+    checks of M-8.1 that do not ask the matrix (a partner may be registered on a version
+    already deprecated: its migration moves it)."""
     j = Judged(
         manifest=manifest,
         before=manifest,
@@ -260,10 +261,12 @@ def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None
         held=held,
         matrix=CompatibilityMatrix(),
     )
+    # A row's status is the matrix's to judge, at migration (M-5.1); that a trigger or handler
+    # names a version at all is not (M-5.2): unversioned, no deprecation notice would find it.
     workflows = [
         f
         for f in check_workflows(j).findings
-        if not f.field.endswith((".trigger", ".handler"))  # the matrix's to judge, at migration
+        if not (f.field.endswith((".trigger", ".handler")) and f.rule == "M-5.1")
     ]
     return Decision(findings=(*workflows, *check_permission_boundary(j).findings))
 
