@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from policy.references import check_references
 from testdata.factories import (
     IMPLEMENTATION,
     MIGRATION_DOCS,
@@ -249,3 +250,52 @@ async def test_a_registered_manifest_names_platform_workflow_rows_the_matrix_lis
     resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
     assert resp.status_code == 422, resp.text
     assert "manifest.workflows.0.trigger" in resp.json()["errors"], resp.text
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ("docs/migration/guide.md", "./docs/migration/guide.md"),
+        ("docs/migration/guide.md", "docs/./migration/guide.md"),
+        ("docs/migration", "docs/migration/"),
+        ("https://docs.example.com/guide", "https://docs.example.com:443/guide"),
+        ("http://docs.example.com/guide", "http://docs.example.com:80/guide"),
+        ("https://docs.example.com/guide", "https://docs.example.com./guide"),
+        ("https://docs.example.com/guide", "https://docs.example.com/./guide"),
+    ],
+)
+def test_one_document_spelt_two_ways_is_one_reference(first: str, again: str) -> None:
+    """M-7.1 / E-2.6: each document is its own — a path with `.` segments or a trailing `/`,
+    a URL with its scheme's default port, a fully qualified host's trailing dot or `.`
+    segments names the same document as its plain spelling: refused on the second."""
+    decision = check_references(
+        {"migration_guide": first, "compatibility_notes": again}, rule="M-7.1"
+    )
+    assert [f.field for f in decision.findings] == ["compatibility_notes"], (first, again)
+
+
+async def test_a_migrations_documents_are_five_documents_not_one_spelt_five_ways(
+    api: Api,
+) -> None:
+    """M-7.1 through the API: the five required documents given as one path spelt five ways
+    are refused 422 naming the four repeats; the documentation step is still awaited."""
+    acme = await api.partner("acme")
+    mid = await migrate(api, "acme", {"api_version": "3.0"})
+    base = f"/v1/migrations/{mid}"
+    assert (await api.http.post(f"{base}/plan", json=MIGRATION_PLAN, headers=acme)).is_success
+    body = {**IMPLEMENTATION, "manifest": manifest()}
+    assert (await api.http.post(f"{base}/implementation", json=body, headers=acme)).is_success
+    guide = "docs/migration.md"
+    docs = {
+        "migration_guide": guide,
+        "compatibility_notes": f"./{guide}",
+        "version_notes": f"././{guide}",
+        "workflow_changes": "docs/./migration.md",
+        "permission_changes": "./docs/./migration.md",
+    }
+    resp = await api.http.post(f"{base}/documentation", json=docs, headers=acme)
+    assert resp.status_code == 422, resp.text
+    assert set(resp.json()["errors"]) == set(docs) - {"migration_guide"}, resp.text
+    state = (await api.http.get(base, headers=acme)).json()
+    assert state["step"] == "documentation" and state["documentation"] is None
+    await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
