@@ -120,7 +120,7 @@ class GovernanceActivities:
             )
             partner = repo.get_partner(session=session, partner_id=inp.partner_id)
             granted = repo.in_effect(session=session, partner=partner) if partner else []
-        health = telemetry_health(reports, granted, inp.policy)
+        health = telemetry_health(reports, granted, inp.policy, moved_off=inp.moved_off)
         return MonitoringCheck(
             at=inp.until,
             healthy=health.allowed,

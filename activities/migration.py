@@ -117,7 +117,11 @@ class MigrationActivities:
             raise ValueError(f"unknown validation check {inp.check!r}")
         decision = check(judged)
         return ValidationResult(
-            check=inp.check, passed=decision.allowed, findings=list(decision.findings), at=inp.at
+            check=inp.check,
+            passed=decision.allowed,
+            findings=list(decision.findings),
+            at=inp.at,
+            moved_off=sorted(judged.moved_off()),
         )
 
     @activity.defn(name="roll_out")

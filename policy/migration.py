@@ -290,9 +290,15 @@ def check_fallback(fallback: Sequence[str], current: Sequence[str]) -> Decision:
 
 
 def telemetry_health(
-    reports: Sequence[Telemetry], granted: Sequence[str], policy: PolicyContent
+    reports: Sequence[Telemetry],
+    granted: Sequence[str],
+    policy: PolicyContent,
+    *,
+    moved_off: Sequence[str] = (),
 ) -> Decision:
-    """M-4.6: workflow reliability, permission usage, API error rates (and deprecated calls)."""
+    """M-4.6: workflow reliability, permission usage, API error rates (and deprecated calls) —
+    and, for a migration, no call in the period to what it moved off (M-8.1 Decision: the
+    platform's traffic, not the partner's word)."""
     m = policy.monitoring
     if not reports:
         return Decision(
@@ -324,6 +330,16 @@ def telemetry_health(
                 message=f"{latest.deprecated_calls} calls still on deprecated versions",
             )
         )
+    for key in moved_off:
+        calls = sum(r.calls_by_version.get(key, 0) for r in reports)
+        if calls:
+            out.append(
+                Finding(
+                    field="calls_by_version",
+                    rule="M-4.6",
+                    message=f"{calls} calls to {key}, which the migration moved off",
+                )
+            )
     beyond = sorted(p for p, n in latest.permission_usage.items() if n > 0 and p not in granted)
     if beyond:
         out.append(

@@ -44,13 +44,14 @@ class Judged(BaseModel):
         default=None, description="When the partner reported it had moved (its implementation)."
     )
 
-    def moved_off(self, kind: str) -> dict[str, str]:
-        """The components of `kind` the manifest before ran on and this one does not."""
+    def moved_off(self, kind: str = "") -> dict[str, str]:
+        """The components (of `kind`, or all) the manifest before ran on and this one does not,
+        by telemetry key → a readable name."""
         now = self.manifest.components()
         return {
             k: v
             for k, v in self.before.components().items()
-            if k.startswith(f"{kind}:") and k not in now
+            if k.startswith(f"{kind}:" if kind else "") and k not in now
         }
 
     def calls_to(self, key: str) -> int:
@@ -116,11 +117,14 @@ def check_api_contract(j: Judged) -> Decision:
     return Decision(findings=tuple(out))
 
 
-def check_workflows(j: Judged) -> Decision:
+SUPPORTED_ONLY = frozenset({MatrixStatus.SUPPORTED})
+
+
+def check_workflows(j: Judged, accepted: frozenset[MatrixStatus] = SUPPORTED_ONLY) -> Decision:
     """M-8.1 workflow: every workflow is governed — a grant of its name that approved
     expansions (or the registration) gave (M-8.2, E-5.2); its trigger and handler are platform
-    workflow rows, versioned (M-5.2) and `supported` in the matrix (M-5.1); its permissions are
-    within the manifest's (M-8.1)."""
+    workflow rows, versioned (M-5.2) and `supported` in the matrix (M-5.1; of the `accepted`
+    statuses); its permissions are within the manifest's (M-8.1)."""
     out: list[Finding] = []
     governed = {n.casefold() for n in governed_workflows(j.held)}
     requested = set(j.manifest.permissions)
@@ -145,9 +149,7 @@ def check_workflows(j: Judged) -> Decision:
                         message=f"{part} {ref} is unversioned: name it `{name}@<version>`",
                     )
                 )
-            elif j.matrix.status_of(ComponentKind.WORKFLOW, name, version) is not (
-                MatrixStatus.SUPPORTED
-            ):
+            elif j.matrix.status_of(ComponentKind.WORKFLOW, name, version) not in accepted:
                 status = _status(j.matrix, ComponentKind.WORKFLOW, name, version)
                 out.append(
                     Finding(
@@ -248,27 +250,18 @@ def passed(results: Mapping[str, bool]) -> bool:
     return all(results.get(name, False) for name in CHECKS)
 
 
-def check_registration(manifest: Manifest, held: Holdings, tier: TierSpec | None) -> Decision:
+def check_registration(
+    manifest: Manifest, held: Holdings, tier: TierSpec | None, matrix: CompatibilityMatrix
+) -> Decision:
     """A manifest registered with a partner (admin): its workflows governed by that same
-    registration's grants, their triggers and handlers versioned (M-5.2), their permissions
-    within the manifest's, and every permission bounded, within the tier and granted — the
-    checks of M-8.1 that do not ask the matrix (a partner may be registered on a version
-    already deprecated: its migration moves it)."""
-    j = Judged(
-        manifest=manifest,
-        before=manifest,
-        tier=tier,
-        held=held,
-        matrix=CompatibilityMatrix(),
-    )
-    # A row's status is the matrix's to judge, at migration (M-5.1); that a trigger or handler
-    # names a version at all is not (M-5.2): unversioned, no deprecation notice would find it.
-    workflows = [
-        f
-        for f in check_workflows(j).findings
-        if not (f.field.endswith((".trigger", ".handler")) and f.rule == "M-5.1")
-    ]
-    return Decision(findings=(*workflows, *check_permission_boundary(j).findings))
+    registration's grants, their triggers and handlers versioned (M-5.2) rows the matrix lists
+    — supported, or deprecated: a partner may be registered on what is going away, its
+    migration moves it; never an unlisted or retired one, which no deprecation notice would
+    reach (M-5.1, E-9.2) — their permissions within the manifest's, and every permission
+    bounded, within the tier and granted."""
+    j = Judged(manifest=manifest, before=manifest, tier=tier, held=held, matrix=matrix)
+    listed = frozenset({MatrixStatus.SUPPORTED, MatrixStatus.DEPRECATED})
+    return Decision.merge(check_workflows(j, listed), check_permission_boundary(j))
 
 
 def check_against_manifest(

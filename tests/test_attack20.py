@@ -175,14 +175,6 @@ async def test_a_registered_manifest_names_versioned_platform_workflows(api: Api
     assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="telemetry evasion, left (a design change): validation counts only reports begun "
-    "after the implementation, so a partner that documents at once is validated on no "
-    "evidence; and monitoring (telemetry_health) never looks at calls_by_version, so the "
-    "README's 'monitoring goes on watching' does not hold — the run completes and the "
-    "partner's api_version becomes 3.0 while the platform sees it calling 2.1 throughout",
-)
 async def test_a_partner_still_calling_the_version_moved_off_does_not_complete(
     ts_api: Api,  # noqa: F811
 ) -> None:
@@ -227,15 +219,6 @@ async def test_a_partner_still_calling_the_version_moved_off_does_not_complete(
     assert profile["api_version"] == "2.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left (a product decision): registration never consults the matrix — a partner may "
-    "be registered on a deprecated row — so a row it does not list at all, or spelt in "
-    "another case (`Order.Created@1.0`, the matrix compares exactly), is stored, and no "
-    "workflow deprecation notice of `order.created@1.0` finds the partner until a migration "
-    "validates its manifest. Refusing unlisted rows (E-9.2) while allowing deprecated ones "
-    "would close it",
-)
 async def test_a_registered_manifest_names_platform_workflow_rows_the_matrix_lists(
     api: Api,
 ) -> None:
@@ -301,14 +284,6 @@ async def test_a_migrations_documents_are_five_documents_not_one_spelt_five_ways
     await api.env.client.get_workflow_handle(f"migration-{mid}").terminate("test over")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left (a design change): completion registers the manifest validated months before "
-    "(M-4.7) without judging it again against the partner as it is then — another "
-    "migration completed meanwhile (here the API deprecation's, to 3.0) is silently undone, "
-    "and the partner is registered back on a deprecated API. Re-validating at completion, "
-    "or registering only what the migration's own target moves, would close it",
-)
 async def test_a_later_completion_does_not_undo_another_migrations_move(
     ts_api: Api,  # noqa: F811
 ) -> None:

@@ -719,6 +719,11 @@ def test_monitoring_health() -> None:
     sick = telemetry(1, success=0.9, errors=0.2, **{"payments:write": 1})
     fields = [f.field for f in telemetry_health([sick], granted, DEFAULT_POLICY).findings]
     assert fields == ["workflow_success_rate", "api_error_rate", "permission_usage"]
+    # A migration's: no call in the period to what it moved off (M-8.1 Decision).
+    old = telemetry(1).model_copy(update={"calls_by_version": {"api:2.1": 3, "api:3.0": 9}})
+    moved = telemetry_health([old], granted, DEFAULT_POLICY, moved_off=["api:2.1"])
+    assert [(f.field, f.rule) for f in moved.findings] == [("calls_by_version", "M-4.6")]
+    assert telemetry_health([old], granted, DEFAULT_POLICY, moved_off=["os:4.2"]).allowed
 
 
 def test_completion_only_after_the_period_and_healthy() -> None:

@@ -4,7 +4,7 @@ telemetry and continue as new. Human steps wait through `workflows.steps`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypedDict, TypeVar, overload
 
@@ -290,10 +290,12 @@ async def monitor(
     resume: Callable[[], Any],
     policy: PolicyDocument,
     rules: list[str],
+    moved_off: Sequence[str] = (),
 ) -> None:
     """Check the partner's telemetry on durable timers while `going(last check's end)`, each
     check covering (last, now] — not a cron poll. A months-long watch continues as a new run
-    when the server suggests it, the checks so far carried in `resume()`'s state."""
+    when the server suggests it, the checks so far carried in `resume()`'s state. A
+    migration's checks also find calls to what it `moved_off`."""
     last = since
     while going(last):
         await ledger.rest()  # on its timer: a step's Update that led here answers (P-8)
@@ -303,7 +305,13 @@ async def monitor(
         if wait > timedelta(0):
             await workflow.sleep(wait)
         check = await check_telemetry(
-            ledger, checks, since=last, until=workflow.now(), policy=policy, rules=rules
+            ledger,
+            checks,
+            since=last,
+            until=workflow.now(),
+            policy=policy,
+            rules=rules,
+            moved_off=moved_off,
         )
         # The end of what the check covered, as its recorded result says (`at` is its `until`),
         # not the clock read again: a replay sees the time the run saw. A run whose timer fired
@@ -320,11 +328,18 @@ async def check_telemetry(
     until: datetime,
     policy: PolicyDocument,
     rules: list[str],
+    moved_off: Sequence[str] = (),
 ) -> MonitoringCheck:
     """Judge the partner's telemetry for (since, until], keep the check and record it."""
     check = await call(
         GovernanceActivities.check_telemetry,
-        TelemetryCheckInput(partner_id=ledger.partner_id, since=since, until=until, policy=policy),
+        TelemetryCheckInput(
+            partner_id=ledger.partner_id,
+            since=since,
+            until=until,
+            policy=policy,
+            moved_off=list(moved_off),
+        ),
         summary="check telemetry",
     )
     checks.append(check)

@@ -309,6 +309,7 @@ class PartnerMigration(Outcomes):
                 resume=lambda: self.inp.model_copy(update={"resume": self.state}),
                 policy=self.policy,
                 rules=["M-4.6"],
+                moved_off=sorted({k for r in self.state.validation.values() for k in r.moved_off}),
             )
             if checks[-1].healthy:
                 return

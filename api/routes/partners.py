@@ -57,7 +57,10 @@ def register_partner(
             422, "the manifest's versions and runtime are the registration's", errors=differs
         )
     if body.manifest is not None:
-        registered = check_registration(body.manifest, body.holdings, policy.tier(body.tier))
+        matrix = repo.compatibility_matrix(session=session)
+        registered = check_registration(
+            body.manifest, body.holdings, policy.tier(body.tier), matrix
+        )
         decision = Decision.merge(decision, registered)
     if not decision.allowed:
         raise Problem.refused(decision, "the partner profile breaks a governance rule")

@@ -94,3 +94,7 @@ class TelemetryCheckInput(BaseModel):
     since: datetime
     until: datetime
     policy: PolicyDocument
+    moved_off: list[str] = Field(
+        default_factory=list,
+        description="A migration's: what it moves off (`api:2.1`), which no call may reach.",
+    )

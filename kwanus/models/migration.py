@@ -104,6 +104,11 @@ class ValidationResult(BaseModel):
     passed: bool
     findings: list[Finding] = Field(default_factory=list)
     at: datetime
+    moved_off: list[str] = Field(
+        default_factory=list,
+        description="What the manifest moves off, as telemetry names it (`api:2.1`): monitoring "
+        "watches that no calls reach it (M-4.6).",
+    )
 
 
 class RemediationLink(BaseModel):
