@@ -333,6 +333,8 @@ class PartnerMigration(Outcomes):
             for k, v in self.inp.target.items()
             if not (k == "tier" and self.state.tier_change is not None)
         }
+        manifest = self._validated_manifest()
+        enforced = self.state.decision if manifest is None else None
         await call(
             MigrationActivities.apply_lifecycle,
             LifecycleInput(
@@ -344,8 +346,9 @@ class PartnerMigration(Outcomes):
                 ),
                 partner_id=self.inp.partner_id,
                 target=target,
-                manifest=self._validated_manifest(),
+                manifest=manifest,
                 validated_at=max((r.at for r in self.state.validation.values()), default=None),
+                enforced_at=enforced.at if enforced is not None else None,
             ),
             summary="update partner lifecycle",
         )

@@ -234,6 +234,11 @@ class LifecycleInput(BaseModel):
     validated_at: datetime | None = Field(
         default=None, description="When the manifest passed validation (its last attempt)."
     )
+    enforced_at: datetime | None = Field(
+        default=None,
+        description="When a forced target applied without a validated manifest (M-2.3): the "
+        "registered manifest moved to the target is no older than that.",
+    )
 
 
 class Notification(BaseModel):

@@ -193,6 +193,7 @@ def apply_lifecycle(*, session: Session, inp: LifecycleInput) -> bool:
         partner=partner,
         manifest=manifest,
         validated_at=inp.validated_at if inp.manifest else None,
+        applied_at=None if inp.manifest else inp.enforced_at,
         source=inp.event.workflow_id,
         key=inp.event.key,
         at=inp.event.at,

@@ -190,20 +190,22 @@ def register_manifest(
     source: str,
     key: str,
     at: datetime,
+    applied_at: datetime | None = None,
 ) -> tuple[int, bool]:
     """`manifest` becomes the partner's (M-4.7) — unless a manifest validated after it is
     registered already (two migrations of one partner complete out of the order they were
     validated in: the newer stands). `validated_at` None: `manifest` is the registered one moved
-    to a target, as new as it. A new version only when it differs; the partner's record takes
-    its versions and runtime. Returns the version in effect and whether `manifest` is it. Part
-    of the caller's transaction, which records `key` once."""
+    to a target, as new as it — or as the forced target's `applied_at`, if later: a manifest
+    validated before a forced move never undoes it (M-2.3). A new version only when it
+    differs; the partner's record takes its versions and runtime. Returns the version in effect
+    and whether `manifest` is it. Part of the caller's transaction, which records `key` once."""
     history = manifest_history(session=session, partner_id=partner.id)
     head = history[0] if history else None
     judged = validated_at
     if head is not None:
         newest = as_utc(head.validated_at) or head.validated_at
         if judged is None:
-            judged = newest
+            judged = max(newest, applied_at) if applied_at is not None else newest
         elif judged < newest:
             return head.version, False  # superseded: a newer validated manifest stands
         if Manifest.model_validate(head.manifest) == manifest:
