@@ -120,7 +120,12 @@ class GovernanceActivities:
             )
             partner = repo.get_partner(session=session, partner_id=inp.partner_id)
             granted = repo.in_effect(session=session, partner=partner) if partner else []
-        health = telemetry_health(reports, granted, inp.policy, moved_off=inp.moved_off)
+            moved_off = list(inp.moved_off)
+            if inp.moves_to and partner is not None:  # a forced target, no validated manifest
+                registered = repo.current_manifest(session=session, partner=partner)
+                now = registered.with_target(inp.moves_to).components()
+                moved_off += [k for k in registered.components() if k not in now]
+        health = telemetry_health(reports, granted, inp.policy, moved_off=moved_off)
         return MonitoringCheck(
             at=inp.until,
             healthy=health.allowed,

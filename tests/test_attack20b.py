@@ -76,13 +76,6 @@ async def test_an_older_validated_manifest_does_not_undo_a_forced_move(
     assert shown["manifest"]["api_version"] == "3.0", shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="monitoring's moved_off comes from validation results only: a forced target applied "
-    "without a passed validation moves the registered manifest at completion, and nothing "
-    "records what that moves off — the fix needs the registered manifest read in monitoring "
-    "(check_telemetry given the target), left for a decision",
-)
 async def test_a_forced_move_watches_calls_to_what_it_moved_off(
     ts_api: Api,  # noqa: F811
 ) -> None:

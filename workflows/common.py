@@ -4,7 +4,7 @@ telemetry and continue as new. Human steps wait through `workflows.steps`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol, TypedDict, TypeVar, overload
 
@@ -291,11 +291,13 @@ async def monitor(
     policy: PolicyDocument,
     rules: list[str],
     moved_off: Sequence[str] = (),
+    moves_to: Mapping[str, str] | None = None,
 ) -> None:
     """Check the partner's telemetry on durable timers while `going(last check's end)`, each
     check covering (last, now] — not a cron poll. A months-long watch continues as a new run
     when the server suggests it, the checks so far carried in `resume()`'s state. A
-    migration's checks also find calls to what it `moved_off`."""
+    migration's checks also find calls to what it `moved_off` — or, forced to a target without
+    a validated manifest, to what the registered manifest `moves_to` it leaves."""
     last = since
     while going(last):
         await ledger.rest()  # on its timer: a step's Update that led here answers (P-8)
@@ -312,6 +314,7 @@ async def monitor(
             policy=policy,
             rules=rules,
             moved_off=moved_off,
+            moves_to=moves_to,
         )
         # The end of what the check covered, as its recorded result says (`at` is its `until`),
         # not the clock read again: a replay sees the time the run saw. A run whose timer fired
@@ -329,6 +332,7 @@ async def check_telemetry(
     policy: PolicyDocument,
     rules: list[str],
     moved_off: Sequence[str] = (),
+    moves_to: Mapping[str, str] | None = None,
 ) -> MonitoringCheck:
     """Judge the partner's telemetry for (since, until], keep the check and record it."""
     check = await call(
@@ -339,6 +343,7 @@ async def check_telemetry(
             until=until,
             policy=policy,
             moved_off=list(moved_off),
+            moves_to=dict(moves_to or {}),
         ),
         summary="check telemetry",
     )

@@ -73,6 +73,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outcomes import Enforced, Outcomes
     from workflows.steps import Ended, Step, Steps
 
+# The target keys a manifest carries (its versions and runtime; the tier is not the manifest's).
+MANIFEST_TARGET_KEYS = ("os_version", "api_version", "runtime_name", "runtime_version")
 BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
 NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
 # Runs noticed before this change replay their five activities (notify, read the partner, record
@@ -310,6 +312,7 @@ class PartnerMigration(Outcomes):
                 policy=self.policy,
                 rules=["M-4.6"],
                 moved_off=sorted({k for r in self.state.validation.values() for k in r.moved_off}),
+                moves_to=self._moves_to(),
             )
             if checks[-1].healthy:
                 return
@@ -353,6 +356,14 @@ class PartnerMigration(Outcomes):
             summary="update partner lifecycle",
         )
         await self.steps.close(ProcessStatus.COMPLETED, "completed", rules=["M-4.7", "M-6.2"])
+
+    def _moves_to(self) -> dict[str, str]:
+        """The versions the target moves the partner to, when no validated manifest says what
+        it ships — a forced target applied before validation passed (M-2.3), or a run
+        validated before manifests: monitoring watches what the registered manifest leaves."""
+        if self._validated_manifest() is not None:
+            return {}
+        return {k: v for k, v in self.inp.target.items() if k in MANIFEST_TARGET_KEYS}
 
     def _validated_manifest(self) -> Manifest | None:
         """M-4.7: the manifest the last validation passed — none when a forced target applied

@@ -98,3 +98,8 @@ class TelemetryCheckInput(BaseModel):
         default_factory=list,
         description="A migration's: what it moves off (`api:2.1`), which no call may reach.",
     )
+    moves_to: dict[str, str] = Field(
+        default_factory=dict,
+        description="A forced migration's target applied without a validated manifest: what "
+        "the registered manifest moves off to reach it is watched as `moved_off` is.",
+    )
