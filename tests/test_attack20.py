@@ -4,7 +4,7 @@ by the attack helper, kept as a test through the HTTP API."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,8 +18,20 @@ from testdata.factories import (
     partner_body,
     proposal_body,
 )
-from tests.apistack import Api, eventually
-from tests.test_manifest import API_MOVE, SYNC, SYNC_GRANT, failures, migrate, ship, ts_api  # noqa: F401  (the fixture)
+from tests.apistack import Api
+from tests.test_manifest import (  # noqa: F401  (ts_api: the fixture)
+    API_MOVE,
+    SYNC,
+    SYNC_GRANT,
+    completes,
+    enforced,
+    failures,
+    judged_at_the_end,
+    migrate,
+    past_the_fallback,
+    ship,
+    ts_api,
+)
 
 FORCED = {"trigger": "security_violation", "type": "version", "subtype": "api"}
 # What no validation passes: an unbounded permission (M-8.2), an ungoverned workflow (M-8.2)
@@ -31,37 +43,46 @@ BAD = manifest(
 )
 
 
+async def validated_on_21_then_deprecated(
+    api: Api, acme: dict[str, str], tsc: dict[str, str]
+) -> tuple[str, datetime]:
+    """Migration B of acme validates a manifest on API 2.1 while 2.1 is supported and rolls
+    out; TSC then deprecates 2.1. B's id and its fallback's end."""
+    b = await migrate(
+        api, "acme", {}, **{"trigger": "runtime_change", "type": "runtime", "subtype": "workflow"}
+    )
+    state = await ship(api, b, acme, manifest(os_version="4.2", api_version="2.1"))
+    assert state["step"] == "rollout", failures(state)
+    resp = await api.http.post(
+        f"/v1/migrations/{b}/rollout", json={"version": "1.1.0"}, headers=acme
+    )
+    assert resp.status_code == 200, resp.text
+    b_end = datetime.fromisoformat(resp.json()["fallback"]["until"])
+    deprecate = {
+        "reason": "2.1 is deprecated",
+        "entries": [{"kind": "api", "name": "kwanus", "version": "2.1", "status": "deprecated"}],
+    }
+    resp = await api.http.put("/v1/compatibility-matrix", json=deprecate, headers=tsc)
+    assert resp.status_code == 200, resp.text
+    return b, b_end
+
+
+async def registered_with(api: Api, workflow: dict[str, Any]) -> dict[str, Any]:
+    """acme registered (admin) with a manifest running `workflow`, governed by its grant: the
+    answer's JSON, which must be a 422 — and nothing stored."""
+    shipped = manifest(os_version="4.2", api_version="2.1", workflows=[workflow])
+    body = partner_body("acme", grants=[{**SYNC_GRANT, "permissions": []}], manifest=shipped)
+    resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
+    assert resp.status_code == 422, resp.text
+    assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404
+    return dict(resp.json())
+
+
 async def _completes_healthy(api: Api, mid: str, who: dict[str, str]) -> None:
     """The forced window (30 days) ends; healthy platform telemetry at the fallback's end;
     the run completes (M-4.7)."""
-    await api.env.sleep(timedelta(days=31))
-
-    async def monitoring() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
-        return got if got["stage"] == "Monitoring" else None
-
-    state = await eventually(monitoring)
-    assert state is not None and state["decision"]["outcome"] == "enforced"
-    end = datetime.fromisoformat(state["fallback"]["until"])
-    report = {
-        "period_start": (end - timedelta(days=7)).isoformat(),
-        "period_end": (end - timedelta(hours=1)).isoformat(),
-        "workflow_success_rate": 0.999,
-        "api_error_rate": 0.001,
-        "permission_usage": {"orders:read": 5},
-        "calls_by_version": {"api:3.0": 100},
-    }
-    resp = await api.http.post(
-        f"/v1/partners/{state['partner_id']}/telemetry", json=report, headers=api.token("platform")
-    )
-    assert resp.status_code == 201, resp.text
-    await api.env.sleep(end - await api.env.get_current_time() + timedelta(days=1))
-
-    async def completed() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
-        return got if got["status"] == "completed" else None
-
-    await eventually(completed)
+    state = await enforced(api, mid, who)
+    await completes(api, mid, who, datetime.fromisoformat(state["fallback"]["until"]))
 
 
 async def test_a_forced_migration_never_registers_a_manifest_its_validation_did_not_pass(
@@ -163,16 +184,8 @@ async def test_a_registered_manifest_names_versioned_platform_workflows(api: Api
     `@version` is refused 422 naming it — it needs no matrix to judge — and nothing is stored.
     Registered, it would escape every workflow deprecation notice, which matches
     `name@version` (M-2.1)."""
-    shipped = manifest(
-        os_version="4.2",
-        api_version="2.1",
-        workflows=[{**SYNC, "handler": "notify.partner"}],
-    )
-    body = partner_body("acme", grants=[{**SYNC_GRANT, "permissions": []}], manifest=shipped)
-    resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
-    assert resp.status_code == 422, resp.text
-    assert "M-5.2" in resp.json()["errors"]["manifest.workflows.0.handler"], resp.text
-    assert (await api.http.get("/v1/partners/acme", headers=api.admin)).status_code == 404
+    refused = await registered_with(api, {**SYNC, "handler": "notify.partner"})
+    assert "M-5.2" in refused["errors"]["manifest.workflows.0.handler"], refused
 
 
 async def test_a_partner_still_calling_the_version_moved_off_does_not_complete(
@@ -192,27 +205,8 @@ async def test_a_partner_still_calling_the_version_moved_off_does_not_complete(
     )
     assert resp.status_code == 200, resp.text
     end = datetime.fromisoformat(resp.json()["fallback"]["until"])
-    report = {
-        "period_start": (end - timedelta(days=7)).isoformat(),
-        "period_end": (end - timedelta(hours=1)).isoformat(),
-        "workflow_success_rate": 0.999,
-        "api_error_rate": 0.001,
-        "permission_usage": {"orders:read": 5},
-        "calls_by_version": {"api:2.1": 5000, "api:3.0": 1},
-    }
-    resp = await api.http.post(
-        "/v1/partners/acme/telemetry", json=report, headers=api.token("platform")
-    )
-    assert resp.status_code == 201, resp.text
-    await api.env.sleep(end - await api.env.get_current_time() + timedelta(days=1))
-
-    async def judged() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-        checks = got["monitoring"]
-        return got if checks and datetime.fromisoformat(checks[-1]["at"]) >= end else None
-
-    state = await eventually(judged)
-    assert state is not None
+    await past_the_fallback(api, end, calls_by_version={"api:2.1": 5000, "api:3.0": 1})
+    state = await judged_at_the_end(api, mid, acme, end)
     assert state["status"] != "completed", "completed while calling the API moved off"
     assert not state["monitoring"][-1]["healthy"]
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
@@ -224,15 +218,8 @@ async def test_a_registered_manifest_names_platform_workflow_rows_the_matrix_lis
 ) -> None:
     """E-9.2 / M-2.1 at registration: a trigger the matrix does not list — here the shipped
     `order.created@1.0` in another case — is refused 422 naming it, nothing stored."""
-    shipped = manifest(
-        os_version="4.2",
-        api_version="2.1",
-        workflows=[{**SYNC, "trigger": "Order.Created@1.0"}],
-    )
-    body = partner_body("acme", grants=[{**SYNC_GRANT, "permissions": []}], manifest=shipped)
-    resp = await api.http.post("/v1/partners", json=body, headers=api.admin)
-    assert resp.status_code == 422, resp.text
-    assert "manifest.workflows.0.trigger" in resp.json()["errors"], resp.text
+    refused = await registered_with(api, {**SYNC, "trigger": "Order.Created@1.0"})
+    assert "manifest.workflows.0.trigger" in refused["errors"], refused
 
 
 @pytest.mark.parametrize(
@@ -293,25 +280,7 @@ async def test_a_later_completion_does_not_undo_another_migrations_move(
     api = ts_api
     acme = await api.partner("acme")
     tsc = api.token("TSC")
-    b = await migrate(
-        api,
-        "acme",
-        {},
-        **{"trigger": "runtime_change", "type": "runtime", "subtype": "workflow"},
-    )
-    state = await ship(api, b, acme, manifest(os_version="4.2", api_version="2.1"))
-    assert state["step"] == "rollout", failures(state)
-    resp = await api.http.post(
-        f"/v1/migrations/{b}/rollout", json={"version": "1.1.0"}, headers=acme
-    )
-    assert resp.status_code == 200, resp.text
-    b_end = datetime.fromisoformat(resp.json()["fallback"]["until"])
-    deprecate = {
-        "reason": "2.1 is deprecated",
-        "entries": [{"kind": "api", "name": "kwanus", "version": "2.1", "status": "deprecated"}],
-    }
-    resp = await api.http.put("/v1/compatibility-matrix", json=deprecate, headers=tsc)
-    assert resp.status_code == 200, resp.text
+    b, b_end = await validated_on_21_then_deprecated(api, acme, tsc)
     a = await migrate(api, "acme", {"api_version": "3.0"}, **{**API_MOVE, "fallback_months": 6})
     state = await ship(api, a, acme, manifest(os_version="4.2"))
     assert state["step"] == "rollout", failures(state)
@@ -321,33 +290,9 @@ async def test_a_later_completion_does_not_undo_another_migrations_move(
     assert resp.status_code == 200, resp.text
     a_end = datetime.fromisoformat(resp.json()["fallback"]["until"])
 
-    async def healthy_until(end: datetime) -> None:
-        report = {
-            "period_start": (end - timedelta(days=7)).isoformat(),
-            "period_end": (end - timedelta(hours=1)).isoformat(),
-            "workflow_success_rate": 0.999,
-            "api_error_rate": 0.001,
-            "permission_usage": {"orders:read": 5},
-            "calls_by_version": {"api:3.0": 100},
-        }
-        resp = await api.http.post(
-            "/v1/partners/acme/telemetry", json=report, headers=api.token("platform")
-        )
-        assert resp.status_code == 201, resp.text
-        await api.env.sleep(end - await api.env.get_current_time() + timedelta(days=1))
-
-    def done(mid: str) -> Any:
-        async def check() -> dict[str, Any] | None:
-            got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-            return got if got["status"] == "completed" else None
-
-        return check
-
-    await healthy_until(a_end)
-    assert await eventually(done(a))
+    await completes(api, a, acme, a_end)
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
     assert profile["api_version"] == "3.0"
-    await healthy_until(b_end)
-    await eventually(done(b))
+    await completes(api, b, acme, b_end)
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
     assert profile["api_version"] == "3.0", "B's completion undid A's move to 3.0"

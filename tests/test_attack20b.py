@@ -5,23 +5,26 @@ migration moved off, registration's matrix check of platform workflow rows and i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from testdata.factories import manifest, partner_body
-from tests.apistack import Api, eventually
-from tests.test_attack20 import FORCED, _completes_healthy
-from tests.test_manifest import SYNC, SYNC_GRANT, failures, migrate, ship, ts_api  # noqa: F401  (the fixture)
-
-
-def _done(api: Api, mid: str, who: dict[str, str]) -> Any:
-    async def check() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
-        return got if got["status"] == "completed" else None
-
-    return check
+from tests.apistack import Api
+from tests.test_attack20 import FORCED, _completes_healthy, validated_on_21_then_deprecated
+from tests.test_manifest import (  # noqa: F401  (ts_api: the fixture)
+    SYNC,
+    SYNC_GRANT,
+    completes,
+    enforced,
+    failures,
+    judged_at_the_end,
+    migrate,
+    past_the_fallback,
+    ship,
+    ts_api,
+)
 
 
 async def test_an_older_validated_manifest_does_not_undo_a_forced_move(
@@ -36,40 +39,13 @@ async def test_an_older_validated_manifest_does_not_undo_a_forced_move(
     api = ts_api
     acme = await api.partner("acme")
     tsc = api.token("TSC")
-    b = await migrate(
-        api, "acme", {}, **{"trigger": "runtime_change", "type": "runtime", "subtype": "workflow"}
-    )
-    state = await ship(api, b, acme, manifest(os_version="4.2", api_version="2.1"))
-    assert state["step"] == "rollout", failures(state)
-    resp = await api.http.post(
-        f"/v1/migrations/{b}/rollout", json={"version": "1.1.0"}, headers=acme
-    )
-    assert resp.status_code == 200, resp.text
-    b_end = datetime.fromisoformat(resp.json()["fallback"]["until"])
-    deprecate = {
-        "reason": "2.1 is deprecated",
-        "entries": [{"kind": "api", "name": "kwanus", "version": "2.1", "status": "deprecated"}],
-    }
-    resp = await api.http.put("/v1/compatibility-matrix", json=deprecate, headers=tsc)
-    assert resp.status_code == 200, resp.text
+    b, b_end = await validated_on_21_then_deprecated(api, acme, tsc)
     a = await migrate(api, "acme", {"api_version": "3.0"}, **{**FORCED, "fallback_months": 6})
     await _completes_healthy(api, a, acme)  # enforced at the window's end, then completed
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
     assert profile["api_version"] == "3.0"
     assert datetime.fromisoformat(profile["created_at"]) < b_end
-    report = {
-        "period_start": (b_end - timedelta(days=7)).isoformat(),
-        "period_end": (b_end - timedelta(hours=1)).isoformat(),
-        "workflow_success_rate": 0.999,
-        "api_error_rate": 0.001,
-        "permission_usage": {"orders:read": 5},
-    }
-    resp = await api.http.post(
-        "/v1/partners/acme/telemetry", json=report, headers=api.token("platform")
-    )
-    assert resp.status_code == 201, resp.text
-    await api.env.sleep(b_end - await api.env.get_current_time() + timedelta(days=1))
-    await eventually(_done(api, b, acme))
+    await completes(api, b, acme, b_end)
     profile = (await api.http.get("/v1/partners/acme", headers=acme)).json()
     assert profile["api_version"] == "3.0", "B's completion undid the forced move to 3.0"
     shown = (await api.http.get("/v1/partners/acme/manifest", headers=acme)).json()
@@ -87,36 +63,10 @@ async def test_a_forced_move_watches_calls_to_what_it_moved_off(
     api = ts_api
     acme = await api.partner("acme")
     mid = await migrate(api, "acme", {"api_version": "3.0"}, **{**FORCED, "fallback_months": 6})
-    await api.env.sleep(timedelta(days=31))
-
-    async def monitoring() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-        return got if got["stage"] == "Monitoring" else None
-
-    state = await eventually(monitoring)
-    assert state is not None and state["decision"]["outcome"] == "enforced"
+    state = await enforced(api, mid, acme)
     end = datetime.fromisoformat(state["fallback"]["until"])
-    report = {
-        "period_start": (end - timedelta(days=7)).isoformat(),
-        "period_end": (end - timedelta(hours=1)).isoformat(),
-        "workflow_success_rate": 0.999,
-        "api_error_rate": 0.001,
-        "permission_usage": {"orders:read": 5},
-        "calls_by_version": {"api:2.1": 5000},
-    }
-    resp = await api.http.post(
-        "/v1/partners/acme/telemetry", json=report, headers=api.token("platform")
-    )
-    assert resp.status_code == 201, resp.text
-    await api.env.sleep(end - await api.env.get_current_time() + timedelta(days=1))
-
-    async def judged() -> dict[str, Any] | None:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=acme)).json()
-        checks = got["monitoring"]
-        return got if checks and datetime.fromisoformat(checks[-1]["at"]) >= end else None
-
-    state = await eventually(judged)
-    assert state is not None
+    await past_the_fallback(api, end, calls_by_version={"api:2.1": 5000})
+    state = await judged_at_the_end(api, mid, acme, end)
     assert state["status"] != "completed", "completed on 3.0 while calling 2.1"
     assert not state["monitoring"][-1]["healthy"]
 

@@ -89,22 +89,60 @@ async def reported(api: Api, start: datetime, end: datetime, **fields: Any) -> N
     assert resp.status_code == 201, resp.text
 
 
-async def completes(api: Api, mid: str, who: dict[str, str], until: datetime) -> None:
-    """Healthy telemetry up to the fallback's end (M-4.6), time past it: the migration
-    completes (M-4.7)."""
+async def past_the_fallback(api: Api, until: datetime, **fields: Any) -> None:
+    """The platform's report of the fallback's last week (healthy, with `fields`), and time
+    past the fallback's end."""
     await reported(
         api,
         until - timedelta(days=7),
         until - timedelta(hours=1),
-        permission_usage={"orders:read": 5},
+        **{"permission_usage": {"orders:read": 5}, **fields},
     )
     await api.env.sleep(until - await api.env.get_current_time() + timedelta(days=1))
 
-    async def done() -> bool:
-        got = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
-        return bool(got["status"] == "completed")
 
-    assert await eventually(done, within=60)
+async def state_when(
+    api: Api, mid: str, who: dict[str, str], done: Any, within: float = 60
+) -> dict[str, Any]:
+    """The migration's state once `done(state)` holds."""
+
+    async def check() -> dict[str, Any] | None:
+        got: dict[str, Any] = (await api.http.get(f"/v1/migrations/{mid}", headers=who)).json()
+        return got if done(got) else None
+
+    state = await eventually(check, within=within)
+    assert state is not None, f"migration {mid} never got there"
+    return state
+
+
+async def completes(api: Api, mid: str, who: dict[str, str], until: datetime) -> None:
+    """Healthy telemetry up to the fallback's end (M-4.6), time past it: the migration
+    completes (M-4.7)."""
+    await past_the_fallback(api, until)
+    await state_when(api, mid, who, lambda s: s["status"] == "completed")
+
+
+async def enforced(api: Api, mid: str, who: dict[str, str]) -> dict[str, Any]:
+    """A forced migration's window (30 days) ends with the partner not having acted: its
+    target applies (M-2.3) and it monitors; its state then."""
+    await api.env.sleep(timedelta(days=31))
+    state = await state_when(api, mid, who, lambda s: s["stage"] == "Monitoring")
+    assert state["decision"]["outcome"] == "enforced"
+    return state
+
+
+async def judged_at_the_end(
+    api: Api, mid: str, who: dict[str, str], until: datetime
+) -> dict[str, Any]:
+    """The migration's state once a monitoring check has judged the fallback's end."""
+    return await state_when(
+        api,
+        mid,
+        who,
+        lambda s: (
+            bool(s["monitoring"]) and datetime.fromisoformat(s["monitoring"][-1]["at"]) >= until
+        ),
+    )
 
 
 def failures(state: dict[str, Any]) -> dict[str, list[tuple[str, str, str]]]:
