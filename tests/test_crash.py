@@ -336,9 +336,11 @@ async def test_server_killed_and_restarted_keeps_processes_and_timers(crash: Cra
     for timer_due, fired in timers:
         assert timedelta(0) <= fired - timer_due < timedelta(seconds=1.5), (timer_due, fired)
     reminder, deadline, escalation = (timer_due for timer_due, _ in timers)
-    # Timers start when the workflow task completes, a few ms after the instant it computed.
+    # Timers start when the workflow task completes, a few ms after the instant it computed —
+    # up to a second on a loaded machine (the full suite's four workers on two cores took
+    # 0.83 s): the bound is the one the fired timers keep, far below the steps' windows.
     for timer_due, instant in ((reminder, opened_at + timedelta(seconds=6)), (deadline, due)):
-        assert abs(timer_due - instant) < timedelta(seconds=0.5), (timer_due, instant)
+        assert abs(timer_due - instant) < timedelta(seconds=1.5), (timer_due, instant)
     for key, instant in (
         ("reminder:reviews:0", reminder),
         ("escalated:reviews:1", deadline),
