@@ -123,8 +123,7 @@ class GovernanceActivities:
             moved_off = list(inp.moved_off)
             if inp.moves_to and partner is not None:  # a forced target, no validated manifest
                 registered = repo.current_manifest(session=session, partner=partner)
-                now = registered.with_target(inp.moves_to).components()
-                moved_off += [k for k in registered.components() if k not in now]
+                moved_off += list(registered.left_for(registered.with_target(inp.moves_to)))
         health = telemetry_health(reports, granted, inp.policy, moved_off=moved_off)
         return MonitoringCheck(
             at=inp.until,

@@ -79,6 +79,12 @@ class Manifest(BaseModel):
         versions = {k: target[k] for k in ("os_version", "api_version") if k in target}
         return self.model_copy(update={**versions, "runtime": runtime})
 
+    def left_for(self, after: Manifest) -> dict[str, str]:
+        """The components this manifest runs on and `after` does not (what moving to `after`
+        moves off), by telemetry key → a readable name."""
+        now = after.components()
+        return {k: v for k, v in self.components().items() if k not in now}
+
     def components(self) -> dict[str, str]:
         """What it runs on, by telemetry key (`api:3.0`, `runtime:kwanus-runtime@3.0`,
         `workflow:order.created@1.0`) → a readable name."""

@@ -47,12 +47,8 @@ class Judged(BaseModel):
     def moved_off(self, kind: str = "") -> dict[str, str]:
         """The components (of `kind`, or all) the manifest before ran on and this one does not,
         by telemetry key → a readable name."""
-        now = self.manifest.components()
-        return {
-            k: v
-            for k, v in self.before.components().items()
-            if k.startswith(f"{kind}:" if kind else "") and k not in now
-        }
+        left = self.before.left_for(self.manifest)
+        return {k: v for k, v in left.items() if k.startswith(f"{kind}:" if kind else "")}
 
     def calls_to(self, key: str) -> int:
         """Calls the platform saw to `key` in reports begun once the partner said it moved."""
