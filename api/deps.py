@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 from sqlmodel import Session
 from temporalio.client import Client
 
@@ -57,6 +58,16 @@ MAX_PAGE = 500
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")]
 After = Annotated[
     str | None, Query(max_length=128, description="The last workflow_id of the previous page.")
+]
+# `order=deadline`: soonest next deadline first — overdue first — and the page after the last
+# row's (`after_deadline`, `after` = its next_deadline and workflow_id).
+ListOrder = Annotated[
+    Literal["id", "deadline"],
+    Query(description="`id` (default) or `deadline`: soonest next deadline first, overdue first."),
+]
+AfterDeadline = Annotated[
+    AwareDatetime | None,
+    Query(description="With order=deadline: the last row's next_deadline (absent if it had none)."),
 ]
 SessionDep = Annotated[Session, Depends(get_session)]
 
@@ -108,16 +119,28 @@ def platform_may(endpoint: F) -> F:
     return endpoint
 
 
+# The console (api/console) calls this API in process for a signed-in user: it names the token
+# its session acts as in this ASGI scope key, which no HTTP request can set (the server builds
+# the scope), and the token is checked here as a bearer token is.
+CONSOLE_TOKEN = "kwanus.console.token_id"  # noqa: S105 (a scope key, not a secret)
+
+
 def current_principal(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    console_token = request.scope.get(CONSOLE_TOKEN)
+    if credentials is None and isinstance(console_token, str):
+        token = repo.live_token(session=session, token_id=console_token, now=utcnow())
+        if token is None:
+            raise unauthorized("the console session's token is revoked or expired")
+    elif credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized()
-    token = repo.authenticate(session=session, raw=credentials.credentials, now=utcnow())
-    if token is None:
-        raise unauthorized("the bearer token is unknown, revoked or expired")
+    else:
+        token = repo.authenticate(session=session, raw=credentials.credentials, now=utcnow())
+        if token is None:
+            raise unauthorized("the bearer token is unknown, revoked or expired")
     role = Role(token.role)
     endpoint = getattr(request.scope.get("route"), "endpoint", None)
     if role is Role.PLATFORM and not getattr(endpoint, PLATFORM_MARK, False):

@@ -101,6 +101,9 @@ class RateLimit:
     buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def _key(self, scope: Scope) -> str:
+        console = scope.get("kwanus.console.token_id")  # api.deps.CONSOLE_TOKEN
+        if isinstance(console, str):
+            return f"token:{console}"
         auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
         parts = auth.removeprefix("Bearer ").split(".")
         if len(parts) == 3:

@@ -13,8 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     After,
+    AfterDeadline,
     CurrentPrincipal,
     Limit,
+    ListOrder,
     PartnerDep,
     PolicyDep,
     Principal,
@@ -187,21 +189,26 @@ async def _admissible(
 def list_expansions(
     principal: CurrentPrincipal,
     session: SessionDep,
+    partner_id: Annotated[str | None, Query(max_length=64)] = None,
     stage: ExpansionStage | None = None,
     status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
     after: After = None,
+    order: ListOrder = "id",
+    after_deadline: AfterDeadline = None,
     limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """List expansions from the store (no Temporal query); a partner sees its own."""
     rows = repo.list_processes(
         session=session,
         kind=ProcessKind.EXPANSION,
-        partner_id=principal.partner_id,
+        partner_id=principal.partner_id or partner_id,
         stage=stage,
         status=status_,
         after=after,
         limit=limit,
         summaries=True,
+        by_deadline=order == "deadline",
+        after_deadline=after_deadline,
     )
     return [summary(r) for r in rows]
 

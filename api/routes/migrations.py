@@ -21,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     After,
+    AfterDeadline,
     CurrentPrincipal,
     Limit,
+    ListOrder,
     PartnerDep,
     PolicyDep,
     Principal,
@@ -213,6 +215,8 @@ def list_migrations(
     stage: MigrationStage | None = None,
     status_: Annotated[ProcessStatus | None, Query(alias="status")] = None,
     after: After = None,
+    order: ListOrder = "id",
+    after_deadline: AfterDeadline = None,
     limit: Limit = 100,
 ) -> list[ProcessSummary]:
     """List migrations from the store (no Temporal query); a partner sees its own."""
@@ -225,6 +229,8 @@ def list_migrations(
         after=after,
         limit=limit,
         summaries=True,
+        by_deadline=order == "deadline",
+        after_deadline=after_deadline,
     )
     return [summary(r) for r in rows]
 

@@ -4,10 +4,11 @@ hash chain with its projection and inbox, once per key (P-4); the reads of both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import and_, or_
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, delete, func, select
 
@@ -237,11 +238,32 @@ def list_processes(
     after: str | None = None,
     limit: int = 100,
     summaries: bool = False,
+    by_deadline: bool = False,
+    after_deadline: datetime | None = None,
 ) -> Sequence[Process]:
-    """Keyset pages ordered by workflow id, filtered on indexed columns. `summaries` leaves out
-    each row's `state` (the workflow's whole last status): a list page does not show it, and
-    decoding a hundred of them made the API's garbage collector the p99 (bench/RESULTS.md)."""
-    query = select(Process).where(col(Process.kind) == kind).order_by(col(Process.workflow_id))
+    """Keyset pages ordered by workflow id — or, `by_deadline`, soonest next deadline first
+    (overdue first, those awaiting no one last), the page after (`after_deadline`, `after`) —
+    filtered on indexed columns. `summaries` leaves out each row's `state` (the workflow's
+    whole last status): a list page does not show it, and decoding a hundred of them made the
+    API's garbage collector the p99 (bench/RESULTS.md)."""
+    query = select(Process).where(col(Process.kind) == kind)
+    deadline, workflow_id = col(Process.next_deadline), col(Process.workflow_id)
+    if by_deadline:
+        query = query.order_by(deadline.is_(None), deadline, workflow_id)
+        if after is not None and after_deadline is not None:
+            at = after_deadline.astimezone(UTC)
+            query = query.where(
+                or_(
+                    deadline > at,
+                    and_(deadline == at, workflow_id > after),
+                    deadline.is_(None),
+                )
+            )
+        elif after is not None:
+            query = query.where(deadline.is_(None), workflow_id > after)
+        after = None
+    else:
+        query = query.order_by(workflow_id)
     if summaries:
         query = query.options(defer(Process.state))  # type: ignore[arg-type]
     if partner_id is not None:

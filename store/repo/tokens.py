@@ -18,7 +18,7 @@ from store.tables import ApiToken, Partner, utcnow
 TOKEN_PREFIX = "kw1"  # noqa: S105 (the token format tag, not a secret)
 
 
-def _digest(secret: str) -> str:
+def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -31,7 +31,7 @@ def create_token(*, session: Session, token: TokenCreate) -> TokenCreated:
     secret = secrets.token_urlsafe(32)
     row = ApiToken(
         id=token_id,
-        secret_sha256=_digest(secret),
+        secret_sha256=digest(secret),
         role=token.role,
         partner_id=token.partner_id,
         label=token.label,
@@ -58,14 +58,21 @@ def authenticate(*, session: Session, raw: str, now: datetime) -> ApiToken | Non
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
     row = session.get(ApiToken, parts[1])
-    if row is None or not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
+    if row is None or not hmac.compare_digest(row.secret_sha256, digest(parts[2])):
         return None
-    if row.revoked_at is not None:
-        return None
+    return row if _live(row, now) else None
+
+
+def _live(row: ApiToken, now: datetime) -> bool:
     expires = as_utc(row.expires_at)
-    if expires is not None and expires <= now:
-        return None
-    return row
+    return row.revoked_at is None and (expires is None or expires > now)
+
+
+def live_token(*, session: Session, token_id: str, now: datetime) -> ApiToken | None:
+    """The token `token_id` while it may act (not revoked, not expired), or None: a console
+    session acts as its token, checked again on every request."""
+    row = session.get(ApiToken, token_id)
+    return row if row is not None and _live(row, now) else None
 
 
 def revoke_token(*, session: Session, token_id: str, now: datetime) -> ApiToken | None:
