@@ -110,6 +110,7 @@ class PartnerExpansion(Watch):
             proposal_sha256=inp.proposal_sha256,
             submitted_at=workflow.now(),
             policy_change=inp.proposal.policy_change,
+            proposal=inp.proposal,
         )
         self.steps = Steps(
             ProcessKind.EXPANSION,

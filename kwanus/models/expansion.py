@@ -94,6 +94,11 @@ class ExpansionStatus(BaseModel):
     )
     policy_version: int
     proposal_sha256: str
+    proposal: Proposal | None = Field(
+        default=None,
+        description="What was submitted (E-2.1), for the bodies that review it; absent for "
+        "proposals submitted before it was kept with the state.",
+    )
     submitted_at: datetime
     closed_at: datetime | None = None
 
