@@ -69,6 +69,21 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = _ts(nullable=True)
 
 
+class ConsoleSession(SQLModel, table=True):
+    """A sign-in to the web console with an API token: the browser holds only a random session
+    id (HttpOnly cookie), stored here as its sha256; every request acts as the token, which is
+    checked again each time (a revoked token ends its sessions)."""
+
+    __tablename__ = "console_session"
+
+    id_sha256: str = Field(primary_key=True, max_length=64)
+    token_id: str = Field(foreign_key="api_token.id", max_length=32, index=True)
+    csrf: str = Field(max_length=64, description="The synchronizer token every form carries.")
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    ended_at: datetime | None = _ts(nullable=True)
+
+
 class Process(SQLModel, table=True):
     """Projection of one process (expansion / migration / remediation...), written only by
     workflow activities with each event; every API read is served from here, never from a
