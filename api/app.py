@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import problems, processes
+from api.console import views as console
 from api.deps import no_unknown_query
 from api.limits import BodyLimit, RateLimit
 from api.routes import (
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     v1.include_router(remediations.violations)
     app.include_router(v1)
     app.include_router(health.router)
+    console.install(app)
     # Outermost first: a flood is refused before its bodies are read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)

@@ -83,6 +83,9 @@ def child_env(settings: Settings) -> dict[str, str]:
             "KWANUS_API_PORT": str(settings.api_port),
             # Development: webhooks may go to a receiver on this machine (http, loopback).
             "KWANUS_WEBHOOKS_ALLOW_PRIVATE": "true",
+            # Development: the console is served over plain HTTP on loopback.
+            "KWANUS_CONSOLE_SECURE_COOKIE": "false",
+            "KWANUS_TEMPORAL_UI_URL": f"http://127.0.0.1:{settings.ui_port}",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -227,6 +230,7 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
         stack.wait_until("API", lambda: _http_ok(f"{api}/healthz"), timeout=60)
         out(
             "\nKWANUS Partner Governance is running\n"
+            f"  Console      {api}/console  (sign in with a token, e.g. the admin token below)\n"
             f"  API docs     {api}/docs\n"
             f"  Temporal UI  http://127.0.0.1:{settings.ui_port}/namespaces/"
             f"{settings.temporal_namespace}/workflows\n"

@@ -69,11 +69,26 @@ class Settings(BaseSettings):
         "addresses. Off, a webhook URL must be https and resolve to public addresses only "
         "(OWASP API7:2023). `kwanus dev` turns it on.",
     )
+    console_secure_cookie: bool = Field(
+        default=True,
+        description="The console's session cookie is `Secure` (sent over HTTPS only). `kwanus "
+        "dev` turns it off: it serves plain HTTP on loopback.",
+    )
+    console_session_hours: int = Field(
+        default=12, ge=1, le=24 * 7, description="How long a console sign-in lasts."
+    )
+    temporal_ui_url: str = Field(
+        default="",
+        description="The Temporal Web UI the console links ops to; default: "
+        "http://127.0.0.1:<ui_port>.",
+    )
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.state_dir / 'kwanus.db').resolve()}"
+        if not self.temporal_ui_url:
+            self.temporal_ui_url = f"http://127.0.0.1:{self.ui_port}"
         if not self.temporal_address:
             self.temporal_address = f"127.0.0.1:{self.temporal_port}"
         return self

@@ -34,6 +34,25 @@ CRITERIA: dict[str, tuple[Body, str, RiskCategory]] = {
     "sustainability": (Body.CGB, "E-10.1", RiskCategory.ECOSYSTEM),
 }
 
+# What each criterion asks, as a reviewer reads it beside the verdict (E-4.1 to E-4.4, E-10.1).
+MEANING: dict[str, str] = {
+    "architecture_alignment": "Does it fit KWANUS OS's architecture and its governed APIs?",
+    "performance_impact": "What does it cost the platform and other partners at load?",
+    "compatibility_impact": "Does it keep every supported OS, API and runtime version working?",
+    "maintainability": "Can it be kept working and upgraded over its lifecycle?",
+    "permission_boundaries": "Are its permissions bounded, scoped and no wider than it needs?",
+    "data_access_rules": "Does it read and write only the data its permissions allow?",
+    "sandbox_integrity": "Does it stay inside the partner sandbox, with no way around it?",
+    "data_protection": "Is personal and merchant data protected in transit and at rest?",
+    "retention_rules": "Does it keep data no longer than the retention rules allow?",
+    "deletion_rules": "Is data deleted on request and at the end of its retention?",
+    "auditability": "Can every action it takes be traced in the audit log?",
+    "workflow_impact": "How does it change the workflows partners and merchants run?",
+    "developer_impact": "What does it ask of developers building on the platform?",
+    "partner_impact": "How does it affect the other partners of the ecosystem?",
+    "sustainability": "Is it good for the ecosystem's health and viable in the long term?",
+}
+
 
 def criteria_of(body: Body) -> tuple[str, ...]:
     return tuple(name for name, (owner, _, _) in CRITERIA.items() if owner is body)

@@ -35,6 +35,7 @@ class Api:
     db: Database
     admin: dict[str, str]
     settings: Settings
+    transport: httpx.AsyncBaseTransport | None = None
 
     def token(self, role: str, partner_id: str | None = None) -> dict[str, str]:
         with self.db.session() as session:
@@ -101,7 +102,7 @@ async def api_alone(env: WorkflowEnvironment, db: Database, config: Settings) ->
         async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
             with db.session() as session:
                 admin = repo.create_token(session=session, token=TokenCreate(role="admin"))
-            yield Api(http, env, db, {"Authorization": f"Bearer {admin.token}"}, config)
+            yield Api(http, env, db, {"Authorization": f"Bearer {admin.token}"}, config, transport)
 
 
 @pytest.fixture
