@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -161,6 +162,20 @@ def export_history(name: str, history: WorkflowHistory) -> None:
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"{name}.json.gz").write_bytes(gzip.compress(history.to_json().encode()))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Browser tests skipped for want of Chromium are said plainly at the end, with how to run
+    them — never a silent pass (tests/browser.py)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    not_run = [r for r in skipped if "browser tests not run" in str(r.longrepr)]
+    if not_run:
+        terminalreporter.write_sep("!", "BROWSER TESTS NOT RUN", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{len(not_run)} browser tests were skipped: Chromium is not installed here. "
+            "Install it with `apt-get install -y chromium` (.ci/run does) and run `make test` "
+            "again; KWANUS_REQUIRE_BROWSER=1 makes a missing browser fail the run."
+        )
 
 
 from tests.apistack import api  # noqa: E402, F401  (the API fixture, for every test module)

@@ -604,5 +604,6 @@ async def take_step(request: Request, kinds: str, process_id: str, path: str) ->
 
 
 def install(app: FastAPI) -> None:
-    app.include_router(router)
+    # The stylesheet first: `/console/{kinds}/{id}` would take its path otherwise.
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
