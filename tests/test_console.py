@@ -23,6 +23,9 @@ from store.tables import utcnow
 from testdata.factories import (
     IMPLEMENTATION,
     INTEGRATION_PLAN,
+    MANIFEST,
+    MIGRATION_DOCS,
+    MIGRATION_PLAN,
     RELEASE,
     proposal_body,
     record_process,
@@ -401,3 +404,131 @@ async def test_lists_put_the_overdue_first_and_page_by_deadline(api: Api) -> Non
     order = [listed.text.index(f"{partner}-{name}<") for name in deadlines]
     assert order == sorted(order)
     assert listed.text.count("tag-overdue") == 2
+
+
+async def _step_is(api: Api, headers: dict[str, str], path: str, step: str | None) -> Any:
+    async def there() -> dict[str, Any] | None:
+        data: dict[str, Any] = (await api.http.get(path, headers=headers)).json()
+        return data if data.get("step") == step else None
+
+    state = await eventually(there)
+    assert state, (path, step)
+    return state
+
+
+async def test_a_migration_and_a_remediation_are_walked_in_the_console(api: Api) -> None:
+    """The partner's migration steps (M-4.2 to M-4.5) — the implementation carrying its manifest
+    (M-8.1) through nested form fields — and a remediation's steps (M-9.1), SCO's
+    re-validation restoring access (M-9.2), all sent as console forms."""
+    acme = await api.partner("acme")
+    me = actor(api)
+    await me.sign_in(bearer(acme))
+    mid = unique("mig")
+    started = await api.http.post(
+        "/v1/migrations",
+        json={
+            "id": mid,
+            "partner_id": "acme",
+            "trigger": "os_major_version",
+            "type": "version",
+            "subtype": "os",
+            "target": {"os_version": "5.0", "api_version": "3.0"},
+        },
+        headers=api.token("TSC"),
+    )
+    assert started.status_code == 202, started.text
+    api_path, case = f"/v1/migrations/{mid}", f"/console/migrations/{mid}"
+    steps: list[tuple[str, str, dict[str, str]]] = [
+        ("plan", "plan", dict(MIGRATION_PLAN)),
+        (
+            "implementation",
+            "implementation",
+            {
+                **IMPLEMENTATION,
+                "manifest.os_version": "5.0",
+                "manifest.api_version": "3.0",
+                "manifest.runtime.name": "kwanus-runtime",
+                "manifest.runtime.version": "3.0",
+                "manifest.permissions": "orders:read\n",
+            },
+        ),
+        ("documentation", "documentation", dict(MIGRATION_DOCS)),
+        (
+            "rollout",
+            "rollout",
+            {
+                "version": "5.0.0",
+                "compatibility.0.kind": "os",
+                "compatibility.0.name": "kwanus",
+                "compatibility.0.version": "5.0",
+            },
+        ),
+    ]
+    for step, path, form in steps:
+        await _step_is(api, acme, api_path, step)
+        page = await me.page(case)
+        assert f'action="{case}/{path}"' in page.text, step  # the form of the step awaited
+        taken = await me.send(f"{case}/{path}", form)
+        assert taken.status_code == 303, (step, taken.text)
+    state = await _step_is(api, acme, api_path, None)
+    assert state["stage"] == "Monitoring"
+    assert state["manifest"] == MANIFEST
+    assert all(check["passed"] for check in state["validation"].values())
+
+    rid = unique("rem")
+    violation = {"id": rid, "kind": "data_leak", "severity": "severe", "description": "leak"}
+    sco_token = api.token("SCO")
+    assert (
+        await api.http.post("/v1/partners/acme/violations", json=violation, headers=sco_token)
+    ).status_code == 202
+    sco = actor(api)
+    await sco.sign_in(bearer(sco_token))
+    api_path, case = f"/v1/remediations/{rid}", f"/console/remediations/{rid}"
+    for step, path, who, form in (
+        ("root_cause", "root-cause", me, {"summary": "a debug log kept order data"}),
+        ("plan", "plan", me, {"summary": "remove the log, purge the copies"}),
+        ("fixes", "fixes", me, {"summary": "log removed, copies purged"}),
+        ("revalidation", "review", sco, {"summary": "verified", "passed": "true"}),
+    ):
+        await _step_is(api, acme, api_path, step)
+        page = await who.page(case)
+        assert f'action="{case}/{path}"' in page.text, step
+        taken = await who.send(f"{case}/{path}", form)
+        assert taken.status_code == 303, (step, taken.text)
+    state = await _step_is(api, acme, api_path, None)
+    assert state["status"] == "completed" and not state["restricted"]
+    access = await api.http.get("/v1/partners/acme/access", headers=acme)
+    assert access.json()["status"] == "active"
+
+
+async def test_cgb_extends_a_deadline_and_ops_see_the_run_in_temporal(api: Api) -> None:
+    """CGB's deadline extension (P-3) from its form — a datetime typed in the browser's control,
+    UTC — and, for ops only, the link to the run in the Temporal Web UI."""
+    partner = await api.partner(unique("late"))
+    eid = unique("extend")
+    assert (
+        await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=partner)
+    ).status_code == 202
+    await _at(api, partner, eid, "Evaluation", "reviews")
+    cgb = actor(api)
+    await cgb.sign_in(bearer(api.token("CGB")))
+    case = f"/console/expansions/{eid}"
+    page = await cgb.page(case)
+    assert f'action="{case}/deadline"' in page.text
+    assert "Temporal Web UI" not in page.text
+    until = (utcnow() + timedelta(days=40)).replace(second=0, microsecond=0)
+    taken = await cgb.send(
+        f"{case}/deadline", {"until": until.strftime("%Y-%m-%dT%H:%M"), "reason": "holidays"}
+    )
+    assert taken.status_code == 303, taken.text
+
+    async def extended() -> bool:
+        awaiting = (await _state(api, partner, eid))["awaiting"]
+        return all(a["deadline"].startswith(until.strftime("%Y-%m-%dT%H:%M")) for a in awaiting)
+
+    assert await eventually(extended)
+    ops = actor(api)
+    await ops.sign_in(bearer(api.token("ops")))
+    page = await ops.page(case)
+    assert f"/namespaces/default/workflows/expansion-{eid}" in page.text
+    assert 'action="' + case not in page.text  # ops act on nothing: no form
