@@ -295,6 +295,11 @@ async def test_a_refused_form_shows_each_fields_error_and_keeps_what_was_typed(a
     assert "A read-only order analytics widget" in resp.text
 
 
+def cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+    """Cookies a test sends itself (the jar keeps no Secure cookie from an http test URL)."""
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+
+
 async def test_sign_in_is_a_strict_http_only_cookie_and_sign_out_ends_it(
     dev_env: WorkflowEnvironment, db: Database
 ) -> None:
@@ -310,7 +315,7 @@ async def test_sign_in_is_a_strict_http_only_cookie_and_sign_out_ends_it(
         wrong = await me.http.post(
             "/console/sign-in",
             data={"nonce": nonce.group(1), "token": "kw1.nope.nope"},
-            cookies={"__Host-kwanus_signin": nonce.group(1)},
+            headers=cookie_header({"__Host-kwanus_signin": nonce.group(1)}),
         )
         assert wrong.status_code == 401
         no_nonce = await me.http.post("/console/sign-in", data={"token": bearer(partner)})
@@ -322,7 +327,7 @@ async def test_sign_in_is_a_strict_http_only_cookie_and_sign_out_ends_it(
         resp = await me.http.post(
             "/console/sign-in",
             data={"nonce": nonce.group(1), "token": bearer(partner)},
-            cookies={"__Host-kwanus_signin": nonce.group(1)},
+            headers=cookie_header({"__Host-kwanus_signin": nonce.group(1)}),
         )
         assert resp.status_code == 303
         cookie = next(
@@ -334,15 +339,17 @@ async def test_sign_in_is_a_strict_http_only_cookie_and_sign_out_ends_it(
         assert {"httponly", "secure", "samesite=strict", "path=/"} <= attrs
         session_id = rest.split(";")[0]
         jar = {"__Host-kwanus_session": session_id}
-        inbox = await me.http.get("/console/inbox", cookies=jar)
+        inbox = await me.http.get("/console/inbox", headers=cookie_header(jar))
         assert inbox.status_code == 200 and "Awaiting you" in inbox.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', inbox.text)
         assert csrf
         for header in ("content-security-policy", "x-content-type-options"):
             assert header in inbox.headers
-        out = await me.http.post("/console/sign-out", data={"csrf": csrf.group(1)}, cookies=jar)
+        out = await me.http.post(
+            "/console/sign-out", data={"csrf": csrf.group(1)}, headers=cookie_header(jar)
+        )
         assert out.status_code == 303
-        again = await me.http.get("/console/inbox", cookies=jar)
+        again = await me.http.get("/console/inbox", headers=cookie_header(jar))
         assert again.status_code == 303 and "/console/sign-in" in again.headers["location"]
 
         # A revoked token: its live session stops at once.
@@ -352,9 +359,11 @@ async def test_sign_in_is_a_strict_http_only_cookie_and_sign_out_ends_it(
             )
             assert signed is not None
             live = {"__Host-kwanus_session": signed.session_id}
-            assert (await me.http.get("/console/inbox", cookies=live)).status_code == 200
+            assert (
+                await me.http.get("/console/inbox", headers=cookie_header(live))
+            ).status_code == 200
             repo.revoke_token(session=session, token_id=signed.token.id, now=utcnow())
-        assert (await me.http.get("/console/inbox", cookies=live)).status_code == 303
+        assert (await me.http.get("/console/inbox", headers=cookie_header(live))).status_code == 303
 
 
 async def test_lists_put_the_overdue_first_and_page_by_deadline(api: Api) -> None:

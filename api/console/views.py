@@ -408,7 +408,10 @@ async def submit_proposal(request: Request) -> Response:
 
 
 def case_link(kind: str, process_id: str) -> str:
-    return f"/console/{PLURAL.get(ProcessKind(kind), kind + 's')}/{quote(process_id)}"
+    """The console's page of a case, or "" for a kind it has none of (a stewardship review's
+    sign-off is sent through the API)."""
+    plural = PLURAL.get(ProcessKind(kind)) if kind in ProcessKind.__members__.values() else None
+    return f"/console/{plural}/{quote(process_id)}" if plural else ""
 
 
 templates.env.globals["case_link"] = case_link
