@@ -32,7 +32,7 @@ types: $(STAMP)
 # taking tests from a busy one's queue (worksteal: no file's long tests wait behind each other
 # on one process while the others are idle; every test has its own database, task queue and
 # time-skipping server, the dev server is one per process).
-PYTEST_ARGS ?= -n 4 --dist worksteal
+PYTEST_ARGS ?= -n 4 --dist worksteal --durations=25
 unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
