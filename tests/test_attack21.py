@@ -1,0 +1,62 @@
+"""Attacks on the web console (review attack21): each test asserts the secure behaviour and
+fails on the code it was written against."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from store.db import Database
+from tests.apistack import Api, serving, unique
+from tests.consolestack import actor, bearer
+from tests.test_console import PROPOSAL_FORM
+
+
+@pytest.fixture
+async def api(dev_env: WorkflowEnvironment, db: Database) -> AsyncIterator[Api]:
+    async with serving(dev_env, db, console_secure_cookie=False) as stack:
+        yield stack
+
+
+async def test_a_forged_row_index_does_not_stall_the_whole_server(api: Api) -> None:
+    """HIGH. `forms.row_count` trusts the largest `<rows-field>.<n>.` index a form posts and
+    `body_of` (then the re-rendered form) walks every index up to it, synchronously, on the
+    event loop. One ~60-byte POST from any signed-in partner — `requested_capabilities.
+    1000000000000.name=x` — freezes every request of the process (console, /v1, /healthz) for
+    as long as it takes to count there. Here a modest 20 000 stops the loop ~5 s (200 000:
+    ~100 s; the time grows with the number, and the number is free)."""
+    me = actor(api)
+    assert (await me.sign_in(bearer(await api.partner(unique("dos"))))).status_code == 303
+    await me.page("/console/propose?category=A")
+    forged = {**PROPOSAL_FORM, "requested_capabilities.20000.name": "x"}
+
+    done = asyncio.Event()
+
+    async def attack() -> Any:
+        try:
+            return await me.send("/console/propose", forged)
+        finally:
+            done.set()
+
+    async def stalled() -> float:
+        """The longest the event loop — the one every request of the process is served on —
+        went without running anything else while the post was in flight."""
+        worst, tick = 0.0, time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            worst, tick = max(worst, now - tick), now
+        return worst
+
+    started = time.perf_counter()
+    attacked, stall = await asyncio.gather(attack(), stalled())
+    took = time.perf_counter() - started
+    assert attacked.status_code < 500
+    assert (await api.http.get("/healthz")).status_code == 200
+    assert stall < 0.5, f"no other request could be served for {stall:.1f} s"
+    assert took < 2.0, f"one form post held the server {took:.1f} s"
