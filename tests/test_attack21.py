@@ -60,3 +60,28 @@ async def test_a_forged_row_index_does_not_stall_the_whole_server(api: Api) -> N
     assert (await api.http.get("/healthz")).status_code == 200
     assert stall < 0.5, f"no other request could be served for {stall:.1f} s"
     assert took < 2.0, f"one form post held the server {took:.1f} s"
+
+
+async def test_an_outsider_cannot_spend_a_named_tokens_rate_limit(
+    dev_env: WorkflowEnvironment, db: Database
+) -> None:
+    """MEDIUM. `RateLimit._key` buckets a request by the token id its Authorization header
+    *claims* (`kw1.<id>.<anything>`), before anyone checks the secret; the console's calls are
+    bucketed under the same `token:<id>`. So an outsider with no credential at all, who knows
+    a token's id (the public half: in audit rows' `submitted_by`, GET /v1/tokens, logs), sends
+    garbage bearer tokens naming it and the real holder's console (and API) answers 429 for
+    as long as the flood lasts. A refused request must not spend anyone's bucket."""
+    async with serving(dev_env, db, console_secure_cookie=False, rate_limit_per_minute=10) as api:
+        partner = await api.partner(unique("victim"))
+        victim = actor(api)
+        assert (await victim.sign_in(bearer(partner))).status_code == 303
+        token_id = bearer(partner).split(".")[1]
+        for _ in range(12):  # no credential: only the victim's id and a made-up secret
+            forged = await api.http.get(
+                "/v1/expansions", headers={"Authorization": f"Bearer kw1.{token_id}.guess"}
+            )
+            assert forged.status_code in (401, 429)
+        inbox = await victim.page("/console/inbox")
+        assert inbox.status_code == 200, inbox.text[-600:]
+        own = await api.http.get("/v1/expansions", headers=partner)
+        assert own.status_code == 200, own.text
