@@ -4,6 +4,7 @@ fails on the code it was written against."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,3 +86,33 @@ async def test_an_outsider_cannot_spend_a_named_tokens_rate_limit(
         assert inbox.status_code == 200, inbox.text[-600:]
         own = await api.http.get("/v1/expansions", headers=partner)
         assert own.status_code == 200, own.text
+
+
+async def test_token_guesses_are_throttled_per_client(
+    dev_env: WorkflowEnvironment, db: Database
+) -> None:
+    """LOW (defence in depth: a secret is 256 bits). Without a valid token, requests are meant
+    to be limited per client address. Two ways round it: (1) POST /console/sign-in checks a
+    token on every post and is outside `/v1/`, so RateLimit never sees it — unlimited guesses
+    (each a DB read, and a new session row per success); (2) on /v1 a made-up token id in
+    each guess (`kw1.<new id>.x`) gets a fresh bucket every time."""
+    async with serving(dev_env, db, console_secure_cookie=False, rate_limit_per_minute=5) as api:
+        guesser = actor(api)
+        signin: list[int] = []
+        for i in range(15):
+            form = await guesser.http.get("/console/sign-in")
+            nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+            assert nonce
+            resp = await guesser.http.post(
+                "/console/sign-in",
+                data={"nonce": nonce.group(1), "token": f"kw1.tok_{i:016x}.guess"},
+            )
+            signin.append(resp.status_code)
+        direct: list[int] = []
+        for i in range(15):
+            resp = await api.http.get(
+                "/v1/expansions", headers={"Authorization": f"Bearer kw1.tok_{i:016x}.guess"}
+            )
+            direct.append(resp.status_code)
+        assert 429 in signin, signin
+        assert 429 in direct, direct
