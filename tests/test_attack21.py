@@ -13,9 +13,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from store.db import Database
+from testdata.factories import proposal_body
 from tests.apistack import Api, serving, unique
 from tests.consolestack import actor, bearer
-from tests.test_console import PROPOSAL_FORM
+from tests.test_console import PROPOSAL_FORM, _at
 
 
 @pytest.fixture
@@ -116,3 +117,78 @@ async def test_token_guesses_are_throttled_per_client(
             direct.append(resp.status_code)
         assert 429 in signin, signin
         assert 429 in direct, direct
+
+
+async def _status(call: Any) -> int:
+    """The status of a console request; an exception out of the app is the server's 500."""
+    try:
+        resp = await call
+    except Exception:  # noqa: BLE001 (the app raised: what a client sees is a 500)
+        return 500
+    return int(resp.status_code)
+
+
+async def _raw_get(api: Api, path: str, cookie: str) -> int:
+    """GET `path` exactly as sent (`curl --path-as-is`): httpx would remove its dot segments,
+    uvicorn does not."""
+    assert api.transport is not None
+    app = api.transport.app  # type: ignore[attr-defined]
+    sent: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"kwanus"), (b"cookie", f"kwanus_session={cookie}".encode())],
+        "client": ("203.0.113.9", 5555),
+        "server": ("kwanus", 80),
+    }
+    try:
+        await app(scope, receive, send)
+    except Exception:  # noqa: BLE001
+        return 500
+    return sent[0]
+
+
+async def test_a_step_or_case_path_the_console_does_not_expect_is_refused_not_a_crash(
+    api: Api,
+) -> None:
+    """LOW (robustness; nothing leaks). (1) A review form posted by a role that is not a body
+    (a partner, ops, admin): `StepForm.fields` calls `Body(role.value)` → ValueError → 500,
+    where the API answers 403. (2) A case id of `.`: the gateway's f-string URL
+    `/v1/expansions/.` is normalised by httpx to `/v1/expansions` — the *list* route — whose
+    200 list the case page then indexes as a state → 500. (The gateway's URLs take dot
+    segments: `..` reaches `/v1`, `/v1/<step>`; here nothing worse, the token being the
+    same, but the id should be refused before it becomes a path.)"""
+    owner = await api.partner(unique("own"))
+    eid = unique("crash")
+    submitted = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
+    assert submitted.status_code == 202
+    await _at(api, owner, eid, "Evaluation", "reviews")
+    base = f"/console/expansions/{eid}"
+    for who in (owner, api.token("ops"), api.admin):
+        person = actor(api)
+        assert (await person.sign_in(bearer(who))).status_code == 303
+        await person.page(base)
+        status = await _status(person.send(f"{base}/reviews", {"recommendation": "approve"}))
+        assert status == 403, (who, status)
+    me = actor(api)
+    assert (await me.sign_in(bearer(owner))).status_code == 303
+    cookie = me.http.cookies.get("kwanus_session")
+    assert cookie
+    assert await _raw_get(api, base, cookie) == 200  # the helper works
+    for path in ("/console/expansions/.", "/console/migrations/."):
+        assert await _raw_get(api, path, cookie) == 404, path
