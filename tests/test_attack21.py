@@ -192,3 +192,22 @@ async def test_a_step_or_case_path_the_console_does_not_expect_is_refused_not_a_
     assert await _raw_get(api, base, cookie) == 200  # the helper works
     for path in ("/console/expansions/.", "/console/migrations/."):
         assert await _raw_get(api, path, cookie) == 404, path
+
+
+async def test_a_case_page_does_not_print_text_from_its_link(api: Api) -> None:
+    """LOW (content spoofing). `?done=` is printed on the case page as the product's own
+    status line ("Taken: ….") whatever it says: a link a partner or outsider sends a reviewer
+    shows, on the real origin and under the real case, e.g. "Taken: nothing — your session
+    expired, send your API token to security@evil.example." (Escaped, so no script.) Only a
+    step's own title — the value the console's redirect puts there — should be shown."""
+    owner = await api.partner(unique("own"))
+    eid = unique("done")
+    submitted = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
+    assert submitted.status_code == 202
+    await _at(api, owner, eid, "Evaluation", "reviews")
+    reviewer = actor(api)
+    assert (await reviewer.sign_in(bearer(api.token("TSC")))).status_code == 303
+    lure = "nothing; your session expired, send your API token to security@evil.example"
+    page = await reviewer.page(f"/console/expansions/{eid}?done={lure}")
+    assert page.status_code == 200
+    assert "evil.example" not in page.text
