@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api import problems, processes
 from api.console import views as console
 from api.deps import no_unknown_query
-from api.limits import BodyLimit, RateLimit
+from api.limits import BodyLimit, Buckets, RateLimit
 from api.routes import (
     audit,
     compatibility,
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.auth_failures = Buckets(settings.auth_failures_per_minute)
     problems.install(app)
     processes.install(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(no_unknown_query)])

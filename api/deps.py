@@ -15,6 +15,7 @@ from pydantic import AwareDatetime
 from sqlmodel import Session
 from temporalio.client import Client
 
+from api.limits import Buckets, client_key
 from api.problems import Problem, not_found, unauthorized
 from kwanus.settings import Settings
 from policy.document import PolicyDocument
@@ -119,6 +120,27 @@ def platform_may(endpoint: F) -> F:
     return endpoint
 
 
+class AuthFailures:
+    """Failed authentications from one client address, throttled (settings'
+    `auth_failures_per_minute`): a guesser gets 429, not another try — whatever it sends."""
+
+    def __init__(self, request: Request) -> None:
+        self.buckets: Buckets = request.app.state.auth_failures
+        self.key = client_key(request.scope)
+
+    def refuse_while_exhausted(self) -> None:
+        wait = self.buckets.wait(self.key)
+        if wait:
+            raise Problem(
+                429,
+                f"too many failed authentications from this address; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+
+    def spend(self) -> None:
+        self.buckets.take(self.key)
+
+
 # The console (api/console) calls this API in process for a signed-in user: it names the token
 # its session acts as in this ASGI scope key, which no HTTP request can set (the server builds
 # the scope), and the token is checked here as a bearer token is.
@@ -138,8 +160,11 @@ def current_principal(
     elif credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized()
     else:
+        failures = AuthFailures(request)
+        failures.refuse_while_exhausted()
         token = repo.authenticate(session=session, raw=credentials.credentials, now=utcnow())
         if token is None:
+            failures.spend()
             raise unauthorized("the bearer token is unknown, revoked or expired")
     role = Role(token.role)
     endpoint = getattr(request.scope.get("route"), "endpoint", None)

@@ -1,9 +1,12 @@
-"""Resource limits (OWASP API4) applied before any route runs: a request-body cap (413, so
-nothing oversized ever reaches Temporal, whose payload limit is 2 MB) and a per-token rate limit
-(429 with Retry-After). Both are pure ASGI middleware; the rate limit is per API process."""
+"""Resource limits (OWASP API4): a request-body cap (413, so nothing oversized ever reaches
+Temporal, whose payload limit is 2 MB) and a per-credential rate limit (429 with Retry-After),
+both pure ASGI middleware applied before any route runs; and the buckets that throttle failed
+authentications per client address (`Buckets`, used by the API's and the console's sign-in).
+Every limit is per API process."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -91,44 +94,79 @@ class _Bucket:
 
 
 @dataclass
-class RateLimit:
-    """A token bucket per bearer token id (per client address without one): `per_minute`
-    requests a minute, bursts up to the same number."""
+class Buckets:
+    """Token buckets by key: `per_minute` a minute, bursts up to the same number. Full buckets
+    are let go once there are many, so made-up keys cannot grow it without bound."""
 
-    app: ASGIApp
     per_minute: int
     clock: Callable[[], float] = time.monotonic
     buckets: dict[str, _Bucket] = field(default_factory=dict)
+    max_keys: int = 10_000
 
-    def _key(self, scope: Scope) -> str:
-        console = scope.get("kwanus.console.token_id")  # api.deps.CONSOLE_TOKEN
-        if isinstance(console, str):
-            return f"token:{console}"
-        auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
-        parts = auth.removeprefix("Bearer ").split(".")
-        if len(parts) == 3:
-            return f"token:{parts[1]}"
-        client = scope.get("client") or ("?", 0)
-        return f"client:{client[0]}"
+    def _refilled(self, key: str) -> _Bucket:
+        now, rate = self.clock(), self.per_minute / 60.0
+        bucket = self.buckets.get(key) or _Bucket(tokens=float(self.per_minute), at=now)
+        bucket.tokens = min(float(self.per_minute), bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        if key not in self.buckets and len(self.buckets) >= self.max_keys:
+            self.buckets = {
+                k: b
+                for k, b in self.buckets.items()
+                if b.tokens + (now - b.at) * rate < self.per_minute
+            }
+        self.buckets[key] = bucket
+        return bucket
+
+    def wait(self, key: str) -> int:
+        """Seconds until `key` may spend one (0: now), spending nothing."""
+        bucket = self._refilled(key)
+        return 0 if bucket.tokens >= 1 else math.ceil((1 - bucket.tokens) * 60 / self.per_minute)
+
+    def take(self, key: str) -> int:
+        """Spend one for `key`: 0 when there was one, else the seconds to wait (nothing spent)."""
+        wait = self.wait(key)
+        if wait == 0:
+            self.buckets[key].tokens -= 1
+        return wait
+
+
+def bearer_key(scope: Scope) -> str | None:
+    """The bucket of a request's credential: the console's in-process call (the token its
+    session acts as), or the whole bearer string — never the id a bearer merely claims, so
+    no one spends a token's budget without its secret."""
+    console = scope.get("kwanus.console.token_id")  # api.deps.CONSOLE_TOKEN
+    if isinstance(console, str):
+        return f"console:{console}"
+    auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+    if not auth:
+        return None
+    return "bearer:" + hashlib.sha256(auth).hexdigest()[:32]
+
+
+def client_key(scope: Scope) -> str:
+    client = scope.get("client") or ("?", 0)
+    return f"client:{client[0]}"
+
+
+class RateLimit:
+    """`per_minute` requests a minute per credential (per client address without one), bursts
+    up to the same number; 429 with Retry-After beyond."""
+
+    def __init__(self, app: ASGIApp, per_minute: int) -> None:
+        self.app = app
+        self.limits = Buckets(per_minute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        now, rate = self.clock(), self.per_minute / 60.0
-        key = self._key(scope)
-        bucket = self.buckets.get(key) or _Bucket(tokens=float(self.per_minute), at=now)
-        bucket.tokens = min(float(self.per_minute), bucket.tokens + (now - bucket.at) * rate)
-        bucket.at = now
-        self.buckets[key] = bucket
-        if bucket.tokens < 1:
-            wait = math.ceil((1 - bucket.tokens) / rate)
+        wait = self.limits.take(bearer_key(scope) or client_key(scope))
+        if wait:
             await _problem(
                 send,
                 429,
-                f"more than {self.per_minute} requests a minute; retry in {wait} s",
+                f"more than {self.limits.per_minute} requests a minute; retry in {wait} s",
                 {"Retry-After": str(wait)},
             )
             return
-        bucket.tokens -= 1
         await self.app(scope, receive, send)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600, ge=1, description="Requests a minute per token (per API process); then 429."
     )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications a minute per client address (a bearer token or a "
+        "console sign-in that does not authenticate); then every attempt from it is 429 until "
+        "the budget refills.",
+    )
     fanout_batch_size: int = Field(
         default=200,
         ge=1,
