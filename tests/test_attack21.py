@@ -97,7 +97,13 @@ async def test_token_guesses_are_throttled_per_client(
     token on every post and is outside `/v1/`, so RateLimit never sees it — unlimited guesses
     (each a DB read, and a new session row per success); (2) on /v1 a made-up token id in
     each guess (`kw1.<new id>.x`) gets a fresh bucket every time."""
-    async with serving(dev_env, db, console_secure_cookie=False, rate_limit_per_minute=5) as api:
+    async with serving(
+        dev_env,
+        db,
+        console_secure_cookie=False,
+        rate_limit_per_minute=5,
+        auth_failures_per_minute=5,
+    ) as api:
         guesser = actor(api)
         signin: list[int] = []
         for i in range(15):

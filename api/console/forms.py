@@ -16,6 +16,9 @@ from pydantic import BaseModel
 LONG_TEXT = 200
 # Blank rows offered for a list of objects (capabilities, integrations, workflows, versions).
 SPARE_ROWS = 2
+# No list the API takes is longer (`max_length=100`): a posted row index is read only below it,
+# so a forged `name.<huge>.x` costs nothing (never a walk up to it).
+MAX_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -138,15 +141,25 @@ def _filled(form: FormData, f: Field) -> bool:
     return bool(_text(form, f.name))
 
 
+def _indices(form: FormData, f: Field) -> tuple[list[int], bool]:
+    """The row indices posted for `f`, and whether any was at or past MAX_ROWS (or no number)."""
+    prefix = f.name + "."
+    seen, over = [], False
+    for key in form:
+        if not key.startswith(prefix):
+            continue
+        head = key[len(prefix) :].split(".", 1)[0]
+        if head.isdigit() and len(head) <= len(str(MAX_ROWS)) and int(head) < MAX_ROWS:
+            seen.append(int(head))
+        else:
+            over = True
+    return seen, over
+
+
 def row_count(form: FormData, f: Field) -> int:
     """How many rows of `f` to show: the rows posted (or shown), and spare blank ones."""
-    prefix = f.name + "."
-    seen = [
-        int(key[len(prefix) :].split(".", 1)[0])
-        for key in form
-        if key.startswith(prefix) and key[len(prefix) :].split(".", 1)[0].isdigit()
-    ]
-    return max(seen, default=-1) + 1 + f.rows
+    seen, _ = _indices(form, f)
+    return min(max(seen, default=-1) + 1 + f.rows, MAX_ROWS)
 
 
 def _concrete(form: FormData, f: Field) -> list[Field]:
@@ -192,6 +205,9 @@ def _value(f: Field, form: FormData, unreadable: dict[str, str]) -> Any:
         unreadable.update(bad)
         return value
     if f.kind == "rows":
+        if _indices(form, f)[1]:
+            unreadable[f.name] = f"at most {MAX_ROWS} rows, numbered from 0"
+            return None
         rows = []
         for i in range(row_count(form, f)):
             prefix = f"{f.name}.{i}"

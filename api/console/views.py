@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from api.console import forms
 from api.console.gateway import Answer, Gateway
 from api.console.steps import STEPS, offered, step_form
+from api.deps import AuthFailures
+from api.problems import Problem
 from kwanus.settings import Settings
 from policy.proposal import Proposal
 from policy.review import MEANING
@@ -151,7 +154,8 @@ def page(
 
 
 def to_sign_in(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    target = request.url.path + (f"?{query}" if query else "")
     return RedirectResponse(f"/console/sign-in?next={quote(target)}", status_code=303)
 
 
@@ -167,6 +171,19 @@ def refused(request: Request, user: User | None, answer: Answer) -> HTMLResponse
         detail=answer.detail or "the API refused this request",
         rule=answer.rule,
     )
+
+
+# A process id as the API's ids are (P-1): a letter or digit, then letters, digits, `.`, `_`,
+# `-`; checked before it becomes part of a path (`.` and `..` would move the API call).
+PROCESS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _id_ok(process_id: str) -> bool:
+    return PROCESS_ID.fullmatch(process_id) is not None
+
+
+def _not_found(request: Request, user: User | None) -> HTMLResponse:
+    return page(request, "problem.html", user, 404, title="Not found", detail="", rule=None)
 
 
 def _now_iso() -> str:
@@ -249,6 +266,11 @@ async def sign_in(request: Request) -> Response:
     if not nonce or not _csrf_ok(nonce, {"csrf": form.get("nonce") or []}):
         return _sign_in_page(request, next_, "The sign-in form expired; send it again.", 403)
     raw = (form.get("token") or [""])[-1].strip()
+    failures = AuthFailures(request)
+    try:
+        failures.refuse_while_exhausted()
+    except Problem as refused_:
+        return _sign_in_page(request, next_, refused_.detail, 429)
 
     def open_session() -> sessions.ConsoleSignIn | None:
         with _db(request).session() as session:
@@ -261,6 +283,7 @@ async def sign_in(request: Request) -> Response:
 
     signed_in = await run_in_threadpool(open_session) if raw else None
     if signed_in is None:
+        failures.spend()
         return _sign_in_page(request, next_, "This token is unknown, revoked or expired.", 401)
     response = RedirectResponse(next_, status_code=303)
     response.set_cookie(
@@ -272,7 +295,13 @@ async def sign_in(request: Request) -> Response:
         httponly=True,
         samesite="strict",
     )
-    response.delete_cookie(_cookie(settings, "kwanus_signin"), path="/")
+    response.delete_cookie(
+        _cookie(settings, "kwanus_signin"),
+        path="/",
+        secure=settings.console_secure_cookie,
+        httponly=True,
+        samesite="strict",
+    )
     return response
 
 
@@ -397,9 +426,7 @@ async def submit_proposal(request: Request) -> Response:
         return await _proposal_page(request, user, category, shown, 422)
     answer = await gateway(request, user).post("/v1/expansions", body)
     if answer.ok:
-        return RedirectResponse(
-            f"/console/expansions/{quote(answer.body['id'])}?done=Proposal", status_code=303
-        )
+        return RedirectResponse(f"/console/expansions/{quote(answer.body['id'])}", status_code=303)
     shown = forms.Shown(fields, form_data, answer.errors, answer.detail, answer.rule)
     return await _proposal_page(request, user, category, shown, answer.status)
 
@@ -407,14 +434,16 @@ async def submit_proposal(request: Request) -> Response:
 # --- the inbox and the lists --------------------------------------------------------------
 
 
-def case_link(kind: str, process_id: str) -> str:
-    """The console's page of a case, or "" for a kind it has none of (a stewardship review's
-    sign-off is sent through the API)."""
-    plural = PLURAL.get(ProcessKind(kind)) if kind in ProcessKind.__members__.values() else None
-    return f"/console/{plural}/{quote(process_id)}" if plural else ""
+def console_link(api_path: str) -> str:
+    """The console's page of what an API path names (`/v1/expansions/x` →
+    `/console/expansions/x`), or "" where it has none (a stewardship review's sign-off is sent
+    through the API)."""
+    parts = api_path.split("/")
+    ok = len(parts) == 4 and parts[:2] == ["", "v1"] and parts[2] in KINDS and _id_ok(parts[3])
+    return f"/console/{parts[2]}/{parts[3]}" if ok else ""
 
 
-templates.env.globals["case_link"] = case_link
+templates.env.globals["console_link"] = console_link
 
 
 @router.get("/inbox", response_class=HTMLResponse)
@@ -450,7 +479,7 @@ async def process_list(
     if user is None:
         return to_sign_in(request)
     if kinds not in LISTED:
-        return page(request, "problem.html", user, 404, title="Not found", detail="", rule=None)
+        return _not_found(request, user)
     kind = KINDS[kinds]
     params = {
         "stage": stage,
@@ -551,9 +580,10 @@ async def case(request: Request, kinds: str, process_id: str, done: str = "") ->
     user = await user_of(request)
     if user is None:
         return to_sign_in(request)
-    if kinds not in KINDS:
-        return page(request, "problem.html", user, 404, title="Not found", detail="", rule=None)
-    return await _case(request, user, KINDS[kinds], process_id, done=done)
+    if kinds not in KINDS or not _id_ok(process_id):
+        return _not_found(request, user)
+    form = step_form(KINDS[kinds], done) if done else None
+    return await _case(request, user, KINDS[kinds], process_id, done=form.title if form else "")
 
 
 @router.get("/{kinds}/{process_id}/decision-record")
@@ -561,8 +591,8 @@ async def decision_record(request: Request, kinds: str, process_id: str) -> Resp
     user = await user_of(request)
     if user is None:
         return to_sign_in(request)
-    if kinds not in KINDS:
-        return page(request, "problem.html", user, 404, title="Not found", detail="", rule=None)
+    if kinds not in KINDS or not _id_ok(process_id):
+        return _not_found(request, user)
     answer = await gateway(request, user).call(
         "GET", f"/v1/{kinds}/{quote(process_id, safe='')}/decision-record"
     )
@@ -588,9 +618,10 @@ async def take_step(request: Request, kinds: str, process_id: str, path: str) ->
         return _csrf_refused(request, user)
     kind = KINDS.get(kinds)
     form = step_form(kind, path) if kind else None
-    if kind is None or form is None:
-        return page(request, "problem.html", user, 404, title="Not found", detail="", rule=None)
-    fields = form.fields(user.role)
+    if kind is None or form is None or not _id_ok(process_id):
+        return _not_found(request, user)
+    # A role the step is not for sends nothing of its own: the API answers it (403).
+    fields = form.fields(user.role) if user.role in form.roles else ()
     body, unreadable = forms.body_of(fields, form_data)
     if unreadable:  # nothing sent: the browser's text is not even JSON
         shown = forms.Shown(fields, form_data, unreadable, "Some fields could not be read.")
@@ -600,7 +631,7 @@ async def take_step(request: Request, kinds: str, process_id: str, path: str) ->
     )
     if answer.ok:
         return RedirectResponse(
-            f"/console/{kinds}/{quote(process_id)}?done={quote(form.title)}", status_code=303
+            f"/console/{kinds}/{quote(process_id)}?done={form.path}", status_code=303
         )
     shown = forms.Shown(fields, form_data, answer.errors, answer.detail, answer.rule)
     return await _case(request, user, kind, process_id, {form.key: shown}, answer.status)
