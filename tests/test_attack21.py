@@ -13,10 +13,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from store.db import Database
-from testdata.factories import proposal_body
 from tests.apistack import Api, serving, unique
 from tests.consolestack import actor, bearer
-from tests.test_console import PROPOSAL_FORM, _at
+from tests.test_console import PROPOSAL_FORM, submitted
 
 
 @pytest.fixture
@@ -180,10 +179,7 @@ async def test_a_step_or_case_path_the_console_does_not_expect_is_refused_not_a_
     segments: `..` reaches `/v1`, `/v1/<step>`; here nothing worse, the token being the
     same, but the id should be refused before it becomes a path.)"""
     owner = await api.partner(unique("own"))
-    eid = unique("crash")
-    submitted = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
-    assert submitted.status_code == 202
-    await _at(api, owner, eid, "Evaluation", "reviews")
+    eid = await submitted(api, owner, "crash")
     base = f"/console/expansions/{eid}"
     for who in (owner, api.token("ops"), api.admin):
         person = actor(api)
@@ -207,10 +203,7 @@ async def test_a_case_page_does_not_print_text_from_its_link(api: Api) -> None:
     expired, send your API token to security@evil.example." (Escaped, so no script.) Only a
     step's own title — the value the console's redirect puts there — should be shown."""
     owner = await api.partner(unique("own"))
-    eid = unique("done")
-    submitted = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
-    assert submitted.status_code == 202
-    await _at(api, owner, eid, "Evaluation", "reviews")
+    eid = await submitted(api, owner, "done")
     reviewer = actor(api)
     assert (await reviewer.sign_in(bearer(api.token("TSC")))).status_code == 303
     lure = "nothing; your session expired, send your API token to security@evil.example"

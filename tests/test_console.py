@@ -25,6 +25,7 @@ from testdata.factories import (
     INTEGRATION_PLAN,
     MANIFEST,
     MIGRATION_DOCS,
+    MIGRATION_IMPLEMENTATION,
     MIGRATION_PLAN,
     RELEASE,
     proposal_body,
@@ -57,24 +58,28 @@ def test_every_form_posts_the_body_its_api_operation_takes() -> None:
 
 # --- the forms a process offers, as the API would send them -----------------------------------
 
-PROPOSAL_FORM: dict[str, str] = {
-    "category": "A",
-    "requested_tier": "verified",
-    "description": "A read-only order analytics widget",
-    "justification": "Merchants ask for order trends in their dashboard",
-    "requested_capabilities.0.name": "order-trends",
-    "requested_capabilities.0.kind": "read_only",
-    "requested_capabilities.0.permissions": "analytics:read",
-    "integrations.0.name": "orders-api",
-    "integrations.0.kind": "api",
-    "governance_alignment": "Uses only governed read APIs",
-    "compatibility_impact": "None: additive",
-    "security_impact": "Read-only, partner-scoped data",
-    "lifecycle_plan": "Supported for two OS major versions",
-    "risk_mitigation": "Feature flag per merchant",
-    "fallback_plan": "Disable the widget",
-    "monitoring_plan": "Error rate and latency dashboards",
-}
+
+def form_of(body: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A JSON body as the console's form posts it: dotted names, rows numbered, lists of
+    strings one per line."""
+    out: dict[str, str] = {}
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= form_of(value, f"{name}.")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, row in enumerate(value):
+                out |= form_of(row, f"{name}.{i}.")
+        elif isinstance(value, list):
+            if value:
+                out[name] = "\n".join(map(str, value))
+        else:
+            out[name] = str(value)
+    return out
+
+
+# The factory's proposal, as the partner types it into the category A form.
+PROPOSAL_FORM = form_of(proposal_body())
 
 
 def review_form(body: Body) -> dict[str, str]:
@@ -85,14 +90,7 @@ def review_form(body: Body) -> dict[str, str]:
 
 
 VOTE_FORM = {"decision": "approve", "rationale": "sound"}
-RELEASE_FORM = {
-    "version": RELEASE["version"],
-    "migration_guide": RELEASE["migration_guide"],
-    "fallback_behaviour": RELEASE["fallback_behaviour"],
-    "compatibility.0.kind": "runtime",
-    "compatibility.0.name": "kwanus-runtime",
-    "compatibility.0.version": "3.0",
-}
+RELEASE_FORM = form_of(RELEASE)
 
 
 async def _state(api: Api, headers: dict[str, str], eid: str) -> dict[str, Any]:
@@ -108,6 +106,15 @@ async def _at(api: Api, headers: dict[str, str], eid: str, stage: str, step: str
         return bool(data["stage"] == stage and data["step"] == step)
 
     assert await eventually(there), (stage, step, await _state(api, headers, eid))
+
+
+async def submitted(api: Api, partner: dict[str, str], prefix: str) -> str:
+    """An expansion submitted through the API, its reviews open: its id."""
+    eid = unique(prefix)
+    resp = await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=partner)
+    assert resp.status_code == 202, resp.text
+    await _at(api, partner, eid, "Evaluation", "reviews")
+    return eid
 
 
 async def _by_api(api: Api, partner: dict[str, str], bodies: dict[Body, dict[str, str]]) -> str:
@@ -221,11 +228,7 @@ async def test_a_form_replayed_without_its_csrf_token_is_refused(api: Api) -> No
     """A form posted without the session's CSRF token (or with another session's) is 403 and
     sends nothing: the step stays open and the history does not grow."""
     partner = await api.partner(unique("csrf"))
-    eid = unique("csrf")
-    assert (
-        await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=partner)
-    ).status_code == 202
-    await _at(api, partner, eid, "Evaluation", "reviews")
+    eid = await submitted(api, partner, "csrf")
     tsc, other = actor(api), actor(api)
     await tsc.sign_in(bearer(api.token("TSC")))
     await other.sign_in(bearer(api.token("TSC")))
@@ -250,11 +253,7 @@ async def test_a_partner_cannot_open_or_act_on_another_partners_case(api: Api) -
     """P-6 in the console: another partner's case is 404 — its page, its decision record and
     its forms — exactly as in the API; nothing of it is shown."""
     owner = await api.partner(unique("own"))
-    eid = unique("bola")
-    assert (
-        await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=owner)
-    ).status_code == 202
-    await _at(api, owner, eid, "Evaluation", "reviews")
+    eid = await submitted(api, owner, "bola")
     intruder = actor(api)
     await intruder.sign_in(bearer(await api.partner(unique("intruder"))))
     base = f"/console/expansions/{eid}"
@@ -449,18 +448,7 @@ async def test_a_migration_and_a_remediation_are_walked_in_the_console(api: Api)
     api_path, case = f"/v1/migrations/{mid}", f"/console/migrations/{mid}"
     steps: list[tuple[str, str, dict[str, str]]] = [
         ("plan", "plan", dict(MIGRATION_PLAN)),
-        (
-            "implementation",
-            "implementation",
-            {
-                **IMPLEMENTATION,
-                "manifest.os_version": "5.0",
-                "manifest.api_version": "3.0",
-                "manifest.runtime.name": "kwanus-runtime",
-                "manifest.runtime.version": "3.0",
-                "manifest.permissions": "orders:read\n",
-            },
-        ),
+        ("implementation", "implementation", form_of(MIGRATION_IMPLEMENTATION)),
         ("documentation", "documentation", dict(MIGRATION_DOCS)),
         (
             "rollout",
@@ -514,11 +502,7 @@ async def test_cgb_extends_a_deadline_and_ops_see_the_run_in_temporal(api: Api) 
     """CGB's deadline extension (P-3) from its form — a datetime typed in the browser's control,
     UTC — and, for ops only, the link to the run in the Temporal Web UI."""
     partner = await api.partner(unique("late"))
-    eid = unique("extend")
-    assert (
-        await api.http.post("/v1/expansions", json=proposal_body(id=eid), headers=partner)
-    ).status_code == 202
-    await _at(api, partner, eid, "Evaluation", "reviews")
+    eid = await submitted(api, partner, "extend")
     cgb = actor(api)
     await cgb.sign_in(bearer(api.token("CGB")))
     case = f"/console/expansions/{eid}"

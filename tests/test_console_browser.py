@@ -26,6 +26,7 @@ from store.schemas import PartnerCreate, TokenCreate
 from testdata.factories import partner_body
 from tests.apistack import unique
 from tests.browser import Person, check_accessible, launched, person, served, sign_in_by_keyboard
+from tests.test_console import PROPOSAL_FORM
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCREENSHOTS = os.environ.get("KWANUS_CONSOLE_SCREENSHOTS") == "1"
@@ -107,24 +108,14 @@ async def test_a_proposal_walked_to_its_release_in_the_console_by_five_people(
         await page.get_by_label("A — a capability (E-3.1)").check()
         await page.get_by_role("button", name="Show its form").click()
         await check_accessible(page)
-        fill = {
-            "description": "A read-only order analytics widget",
-            "justification": "Merchants ask for order trends in their dashboard",
-            "governance_alignment": "Uses only governed read APIs",
-            "compatibility_impact": "None: additive",
-            "security_impact": "Read-only, partner-scoped data",
-            "lifecycle_plan": "Supported for two OS major versions",
-            "risk_mitigation": "Feature flag per merchant",
-            "fallback_plan": "Disable the widget",
-            "monitoring_plan": "Error rate and latency dashboards",
-            "requested_capabilities-0-name": "order-trends",
-            "requested_capabilities-0-permissions": "analytics:read",
-            "integrations-0-name": "orders-api",
-        }
-        for field, value in fill.items():
-            await page.fill(f"#f-{field}", value)
-        await page.select_option("#f-requested_capabilities-0-kind", "read_only")
-        await page.select_option("#f-integrations-0-kind", "api")
+        for name, value in PROPOSAL_FORM.items():  # the factory's proposal, typed in
+            if name in ("category", "requested_tier"):  # chosen above; the form carries the tier
+                continue
+            control = f"#f-{name.replace('.', '-')}"
+            if name.endswith(".kind"):
+                await page.select_option(control, value)
+            else:
+                await page.fill(control, value)
         await page.get_by_role("button", name="Submit the proposal").click()
         await page.wait_for_url(re.compile(r"/console/expansions/[0-9a-f]+"))
         case = page.url.split("?")[0].removeprefix(base)

@@ -78,6 +78,17 @@ def _cookie(settings: Settings, name: str) -> str:
     return f"__Host-{name}" if settings.console_secure_cookie else name
 
 
+def _cookie_attrs(settings: Settings) -> dict[str, Any]:
+    """Every console cookie's: the whole site, HTTPS only outside development, never read by
+    a script, never sent by another site's request."""
+    return {
+        "path": "/",
+        "secure": settings.console_secure_cookie,
+        "httponly": True,
+        "samesite": "strict",
+    }
+
+
 @dataclass(frozen=True)
 class User:
     """The signed-in actor: the token its session acts as, and the session's CSRF token."""
@@ -218,6 +229,18 @@ async def _form(request: Request) -> dict[str, list[str]]:
     return out
 
 
+async def _posted(request: Request) -> tuple[User, dict[str, list[str]]] | Response:
+    """A form posted by a signed-in user with the session's CSRF token: the user and the form;
+    otherwise the answer (to sign in, or the refusal — nothing is sent)."""
+    user = await user_of(request)
+    form = await _form(request)
+    if user is None:
+        return to_sign_in(request)
+    if not _csrf_ok(user.csrf, form):
+        return _csrf_refused(request, user)
+    return user, form
+
+
 # --- sign-in and sign-out ------------------------------------------------------------------
 
 
@@ -239,10 +262,7 @@ def _sign_in_page(
         _cookie(settings, "kwanus_signin"),
         nonce,
         max_age=3600,
-        path="/",
-        secure=settings.console_secure_cookie,
-        httponly=True,
-        samesite="strict",
+        **_cookie_attrs(settings),
     )
     return response
 
@@ -290,18 +310,9 @@ async def sign_in(request: Request) -> Response:
         _cookie(settings, "kwanus_session"),
         signed_in.session_id,
         expires=signed_in.expires_at.astimezone(UTC),
-        path="/",
-        secure=settings.console_secure_cookie,
-        httponly=True,
-        samesite="strict",
+        **_cookie_attrs(settings),
     )
-    response.delete_cookie(
-        _cookie(settings, "kwanus_signin"),
-        path="/",
-        secure=settings.console_secure_cookie,
-        httponly=True,
-        samesite="strict",
-    )
+    response.delete_cookie(_cookie(settings, "kwanus_signin"), **_cookie_attrs(settings))
     return response
 
 
@@ -321,13 +332,7 @@ async def sign_out(request: Request) -> Response:
         await run_in_threadpool(end)
     settings = _settings(request)
     response = RedirectResponse("/console/sign-in", status_code=303)
-    response.delete_cookie(
-        _cookie(settings, "kwanus_session"),
-        path="/",
-        secure=settings.console_secure_cookie,
-        httponly=True,
-        samesite="strict",
-    )
+    response.delete_cookie(_cookie(settings, "kwanus_session"), **_cookie_attrs(settings))
     return response
 
 
@@ -406,12 +411,10 @@ async def new_proposal(request: Request, category: str = "") -> Response:
 
 @router.post("/propose", response_class=HTMLResponse)
 async def submit_proposal(request: Request) -> Response:
-    user = await user_of(request)
-    form_data = await _form(request)
-    if user is None:
-        return to_sign_in(request)
-    if not _csrf_ok(user.csrf, form_data):
-        return _csrf_refused(request, user)
+    sent = await _posted(request)
+    if isinstance(sent, Response):
+        return sent
+    user, form_data = sent
     raw = (form_data.get("category") or [""])[-1]
     if raw not in {c.value for c in Category}:
         return await _proposal_page(request, user, None, status_code=422)
@@ -610,12 +613,10 @@ async def decision_record(request: Request, kinds: str, process_id: str) -> Resp
 
 @router.post("/{kinds}/{process_id}/{path}", response_class=HTMLResponse)
 async def take_step(request: Request, kinds: str, process_id: str, path: str) -> Response:
-    user = await user_of(request)
-    form_data = await _form(request)
-    if user is None:
-        return to_sign_in(request)
-    if not _csrf_ok(user.csrf, form_data):
-        return _csrf_refused(request, user)
+    sent = await _posted(request)
+    if isinstance(sent, Response):
+        return sent
+    user, form_data = sent
     kind = KINDS.get(kinds)
     form = step_form(kind, path) if kind else None
     if kind is None or form is None or not _id_ok(process_id):
