@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -117,12 +118,22 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
     assert admin_token in stack.output  # printed on the first run
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert f"http://127.0.0.1:{stack.api_port}/docs" in stack.output
+    assert f"Console      http://127.0.0.1:{stack.api_port}/console" in stack.output
     assert "Webhooks (development: http and loopback addresses allowed" in stack.output
     hook = Receiver()  # P-7: `kwanus dev` delivers to a receiver on this machine
 
     with httpx.Client(base_url=stack.url, timeout=10) as http:
         admin = {"Authorization": f"Bearer {admin_token}"}
         assert http.get("/docs").status_code == 200
+        # The console over plain HTTP in development: its cookie is not Secure there, so a
+        # browser on http://127.0.0.1 keeps it and the admin token signs in.
+        form = http.get("/console/sign-in")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+        assert nonce, form.text
+        signed = http.post("/console/sign-in", data={"nonce": nonce[1], "token": admin_token})
+        assert signed.status_code == 303, signed.text
+        assert "secure" not in signed.headers["set-cookie"].lower()
+        assert "Signed in as <strong>admin</strong>" in http.get("/console/inbox").text
         assert httpx.get(f"http://127.0.0.1:{stack.ui_port}/", timeout=10).status_code == 200
         assert (
             http.post("/v1/partners", json=partner_body("acme"), headers=admin).status_code == 201
