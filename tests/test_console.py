@@ -490,6 +490,8 @@ async def test_a_migration_and_a_remediation_are_walked_in_the_console(api: Api)
         await _step_is(api, acme, api_path, step)
         page = await who.page(case)
         assert f'action="{case}/{path}"' in page.text, step
+        current = re.search(r'aria-current="step">\s*<span class="stage">([^<]+)<', page.text)
+        assert current and current[1] == step.replace("_", " ").capitalize()  # its timeline
         taken = await who.send(f"{case}/{path}", form)
         assert taken.status_code == 303, (step, taken.text)
     state = await _step_is(api, acme, api_path, None)

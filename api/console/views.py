@@ -54,10 +54,12 @@ KINDS = {
     "remediations": ProcessKind.REMEDIATION,
 }
 PLURAL = {kind: plural for plural, kind in KINDS.items()}
+REMEDIATION = ProcessKind.REMEDIATION
 STAGES: dict[ProcessKind, list[str]] = {
     ProcessKind.EXPANSION: [s.value for s in ExpansionStage],
     ProcessKind.MIGRATION: [s.value for s in MigrationStage],
-    ProcessKind.REMEDIATION: ["Root cause", "Plan", "Fixes", "Revalidation"],
+    # A remediation stays in one stage: its timeline is M-9.1's steps.
+    ProcessKind.REMEDIATION: ["root_cause", "plan", "fixes", "revalidation"],
 }
 # Lists: processes of these kinds are listed (remediations are reached from their cases).
 LISTED = ("expansions", "migrations")
@@ -554,6 +556,17 @@ async def _case(
     entered: dict[str, str] = {}
     for row in rows:  # the first event in each stage: when the case entered it
         entered.setdefault(row["stage"], row["at"])
+    steps_taken = state.get("steps") or {}
+    timeline = [
+        {
+            "label": name.replace("_", " ").capitalize(),
+            "current": name == (state.get("step") if kind is REMEDIATION else state["stage"]),
+            "at": (steps_taken.get(name) or {}).get("at")
+            if kind is REMEDIATION
+            else entered.get(name),
+        }
+        for name in STAGES[kind]
+    ]
     role = user.role
     shown = dict(shown or {})
     for form in offered(kind, state, role, user.actor):
@@ -567,10 +580,9 @@ async def _case(
         plural=plural,
         state=state,
         audit=rows,
-        entered=entered,
+        timeline=timeline,
         meaning=MEANING,
         now_iso=_now_iso(),
-        stages=STAGES[kind],
         steps={f.key: f for f in STEPS if f.kind is kind},
         shown=shown,
         done=done,
