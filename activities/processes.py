@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.client import Client
@@ -15,11 +16,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kwanus import contract
 from kwanus.models.deprecation import BatchResult, DeprecationBatch
-from kwanus.models.migration import MigrationInput
+from kwanus.models.migration import MigrationInput, Noticed
 from kwanus.models.remediation import RemediationInput
+from kwanus.notice import notice_records
 from kwanus.temporal import start
 from policy.deprecation import migration_id
 from policy.evidence import PartnerState
+from policy.migration import check_fallback, fallback_permissions
 from store import repo
 from store.db import Database
 
@@ -94,26 +97,31 @@ class ProcessStarter:
         months = inp.notice.fallback_months or inp.policy.fallback_default_months
         gate = asyncio.Semaphore(START_CONCURRENCY)
 
-        async def one(partner_id: str) -> bool:
+        async def one(migration: MigrationInput) -> bool:
             async with gate:
-                started = await self._migration(
-                    MigrationInput(
-                        migration_id=migration_id(inp.notice_id, partner_id),
-                        partner_id=partner_id,
-                        trigger=kind.trigger,
-                        type_=kind.type_,
-                        subtype=kind.subtype,
-                        target=inp.notice.target,
-                        fallback_months=months,
-                        policy=inp.policy,
-                        origin=inp.origin,
-                        requested_by=inp.requested_by,
-                    )
-                )
-                activity.heartbeat(partner_id)
+                started = await self._migration(migration)
+                activity.heartbeat(migration.partner_id)
                 return started
 
-        started = await asyncio.gather(*(one(p.partner_id) for p in affected))
+        inputs = [
+            MigrationInput(
+                migration_id=migration_id(inp.notice_id, p.partner_id),
+                partner_id=p.partner_id,
+                trigger=kind.trigger,
+                type_=kind.type_,
+                subtype=kind.subtype,
+                target=inp.notice.target,
+                fallback_months=months,
+                policy=inp.policy,
+                origin=inp.origin,
+                requested_by=inp.requested_by,
+            )
+            for p in affected
+        ]
+        noticed = await asyncio.to_thread(
+            self._notices, inputs, {p.partner_id: list(p.permissions) for p in affected}
+        )
+        started = await asyncio.gather(*(one(m) for m in noticed))
         await self._settle(
             [
                 contract.migration_workflow_id(migration_id(inp.notice_id, p.partner_id))
@@ -139,6 +147,47 @@ class ProcessStarter:
             activity.heartbeat("settling")
             await asyncio.sleep(SETTLE_POLL_S)
         activity.logger.info("page not settled after %.0f s; going on", PAGE_SETTLE_S)
+
+    def _notices(
+        self, inputs: list[MigrationInput], held: dict[str, list[str]]
+    ) -> list[MigrationInput]:
+        """M-4.1 for the page, before any of its migrations starts: each one's notice, move to
+        Plan and plan window recorded — with their projections and the partner's notification
+        — in one transaction (kwanus.notice: the rows a migration started on its own records),
+        and each input carrying its notice, so its run starts at its plan window. A retried
+        page finds its notices on record and sends what they say (P-4). A fallback the rules
+        refuse (M-6.1, M-6.3) records nothing here: that migration notices itself, and refuses."""
+        at = datetime.now(UTC)
+        wids = {m.migration_id: contract.migration_workflow_id(m.migration_id) for m in inputs}
+        with self.db.session() as session:
+            keys = [f"{wid}:notice" for wid in wids.values()]
+            done = repo.audit_records(session=session, keys=keys)
+            events, out = [], []
+            for m in inputs:
+                wid = wids[m.migration_id]
+                prior = done.get(f"{wid}:notice")
+                if prior is not None:
+                    when, data = prior
+                    out.append(
+                        m.model_copy(
+                            update={
+                                "noticed": Noticed(
+                                    at=when, permissions=list(data["fallback_permissions"])
+                                )
+                            }
+                        )
+                    )
+                    continue
+                permissions = fallback_permissions(held[m.partner_id])
+                if not check_fallback(permissions, held[m.partner_id]).allowed:
+                    out.append(m)
+                    continue
+                events += notice_records(m, wid, at, permissions).events
+                out.append(
+                    m.model_copy(update={"noticed": Noticed(at=at, permissions=permissions)})
+                )
+            repo.record_events(session=session, events=events)
+        return out
 
     def _recorded(self, keys: list[str]) -> int:
         with self.db.session() as session:

@@ -13,7 +13,7 @@ workflows/outcomes.py.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -27,11 +27,13 @@ with workflow.unsafe.imports_passed_through():
         LifecycleInput,
         MigrationInput,
         MigrationStatus,
+        Noticed,
         NoticeInput,
         Notification,
         RolloutInput,
     )
     from kwanus.models.remediation import RemediationClosed
+    from kwanus.notice import NOTICE_RULES, notice_records
     from policy.decisions import Decision
     from policy.forms import (
         FallbackDecision,
@@ -76,7 +78,7 @@ with workflow.unsafe.imports_passed_through():
 # The target keys a manifest carries (its versions and runtime; the tier is not the manifest's).
 MANIFEST_TARGET_KEYS = ("os_version", "api_version", "runtime_name", "runtime_version")
 BEFORE_ROLLOUT = (MigrationStage.NOTICE, MigrationStage.PLAN, MigrationStage.IMPLEMENTATION)
-NOTICE_RULES = ["M-4.1", "M-6.1", "M-6.2", "M-6.3"]
+
 # Runs noticed before this change replay their five activities (notify, read the partner, record
 # `notice`, record the move to Plan); new runs do it in one (bench/RESULTS.md, fan-out).
 NOTICE_PATCH = "notice-in-one-activity"
@@ -85,6 +87,9 @@ FALLBACK_DECISION_PATCH = "fallback-end-decided"
 # Runs rolled out before a rollout took effect with its record (tier, declared compatibility)
 # replay their `record_event` and `update_matrix`.
 ROLLOUT_PATCH = "rollout-takes-effect"
+# Runs a deprecation's fan-out starts with their notice on record (`MigrationInput.noticed`):
+# the first workflow task only opens the plan window's timer (bench/RESULTS.md, fan-out).
+FANOUT_NOTICE_PATCH = "notice-recorded-by-fanout"
 
 
 @workflow.defn(name=MIGRATION_WORKFLOW)
@@ -94,20 +99,30 @@ class PartnerMigration(Outcomes):
         self.inp = inp
         self.policy = inp.policy  # P-5
         self.partner = f"partner:{inp.partner_id}"
-        self.state = inp.resume or MigrationStatus(
-            id=inp.migration_id,
-            workflow_id=workflow.info().workflow_id,
-            partner_id=inp.partner_id,
-            trigger=inp.trigger,
-            trigger_class=trigger_class(inp.trigger),
-            type_=inp.type_,
-            subtype=inp.subtype,
-            target=inp.target,
-            stage=MigrationStage.NOTICE,
-            status=ProcessStatus.ACTIVE,
-            origin=inp.origin,
-            policy_version=inp.policy.version,
-            started_at=workflow.now(),
+        planned = None
+        if inp.resume is None and inp.noticed is not None:
+            # Its notice and move to Plan are on record (kwanus.notice): the run starts at Plan.
+            wid, noticed = workflow.info().workflow_id, inp.noticed
+            moved = notice_records(inp, wid, noticed.at, noticed.permissions).events[1]
+            planned = MigrationStatus.model_validate(moved.state)
+        self.state = (
+            inp.resume
+            or planned
+            or MigrationStatus(
+                id=inp.migration_id,
+                workflow_id=workflow.info().workflow_id,
+                partner_id=inp.partner_id,
+                trigger=inp.trigger,
+                trigger_class=trigger_class(inp.trigger),
+                type_=inp.type_,
+                subtype=inp.subtype,
+                target=inp.target,
+                stage=MigrationStage.NOTICE,
+                status=ProcessStatus.ACTIVE,
+                origin=inp.origin,
+                policy_version=inp.policy.version,
+                started_at=workflow.now(),
+            )
         )
         self.steps = Steps(
             ProcessKind.MIGRATION,
@@ -137,13 +152,20 @@ class PartnerMigration(Outcomes):
 
     async def _before_monitoring(self) -> None:
         """Notice to rollout (M-4.1 to M-4.5): each partner step due within the window."""
-        if workflow.patched(NOTICE_PATCH):
+        opened: tuple[datetime, Callable[[], Awaitable[None]]] | None = None
+        if self.inp.noticed is not None and workflow.patched(FANOUT_NOTICE_PATCH):
+            opened = self._noticed_by_fanout(self.inp.noticed)
+        elif workflow.patched(NOTICE_PATCH):
             await self._notice_to_plan()
         else:
             await self._notice()
             await self._enter(MigrationStage.PLAN)
         await self._partner_step(
-            "plan", "submit the migration plan", "M-4.2", lambda: self.state.plan is not None
+            "plan",
+            "submit the migration plan",
+            "M-4.2",
+            lambda: self.state.plan is not None,
+            opened=opened,
         )
         await self._enter(MigrationStage.IMPLEMENTATION)
         await self._partner_step(
@@ -233,6 +255,23 @@ class PartnerMigration(Outcomes):
         self.steps.ensure_active()
         self.state.fallback = Fallback(active=True, until=until, permissions=result.permissions)
         self._move_to(MigrationStage.PLAN)
+
+    def _noticed_by_fanout(
+        self, noticed: Noticed
+    ) -> tuple[datetime, Callable[[], Awaitable[None]]]:
+        """M-4.1 done by the fan-out with its page (kwanus.notice): `notice`, the move to Plan
+        and the plan window's opening are on record, and the run is at Plan (from its input).
+        Left: the plan step, opened when and as recorded — no activity, one timer."""
+        records = notice_records(self.inp, self.state.workflow_id, noticed.at, noticed.permissions)
+        window = records.events[-1]
+        self.ledger.seq = window.seq - 1  # `notice` and `stage:Plan`; the window's is next
+        self.steps.show()
+
+        async def recorded() -> None:
+            self.ledger.seq = window.seq
+            self.ledger.recorded = window.state
+
+        return noticed.at, recorded
 
     def _notification(self, now: datetime) -> Notification:
         return Notification(
@@ -551,9 +590,17 @@ class PartnerMigration(Outcomes):
         )
 
     async def _partner_step(
-        self, step: str, action: str, rule: str, done: Callable[[], bool]
+        self,
+        step: str,
+        action: str,
+        rule: str,
+        done: Callable[[], bool],
+        *,
+        opened: tuple[datetime, Callable[[], Awaitable[None]]] | None = None,
     ) -> None:
-        """A partner step, due by the end of the migration window (M-2.x); missed → expired."""
+        """A partner step, due by the end of the migration window (M-2.x); missed → expired.
+        `opened`: its window is on record already — when it opened, and what stands for its
+        record."""
         assert self.state.window_end is not None
         done_in_time = await self.steps.wait(
             Step(
@@ -563,6 +610,8 @@ class PartnerMigration(Outcomes):
                 done=done,
                 rules=("P-3", rule),
                 due=self.state.window_end,
+                opened=opened[0] if opened else None,
+                opening=opened[1] if opened else None,
             )
         )
         if not done_in_time:

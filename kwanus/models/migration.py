@@ -174,6 +174,13 @@ class MigrationStatus(BaseModel):
     closed_at: datetime | None = None
 
 
+class Noticed(BaseModel):
+    """A notice already on record (M-4.1): when it was given and the fallback it activated."""
+
+    at: datetime
+    permissions: list[str]
+
+
 class MigrationInput(BaseModel):
     migration_id: str
     partner_id: str
@@ -191,6 +198,12 @@ class MigrationInput(BaseModel):
     resume: MigrationStatus | None = Field(
         default=None,
         description="Set only on a continued run: the state it picks up at monitoring.",
+    )
+    noticed: Noticed | None = Field(
+        default=None,
+        description="Set by a deprecation's fan-out, which recorded this migration's notice, its "
+        "move to Plan and its plan window with its page (kwanus.notice): when, and the "
+        "read-only fallback's permissions. The run starts at its plan window.",
     )
 
 

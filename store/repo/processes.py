@@ -18,7 +18,7 @@ from kwanus.models.common import RecordEvent
 from kwanus.models.expansion import ExpansionStatus
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import audit
-from store.repo.common import insert_for
+from store.repo.common import as_utc, insert_for
 from store.repo.notifications import notify_event
 from store.tables import AuditEvent, PendingAction, Process, utcnow
 
@@ -168,6 +168,16 @@ def audit_data(*, session: Session, key: str) -> dict[str, Any] | None:
     """The `data` of the audit row under `key`, if it is on record."""
     row = session.exec(select(AuditEvent.data).where(col(AuditEvent.key) == key)).first()
     return dict(row) if row is not None else None
+
+
+def audit_records(*, session: Session, keys: Sequence[str]) -> dict[str, tuple[datetime, Any]]:
+    """When, and with what `data`, each of `keys` on record was recorded."""
+    if not keys:
+        return {}
+    query = select(AuditEvent.key, AuditEvent.at, AuditEvent.data).where(
+        col(AuditEvent.key).in_(keys)
+    )
+    return {key: (as_utc(at) or at, dict(data)) for key, at, data in session.exec(query).all()}
 
 
 def count_audit_keys(*, session: Session, keys: Sequence[str]) -> int:
