@@ -41,7 +41,7 @@ unit: $(STAMP)
 HISTORY_TESTS = tests/test_expansion_workflow.py tests/test_migration_workflow.py \
 	tests/test_remediation_workflow.py tests/test_stewardship_workflow.py \
 	tests/test_continue_as_new.py tests/test_api_stewardship.py tests/test_api_deprecation.py \
-	tests/test_webhooks.py tests/test_read_your_writes.py
+	tests/test_webhooks.py tests/test_read_your_writes.py tests/test_fanout_notice.py
 histories: $(STAMP)
 	KWANUS_EXPORT_HISTORIES=1 KWANUS_TEST_DATABASE_URL= $(BIN)/pytest -q $(HISTORY_TESTS)
 

@@ -186,7 +186,9 @@ class ProcessStarter:
                 out.append(
                     m.model_copy(update={"noticed": Noticed(at=at, permissions=permissions)})
                 )
-            repo.record_events(session=session, events=events)
+            # Every event's audit row and notifications; one projection a migration, its
+            # window's (the last event's stands anyway).
+            repo.record_events(session=session, events=events, latest_only=True)
         return out
 
     def _recorded(self, keys: list[str]) -> int:

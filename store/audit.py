@@ -72,16 +72,34 @@ def append(session: Session, values: dict[str, Any]) -> bool:
     """Append one row at the chain's head, unless its key is already in the log (then nothing
     changes and False). Locks the head first, so the key check and the link are race-free.
     The caller commits."""
+    (appended,) = append_all(session, [values])
+    return appended
+
+
+def append_all(session: Session, rows: list[dict[str, Any]]) -> list[bool]:
+    """Append rows at the chain's head in order, each unless its key is already in the log (or
+    earlier in `rows`): one lock, one look-up of the keys, one insert and one move of the head
+    for them all. Returns, per row, whether it was appended. The caller commits."""
     seq, prev = lock(session)
-    if recorded(session, values["key"]):
-        return False
-    digest = row_hash(prev, values)
-    session.add(AuditEvent(**values, seq=seq + 1, prev_hash=prev, hash=digest))
-    session.execute(
-        update(AuditChain).where(col(AuditChain.id) == 1).values(seq=seq + 1, hash=digest)
-    )
-    session.flush()
-    return True
+    keys = [values["key"] for values in rows]
+    taken = set(session.exec(select(AuditEvent.key).where(col(AuditEvent.key).in_(keys))).all())
+    appended = []
+    for values in rows:
+        if values["key"] in taken:
+            appended.append(False)
+            continue
+        taken.add(values["key"])
+        digest = row_hash(prev, values)
+        seq += 1
+        session.add(AuditEvent(**values, seq=seq, prev_hash=prev, hash=digest))
+        prev = digest
+        appended.append(True)
+    if any(appended):
+        session.execute(
+            update(AuditChain).where(col(AuditChain.id) == 1).values(seq=seq, hash=prev)
+        )
+        session.flush()
+    return appended
 
 
 @dataclass(frozen=True)

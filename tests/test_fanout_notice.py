@@ -20,6 +20,7 @@ from kwanus.models.migration import MigrationInput
 from store import repo
 from testdata.factories import partner_body
 from tests.apistack import Api, eventually
+from tests.conftest import end_runs
 
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
 KEEP = ("key", "event", "actor", "stage", "rules", "data", "process", "partner_id")
@@ -138,8 +139,7 @@ async def test_a_fanned_out_migration_leaves_the_rows_of_one_started_on_its_own(
         assert kinds["EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"] == 0, kinds
         assert kinds["EVENT_TYPE_TIMER_STARTED"] == 1, kinds
     finally:
-        for wid in (fanned_wid, alone_wid):
-            await api.env.client.get_workflow_handle(wid).terminate("test over")
+        await end_runs(api.env.client, [fanned_wid, alone_wid], "fanout_notice")
 
 
 async def test_a_retried_page_records_each_notice_once_and_sends_what_is_on_record(

@@ -27,13 +27,12 @@ with workflow.unsafe.imports_passed_through():
         LifecycleInput,
         MigrationInput,
         MigrationStatus,
-        Noticed,
         NoticeInput,
         Notification,
         RolloutInput,
     )
     from kwanus.models.remediation import RemediationClosed
-    from kwanus.notice import NOTICE_RULES, notice_records
+    from kwanus.notice import NOTICE_RULES, NoticeRecords, notice_records
     from policy.decisions import Decision
     from policy.forms import (
         FallbackDecision,
@@ -99,12 +98,14 @@ class PartnerMigration(Outcomes):
         self.inp = inp
         self.policy = inp.policy  # P-5
         self.partner = f"partner:{inp.partner_id}"
+        # A fan-out's migration: its notice, move to Plan and plan window are on record
+        # (kwanus.notice); the run starts at Plan, its window's record the last on record.
+        self.noticed: NoticeRecords | None = None
         planned = None
         if inp.resume is None and inp.noticed is not None:
-            # Its notice and move to Plan are on record (kwanus.notice): the run starts at Plan.
             wid, noticed = workflow.info().workflow_id, inp.noticed
-            moved = notice_records(inp, wid, noticed.at, noticed.permissions).events[1]
-            planned = MigrationStatus.model_validate(moved.state)
+            self.noticed = notice_records(inp, wid, noticed.at, noticed.permissions)
+            planned = self.noticed.state.model_copy(update={"step": None, "awaiting": []})
         self.state = (
             inp.resume
             or planned
@@ -153,8 +154,8 @@ class PartnerMigration(Outcomes):
     async def _before_monitoring(self) -> None:
         """Notice to rollout (M-4.1 to M-4.5): each partner step due within the window."""
         opened: tuple[datetime, Callable[[], Awaitable[None]]] | None = None
-        if self.inp.noticed is not None and workflow.patched(FANOUT_NOTICE_PATCH):
-            opened = self._noticed_by_fanout(self.inp.noticed)
+        if self.noticed is not None and workflow.patched(FANOUT_NOTICE_PATCH):
+            opened = self._noticed_by_fanout(self.noticed)
         elif workflow.patched(NOTICE_PATCH):
             await self._notice_to_plan()
         else:
@@ -257,21 +258,19 @@ class PartnerMigration(Outcomes):
         self._move_to(MigrationStage.PLAN)
 
     def _noticed_by_fanout(
-        self, noticed: Noticed
+        self, noticed: NoticeRecords
     ) -> tuple[datetime, Callable[[], Awaitable[None]]]:
         """M-4.1 done by the fan-out with its page (kwanus.notice): `notice`, the move to Plan
         and the plan window's opening are on record, and the run is at Plan (from its input).
         Left: the plan step, opened when and as recorded — no activity, one timer."""
-        records = notice_records(self.inp, self.state.workflow_id, noticed.at, noticed.permissions)
-        window = records.events[-1]
+        window = noticed.events[-1]
         self.ledger.seq = window.seq - 1  # `notice` and `stage:Plan`; the window's is next
-        self.steps.show()
 
         async def recorded() -> None:
             self.ledger.seq = window.seq
             self.ledger.recorded = window.state
 
-        return noticed.at, recorded
+        return window.at, recorded
 
     def _notification(self, now: datetime) -> Notification:
         return Notification(

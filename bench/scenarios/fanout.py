@@ -24,6 +24,10 @@ from store.tables import AuditEvent, Process
 # The fan-out's starts in flight (activities/processes.py START_CONCURRENCY): the baseline's too.
 FANOUT_CONCURRENCY = 32
 NOTICE_ID = "bench-os-42"
+PARKED = (
+    f"WorkflowType='{contract.MIGRATION_WORKFLOW}' AND ExecutionStatus='Running' "
+    "AND KwanusStage='Plan'"
+)
 
 
 @dataclass
@@ -86,16 +90,22 @@ async def run(h: Harness, *, with_baseline: bool) -> Fanout:
         marks["notices"] = time.monotonic() - t0
         while await asyncio.to_thread(count_stage, h, "Plan") < n:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
+        # Parked in Temporal, not only on record: each run's workflow task that starts its plan
+        # window's timer has completed (it shows KwanusStage=Plan). The fan-out records the
+        # notices before it starts the runs, so the rows alone would measure the batch.
+        while (await h.client.count_workflows(PARKED)).count < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
         marks["parked"] = time.monotonic() - t0
 
     notes: list[str] = []
     await h.profiled("fan-out (ours)", ours, notes)
     notes.append(
-        f"202 in {fmt_ms(marks['http'])}; every notice + fallback at {marks['notices']:.1f} s;"
-        f" every migration parked at Plan at {marks['parked']:.1f} s"
+        f"202 in {fmt_ms(marks['http'])}; every notice + fallback on record at "
+        f"{marks['notices']:.1f} s; every migration parked at Plan (its timer started) at "
+        f"{marks['parked']:.1f} s"
     )
     fanned = Fanout(db_before=db_before, db_after=files_mb(tdb))
-    t_ours = marks["notices"]
+    t_ours = marks["parked"]
     await h.quiet_worker()
     if not with_baseline:
         return fanned
@@ -108,7 +118,7 @@ async def run(h: Harness, *, with_baseline: bool) -> Fanout:
     ratio = ours_rate / base_rate
     h.rows.append(
         Row(
-            f"1. fan-out: {n} partners → notice + fallback",
+            f"1. fan-out: {n} partners → notice + fallback, parked",
             f"{ours_rate:.1f}/s ({t_ours:.1f} s)",
             f"{base_rate:.1f}/s ({t_base:.1f} s)",
             f"{ratio:.2f}",

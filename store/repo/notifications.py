@@ -44,7 +44,12 @@ class Delivery:
 def notify_event(session: Session, event: RecordEvent) -> None:
     """The notifications `event` makes, and their deliveries, uncommitted: in the transaction
     that appends the event, so they exist exactly when it does (P-4, P-7)."""
-    notes = notes_for(event)
+    notify_events(session, [event])
+
+
+def notify_events(session: Session, events: Sequence[RecordEvent]) -> None:
+    """`notify_event` for several events: one look-up of their receivers' subscriptions."""
+    notes = [note for event in events for note in notes_for(event)]
     if not notes:
         return
     subscribed = _subscriptions_of(session, {n.receiver for n in notes})

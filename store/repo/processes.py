@@ -19,7 +19,7 @@ from kwanus.models.expansion import ExpansionStatus
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import audit
 from store.repo.common import as_utc, insert_for
-from store.repo.notifications import notify_event
+from store.repo.notifications import notify_event, notify_events
 from store.tables import AuditEvent, PendingAction, Process, utcnow
 
 S = TypeVar("S", bound=BaseModel)
@@ -67,6 +67,13 @@ def _record(session: Session, event: RecordEvent) -> bool:
     if the key is taken."""
     if not _append(session, event):
         return False
+    _project(session, event)
+    return True
+
+
+def _project(session: Session, event: RecordEvent) -> None:
+    """Apply the event's projection — the process's state, and who it awaits (the inbox) — when
+    it is the latest of its process; uncommitted."""
     insert = insert_for(session)
     awaiting = [a.model_dump(mode="json") for a in event.awaiting]
     projection = insert(Process).values(
@@ -113,7 +120,7 @@ def _record(session: Session, event: RecordEvent) -> bool:
         ),
     ).returning(table.workflow_id)
     if session.execute(projection).first() is None:
-        return True  # on record in the log; the projection already shows a later event
+        return  # on record in the log; the projection already shows a later event
     # The inbox: exactly who this process awaits now.
     session.execute(
         delete(PendingAction).where(col(PendingAction.workflow_id) == event.workflow_id)
@@ -132,7 +139,6 @@ def _record(session: Session, event: RecordEvent) -> bool:
             )
             for a in event.awaiting
         )
-    return True
 
 
 def _first_time(session: Session, key: str) -> bool:
@@ -152,11 +158,21 @@ def record_event(*, session: Session, event: RecordEvent) -> bool:
     return written
 
 
-def record_events(*, session: Session, events: Sequence[RecordEvent]) -> list[bool]:
-    """Several events of one process, in order, each with its projection, in one transaction
-    (the last one's projection stands). Returns, per event, whether this call wrote it: a key
-    already taken is skipped, so a retried activity writes each row once (P-4)."""
-    written = [_record(session, event) for event in events]
+def record_events(
+    *, session: Session, events: Sequence[RecordEvent], latest_only: bool = False
+) -> list[bool]:
+    """Several events, in order, each with its projection, in one transaction (a process's
+    latest event's projection stands; `latest_only` applies only that one — several processes'
+    events at once, a fan-out's page): one lock and one insert of the audit chain for them all.
+    Returns, per event, whether this call wrote it: a key already taken is skipped, so a
+    retried activity writes each row once (P-4)."""
+    written = audit.append_all(session, [_audit_row(event) for event in events])
+    new = [event for event, appended in zip(events, written, strict=True) if appended]
+    notify_events(session, new)
+    last = {event.workflow_id: event for event in new}  # each process's latest, in order
+    for event in new:
+        if not latest_only or last[event.workflow_id] is event:
+            _project(session, event)
     if any(written):
         session.commit()
     else:
