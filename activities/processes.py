@@ -7,7 +7,6 @@ finds the process already started and starts nothing new."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -29,12 +28,6 @@ from store.db import Database
 # Starts in flight at once within one fan-out batch: enough to keep the server busy, few
 # enough not to swamp it (DESIGN.md: bounded concurrency).
 START_CONCURRENCY = 32
-# Backpressure: a page returns once half its migrations have parked at their plan window (or
-# after PAGE_SETTLE_S, so a stopped worker never stalls the fan-out), keeping about a page of
-# migrations in flight. Started far ahead of the worker, 10,000 runs in flight overflow its cache
-# and every one is replayed on each of its workflow tasks (bench/RESULTS.md, fan-out).
-PAGE_SETTLE_S = 60.0
-SETTLE_POLL_S = 0.25
 
 
 class ProcessStarter:
@@ -90,7 +83,10 @@ class ProcessStarter:
     async def start_deprecation_batch(self, inp: DeprecationBatch) -> BatchResult:
         """One page of partners after `inp.after`: a required migration for each one the notice
         affects (M-2.1), under `migration-<notice>.<partner>` — so a replayed page, a retried
-        activity or the same notice sent again starts nothing twice."""
+        activity or the same notice sent again starts nothing twice — its notice recorded with
+        the page's before it starts (M-4.1, `_notices`), so its run parks at its plan window in
+        one workflow task. No backpressure is needed: a run's first task is its last until its
+        timer fires, so runs started ahead of the worker wait in its queue, not in its cache."""
         rows = await asyncio.to_thread(self._page, inp.after, inp.limit)
         affected = [p for p in rows if inp.notice.affects(p)]
         kind = inp.notice.migration
@@ -122,31 +118,12 @@ class ProcessStarter:
             self._notices, inputs, {p.partner_id: list(p.permissions) for p in affected}
         )
         started = await asyncio.gather(*(one(m) for m in noticed))
-        await self._settle(
-            [
-                contract.migration_workflow_id(migration_id(inp.notice_id, p.partner_id))
-                for p in affected
-            ]
-        )
         return BatchResult(
             scanned=len(rows),
             affected=len(affected),
             started=sum(started),
             last=rows[-1].partner_id if len(rows) == inp.limit else None,
         )
-
-    async def _settle(self, workflow_ids: list[str]) -> None:
-        """Wait until half the page's migrations have opened their plan window (PAGE_SETTLE_S
-        at most), heartbeating meanwhile."""
-        keys = [f"{wid}:window:plan" for wid in workflow_ids]
-        give_up = time.monotonic() + PAGE_SETTLE_S
-        while time.monotonic() < give_up:
-            parked = await asyncio.to_thread(self._recorded, keys)
-            if parked * 2 >= len(keys):
-                return
-            activity.heartbeat("settling")
-            await asyncio.sleep(SETTLE_POLL_S)
-        activity.logger.info("page not settled after %.0f s; going on", PAGE_SETTLE_S)
 
     def _notices(
         self, inputs: list[MigrationInput], held: dict[str, list[str]]
@@ -190,10 +167,6 @@ class ProcessStarter:
             # window's (the last event's stands anyway).
             repo.record_events(session=session, events=events, latest_only=True)
         return out
-
-    def _recorded(self, keys: list[str]) -> int:
-        with self.db.session() as session:
-            return repo.count_audit_keys(session=session, keys=keys)
 
     def _page(self, after: str | None, limit: int) -> list[PartnerState]:
         with self.db.session() as session:

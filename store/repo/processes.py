@@ -196,14 +196,6 @@ def audit_records(*, session: Session, keys: Sequence[str]) -> dict[str, tuple[d
     return {key: (as_utc(at) or at, dict(data)) for key, at, data in session.exec(query).all()}
 
 
-def count_audit_keys(*, session: Session, keys: Sequence[str]) -> int:
-    """How many of `keys` are in the audit log (the unique index on `key` answers it)."""
-    if not keys:
-        return 0
-    query = select(func.count()).select_from(AuditEvent).where(col(AuditEvent.key).in_(keys))
-    return int(session.exec(query).one())
-
-
 def pending(
     *,
     session: Session,
