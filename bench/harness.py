@@ -36,7 +36,7 @@ class BenchError(Exception):
 class Harness:
     def __init__(self, args: argparse.Namespace, state_dir: Path) -> None:
         self.args = args
-        self.procs = Processes(state_dir, out=lambda _line: None)
+        self.procs = Processes(state_dir, database_url=args.database_url, out=lambda _line: None)
         self.procs.stack.env.update(
             {
                 "KWANUS_MAX_CACHED_WORKFLOWS": str(args.max_cached),

@@ -92,6 +92,12 @@ def main() -> None:
     )
     parser.add_argument("--fanout-batch", type=int, default=200, help="KWANUS_FANOUT_BATCH_SIZE")
     parser.add_argument("--timeout", type=float, default=3600, help="fan-out give-up (s)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="the app database (an empty one): default SQLite in the state folder; e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%%3Dbench",
+    )
     parser.add_argument("--only", default="", help=f"comma list of {','.join(SCENARIOS)}")
     parser.add_argument("--state-dir", default="", help="default: a new temporary folder")
     parser.add_argument(

@@ -264,6 +264,7 @@ class PartnerMigration(Outcomes):
         and the plan window's opening are on record, and the run is at Plan (from its input).
         Left: the plan step, opened when and as recorded — no activity, one timer."""
         window = noticed.events[-1]
+        self.noticed = None  # what a cached run keeps: not three copies of its state
         self.ledger.seq = window.seq - 1  # `notice` and `stage:Plan`; the window's is next
 
         async def recorded() -> None:
