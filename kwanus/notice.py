@@ -34,10 +34,8 @@ class NoticeRecords:
     events: list[RecordEvent]
 
 
-def noticed_state(
-    inp: MigrationInput, workflow_id: str, at: datetime, permissions: list[str]
-) -> MigrationStatus:
-    """The run at its notice: window defined, fallback active with `permissions` (M-6.1)."""
+def started_state(inp: MigrationInput, workflow_id: str, at: datetime) -> MigrationStatus:
+    """The run as it starts at `at`: at Notice, nothing done yet."""
     return MigrationStatus(
         id=inp.migration_id,
         workflow_id=workflow_id,
@@ -52,10 +50,18 @@ def noticed_state(
         origin=inp.origin,
         policy_version=inp.policy.version,
         started_at=at,
-        window_end=at + migration_window(inp.trigger, inp.policy),
-        fallback=Fallback(
-            active=True, until=fallback_until(at, inp.fallback_months), permissions=permissions
-        ),
+    )
+
+
+def noticed_state(
+    inp: MigrationInput, workflow_id: str, at: datetime, permissions: list[str]
+) -> MigrationStatus:
+    """The run at its notice: window defined, fallback active with `permissions` (M-6.1)."""
+    fallback = Fallback(
+        active=True, until=fallback_until(at, inp.fallback_months), permissions=permissions
+    )
+    return started_state(inp, workflow_id, at).model_copy(
+        update={"window_end": at + migration_window(inp.trigger, inp.policy), "fallback": fallback}
     )
 
 

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
     )
     from kwanus.models.remediation import RemediationClosed
-    from kwanus.notice import NOTICE_RULES, NoticeRecords, notice_records
+    from kwanus.notice import NOTICE_RULES, NoticeRecords, notice_records, started_state
     from policy.decisions import Decision
     from policy.forms import (
         FallbackDecision,
@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         fallback_until,
         may_decline,
         migration_window,
-        trigger_class,
     )
     from policy.validation import passed as validation_passed
     from policy.vocabulary import (
@@ -107,23 +106,7 @@ class PartnerMigration(Outcomes):
             self.noticed = notice_records(inp, wid, noticed.at, noticed.permissions)
             planned = self.noticed.state.model_copy(update={"step": None, "awaiting": []})
         self.state = (
-            inp.resume
-            or planned
-            or MigrationStatus(
-                id=inp.migration_id,
-                workflow_id=workflow.info().workflow_id,
-                partner_id=inp.partner_id,
-                trigger=inp.trigger,
-                trigger_class=trigger_class(inp.trigger),
-                type_=inp.type_,
-                subtype=inp.subtype,
-                target=inp.target,
-                stage=MigrationStage.NOTICE,
-                status=ProcessStatus.ACTIVE,
-                origin=inp.origin,
-                policy_version=inp.policy.version,
-                started_at=workflow.now(),
-            )
+            inp.resume or planned or started_state(inp, workflow.info().workflow_id, workflow.now())
         )
         self.steps = Steps(
             ProcessKind.MIGRATION,
