@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 import worker
+from kwanus.notice import notice_keys
 from store.db import Database
 from store.tables import AuditEvent, NotificationRow
 
@@ -56,9 +57,32 @@ def _audit_keys(arg: Any) -> list[str]:
     return [str(arg[f]["key"]) for f in ("event", "notice", "plan") if _is_event(arg.get(f))]
 
 
+def _noticed_by_fanout(history: WorkflowHistory) -> list[str]:
+    """A migration a deprecation's page started with its notice on record (`noticed` in its
+    input, kwanus.notice): the page wrote its first three rows before the start, which stands
+    for their scheduling."""
+    if not history.events:
+        return []
+    first = history.events[0]
+    if first.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        return []
+    for payload in first.workflow_execution_started_event_attributes.input.payloads:
+        try:
+            arg = json.loads(payload.data)
+        except ValueError:
+            continue
+        if isinstance(arg, dict) and arg.get("noticed") and not arg.get("resume"):
+            return notice_keys(history.workflow_id)
+    return []
+
+
 def _scheduled(history: WorkflowHistory) -> dict[int, list[str]]:
-    """Scheduled event id → the audit keys of the governance write it scheduled."""
+    """Scheduled event id → the audit keys of the governance write it scheduled (the start's
+    id for a fanned-out migration's notice records, written before it)."""
     out: dict[int, list[str]] = {}
+    noticed = _noticed_by_fanout(history)
+    if noticed:
+        out[history.events[0].event_id] = noticed
     for ev in history.events:
         if ev.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue
@@ -100,6 +124,8 @@ def due_writes(history: WorkflowHistory) -> list[str]:
         for ev in history.events
         if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
     }
+    if history.events:  # a fanned-out migration's notice records: on record before its start
+        done.add(history.events[0].event_id)
     return [k for event_id, keys in scheduled.items() if event_id in done for k in keys]
 
 

@@ -26,6 +26,15 @@ PLAN_ACTION = "submit the migration plan"
 PLAN_RULES = ("P-3", "M-4.2")
 
 
+# The steps (audit keys `<workflow id>:<step>`) of the three records, in order.
+STEPS = ("notice", f"stage:{MigrationStage.PLAN.value}", f"window:{PLAN_STEP}")
+
+
+def notice_keys(workflow_id: str) -> list[str]:
+    """The audit keys of a migration's notice records (what a fan-out page writes for it)."""
+    return [f"{workflow_id}:{step}" for step in STEPS]
+
+
 @dataclass(frozen=True)
 class NoticeRecords:
     """The run at its plan window's opening, and the three events that put it there."""
@@ -109,7 +118,7 @@ def notice_records(
         events=[
             event(
                 1,
-                "notice",
+                STEPS[0],
                 "notice",
                 noticed,
                 actor=inp.requested_by,
@@ -128,7 +137,7 @@ def notice_records(
             ),
             event(
                 3,
-                f"window:{PLAN_STEP}",
+                STEPS[2],
                 "window_opened",
                 opened,
                 awaiting=awaited,
