@@ -74,6 +74,22 @@ def noticed_state(
     )
 
 
+def notice_data(
+    state: MigrationStatus, fallback: Fallback, origin: str | None
+) -> dict[str, object]:
+    """The `notice` event's record of M-4.1's three actions: notified, the window defined (its
+    end), the fallback active (until, with its read-only permissions)."""
+    assert state.window_end is not None
+    return {
+        "actions": list(NOTICE_ACTIONS),
+        "trigger_class": state.trigger_class.value,
+        "window_end": state.window_end.isoformat(),
+        "fallback_until": fallback.until.isoformat() if fallback.until else None,
+        "fallback_permissions": fallback.permissions,
+        "origin": origin,
+    }
+
+
 def notice_records(
     inp: MigrationInput, workflow_id: str, at: datetime, permissions: list[str]
 ) -> NoticeRecords:
@@ -123,18 +139,9 @@ def notice_records(
                 noticed,
                 actor=inp.requested_by,
                 rules=NOTICE_RULES,
-                data={
-                    "actions": list(NOTICE_ACTIONS),
-                    "trigger_class": noticed.trigger_class.value,
-                    "window_end": noticed.window_end.isoformat(),
-                    "fallback_until": fallback.until.isoformat() if fallback.until else None,
-                    "fallback_permissions": fallback.permissions,
-                    "origin": inp.origin,
-                },
+                data=notice_data(noticed, fallback, inp.origin),
             ),
-            event(
-                2, f"stage:{MigrationStage.PLAN.value}", "stage_changed", planned, rules=["M-4.1"]
-            ),
+            event(2, STEPS[1], "stage_changed", planned, rules=["M-4.1"]),
             event(
                 3,
                 STEPS[2],

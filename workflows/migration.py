@@ -32,7 +32,13 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
     )
     from kwanus.models.remediation import RemediationClosed
-    from kwanus.notice import NOTICE_RULES, NoticeRecords, notice_records, started_state
+    from kwanus.notice import (
+        NOTICE_RULES,
+        NoticeRecords,
+        notice_data,
+        notice_records,
+        started_state,
+    )
     from policy.decisions import Decision
     from policy.forms import (
         FallbackDecision,
@@ -44,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from policy.manifest import Manifest
     from policy.migration import (
-        NOTICE_ACTIONS,
         check_fallback,
         check_fallback_extension,
         completion_allowed,
@@ -268,16 +273,7 @@ class PartnerMigration(Outcomes):
         )
 
     def _notice_data(self, fallback: Fallback) -> dict[str, object]:
-        """The `notice` event's record of M-4.1's three actions."""
-        assert self.state.window_end is not None
-        return {
-            "actions": list(NOTICE_ACTIONS),
-            "trigger_class": self.state.trigger_class.value,
-            "window_end": self.state.window_end.isoformat(),
-            "fallback_until": fallback.until.isoformat() if fallback.until else None,
-            "fallback_permissions": fallback.permissions,
-            "origin": self.inp.origin,
-        }
+        return notice_data(self.state, fallback, self.inp.origin)
 
     @workflow.signal(name="remediation_closed")
     def remediation_closed(self, msg: RemediationClosed) -> None:
