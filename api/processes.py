@@ -36,7 +36,7 @@ from policy.evidence import PlatformRef
 from policy.vocabulary import ProcessStatus, Role
 from store import records, repo
 from store.records import ProcessRecord
-from store.tables import Process
+from store.tables import Process, utcnow
 
 DESCRIBE_TIMEOUT = timedelta(seconds=5)
 
@@ -414,17 +414,23 @@ class ProcessSummary(BaseModel):
     status: ProcessStatus
     next_deadline: datetime | None
     awaiting: list[Awaiting]
+    overdue: bool = Field(
+        default=False, description="Open, and its next deadline has passed (P-3)."
+    )
 
 
 def summary(row: Process) -> ProcessSummary:
+    deadline = repo.as_utc(row.next_deadline)
+    status = ProcessStatus(row.status)
     return ProcessSummary(
         id=row.process_id,
         workflow_id=row.workflow_id,
         partner_id=row.partner_id,
         stage=row.stage,
-        status=ProcessStatus(row.status),
-        next_deadline=repo.as_utc(row.next_deadline),
+        status=status,
+        next_deadline=deadline,
         awaiting=[Awaiting.model_validate(a) for a in row.awaiting],
+        overdue=status is ProcessStatus.ACTIVE and deadline is not None and deadline < utcnow(),
     )
 
 

@@ -389,6 +389,7 @@ async def test_lists_put_the_overdue_first_and_page_by_deadline(api: Api) -> Non
         )
     ops = api.token("ops")
     seen: list[str] = []
+    overdue: list[str] = []
     params: dict[str, Any] = {"partner_id": partner, "order": "deadline", "limit": 1}
     for _ in range(6):
         resp = await api.http.get("/v1/expansions", params=params, headers=ops)
@@ -397,6 +398,7 @@ async def test_lists_put_the_overdue_first_and_page_by_deadline(api: Api) -> Non
         if not page:
             break
         seen += [row["id"].removeprefix(f"{partner}-") for row in page]
+        overdue += [row["id"].removeprefix(f"{partner}-") for row in page if row["overdue"]]
         params = {
             **params,
             "after": page[-1]["workflow_id"],
@@ -405,6 +407,7 @@ async def test_lists_put_the_overdue_first_and_page_by_deadline(api: Api) -> Non
         if params["after_deadline"] is None:
             del params["after_deadline"]
     assert seen == ["late", "later", "soon", "done"]
+    assert overdue == ["late", "later"]  # the API's rule (P-3): open and past its deadline
 
     watcher = actor(api)
     await watcher.sign_in(bearer(ops))
