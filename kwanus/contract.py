@@ -105,6 +105,13 @@ RESOURCE_PATHS: dict[ProcessKind, str] = {
 }
 
 
+# A client-chosen process id (P-1): a letter or digit, then letters, digits, `.`, `_`, `-`.
+CLIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Any process's id, a process-made one included (`<notice>.<partner>`, `rem-<id>`): the same
+# characters, longer. Never `.` or `..`, so an id never moves a path it is put in.
+PROCESS_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,159}$"
+
+
 def resource_path(kind: ProcessKind, process_id: str) -> str:
     return RESOURCE_PATHS[kind].format(process_id)
 

@@ -27,6 +27,7 @@ from api.console.gateway import Answer, Gateway
 from api.console.steps import STEPS, offered, step_form
 from api.deps import AuthFailures
 from api.problems import Problem
+from kwanus import contract
 from kwanus.settings import Settings
 from policy.proposal import Proposal
 from policy.review import MEANING
@@ -186,9 +187,8 @@ def refused(request: Request, user: User | None, answer: Answer) -> HTMLResponse
     )
 
 
-# A process id as the API's ids are (P-1): a letter or digit, then letters, digits, `.`, `_`,
-# `-`; checked before it becomes part of a path (`.` and `..` would move the API call).
-PROCESS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Checked before it becomes part of a path (`.` and `..` would move the API call).
+PROCESS_ID = re.compile(contract.PROCESS_ID)
 
 
 def _id_ok(process_id: str) -> bool:

@@ -69,7 +69,7 @@ from store.tables import Partner, utcnow
 
 router = APIRouter(prefix="/expansions", tags=["expansions"])
 
-ExpansionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+ExpansionId = Annotated[str, StringConstraints(pattern=contract.CLIENT_ID)]
 
 
 class ExpansionCreate(Proposal):

@@ -79,7 +79,7 @@ from store.records import ProcessRecord
 
 router = APIRouter(prefix="/migrations", tags=["migrations"])
 
-MigrationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+MigrationId = Annotated[str, StringConstraints(pattern=contract.CLIENT_ID)]
 TargetKey = Annotated[
     str, StringConstraints(pattern=r"^(tier|os_version|api_version|runtime_name|runtime_version)$")
 ]

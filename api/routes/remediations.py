@@ -42,8 +42,8 @@ ScoDep = Annotated[Principal, Depends(require(Role.SCO))]
 class ViolationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = (
-        Field(default=None, description="Client-chosen id (P-1).")
+    id: Annotated[str, StringConstraints(pattern=contract.CLIENT_ID)] | None = Field(
+        default=None, description="Client-chosen id (P-1)."
     )
     kind: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     severity: Severity
