@@ -120,6 +120,16 @@ async def test_a_fanned_out_migration_leaves_the_rows_of_one_started_on_its_own(
         assert _projection(api, fanned_wid, {fanned: "<partner>"}) == _projection(
             api, alone_wid, {alone: "<partner>"}
         )
+        # What the runtime enforces now (M-6.1): the same read-only fallback for both.
+        fallbacks = {}
+        for p in (fanned, alone):
+            resp = await api.http.get(f"/v1/partners/{p}/access", headers=api.token("ops"))
+            assert resp.status_code == 200, resp.text
+            fallbacks[p] = [
+                {k: v for k, v in f.items() if k not in ("migration_id", "until")}
+                for f in resp.json()["fallbacks"]
+            ]
+        assert fallbacks[fanned] == fallbacks[alone] and fallbacks[fanned]
         # The partner was told, the same way (P-7).
         with api.db.session() as session:
             told = {
