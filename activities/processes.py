@@ -88,7 +88,7 @@ class ProcessStarter:
         one workflow task. No backpressure is needed: a run's first task is its last until its
         timer fires, so runs started ahead of the worker wait in its queue, not in its cache."""
         rows = await asyncio.to_thread(self._page, inp.after, inp.limit)
-        affected = [p for p in rows if inp.notice.affects(p)]
+        affected = {p.partner_id for p in rows if inp.notice.affects(p)}
         kind = inp.notice.migration
         months = inp.notice.fallback_months or inp.policy.fallback_default_months
         gate = asyncio.Semaphore(START_CONCURRENCY)
@@ -112,28 +112,31 @@ class ProcessStarter:
                 origin=inp.origin,
                 requested_by=inp.requested_by,
             )
-            for p in affected
+            for p in rows
         ]
         noticed = await asyncio.to_thread(
-            self._notices, inputs, {p.partner_id: list(p.permissions) for p in affected}
+            self._notices, inputs, affected, {p.partner_id: list(p.permissions) for p in rows}
         )
         started = await asyncio.gather(*(one(m) for m in noticed))
         return BatchResult(
             scanned=len(rows),
-            affected=len(affected),
+            affected=len(noticed),
             started=sum(started),
             last=rows[-1].partner_id if len(rows) == inp.limit else None,
         )
 
     def _notices(
-        self, inputs: list[MigrationInput], held: dict[str, list[str]]
+        self, inputs: list[MigrationInput], affected: set[str], held: dict[str, list[str]]
     ) -> list[MigrationInput]:
         """M-4.1 for the page, before any of its migrations starts: each one's notice, move to
         Plan and plan window recorded — with their projections and the partner's notification
         — in one transaction (kwanus.notice: the rows a migration started on its own records),
         and each input carrying its notice, so its run starts at its plan window. A retried
-        page finds its notices on record and sends what they say (P-4). A fallback the rules
-        refuse (M-6.1, M-6.3) records nothing here: that migration notices itself, and refuses."""
+        page finds its notices on record and sends what they say (P-4) — every one, whether or
+        not the notice still affects its partner (it may have moved off the version since): a
+        migration on record always gets its run, which takes it to its end. Of the rest, those
+        the notice affects (`affected`) are noticed now. A fallback the rules refuse (M-6.1,
+        M-6.3) records nothing here: that migration notices itself, and refuses."""
         at = datetime.now(UTC)
         wids = {m.migration_id: contract.migration_workflow_id(m.migration_id) for m in inputs}
         with self.db.session() as session:
@@ -154,6 +157,8 @@ class ProcessStarter:
                             }
                         )
                     )
+                    continue
+                if m.partner_id not in affected:
                     continue
                 permissions = fallback_permissions(held[m.partner_id])
                 if not check_fallback(permissions, held[m.partner_id]).allowed:

@@ -81,7 +81,9 @@ async def test_a_page_retried_after_its_notices_commit_leaves_no_run_less_migrat
         ).all()
     access = await api.http.get(f"/v1/partners/{partner}/access", headers=api.admin)
     assert access.status_code == 200, access.text
-    fallbacks = [f for f in access.json()["fallbacks"] if migration_id(notice_id, partner) in str(f)]
+    fallbacks = [
+        f for f in access.json()["fallbacks"] if migration_id(notice_id, partner) in str(f)
+    ]
     if not has_run:
         assert proc is None or proc.status != "active", (
             "an active migration on record with no run",
