@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,37 @@ class Settings(BaseSettings):
         description="The Temporal Web UI the console links ops to; default: "
         "http://127.0.0.1:<ui_port>.",
     )
+
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Where the Prometheus endpoints listen (`0.0.0.0` in a container); they are "
+        "not on the API's port, so the public API never serves them.",
+    )
+    api_metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="`kwanus api`'s Prometheus endpoint: HTTP metrics and the business gauges "
+        "from the store; 0 turns it off.",
+    )
+    worker_metrics_port: int = Field(
+        default=9465,
+        ge=0,
+        le=65535,
+        description="`kwanus worker`'s Prometheus endpoint: the Temporal SDK's worker and client "
+        "metrics (its runtime telemetry); 0 turns it off.",
+    )
+    otlp_endpoint: str = Field(
+        default="",
+        description="OpenTelemetry traces are exported there with OTLP over HTTP (e.g. "
+        "`http://collector:4318`); empty (the default): no tracing at all, nothing installed.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="`json`: one JSON object a line (production); `text`: readable lines "
+        "(`kwanus dev`).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")
     def _derive_defaults(self) -> Settings:
