@@ -141,6 +141,9 @@ class PendingAction(SQLModel, table=True):
     actor: str = Field(max_length=80)
     action: str = Field(max_length=200)
     deadline: datetime | None = _ts(nullable=True, index=True)
+    # Since when the actor has been awaited for this action: kept while the same step stays
+    # open across the process's events (the oldest waiting step, a business gauge).
+    since: datetime | None = _ts(nullable=True)
 
 
 class AuditEvent(SQLModel, table=True):

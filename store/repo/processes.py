@@ -121,10 +121,15 @@ def _project(session: Session, event: RecordEvent) -> None:
     ).returning(table.workflow_id)
     if session.execute(projection).first() is None:
         return  # on record in the log; the projection already shows a later event
-    # The inbox: exactly who this process awaits now.
-    session.execute(
-        delete(PendingAction).where(col(PendingAction.workflow_id) == event.workflow_id)
-    )
+    # The inbox: exactly who this process awaits now; a step still open keeps its `since`.
+    mine = col(PendingAction.workflow_id) == event.workflow_id
+    waiting = {
+        (actor, action): as_utc(since) if since else event.at
+        for actor, action, since in session.execute(
+            select(PendingAction.actor, PendingAction.action, PendingAction.since).where(mine)
+        )
+    }
+    session.execute(delete(PendingAction).where(mine))
     if event.status is ProcessStatus.ACTIVE:
         session.add_all(
             PendingAction(
@@ -136,6 +141,7 @@ def _project(session: Session, event: RecordEvent) -> None:
                 actor=a.actor,
                 action=a.action,
                 deadline=a.deadline,
+                since=waiting.get((a.actor, a.action), event.at),
             )
             for a in event.awaiting
         )
