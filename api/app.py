@@ -3,14 +3,16 @@ the lifespan."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api import problems, processes
+from api import metrics, problems, processes
 from api.console import views as console
 from api.deps import no_unknown_query
 from api.limits import BodyLimit, Buckets, RateLimit
@@ -30,8 +32,10 @@ from api.routes import (
     webhooks,
 )
 from kwanus.settings import Settings, get_settings
+from kwanus.telemetry import temporal_plugins, tracing
 from kwanus.temporal import CONNECT_TIMEOUT
 from store.db import Database
+from store.tables import utcnow
 
 DESCRIPTION = """KWANUS OS partner expansion and migration governance.
 
@@ -41,8 +45,16 @@ bodies' reviews and votes to them, and reads their state. Errors are `applicatio
 """
 
 
-def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal: Client | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """The API; `clock` is the time its business gauges judge a step overdue at (a test's
+    server time)."""
     settings = settings or get_settings()
+    traced = tracing(settings, "kwanus-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,11 +67,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             data_converter=pydantic_data_converter,
             connect_timeout=CONNECT_TIMEOUT,
             lazy=True,
+            plugins=temporal_plugins(traced),
         )
         try:
             yield
         finally:
             app.state.db.dispose()
+            if traced is not None:
+                traced.force_flush()  # the spans still batched are sent
 
     app = FastAPI(
         title="KWANUS Partner Governance",
@@ -94,4 +109,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     # Outermost first: a flood is refused before its bodies are read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    metrics.install(app, clock)
+    if traced is not None:  # off by default: then nothing is installed (no cost)
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=traced, excluded_urls=",".join(metrics.UNMEASURED)
+        )
     return app

@@ -17,7 +17,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     """Flags override the environment (`KWANUS_*`), which overrides the defaults."""
     overrides: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("state_dir", "api_port", "temporal_port", "ui_port")
+        for name in (
+            "state_dir",
+            "api_port",
+            "temporal_port",
+            "ui_port",
+            "api_metrics_port",
+            "worker_metrics_port",
+        )
         if getattr(args, name, None) is not None
     }
     return Settings(**overrides)
@@ -46,10 +53,21 @@ def _worker(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api import metrics
     from api.app import create_app
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    app = create_app(settings)
+    try:
+        metrics.serve(app.state.metrics, settings)
+    except OSError as exc:
+        print(
+            f"kwanus api: metrics on {settings.metrics_host}:{settings.api_metrics_port}: "
+            f"{exc.strerror}; choose another port with KWANUS_API_METRICS_PORT (0: none)",
+            file=sys.stderr,
+        )
+        return 2
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
     return 0
 
 
@@ -168,6 +186,16 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--api-port", type=int, help="API port (KWANUS_API_PORT, 8000)")
     d.add_argument("--temporal-port", type=int, help="Temporal port (KWANUS_TEMPORAL_PORT, 7233)")
     d.add_argument("--ui-port", type=int, help="Temporal UI port (KWANUS_UI_PORT, 8233)")
+    d.add_argument(
+        "--api-metrics-port",
+        type=int,
+        help="the API's Prometheus endpoint (KWANUS_API_METRICS_PORT, 9464; 0: none)",
+    )
+    d.add_argument(
+        "--worker-metrics-port",
+        type=int,
+        help="the worker's Prometheus endpoint (KWANUS_WORKER_METRICS_PORT, 9465; 0: none)",
+    )
     d.set_defaults(func=_dev)
 
     sub.add_parser("worker", parents=[common], help="run the Temporal worker").set_defaults(

@@ -46,8 +46,14 @@ def check_ports(settings: Settings) -> None:
         ("API", settings.api_port, "--api-port / KWANUS_API_PORT"),
         ("Temporal", settings.temporal_port, "--temporal-port / KWANUS_TEMPORAL_PORT"),
         ("Temporal UI", settings.ui_port, "--ui-port / KWANUS_UI_PORT"),
+        ("API metrics", settings.api_metrics_port, "--api-metrics-port / KWANUS_API_METRICS_PORT"),
+        (
+            "worker metrics",
+            settings.worker_metrics_port,
+            "--worker-metrics-port / KWANUS_WORKER_METRICS_PORT",
+        ),
     ):
-        if not _port_free("127.0.0.1", port):
+        if port and not _port_free("127.0.0.1", port):
             raise DevError(f"port {port} ({what}) is already in use: choose another with {flag}")
 
 
@@ -81,6 +87,9 @@ def child_env(settings: Settings) -> dict[str, str]:
             "KWANUS_TASK_QUEUE": settings.task_queue,
             "KWANUS_API_HOST": settings.api_host,
             "KWANUS_API_PORT": str(settings.api_port),
+            "KWANUS_METRICS_HOST": settings.metrics_host,
+            "KWANUS_API_METRICS_PORT": str(settings.api_metrics_port),
+            "KWANUS_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
             # Development: webhooks may go to a receiver on this machine (http, loopback).
             "KWANUS_WEBHOOKS_ALLOW_PRIVATE": "true",
             # Development: the console is served over plain HTTP on loopback.
@@ -141,12 +150,14 @@ class Stack:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logs = settings.state_dir / "logs"
 
-    def spawn(self, name: str, cmd: list[str], *, log: bool) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, cmd: list[str], *, log: bool, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
         stdout = open(self.logs / f"{name}.log", "ab") if log else None  # noqa: SIM115
         proc = subprocess.Popen(
             cmd,
-            env={**child_env(self.settings), **self.env},
+            env={**child_env(self.settings), **self.env, **(env or {})},
             stdout=stdout,
             stderr=subprocess.STDOUT if log else None,
             stdin=subprocess.DEVNULL,
@@ -195,6 +206,18 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _metrics_lines(settings: Settings) -> str:
+    """The Prometheus endpoints, as `run` prints them (README, "Observability")."""
+    lines = ""
+    for what, port in (
+        ("API", settings.api_metrics_port),
+        ("worker", settings.worker_metrics_port),
+    ):
+        where = f"http://{settings.metrics_host}:{port}/metrics" if port else "off"
+        lines += f"  Metrics      {where}  ({what})\n"
+    return lines
+
+
 def run(settings: Settings, out: Callable[[str], None] = print) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     binary = binaries.temporal_cli(settings.temporal_bin)
@@ -236,6 +259,7 @@ def run(settings: Settings, out: Callable[[str], None] = print) -> int:
             f"{settings.temporal_namespace}/workflows\n"
             f"  Temporal     {settings.temporal_address} "
             f"(namespace {settings.temporal_namespace})\n"
+            f"{_metrics_lines(settings)}"
             f"  State        {settings.state_dir.resolve()} (logs in logs/)\n"
             f"  Admin token  {settings.admin_token_file.resolve()}\n"
             "\nWebhooks (development: http and loopback addresses allowed here; production "

@@ -23,6 +23,7 @@ from activities.processes import ProcessStarter
 from activities.webhooks import Dispatcher, WebhookActivities, webhook_queue
 from app import schedules
 from kwanus.settings import Settings, get_settings
+from kwanus.telemetry import temporal_plugins, tracing, worker_runtime
 from kwanus.temporal import connect
 from store.db import Database
 from workflows.deprecation import DeprecationFanOut
@@ -155,7 +156,27 @@ async def run_worker(settings: Settings) -> None:
     # (each attempt logged) rather than exit and be restarted in a loop; a signal ends the wait.
     # The database is not needed to start: activities open their sessions when they run, and
     # one that fails while the database is down is retried by Temporal.
-    client = await _unless_stopped(connect(settings, wait=None), stop)
+    try:
+        runtime = worker_runtime(settings)
+    except ValueError as exc:  # the port is taken
+        log.error(
+            "worker metrics on %s:%d: %s; choose another port with KWANUS_WORKER_METRICS_PORT "
+            "(0: none)",
+            settings.metrics_host,
+            settings.worker_metrics_port,
+            exc,
+        )
+        raise SystemExit(2) from None
+    traced = tracing(settings, "kwanus-worker")
+    client = await _unless_stopped(
+        connect(
+            settings,
+            wait=None,
+            runtime=runtime,
+            plugins=temporal_plugins(traced),
+        ),
+        stop,
+    )
     if client is None:
         log.info("worker stopped while waiting for Temporal at %s", settings.temporal_address)
         return
@@ -187,6 +208,8 @@ async def run_worker(settings: Settings) -> None:
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")
     db.dispose()
+    if traced is not None:
+        traced.force_flush()  # the spans still batched are sent (the process ends in os._exit)
 
 
 def main() -> None:

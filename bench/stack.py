@@ -67,6 +67,8 @@ class Processes:
         out: Callable[[str], None] = print,
         workers: int = 1,
         apis: int = 1,
+        metrics: bool = False,
+        otlp_endpoint: str = "",
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         temporal_port = free_port()
@@ -81,9 +83,24 @@ class Processes:
             temporal_port=temporal_port,
             ui_port=free_port(),
             temporal_bin="",
+            # Off unless asked for; on, each process serves its own (`metrics_ports`).
+            api_metrics_port=0,
+            worker_metrics_port=0,
+            otlp_endpoint=otlp_endpoint,
         )
         self.stack = Stack(
-            self.settings, out, env={"KWANUS_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT)}
+            self.settings,
+            out,
+            env={
+                "KWANUS_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
+                "KWANUS_OTLP_ENDPOINT": otlp_endpoint,
+            },
+        )
+        self.metrics_ports: dict[str, int] = (
+            {name: free_port() for name in map(worker_name, range(workers))}
+            | {name: free_port() for name in map(api_name, range(apis))}
+            if metrics
+            else {}
         )
         self.binary = binaries.temporal_cli(self.settings.temporal_bin)
         self.server: subprocess.Popen[bytes] | None = None
@@ -219,7 +236,11 @@ class Processes:
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         # From the calling (main) thread: the children's parent-death signal is tied to it.
-        return self.stack.spawn(name, cmd, log=True)
+        env = {}
+        if name in self.metrics_ports:
+            kind = "WORKER" if name.startswith("worker") else "API"
+            env[f"KWANUS_{kind}_METRICS_PORT"] = str(self.metrics_ports[name])
+        return self.stack.spawn(name, cmd, log=True, env=env)
 
     def _kill(
         self, proc: subprocess.Popen[bytes] | None, sig: signal.Signals

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
+    Plugin,
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
@@ -24,6 +25,7 @@ from temporalio.common import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from kwanus.contract import OPENED_UPDATE, PARTNER_ID, PROCESS, STAGE, ProcessType
@@ -37,11 +39,18 @@ CONNECT_TIMEOUT = timedelta(seconds=5)
 MAX_BACKOFF = 10.0
 
 
-async def connect(settings: Settings, *, wait: float | None = 60.0) -> Client:
+async def connect(
+    settings: Settings,
+    *,
+    wait: float | None = 60.0,
+    runtime: Runtime | None = None,
+    plugins: Sequence[Plugin] = (),
+) -> Client:
     """Connect, retrying with capped exponential backoff (0.2 s doubling up to 10 s) for up to
     `wait` seconds — or for as long as it takes with `wait=None` (the worker) — so a process
     started before the Temporal server comes up waits for it instead of crashing. Every failed
-    attempt is logged; cancelling the caller (a signal) stops the wait."""
+    attempt is logged; cancelling the caller (a signal) stops the wait. `runtime` and
+    `plugins` carry metrics and traces (kwanus.telemetry)."""
     delay = 0.2
     loop = asyncio.get_running_loop()
     give_up = None if wait is None else loop.time() + wait
@@ -53,6 +62,8 @@ async def connect(settings: Settings, *, wait: float | None = 60.0) -> Client:
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
                 connect_timeout=CONNECT_TIMEOUT,
+                runtime=runtime,
+                plugins=plugins,
             )
         except RuntimeError as exc:  # the core bridge reports connection failures this way
             if give_up is not None and loop.time() + delay > give_up:

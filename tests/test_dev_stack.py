@@ -39,6 +39,7 @@ class DevStack:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.api_metrics_port, self.worker_metrics_port = free_port(), free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -54,6 +55,10 @@ class DevStack:
             str(self.temporal_port),
             "--ui-port",
             str(self.ui_port),
+            "--api-metrics-port",
+            str(self.api_metrics_port),
+            "--worker-metrics-port",
+            str(self.worker_metrics_port),
         ]
 
     def start(self) -> None:
@@ -157,6 +162,17 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
 
         runs = _eventually(listed)
         assert [r["execution"]["workflowId"] for r in runs] == ["expansion-demo-1"]
+
+    # Both Prometheus endpoints, as printed: the API's HTTP and business series, the worker's
+    # Temporal SDK series (README, "Observability").
+    api_metrics = f"http://127.0.0.1:{stack.api_metrics_port}/metrics"
+    worker_metrics = f"http://127.0.0.1:{stack.worker_metrics_port}/metrics"
+    assert f"Metrics      {api_metrics}  (API)" in stack.output
+    assert f"Metrics      {worker_metrics}  (worker)" in stack.output
+    scraped = httpx.get(api_metrics, timeout=10).text
+    assert 'kwanus_processes_open{kind="expansion",stage="Evaluation"} 1.0' in scraped
+    assert 'http_requests_total{handler="/v1/expansions",method="POST",status="202"} 1.0' in scraped
+    assert "temporal_workflow_task_schedule_to_start_latency" in httpx.get(worker_metrics).text
 
     assert stack.stop() == 0
 

@@ -233,6 +233,7 @@ async def worker_process(env: WorkflowEnvironment, db: Database, task_queue: str
         "KWANUS_DATABASE_URL": db.url,
         "KWANUS_TEMPORAL_ADDRESS": temporal_target(env),
         "KWANUS_TASK_QUEUE": task_queue,
+        "KWANUS_WORKER_METRICS_PORT": "0",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -214,6 +214,7 @@ async def start_worker(tmp_path: Path) -> AsyncIterator[Any]:
             "KWANUS_DATABASE_URL": f"sqlite:///{tmp_path / 'kwanus.db'}",
             "KWANUS_TEMPORAL_ADDRESS": temporal_address,
             "KWANUS_TASK_QUEUE": task_queue,
+            "KWANUS_WORKER_METRICS_PORT": "0",
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.cli", "worker", env=env, stderr=asyncio.subprocess.PIPE

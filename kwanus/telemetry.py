@@ -1,0 +1,69 @@
+"""Metrics and traces from the libraries that produce them, switched by settings (README,
+"Observability"): the Temporal SDK's own metrics through its runtime's Prometheus endpoint,
+and OpenTelemetry traces through the SDK's tracing interceptor, exported with OTLP when
+`KWANUS_OTLP_ENDPOINT` is set. Off, nothing is installed: no provider, no interceptor, no
+instrumentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from temporalio.client import Plugin
+from temporalio.contrib.opentelemetry import (
+    OpenTelemetryPlugin,
+    ReplaySafeTracerProvider,
+    create_tracer_provider,
+)
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from kwanus.settings import Settings
+
+_installed: ReplaySafeTracerProvider | None = None
+
+
+def tracing(settings: Settings, service: str) -> ReplaySafeTracerProvider | None:
+    """Tracing for this process when `otlp_endpoint` is set: one provider, made once and
+    installed as OpenTelemetry's global one (the SDK's plugin and its workflow side read that),
+    exporting `service`'s spans to the endpoint with OTLP over HTTP in batches, off the request
+    path. Replay-safe: a workflow replayed on a worker sends no span twice, and its span ids are
+    deterministic. None when no endpoint is set: tracing off. Shut it down at exit (flush)."""
+    global _installed
+    if not settings.otlp_endpoint:
+        return None
+    if _installed is None:
+        provider = create_tracer_provider(resource=Resource.create({SERVICE_NAME: service}))
+        endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        trace.set_tracer_provider(provider)
+        _installed = provider
+    return _installed
+
+
+def temporal_plugins(provider: ReplaySafeTracerProvider | None) -> Sequence[Plugin]:
+    """The client's plugins: the SDK's OpenTelemetry plugin when tracing is on. A worker takes
+    it from its client. A step's span goes from the API's request through the Update's call to
+    the worker's handling of it and every activity the handler runs (the handler runs in the
+    context its caller sent), and workflow spans have their real durations."""
+    if provider is None:
+        return []
+    return [OpenTelemetryPlugin(add_temporal_spans=True)]
+
+
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime serving the SDK's worker and client metrics in Prometheus format on
+    `metrics_host:worker_metrics_port` (durations in seconds); None when the port is 0. The
+    port must be free: the runtime fails to start otherwise, and so does the worker."""
+    if not settings.worker_metrics_port:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.metrics_host}:{settings.worker_metrics_port}",
+                durations_as_seconds=True,
+            )
+        )
+    )
