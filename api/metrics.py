@@ -11,7 +11,7 @@ from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -100,6 +100,7 @@ def install(app: FastAPI, clock: Callable[[], datetime] = utcnow) -> CollectorRe
     """Measure every request to `app` (outermost: a request refused by the rate limit or the
     body limit counts too) into a registry of its own, beside the business gauges; the
     registry is `app.state.metrics`. Call after the app's other middleware is added."""
+    disable_created_metrics()  # no `_created` twin of every counter, histogram and summary
     registry = CollectorRegistry()
     Instrumentator(
         should_group_status_codes=False,

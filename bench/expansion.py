@@ -70,8 +70,8 @@ async def api_to_votes(h: Harness, i: int, eid: str) -> None:
         raise BenchError(f"{eid}: the bench proposal should not need risk plans")
 
 
-async def api_lifecycle(h: Harness, i: int) -> None:
-    eid = f"api-life-{i}"
+async def api_lifecycle(h: Harness, i: int, eid: str = "") -> None:
+    eid = eid or f"api-life-{i}"
     pid = f"api-{i:04d}"
     await api_to_votes(h, i, eid)
     for body in Body:

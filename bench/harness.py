@@ -27,6 +27,9 @@ from policy.document import PolicyDocument
 from store.db import Database
 
 BASE_QUEUE = "bench-baseline"
+# The observed scenario's lifecycle rounds (a warm-up, then off, on, on, off), each with partners
+# of its own.
+OBSERVED_ROUNDS = 5
 
 
 class BenchError(Exception):
@@ -89,7 +92,7 @@ class Harness:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
         a = self.args
-        expansions = a.proposals + a.votes + a.inbox + a.submissions
+        expansions = a.proposals + a.votes + a.inbox + a.submissions + a.proposals * OBSERVED_ROUNDS
         seeded = seed(self.db, partners=a.partners, expansions=expansions)
         self.headers, self.actors, self.policy = seeded.headers, seeded.actors, seeded.policy
         self.log(

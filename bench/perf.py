@@ -10,6 +10,7 @@ target — then a CPU profile of every process per scenario.
 
 Scenarios (bench/RESULTS.md defines each baseline):
   lifecycle  N expansions driven submission → release over HTTP vs the same Temporal calls direct
+  observed   the lifecycle over HTTP with metrics and tracing on vs off (rounds off, on, on, off)
   votes      POST …/votes latency vs a bare `execute_update` of the same vote
   fanout     POST /v1/deprecations reaching every partner vs bare `start_workflow` of a trivial one
   parked     the fan-out's migrations parked on their timers: worker RSS, server DB, restart
@@ -35,10 +36,10 @@ from pathlib import Path
 
 from bench.harness import Harness
 from bench.report import report
-from bench.scenarios import fanout, lifecycle, parked, reads, ryw, votes
+from bench.scenarios import fanout, lifecycle, observed, parked, reads, ryw, votes
 from kwanus.settings import Settings
 
-SCENARIOS = ("lifecycle", "votes", "fanout", "parked", "reads", "ryw")
+SCENARIOS = ("lifecycle", "observed", "votes", "fanout", "parked", "reads", "ryw")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -54,6 +55,8 @@ async def run(args: argparse.Namespace) -> int:
         await h.start()
         if "lifecycle" in only:
             await lifecycle.run(h)
+        if "observed" in only:
+            await observed.run(h)
         if "votes" in only:
             await votes.run(h)
         if only & {"fanout", "parked", "reads"}:

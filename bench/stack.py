@@ -215,6 +215,10 @@ class Processes:
             "API" if not index else f"API {index + 1}", lambda: _http_ok(url), 60, proc
         )
 
+    def stop_api(self, index: int = 0) -> None:
+        """SIGTERM the `index`-th API and wait for it to exit."""
+        self.apis[index] = self._kill(self.apis[index], signal.SIGTERM)
+
     # --- all of it -------------------------------------------------------------------------
 
     def stop(self) -> None:

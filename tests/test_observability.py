@@ -16,10 +16,13 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from api import metrics
 from api.app import create_app
+from app.worker import WORKFLOW_RUNNER, WORKFLOWS
 from kwanus.settings import Settings
 from kwanus.telemetry import temporal_plugins, tracing, worker_runtime
 from kwanus.temporal import connect
@@ -32,6 +35,7 @@ from testdata.factories import partner_body, proposal_body, review
 from testdata.otlp import Span, collecting
 from tests.apistack import eventually, unique
 from tests.conftest import running_worker
+from tests.receiver import Receiver
 from tests.test_readiness import WorkerProcess
 
 BODIES = [b.value for b in Body]
@@ -104,7 +108,9 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
         temporal_address=target(ts_env),
         worker_metrics_port=worker_port,
         api_metrics_port=api_port,
+        webhooks_allow_private=True,
     )
+    hook = Receiver(answers=[500] * 10_000)  # TSC's receiver is down
     client = await connect(base, wait=10, runtime=worker_runtime(base))
     now = [utcnow()]
     async with running_worker(client, db) as task_queue:
@@ -118,6 +124,10 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                     await http.post("/v1/partners", json=partner_body("acme"), headers=admin)
                 ).status_code == 201
                 acme = token(db, "partner", "acme")
+                subscribed = await http.post(
+                    "/v1/webhooks", json={"url": hook.url, "body": "TSC"}, headers=admin
+                )
+                assert subscribed.status_code == 201, subscribed.text
                 eid = unique("obs")
                 resp = await http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)
                 assert resp.status_code == 202, resp.text
@@ -132,7 +142,7 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                 for body in BODIES:
                     assert value(api, "kwanus_steps_waiting", actor=body) == 1, body
                     assert value(api, "kwanus_steps_overdue", actor=body) == 0, body
-                assert value(api, "kwanus_webhook_deliveries_failing") == 0
+                assert value(api, "kwanus_webhook_subscriptions_disabled") == 0
                 posted = {"handler": "/v1/expansions", "method": "POST", "status": "202"}
                 assert value(api, "http_requests_total", **posted) == 1
                 assert (
@@ -168,6 +178,12 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                     (n, sorted(labels)) for n, labels in worker if "workflow_task" in n
                 )
 
+                # The review's notification to TSC failed and is retried.
+                async def failing() -> float | None:
+                    scraped = await scrape(api_port)
+                    return value(scraped, "kwanus_webhook_deliveries_failing")
+
+                assert await eventually(failing) == 1
                 # The reviews' 14 days pass: each body's review is overdue.
                 await ts_env.sleep(timedelta(days=15))
                 now[0] = await ts_env.get_current_time()
@@ -182,9 +198,14 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                 api = await scrape(api_port)
                 oldest = value(api, "kwanus_oldest_waiting_step_seconds", actor="TSC")
                 assert oldest is not None and oldest >= timedelta(days=15).total_seconds()
+                # Its delivery failed for a whole day of retries: given up, and the
+                # subscription disabled (P-7).
+                assert value(api, "kwanus_webhook_deliveries_given_up") == 1
+                assert value(api, "kwanus_webhook_subscriptions_disabled") == 1
             finally:
                 served[0].shutdown()
                 served[0].server_close()
+                hook.close()
     await ts_env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
 
 
@@ -272,7 +293,14 @@ async def test_one_trace_from_a_vote_through_its_update_to_the_activity_that_rec
             for child in (api, worker):
                 child.proc.send_signal(signal.SIGTERM)
                 await child.stopped(within=30)
-            await dev_env.client.get_workflow_handle(f"expansion-{eid}").terminate("test over")
+            handle = dev_env.client.get_workflow_handle(f"expansion-{eid}")
+            await handle.terminate("test over")
+        # Tracing adds headers, never a command: the traced run replays without it.
+        await Replayer(
+            workflows=WORKFLOWS,
+            data_converter=pydantic_data_converter,
+            workflow_runner=WORKFLOW_RUNNER,
+        ).replay_workflow(await handle.fetch_history())
         assert found, sorted((s.service, s.name, s.trace_id[:8]) for s in collector.received())
         spans = collector.trace(found[0].trace_id)
         by_id = {s.span_id: s for s in spans}
