@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from api import metrics, problems, processes
 from api.console import views as console
 from api.deps import no_unknown_query
-from api.limits import BodyLimit, Buckets, RateLimit
+from api.limits import BodyLimit, Buckets, KnownMethods, RateLimit
 from api.routes import (
     audit,
     compatibility,
@@ -110,6 +110,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     metrics.install(app, clock)
+    app.add_middleware(KnownMethods)  # outside the metrics: no series for a made-up method
     if traced is not None:  # off by default: then nothing is installed (no cost)
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=traced, excluded_urls=",".join(metrics.UNMEASURED)

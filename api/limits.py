@@ -22,7 +22,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def _problem(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
-    titles = {413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests"}
+    titles = {
+        405: "Method Not Allowed",
+        413: "Content Too Large",
+        422: "Unprocessable Content",
+        429: "Too Many Requests",
+    }
     body = json.dumps(
         {"type": "about:blank", "title": titles[status], "status": status, "detail": detail}
     ).encode()
@@ -40,6 +45,26 @@ def _has_nul(body: bytes, scope: Scope) -> bool:
     it (PostgreSQL refuses it outright), so it is refused up front rather than failing later."""
     url = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
     return b"\x00" in body or b"\\u0000" in body or b"%00" in url or b"\x00" in url
+
+
+# The methods HTTP defines for resources (RFC 9110) and PATCH: anything else is refused before
+# it is measured, so a made-up method cannot add a series to the HTTP metrics (each `method`
+# label value is one) or reach a route.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class KnownMethods:
+    """405 for a request whose method is not one of METHODS (the outermost middleware)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in METHODS:
+            detail = f"method {scope['method'][:20]!r} is not supported"
+            await _problem(send, 405, detail, {"allow": ", ".join(sorted(METHODS))})
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -330,3 +331,20 @@ def test_tracing_off_installs_nothing() -> None:
 def test_worker_metrics_can_be_turned_off() -> None:
     assert worker_runtime(Settings(worker_metrics_port=0)) is None
     assert metrics.serve(create_app(Settings()).state.metrics, Settings(api_metrics_port=0)) is None
+
+
+async def test_a_made_up_method_is_refused_and_adds_no_series() -> None:
+    """Each `method` value is a series of its own: a request with a method HTTP does not define
+    is refused (405, naming the allowed ones) before it is measured — guessing methods cannot
+    grow the API's metrics."""
+    app = create_app(Settings(database_url="sqlite://"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
+        for i in range(5):
+            resp = await http.request(f"MADEUP{i}", "/v1/expansions")
+            assert resp.status_code == 405
+            assert resp.headers["allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+        assert (await http.get("/nowhere")).status_code == 404
+    exposed = samples(generate_latest(app.state.metrics).decode())
+    methods = {dict(labels)["method"] for name, labels in exposed if name == "http_requests_total"}
+    assert methods == {"GET"}
