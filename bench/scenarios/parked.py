@@ -5,12 +5,15 @@ replaying parked histories, and the first step on a parked migration replays onl
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from pathlib import Path
 
 from bench.harness import BenchError, Harness
 from bench.measure import Row, cpu_s, files_mb, fmt_ms, rss_mb
 from bench.scenarios.fanout import NOTICE_ID, Fanout, bare_starts
+from store import gauges
+from store.tables import utcnow
 from testdata.factories import MIGRATION_PLAN
 
 
@@ -53,6 +56,7 @@ async def run(h: Harness, fanned: Fanout) -> None:
         f"app database (SQLite, WAL) after the fan-out: {app_db:.0f} MB; "
         f"bare parked starts took {t_park:.1f} s"
     )
+    h.notes.append(_scrape_cost(h, n))
     # Restart both workers: ready = polling again; no parked history is replayed up front.
     old = p.terminate_worker()
     if await p.exited(old, 60) is None:
@@ -111,4 +115,20 @@ async def run(h: Harness, fanned: Fanout) -> None:
         f"restarted worker: {idle_cpu:.2f} CPU-s in its first 3 s polling (no replay of "
         f"parked histories), RSS {rss_restart:.0f} MB; first plan on a parked migration "
         f"{fmt_ms(first_step)} (replays that one history), the next {fmt_ms(second_step)}"
+    )
+
+
+def _scrape_cost(h: Harness, n: int) -> str:
+    """What one scrape of the business gauges costs the store with `n` migrations parked: the
+    API's own read (`store.gauges`), timed here against the same database."""
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        with h.db.session() as session:
+            read = gauges.read(session, utcnow())
+        times.append(time.perf_counter() - t0)
+    open_ = sum(read.open_processes.values())
+    return (
+        f"business gauges read ({open_} open processes, {n} parked): median "
+        f"{statistics.median(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms over 20 reads"
     )
