@@ -4,11 +4,13 @@ engine runs here, so the file is parsed, not started)."""
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from app.dev import temporal_command
 from kwanus import contract
 from kwanus.settings import Settings
 
@@ -23,6 +25,7 @@ DEFAULT: dict[str, Any] = {name: f.default for name, f in Settings.model_fields.
 def test_services_of_the_distributed_topology() -> None:
     assert {
         "postgresql",
+        "temporal-schema",
         "temporal",
         "temporal-ui",
         "temporal-setup",
@@ -74,3 +77,76 @@ def test_setup_registers_exactly_our_search_attributes() -> None:
     kinds = {"KEYWORD": "Keyword", "DATETIME": "Datetime"}
     expected = {k.name: kinds[k.indexed_value_type.name] for k in contract.SEARCH_ATTRIBUTES}
     assert registered == expected
+
+
+def test_temporal_is_the_server_image_with_its_schema_step_at_one_version() -> None:
+    images = {name: SERVICES[name]["image"] for name in SERVICES}
+    assert not [name for name, image in images.items() if "auto-setup" in image]
+    server, version = images["temporal"].split(":")
+    assert server == "temporalio/server"
+    for name in ("temporal-schema", "temporal-setup"):
+        assert images[name] == f"temporalio/admin-tools:{version}", name
+    deps = SERVICES["temporal"]["depends_on"]
+    assert deps["temporal-schema"]["condition"] == "service_completed_successfully"
+    assert SERVICES["temporal-setup"]["depends_on"]["temporal"]["condition"] == "service_healthy"
+
+
+def test_schema_step_sets_up_the_databases_the_server_uses() -> None:
+    server = SERVICES["temporal"]["environment"]
+    assert server["DB"] == "postgres12"
+    step = SERVICES["temporal-schema"]
+    script = step["command"][0]
+    tool = re.search(r'sql="(temporal-sql-tool [^"]+)"', script)
+    assert tool is not None
+    assert tool.group(1).split() == [
+        "temporal-sql-tool",
+        "--plugin",
+        server["DB"],
+        "--ep",
+        server["POSTGRES_SEEDS"],
+        "-p",
+        server["DB_PORT"],
+        "-u",
+        server["POSTGRES_USER"],
+    ]
+    assert step["environment"]["SQL_PASSWORD"] == server["POSTGRES_PWD"]
+    schema = re.search(r"^schema=(\S+)$", script, re.MULTILINE)
+    assert schema is not None
+    script = script.replace("$$schema", schema.group(1)).replace('"', "")
+    steps = re.findall(r"--db (\w+) (create|setup-schema -v 0\.0|update-schema -d (\S+))", script)
+    schema_dir = "/etc/temporal/schema/postgresql/v12/{}/versioned"
+    assert steps == [
+        (db, action, directory)
+        for db, kind in (
+            (server["DBNAME"], "temporal"),
+            (server["VISIBILITY_DBNAME"], "visibility"),
+        )
+        for action, directory in (
+            ("create", ""),
+            ("setup-schema -v 0.0", ""),
+            (f"update-schema -d {schema_dir.format(kind)}", schema_dir.format(kind)),
+        )
+    ]
+
+
+def test_setup_creates_our_namespace() -> None:
+    setup = SERVICES["temporal-setup"]
+    assert setup["environment"]["TEMPORAL_NAMESPACE"] == DEFAULT["temporal_namespace"]
+    assert setup["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert "temporal operator namespace create" in setup["command"][0]
+
+
+def test_server_dynamic_config_is_the_dev_servers() -> None:
+    temporal = SERVICES["temporal"]
+    [volume] = temporal["volumes"]
+    source, target, mode = volume.split(":")
+    assert (target, mode) == (temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"], "ro")
+    config = yaml.safe_load((ROOT / source).read_text())
+    args = temporal_command(Settings(), Path("temporal"))
+    dev = dict(
+        value.split("=", 1) for flag, value in pairwise(args) if flag == "--dynamic-config-value"
+    )
+    assert dev
+    assert {
+        key: [{"value": yaml.safe_load(v), "constraints": {}}] for key, v in dev.items()
+    } == config
