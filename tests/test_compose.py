@@ -150,3 +150,54 @@ def test_server_dynamic_config_is_the_dev_servers() -> None:
     assert {
         key: [{"value": yaml.safe_load(v), "constraints": {}}] for key, v in dev.items()
     } == config
+
+
+# The services Prometheus scrapes, and the setting each one's metrics port is.
+METRICS_PORT = {"api": "api_metrics_port", "worker": "worker_metrics_port"}
+
+
+def scrape_targets(config: dict[str, Any]) -> set[tuple[str, int, str]]:
+    """(host, port, path) of every target of a Prometheus configuration: static targets, and the
+    names its DNS service discovery (A records, one a container) resolves."""
+    targets: set[tuple[str, int, str]] = set()
+    for job in config["scrape_configs"]:
+        assert set(job) <= {"job_name", "metrics_path", "static_configs", "dns_sd_configs"}, job
+        path = job.get("metrics_path", "/metrics")
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                targets.add((host, int(port), path))
+        for dns in job.get("dns_sd_configs", []):
+            assert dns["type"] == "A", dns
+            targets |= {(name, dns["port"], path) for name in dns["names"]}
+    return targets
+
+
+def test_prometheus_scrapes_the_api_and_every_worker_on_their_metrics_ports() -> None:
+    prometheus = SERVICES["prometheus"]
+    # The image's default configuration file, so no command line is needed.
+    [source] = [
+        v.split(":")[0]
+        for v in prometheus["volumes"]
+        if v.endswith(":/etc/prometheus/prometheus.yml:ro")
+    ]
+    config = yaml.safe_load((ROOT / source).read_text())
+    assert scrape_targets(config) == {
+        (name, DEFAULT[field], "/metrics") for name, field in METRICS_PORT.items()
+    }
+    for name, field in METRICS_PORT.items():
+        env = SERVICES[name]["environment"]
+        assert env[f"KWANUS_{field.upper()}"] == str(DEFAULT[field]), name
+        # A container's every interface: the point, so that prometheus reaches it.
+        assert env["KWANUS_METRICS_HOST"] == "0.0.0.0", name  # noqa: S104
+    # Two replicas are both scraped: the worker job discovers them, it does not list one address.
+    assert SERVICES["worker"]["deploy"]["replicas"] == 2
+    probe = " ".join(SERVICES["worker"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{DEFAULT['worker_metrics_port']}/metrics" in probe
+
+
+def test_app_logs_json_and_traces_nowhere_by_default() -> None:
+    for name in APP_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert env["KWANUS_LOG_FORMAT"] == "json", name
+        assert env["KWANUS_OTLP_ENDPOINT"] == "", name
