@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -43,8 +42,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from app import worker
+    from kwanus import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logs.configure(_settings(args))
     asyncio.run(worker.run_worker(_settings(args)))
     _exit_after_temporal(0)  # stopped by a signal: a clean exit, also while it was waiting
     return 0
@@ -55,8 +55,10 @@ def _api(args: argparse.Namespace) -> int:
 
     from api import metrics
     from api.app import create_app
+    from kwanus import logs
 
     settings = _settings(args)
+    logs.configure(settings)  # uvicorn's own lines too: it configures no logging of its own
     app = create_app(settings)
     try:
         metrics.serve(app.state.metrics, settings)
@@ -67,7 +69,7 @@ def _api(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)
     return 0
 
 

@@ -98,6 +98,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.setdefault("KWANUS_LOG_FORMAT", "text")  # Development: readable lines, unless told json
     return env
 
 

@@ -22,6 +22,7 @@ from activities.migration import MigrationActivities
 from activities.processes import ProcessStarter
 from activities.webhooks import Dispatcher, WebhookActivities, webhook_queue
 from app import schedules
+from kwanus import logs
 from kwanus.settings import Settings, get_settings
 from kwanus.telemetry import temporal_plugins, tracing, worker_runtime
 from kwanus.temporal import connect
@@ -213,7 +214,7 @@ async def run_worker(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logs.configure(get_settings())
     asyncio.run(run_worker(get_settings()))
 
 
