@@ -16,6 +16,7 @@ from api import metrics, problems, processes
 from api.console import views as console
 from api.deps import no_unknown_query
 from api.limits import BodyLimit, Buckets, KnownMethods, RateLimit
+from api.request_id import RequestId
 from api.routes import (
     audit,
     compatibility,
@@ -111,6 +112,7 @@ def create_app(
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     metrics.install(app, clock)
     app.add_middleware(KnownMethods)  # outside the metrics: no series for a made-up method
+    app.add_middleware(RequestId)  # outermost: every answer and log line has its request id
     if traced is not None:  # off by default: then nothing is installed (no cost)
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=traced, excluded_urls=",".join(metrics.UNMEASURED)

@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from api.limits import Buckets, client_key
 from api.problems import Problem, not_found, unauthorized
+from kwanus import logs
 from kwanus.settings import Settings
 from policy.document import PolicyDocument
 from policy.vocabulary import Role
@@ -174,6 +175,7 @@ def current_principal(
             "the platform role reports telemetry and reads partners, the compatibility matrix "
             "and the policy; nothing else",
         )
+    logs.bind(partner_id=token.partner_id)  # the request's log lines name its partner
     return Principal(token_id=token.id, role=role, partner_id=token.partner_id)
 
 
