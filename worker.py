@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from app.worker import (
     ACTIVITY_THREADS,
+    INTERCEPTORS,
     WORKFLOW_RUNNER,
     WORKFLOWS,
     build_worker,
@@ -15,6 +16,7 @@ from app.worker import (
 
 __all__ = [
     "ACTIVITY_THREADS",
+    "INTERCEPTORS",
     "WORKFLOWS",
     "WORKFLOW_RUNNER",
     "build_worker",

@@ -52,6 +52,9 @@ GOVERNANCE_WORKFLOWS = [
 ]
 # Every workflow type the product runs (the replay corpus replays them all).
 WORKFLOWS = [*GOVERNANCE_WORKFLOWS, WebhookDelivery]
+# Every worker's (the replay corpus replays with them): the log context of each workflow and
+# activity — workflow id, run id, partner (kwanus/logs.py).
+INTERCEPTORS = [logs.LogContext()]
 # Deliveries in flight at once, on their own queue (async: no thread each).
 WEBHOOK_SLOTS = 64
 ACTIVITY_THREADS = 16
@@ -100,6 +103,7 @@ def build_worker(
         ],
         activity_executor=executor,
         workflow_runner=WORKFLOW_RUNNER,
+        interceptors=INTERCEPTORS,
         max_concurrent_activities=ACTIVITY_THREADS,
         max_cached_workflows=max_cached_workflows,
         # SIGTERM lets in-flight activities finish before the process exits.
@@ -121,6 +125,7 @@ async def dispatching(
         workflows=[WebhookDelivery],
         activities=[webhooks.deliver, webhooks.give_up],
         workflow_runner=WORKFLOW_RUNNER,
+        interceptors=INTERCEPTORS,
         max_concurrent_activities=WEBHOOK_SLOTS,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )

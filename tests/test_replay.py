@@ -41,6 +41,7 @@ async def test_every_history_replays(shard: int) -> None:
         workflows=worker.WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=worker.WORKFLOW_RUNNER,
+        interceptors=worker.INTERCEPTORS,
     )
 
     async def histories() -> AsyncIterator[WorkflowHistory]:
@@ -96,5 +97,6 @@ async def test_an_update_delivered_with_the_completion_that_opens_its_step_repla
         workflows=worker.WORKFLOWS,
         data_converter=pydantic_data_converter,
         workflow_runner=worker.WORKFLOW_RUNNER,
+        interceptors=worker.INTERCEPTORS,
     )
     await replayer.replay_workflow(history)
