@@ -163,6 +163,9 @@ class WebhookActivities:
     def _attempt(
         self, delivery_id: int, attempt: int, at: datetime, code: int | None, error: str | None
     ) -> None:
+        # The outcome, never the URL (a receiver's may carry its own key) nor any header.
+        outcome = error or f"answered {code}"
+        log.info("webhook delivery %d, attempt %d: %s", delivery_id, attempt, outcome)
         with self.db.session() as session:
             repo.record_attempt(
                 session=session,

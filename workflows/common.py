@@ -163,6 +163,8 @@ class Ledger:
         )
 
     async def write(self, event: RecordEvent) -> None:
+        # Not logged on replay (the SDK's logger): a line per event as it happens, with the run.
+        workflow.logger.info("%s at %s (%s)", event.event, event.stage, event.status.value)
         await call(
             GovernanceActivities.record_event,
             event,
