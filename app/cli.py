@@ -74,11 +74,14 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from store.migrate import upgrade
 
     settings = _settings(args)
     upgrade(settings.database_url)
-    print(f"database at head: {settings.database_url}")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    print(f"database at head: {shown}")  # the output of a deploy step is kept: no password
     return 0
 
 

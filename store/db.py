@@ -11,13 +11,21 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+# A failed statement's error names its SQL, never its parameters (a webhook secret as it is
+# inserted): such errors reach the logs, and an activity's reach its workflow's history.
+HIDE_PARAMETERS = True
+
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=HIDE_PARAMETERS,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -37,7 +45,12 @@ def make_engine(url: str) -> Engine:
     libpq = parsed.get_driver_name() in ("psycopg", "psycopg2")
     connect_args = {"connect_timeout": 5} if libpq and "connect_timeout" not in parsed.query else {}
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        connect_args=connect_args,
+        hide_parameters=HIDE_PARAMETERS,
     )
 
 
