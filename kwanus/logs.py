@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
@@ -220,9 +220,10 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
-def handler(log_format: str) -> logging.Handler:
-    """The one handler every line goes through: standard error, the format, the context."""
-    out = logging.StreamHandler(sys.stderr)
+def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """The one handler every line goes through: standard error (or `stream`), the format, the
+    context."""
+    out = logging.StreamHandler(stream or sys.stderr)
     out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     out.addFilter(ContextFilter())
     return out

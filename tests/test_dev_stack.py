@@ -175,6 +175,18 @@ def test_dev_runs_the_product_and_keeps_state_across_restarts(stack: DevStack) -
     assert "temporal_workflow_task_schedule_to_start_latency" in httpx.get(worker_metrics).text
 
     assert stack.stop() == 0
+    # Development logs readable lines, the context after the message (production: JSON).
+    worker_log = (stack.state / "logs" / "worker.log").read_text()
+    assert re.search(
+        r"Z INFO +temporalio\.workflow: .*  partner=acme wf=expansion-demo-1 run=\S+$",
+        worker_log,
+        re.MULTILINE,
+    ), worker_log
+    api_log = (stack.state / "logs" / "api.log").read_text()
+    assert re.search(
+        r'"POST /v1/expansions HTTP/1.1" 202  req=[0-9a-f]{32} partner=acme$', api_log, re.MULTILINE
+    ), api_log
+    assert admin_token not in api_log + worker_log and token not in api_log + worker_log
 
     stack.start()
     assert admin_token not in stack.output  # shown once only
