@@ -13,7 +13,7 @@ Context comes from three places, all read when a line is written (`ContextFilter
 - the workflow's `KwanusPartnerId` search attribute, for a workflow's lines (read, never
   written: logging is not a command and changes nothing on replay).
 
-Secrets stay out in two ways: nothing of ours logs settings, headers, bodies or URLs with
+Secrets stay out in three ways: nothing of ours logs settings, headers, bodies or URLs with
 credentials; the loggers that would at some level are held at WARNING (`QUIET`); and every
 line is redacted for the shapes a secret has (`redact`) as the last step of formatting."""
 
@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -244,9 +245,19 @@ def configure(settings: Settings) -> None:
         own.propagate = True
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # Every line in the format, a warning's and a crash's too (not Python's raw text).
+    logging.captureWarnings(True)
+    sys.excepthook = _uncaught
     # The run's details are fields of the line; the SDK would also append them to the message.
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
+
+
+def _uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("kwanus").critical("uncaught exception", exc_info=(kind, value, tb))
 
 
 # --- The worker -----------------------------------------------------------------------------

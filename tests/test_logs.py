@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,10 @@ def root_logging() -> Iterator[None]:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access", *logs.QUIET)
     }
     flags = (workflow.logger.workflow_info_on_message, activity.logger.activity_info_on_message)
+    hook = sys.excepthook
     yield
+    sys.excepthook = hook
+    logging.captureWarnings(False)
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, (was, its) in others.items():
@@ -179,7 +183,9 @@ def root_logging() -> Iterator[None]:
 
 @pytest.mark.usefixtures("root_logging")
 @pytest.mark.parametrize("log_format", ["json", "text"])
-def test_configure_sends_every_logger_through_one_handler(log_format: str) -> None:
+def test_configure_sends_every_logger_through_one_handler(
+    log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     logs.configure(Settings(log_format=log_format, log_level="DEBUG"))
     root = logging.getLogger()
     [handler] = root.handlers
@@ -193,6 +199,27 @@ def test_configure_sends_every_logger_through_one_handler(log_format: str) -> No
     assert logging.getLogger("sqlalchemy.engine").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
     assert not workflow.logger.workflow_info_on_message
+    # A warning and a crash are lines in the format too, not Python's raw text.
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated knob", UserWarning, stacklevel=1)
+    try:
+        raise RuntimeError(f"crashed with {a_token()}")
+    except RuntimeError as exc:
+        sys.excepthook(RuntimeError, exc, exc.__traceback__)
+    written_lines = capsys.readouterr().err.splitlines()
+    if log_format == "json":
+        lines = [json.loads(line) for line in written_lines if line.startswith("{")]
+        assert [(x["logger"], x["level"]) for x in lines] == [
+            ("py.warnings", "WARNING"),
+            ("kwanus", "CRITICAL"),
+        ], written_lines
+        assert "RuntimeError: crashed with kw1.tok_" in lines[1]["exc_info"]
+        assert ".[redacted]" in lines[1]["exc_info"]
+    else:
+        assert any("WARNING py.warnings:" in line for line in written_lines), written_lines
+        assert any("CRITICAL kwanus: uncaught exception" in line for line in written_lines)
 
 
 def test_kwanus_dev_has_its_children_log_text_unless_told_otherwise(
