@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -103,6 +104,32 @@ async def test_a_query_naming_a_cookie_keeps_every_access_line_json(
         except ValueError:
             pytest.fail(f"not a JSON line: {line!r}")
         assert parsed["request_id"] == "probe-1", parsed
+
+
+async def test_an_access_line_costs_the_same_whatever_the_query_says(
+    dev_env: WorkflowEnvironment, db: Database, tmp_path: Path
+) -> None:
+    """MEDIUM (unauthenticated CPU amplification on the API's event loop). Every line is
+    redacted before it is written, in the thread that logs it — uvicorn's access line in the
+    event loop. The `scheme://user:password@` pattern starts at every word boundary and scans
+    the rest of the run of scheme characters from each: quadratic in a query like `a.a.a.…`
+    (16 KB, what h11 takes): ~0.1 s of the loop per request against ~5 ms for a query of the
+    same length without the dots. `/healthz` has no rate limit: a handful of such requests a
+    second from one client stall every request of every partner."""
+    benign, crafted = "ab" * 7900, "a." * 7900
+    spent = {benign: 0.0, crafted: 0.0}
+    async with kwanus_api(_env(dev_env, db, tmp_path), tmp_path / "api.log") as http:
+        for _ in range(2):
+            for query in (benign, crafted):
+                started = time.perf_counter()
+                for _ in range(8):
+                    resp = await http.get(f"/healthz?{query}")
+                    assert resp.status_code == 200, resp.text
+                spent[query] += time.perf_counter() - started
+    assert spent[crafted] < 4 * spent[benign] + 0.2, (
+        f"16 requests: {spent[benign]:.2f} s with a plain query, "
+        f"{spent[crafted]:.2f} s with `a.a.a.…` of the same length"
+    )
 
 
 # --- 2. Metrics: a series for every path an outsider makes up -------------------------------
