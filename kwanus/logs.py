@@ -105,8 +105,13 @@ _REDACTIONS = (
         ),
         r"\1[redacted]",
     ),
-    # A password in a URL: postgresql+psycopg://user:pw@host/db.
-    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+@"), r"\1[redacted]@"),
+    # A password in a URL: postgresql+psycopg://user:pw@host/db. The scheme starts where a run
+    # of scheme characters starts, not at each word boundary inside one: tried from every `.`
+    # of `a.a.a.…` the pattern was quadratic in a request's query (the access line).
+    (
+        re.compile(r"((?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+@"),
+        r"\1[redacted]@",
+    ),
     # The console's cookies (session and sign-in nonce), as a header or a repr prints them.
     (
         re.compile(r"((?:__Host-)?kwanus_(?:session|signin)['\"]?\s*[=:]\s*['\"]?)[^\s'\";,)]+"),
