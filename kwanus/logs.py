@@ -19,6 +19,7 @@ line is redacted for the shapes a secret has (`redact`) as the last step of form
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -200,8 +201,23 @@ class JsonFormatter(_JsonFormatter):
         log_data["time"] = _time(record)
         super().add_fields(log_data, record, message_dict)
 
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        """Serialized once (every value becomes JSON), then each string redacted and the line
+        serialized again: redacting the serialized line could take the backslash of an escaped
+        quote with a secret (`cookie=…\\"`), and the line would be JSON no more."""
+        plain = json.loads(super().jsonify_log_record(log_data))
+        return json.dumps(_redacted(plain), ensure_ascii=False)
+
+
+def _redacted(value: Any) -> Any:
+    """`value` (parsed JSON) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):
@@ -214,16 +230,19 @@ class TextFormatter(logging.Formatter):
             for key, short in FIELDS.items()
             if getattr(record, key, None)
         )
-        line = f"{_time(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        # The message and the traceback redacted each on its own: a secret's pattern runs to the
+        # end of its text, never into the context after it.
+        message = redact(record.getMessage())
+        line = f"{_time(record)} {record.levelname:<7} {record.name}: {message}"
         if context:
             line += f"  {context}"
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            line += "\n" + record.exc_text
+            line += "\n" + redact(record.exc_text)
         if record.stack_info:
-            line += "\n" + self.formatStack(record.stack_info)
-        return redact(line)
+            line += "\n" + redact(self.formatStack(record.stack_info))
+        return line
 
 
 def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
