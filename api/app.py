@@ -82,6 +82,10 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # No 307 from `/x/` to `/x`: every path is exact (404 otherwise). The HTTP metrics label
+        # a redirected request with the path asked for (prometheus-fastapi-instrumentator 8.1),
+        # so each made-up `/console/<anything>/` or `/v1/expansions/<anything>/` was a series.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.auth_failures = Buckets(settings.auth_failures_per_minute)
