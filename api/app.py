@@ -33,7 +33,12 @@ from api.routes import (
     webhooks,
 )
 from kwanus.settings import Settings, get_settings
-from kwanus.telemetry import temporal_plugins, tracing
+from kwanus.telemetry import (
+    ignore_callers_trace_context,
+    request_span_without_query,
+    temporal_plugins,
+    tracing,
+)
 from kwanus.temporal import CONNECT_TIMEOUT
 from store.db import Database
 from store.tables import utcnow
@@ -118,7 +123,11 @@ def create_app(
     app.add_middleware(KnownMethods)  # outside the metrics: no series for a made-up method
     app.add_middleware(RequestId)  # outermost: every answer and log line has its request id
     if traced is not None:  # off by default: then nothing is installed (no cost)
+        ignore_callers_trace_context()
         FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=traced, excluded_urls=",".join(metrics.UNMEASURED)
+            app,
+            tracer_provider=traced,
+            excluded_urls=",".join(metrics.UNMEASURED),
+            server_request_hook=request_span_without_query,
         )
     return app

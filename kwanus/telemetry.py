@@ -7,9 +7,19 @@ instrumentation."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from temporalio.client import Plugin
@@ -67,3 +77,57 @@ def worker_runtime(settings: Settings) -> Runtime | None:
             )
         )
     )
+
+
+# Where the FastAPI instrumentation puts the request's URL: with its query in http.url (and,
+# with the stable conventions, url.full / url.query).
+_URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
+
+
+def request_span_without_query(span: Any, scope: dict[str, Any]) -> None:
+    """The FastAPI instrumentation's `server_request_hook`: a request's span keeps its path,
+    never its query string. The API takes no secret in a query, but a careless client may put
+    one there (a token), and spans are not redacted as log lines are."""
+    if not span.is_recording():
+        return
+    attributes = getattr(span, "attributes", None) or {}
+    for key in _URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(key, value.split("?", 1)[0])
+    if attributes.get("url.query"):
+        span.set_attribute("url.query", "")
+
+
+def ignore_callers_trace_context() -> None:
+    """The API's callers are partners and the internet: their `traceparent`, `tracestate` and
+    `baggage` are not taken (the FastAPI instrumentation extracts with the global propagator,
+    now one that extracts nothing). Otherwise a caller picks the trace id our spans join and,
+    with flags 00, that none of its request's spans — the API's, the Update's, the workflow's,
+    its activities' — is sampled; and its baggage travels into the run's history. Each request
+    starts a trace of its own; the Temporal plugin carries it on with its own propagator."""
+    propagate.set_global_textmap(_NothingIncoming())
+
+
+class _NothingIncoming(TextMapPropagator):
+    """Extracts no context (a request's span is a root) and injects none."""
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        return context if context is not None else Context()
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        return None
+
+    @property
+    def fields(self) -> set[str]:
+        return set()
