@@ -246,8 +246,10 @@ def test_ports_match_the_settings() -> None:
     port = api["environment"]["KWANUS_API_PORT"]
     assert int(port) == DEFAULT["api_port"]
     assert f"{DEFAULT['api_port']}:{port}" in api["ports"]
-    assert f"{DEFAULT['ui_port']}:8080" in SERVICES["temporal-ui"]["ports"]
-    assert f"{DEFAULT['temporal_port']}:7233" in SERVICES["temporal"]["ports"]
+    # Only the API faces the world; what authenticates nobody is on the host's loopback.
+    assert f"127.0.0.1:{DEFAULT['ui_port']}:8080" in SERVICES["temporal-ui"]["ports"]
+    assert f"127.0.0.1:{DEFAULT['temporal_port']}:7233" in SERVICES["temporal"]["ports"]
+    assert SERVICES["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
 
 
 def test_start_order_waits_on_health_and_set_up() -> None:
