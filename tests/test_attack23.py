@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -313,6 +314,48 @@ def _tracer_headers(history: Any) -> list[str]:
 
     walk(history)
     return found
+
+
+def _chunked_post(port: int, chunks: int) -> bytes:
+    """POST /v1/partners with a body of `chunks` one-byte chunks, a little apart (as a slow
+    client sends them), no credential; the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /v1/partners HTTP/1.1\r\nHost: kwanus\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        for _ in range(chunks):
+            sock.sendall(b"1\r\n \r\n")
+            time.sleep(0.003)
+        sock.sendall(b"0\r\n\r\n")
+        sock.settimeout(10)
+        return sock.recv(1000).split(b"\r\n", 1)[0]
+
+
+async def test_a_body_sent_in_small_chunks_is_one_span_not_one_a_chunk(
+    dev_env: WorkflowEnvironment, db: Database, tmp_path: Path
+) -> None:
+    """LOW (tracing on; unauthenticated). The FastAPI instrumentation makes an `http receive`
+    span of every ASGI message a request's body arrives in: a client trickling a body in
+    one-byte chunks (the body limit counts bytes, 256 KiB) makes a span a chunk, at its own
+    pace, before any route or credential is looked at — 300 chunks, 300 spans. The batch
+    processor's queue (2,048) then drops everyone else's spans: an outsider blinds the traces
+    with one slow request."""
+    async with traced(dev_env, db, tmp_path) as (http, collector):
+        port = int(str(http.base_url).rsplit(":", 1)[1].strip("/"))
+        status = await asyncio.to_thread(_chunked_post, port, 300)
+        assert status.split(b" ")[1] in (b"401", b"422"), status
+        resp = await http.get("/healthz")  # exported after the POST's spans
+        assert resp.status_code == 200
+
+        async def exported() -> list[Span]:
+            spans = collector.received()
+            return spans if any(s.name == "GET /healthz" for s in spans) else []
+
+        await eventually(exported)
+        await asyncio.sleep(1)
+        spans = [s for s in collector.received() if s.name.startswith("POST /v1/partners")]
+    assert spans and len(spans) <= 5, f"{len(spans)} spans for one request"
 
 
 # --- 4. Exposure: what docker-compose.yml publishes on the host -----------------------------
