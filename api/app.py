@@ -129,5 +129,8 @@ def create_app(
             tracer_provider=traced,
             excluded_urls=",".join(metrics.UNMEASURED),
             server_request_hook=request_span_without_query,
+            # No span for each ASGI message: a body trickled in one-byte chunks was a span a
+            # chunk, at the client's pace (the request's own span has its time).
+            exclude_spans=["receive", "send"],
         )
     return app
