@@ -93,9 +93,10 @@ def current() -> Mapping[str, str]:
 
 _REDACTIONS = (
     # API tokens `kw1.<id>.<secret>` (store/repo/tokens.py): the id is kept, it names the token.
-    (re.compile(r"\b(kw1\.[A-Za-z0-9_]+\.)[A-Za-z0-9_-]+"), r"\1[redacted]"),
+    # Percent-encoded too (`kw1%2E…`, a `+` of a secret as `%2B`): a URL's query prints so.
+    (re.compile(r"\b(kw1(?:\.|%2[Ee])[A-Za-z0-9_]+(?:\.|%2[Ee]))[A-Za-z0-9_-]+"), r"\1[redacted]"),
     # Standard Webhooks signing secrets (store/repo/notifications.py).
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), "whsec_[redacted]"),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=%]+"), "whsec_[redacted]"),
     # A bearer credential (a token's shape: not an English word), and the value of an
     # Authorization or a Cookie header however it is printed (`Authorization: Basic …`,
     # `{'cookie': …}`, `(b'authorization', …)`).

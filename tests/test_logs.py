@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -133,6 +134,7 @@ def test_secrets_of_every_known_shape_are_redacted_wherever_they_are(log_format:
     said = [
         f"Authorization: Bearer {token}",
         f"GET /v1/partners?token={token} HTTP/1.1",
+        f"GET /v1/partners?t={quote(token, safe='')}&h={quote(hook, safe='')} HTTP/1.1",
         f"{{'authorization': 'Bearer opaque-{password}'}}",
         f"signed with {hook}",
         f"postgresql+psycopg://kwanus:{password}@db:5432/kwanus",
@@ -149,8 +151,10 @@ def test_secrets_of_every_known_shape_are_redacted_wherever_they_are(log_format:
             log.exception("in the traceback too")
 
     out = written(log_format, emit)
-    for secret in (token.rsplit(".", 1)[1], hook, hook.removeprefix("whsec_"), password, session):
+    hidden = (token.rsplit(".", 1)[1], hook, hook.removeprefix("whsec_"), password, session)
+    for secret in hidden:
         assert secret not in out
+        assert quote(secret, safe="") not in out
     assert token.rsplit(".", 1)[0] + ".[redacted]" in out  # the token's id still names it
     assert "whsec_[redacted]" in out and "kwanus:[redacted]@db" in out
     # Prose is not taken for a credential.
