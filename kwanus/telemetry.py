@@ -1,8 +1,8 @@
 """Metrics and traces from the libraries that produce them, switched by settings (README,
 "Observability"): the Temporal SDK's own metrics through its runtime's Prometheus endpoint,
-and OpenTelemetry traces through the SDK's tracing interceptor, exported with OTLP when
-`KWANUS_OTLP_ENDPOINT` is set. Off, nothing is installed: no provider, no interceptor, no
-instrumentation."""
+and OpenTelemetry traces through the SDK's OpenTelemetry plugin (its tracing interceptor),
+exported with OTLP when `KWANUS_OTLP_ENDPOINT` is set. Off, nothing is installed: no
+provider, no plugin, no instrumentation."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def tracing(settings: Settings, service: str) -> ReplaySafeTracerProvider | None
     installed as OpenTelemetry's global one (the SDK's plugin and its workflow side read that),
     exporting `service`'s spans to the endpoint with OTLP over HTTP in batches, off the request
     path. Replay-safe: a workflow replayed on a worker sends no span twice, and its span ids are
-    deterministic. None when no endpoint is set: tracing off. Shut it down at exit (flush)."""
+    deterministic. None when no endpoint is set: tracing off. The provider flushes at exit;
+    a process that ends in `os._exit` (the worker) flushes it first."""
     global _installed
     if not settings.otlp_endpoint:
         return None
