@@ -24,7 +24,7 @@ from store.tables import utcnow
 
 log = logging.getLogger("kwanus.metrics")
 # Probes and the console's stylesheet would drown the requests that matter.
-UNMEASURED = ["/readyz", "/livez", "/console/static/.*"]
+UNMEASURED = ["/healthz", "/readyz", "/console/static/.*"]
 
 
 class StoreGauges(Collector):

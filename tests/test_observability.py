@@ -134,6 +134,8 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                 assert resp.status_code == 202, resp.text
                 assert resp.json()["step"] == "reviews"
                 assert (await http.get("/v1/nowhere", headers=acme)).status_code == 404
+                for probe in ("/healthz", "/readyz"):
+                    assert (await http.get(probe)).status_code in (200, 503)
 
                 api = await scrape(api_port)
                 assert value(api, "kwanus_store_up") == 1
@@ -155,6 +157,11 @@ async def test_the_worker_and_the_api_serve_the_sdk_http_and_business_series(
                     )
                     == 1
                 )
+                # The probes are not measured (a scrape every few seconds each would drown the
+                # requests that matter).
+                probed = {labels for name, labels in api if name == "http_requests_total"}
+                assert not [p for p in probed if ("handler", "/healthz") in p], probed
+                assert not [p for p in probed if ("handler", "/readyz") in p], probed
                 # An unknown path is one series ("none"), not one per path tried.
                 assert (
                     value(api, "http_requests_total", handler="none", method="GET", status="404")
