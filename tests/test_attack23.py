@@ -347,14 +347,15 @@ async def test_a_body_sent_in_small_chunks_is_one_span_not_one_a_chunk(
         port = int(str(http.base_url).rsplit(":", 1)[1].strip("/"))
         status = await asyncio.to_thread(_chunked_post, port, 300)
         assert status.split(b" ")[1] in (b"401", b"422"), status
-        resp = await http.get("/healthz")  # exported after the POST's spans
-        assert resp.status_code == 200
+        # Exported after the POST's spans (not a probe: /healthz makes no span).
+        resp = await http.get("/v1/partners")
+        assert resp.status_code == 401
 
         async def exported() -> list[Span]:
             spans = collector.received()
-            return spans if any(s.name == "GET /healthz" for s in spans) else []
+            return spans if any(s.name == "GET /v1/partners" for s in spans) else []
 
-        await eventually(exported)
+        assert await eventually(exported)
         await asyncio.sleep(1)
         spans = [s for s in collector.received() if s.name.startswith("POST /v1/partners")]
     assert spans and len(spans) <= 5, f"{len(spans)} spans for one request"
