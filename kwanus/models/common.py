@@ -17,11 +17,22 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class Awaiting(BaseModel):
-    """Who the process waits on, for what, until when (P-3)."""
+    """Who the process waits on, for what, until when (P-3). `action` names the step, then,
+    after a `:`, what the step lists of itself now ("submit plans: fallback_plan", the
+    findings a decision is on): `step` is the same while the step stays open."""
 
     actor: str
     action: str
     deadline: datetime | None = None
+
+    @property
+    def step(self) -> str:
+        return step_of(self.action)
+
+
+def step_of(action: str) -> str:
+    """The step an awaited action is (Awaiting.step), from the action's text as stored."""
+    return action.split(":", 1)[0]
 
 
 class Actor(BaseModel):

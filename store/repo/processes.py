@@ -14,7 +14,7 @@ from sqlmodel import Session, col, delete, func, select
 
 from kwanus import contract
 from kwanus.contract import ProcessType
-from kwanus.models.common import RecordEvent
+from kwanus.models.common import RecordEvent, step_of
 from kwanus.models.expansion import ExpansionStatus
 from policy.vocabulary import ProcessKind, ProcessStatus
 from store import audit
@@ -124,7 +124,7 @@ def _project(session: Session, event: RecordEvent) -> None:
     # The inbox: exactly who this process awaits now; a step still open keeps its `since`.
     mine = col(PendingAction.workflow_id) == event.workflow_id
     waiting = {
-        (actor, _step(action)): as_utc(since) if since else event.at
+        (actor, step_of(action)): as_utc(since) if since else event.at
         for actor, action, since in session.execute(
             select(PendingAction.actor, PendingAction.action, PendingAction.since).where(mine)
         )
@@ -141,16 +141,10 @@ def _project(session: Session, event: RecordEvent) -> None:
                 actor=a.actor,
                 action=a.action,
                 deadline=a.deadline,
-                since=waiting.get((a.actor, _step(a.action)), event.at),
+                since=waiting.get((a.actor, a.step), event.at),
             )
             for a in event.awaiting
         )
-
-
-def _step(action: str) -> str:
-    """The step an awaited action is, without what it lists of itself: "submit plans: a, b"
-    is the same step once "a" is in ("submit plans: b") — it keeps waiting since it opened."""
-    return action.split(":", 1)[0]
 
 
 def _first_time(session: Session, key: str) -> bool:
