@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-import os
 import secrets
 import socket
 import time
@@ -37,48 +37,8 @@ from testdata.factories import partner_body, proposal_body, review
 from testdata.otlp import Collector, Span, collecting
 from tests.apistack import eventually, unique
 from tests.conftest import running_worker
-from tests.test_logs import Process, _free_port
-from tests.test_observability import free_port, http_to, scrape, target, token, value
-
-
-def _env(
-    dev_env: WorkflowEnvironment, db: Database, tmp_path: Path, **extra: str
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KWANUS_", "OTEL_"))}
-    env.update(
-        KWANUS_STATE_DIR=str(tmp_path),
-        KWANUS_DATABASE_URL=db.url,
-        KWANUS_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
-        KWANUS_TASK_QUEUE=unique("kwanus-attack23"),
-        KWANUS_API_METRICS_PORT="0",
-        KWANUS_WORKER_METRICS_PORT="0",
-        KWANUS_LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-@asynccontextmanager
-async def kwanus_api(env: dict[str, str], log: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """`kwanus api` in a process of its own (everything it prints in `log`), and a client."""
-    port = _free_port()
-    api = Process("api", {**env, "KWANUS_API_PORT": str(port)}, log)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-
-            async def up() -> bool:
-                assert api.proc.poll() is None, api.text()
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            assert await eventually(up, within=30), api.text()
-            yield http
-    finally:
-        api.stop()
-
+from tests.processes import free_port, kwanus_api, kwanus_worker, product_env
+from tests.test_observability import http_to, scrape, target, token, value
 
 # --- 1. Logs: the redaction that keeps secrets out breaks the JSON it redacts ---------------
 
@@ -92,7 +52,7 @@ async def test_a_query_naming_a_cookie_keeps_every_access_line_json(
     outsider, unauthenticated) leaves a line that is not JSON: a log pipeline parsing JSON drops
     it or keeps it unparsed, its request id and partner with it. `kwanus api`'s own stderr."""
     log = tmp_path / "api.log"
-    async with kwanus_api(_env(dev_env, db, tmp_path), log) as http:
+    async with kwanus_api(product_env(dev_env, db.url, tmp_path), log) as http:
         for query in ("cookie=1", "authorization=x", "Cookie%3Ax"):
             resp = await http.get(f"/healthz?{query}", headers={"X-Request-ID": "probe-1"})
             assert resp.status_code in (200, 422), resp.text
@@ -119,7 +79,7 @@ async def test_an_access_line_costs_the_same_whatever_the_query_says(
     second from one client stall every request of every partner."""
     benign, crafted = "ab" * 7900, "a." * 7900
     spent = {benign: 0.0, crafted: 0.0}
-    async with kwanus_api(_env(dev_env, db, tmp_path), tmp_path / "api.log") as http:
+    async with kwanus_api(product_env(dev_env, db.url, tmp_path), tmp_path / "api.log") as http:
         for _ in range(2):
             for query in (benign, crafted):
                 started = time.perf_counter()
@@ -148,8 +108,8 @@ async def test_made_up_paths_with_a_trailing_slash_add_no_series(
     in every scrape and in Prometheus. The redirect comes before any authentication, and
     `/console/…` is outside the per-client rate limit: anyone who reaches the API grows its
     memory and its metrics without bound."""
-    port = _free_port()
-    env = _env(dev_env, db, tmp_path, KWANUS_API_METRICS_PORT=str(port))
+    port = free_port()
+    env = product_env(dev_env, db.url, tmp_path, KWANUS_API_METRICS_PORT=str(port))
     async with kwanus_api(env, tmp_path / "api.log") as http:
         for i in range(20):
             for path in (f"/console/made-up-{i}/", f"/v1/expansions/made-up-{i}/"):
@@ -176,29 +136,19 @@ async def traced(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Collector]]:
     """`kwanus api` (and `kwanus worker`) with tracing on, exporting to a collector here."""
     with collecting() as collector:
-        env = _env(
+        env = product_env(
             dev_env,
-            db,
+            db.url,
             tmp_path,
             KWANUS_OTLP_ENDPOINT=collector.endpoint,
             KWANUS_WEBHOOKS_ALLOW_PRIVATE="true",
             OTEL_BSP_SCHEDULE_DELAY="100",
         )
-        running = Process("worker", env, tmp_path / "worker.log") if worker else None
-        try:
-            if running is not None:
-                assert await eventually(
-                    lambda: _now("worker polling" in running.text()), within=30
-                ), running.text()
-            async with kwanus_api(env, tmp_path / "api.log") as http:
-                yield http, collector
-        finally:
-            if running is not None:
-                running.stop()
-
-
-async def _now(value: bool) -> bool:
-    return value
+        async with contextlib.AsyncExitStack() as stack:
+            if worker:
+                await stack.enter_async_context(kwanus_worker(env, tmp_path / "worker.log"))
+            http = await stack.enter_async_context(kwanus_api(env, tmp_path / "api.log"))
+            yield http, collector
 
 
 def _attribute_values(spans: list[Span]) -> str:

@@ -21,18 +21,12 @@ import httpx
 import pytest
 
 from testdata.factories import partner_body, proposal_body
+from tests.processes import KWANUS, free_port
 from tests.receiver import Receiver
 
-KWANUS = str(Path(sys.executable).parent / "kwanus")
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DevStack:

@@ -9,12 +9,8 @@ import asyncio
 import io
 import json
 import logging
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import uuid
 import warnings
@@ -41,9 +37,9 @@ from store.schemas import TokenCreate
 from testdata.factories import partner_body, proposal_body
 from tests.apistack import Api, eventually, unique
 from tests.conftest import end_runs
+from tests.processes import Process, api_up, free_port, polling, product_env
 from tests.receiver import Receiver
 
-KWANUS = str(Path(sys.executable).parent / "kwanus")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -300,12 +296,6 @@ async def test_the_api_answers_with_the_request_id_refused_or_not(api: Api) -> N
 # --- A full run -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_a_password(url: str) -> tuple[str, str | None]:
     """A PostgreSQL URL with a password in it (the test server trusts loopback, so one is made
     up when the URL has none) and that password: it must never be logged. SQLite: no
@@ -327,33 +317,6 @@ def _with_a_password(url: str) -> tuple[str, str | None]:
         engine.dispose()
 
 
-class Process:
-    """`kwanus <command>` in a process of its own, everything it prints kept in a file."""
-
-    def __init__(self, command: str, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [KWANUS, command],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.mark.parametrize("level", ["INFO", "DEBUG"])
 async def test_a_full_run_logs_json_lines_with_their_context_and_no_secret(
     dev_env: WorkflowEnvironment,
@@ -365,21 +328,15 @@ async def test_a_full_run_logs_json_lines_with_their_context_and_no_secret(
     url, db_password = _with_a_password(db.url)
     with db.session() as session:
         admin_token = repo.create_token(session=session, token=TokenCreate(role="admin")).token
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KWANUS_")}
-    env.update(
-        KWANUS_STATE_DIR=str(tmp_path),
-        KWANUS_DATABASE_URL=url,
-        KWANUS_TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
-        KWANUS_TASK_QUEUE=unique("kwanus-logs"),
+    port = free_port()
+    env = product_env(
+        dev_env,
+        url,
+        tmp_path,
         KWANUS_API_PORT=str(port),
-        KWANUS_API_METRICS_PORT="0",
-        KWANUS_WORKER_METRICS_PORT="0",
         KWANUS_WEBHOOKS_ALLOW_PRIVATE="true",
         KWANUS_CONSOLE_SECURE_COOKIE="false",
-        KWANUS_LOG_FORMAT="json",
         KWANUS_LOG_LEVEL=level,
-        PYTHONUNBUFFERED="1",
     )
     worker = Process("worker", env, tmp_path / "worker.log")
     api = Process("api", env, tmp_path / "api.log")
@@ -390,17 +347,8 @@ async def test_a_full_run_logs_json_lines_with_their_context_and_no_secret(
         secrets_seen["database password"] = db_password
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-
-            async def up() -> bool:
-                for proc in (worker, api):
-                    assert proc.proc.poll() is None, proc.text()
-                try:
-                    return (await http.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            assert await eventually(up, within=30), api.text()
-            assert await eventually(lambda: _now("worker polling" in worker.text()), within=30)
+            await api_up(http, worker, api)
+            await polling(worker)
 
             admin = {"Authorization": f"Bearer {admin_token}"}
             resp = await http.post("/v1/partners", json=partner_body(pid), headers=admin)

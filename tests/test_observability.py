@@ -4,14 +4,10 @@ activity that records it, exported with OTLP to a collector in this process."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,16 +32,10 @@ from testdata.factories import partner_body, proposal_body, review
 from testdata.otlp import Span, collecting
 from tests.apistack import eventually, unique
 from tests.conftest import running_worker
+from tests.processes import free_port, kwanus_api, kwanus_worker, product_env
 from tests.receiver import Receiver
-from tests.test_readiness import WorkerProcess
 
 BODIES = [b.value for b in Body]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def target(env: WorkflowEnvironment) -> str:
@@ -225,49 +215,33 @@ def _ancestors(span: Span, by_id: dict[str, Span]) -> list[Span]:
     return chain
 
 
-async def spawn(command: str, env: dict[str, str], ready: str) -> WorkerProcess:
-    """`kwanus <command>` in a process of its own, once it logged `ready`."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", command, env=env, stderr=asyncio.subprocess.PIPE
-    )
-    child = WorkerProcess(proc)
-    await child.logged(ready, within=30)
-    return child
-
-
 async def test_one_trace_from_a_vote_through_its_update_to_the_activity_that_records_it(
-    dev_env: WorkflowEnvironment, db: Database
+    dev_env: WorkflowEnvironment, db: Database, tmp_path: Path
 ) -> None:
     """Tracing on (KWANUS_OTLP_ENDPOINT) in `kwanus api` and `kwanus worker`, each its own
     process: the API's span for `POST …/votes`, its Update's call, the worker's handling of the
     Update and the activity recording the vote are one trace — each span the parent of the
     next — received by a collector in this process over OTLP/HTTP."""
-    api_port = free_port()
+    eid = unique("trace")
     with collecting() as collector:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("KWANUS_")},
-            "KWANUS_DATABASE_URL": db.url,
-            "KWANUS_TEMPORAL_ADDRESS": target(dev_env),
-            "KWANUS_TASK_QUEUE": unique("kwanus-traced"),
-            "KWANUS_OTLP_ENDPOINT": collector.endpoint,
-            "KWANUS_API_PORT": str(api_port),
-            "KWANUS_API_METRICS_PORT": "0",
-            "KWANUS_WORKER_METRICS_PORT": "0",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export every 0.1 s, not 5 s
-        }
-        worker = await spawn("worker", env, "worker polling")
-        api = await spawn("api", env, "Uvicorn running")
+        env = product_env(
+            dev_env,
+            db.url,
+            tmp_path,
+            KWANUS_OTLP_ENDPOINT=collector.endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",  # export every 0.1 s, not 5 s
+        )
         try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{api_port}", timeout=30
-            ) as http:
+            async with (
+                kwanus_worker(env, tmp_path / "worker.log"),
+                kwanus_api(env, tmp_path / "api.log") as http,
+            ):
                 admin = token(db, "admin")
                 assert (
                     await http.post("/v1/partners", json=partner_body("acme"), headers=admin)
                 ).status_code == 201
                 acme = token(db, "partner", "acme")
                 bodies = {b: token(db, b.value) for b in Body}
-                eid = unique("trace")
                 path = f"/v1/expansions/{eid}"
                 resp = await http.post("/v1/expansions", json=proposal_body(id=eid), headers=acme)
                 assert resp.status_code == 202, resp.text
@@ -279,28 +253,25 @@ async def test_one_trace_from_a_vote_through_its_update_to_the_activity_that_rec
                 resp = await http.post(f"{path}/votes", json=vote, headers=bodies[Body.TSC])
                 assert resp.status_code == 200, resp.text
 
-            async def recorded() -> list[Span]:
-                votes = [
-                    s
-                    for s in collector.received()
-                    if s.service == "kwanus-api"
-                    and s.name == "POST /v1/expansions/{expansion_id}/votes"
-                ]
-                if not votes:
-                    return []
-                by_id = {s.span_id: s for s in collector.trace(votes[0].trace_id)}
-                return [
-                    s
-                    for s in by_id.values()
-                    if s.name == "RunActivity:record_event"
-                    and any(a.name == "HandleUpdate:vote" for a in _ancestors(s, by_id))
-                ]
+                async def recorded() -> list[Span]:
+                    votes = [
+                        s
+                        for s in collector.received()
+                        if s.service == "kwanus-api"
+                        and s.name == "POST /v1/expansions/{expansion_id}/votes"
+                    ]
+                    if not votes:
+                        return []
+                    by_id = {s.span_id: s for s in collector.trace(votes[0].trace_id)}
+                    return [
+                        s
+                        for s in by_id.values()
+                        if s.name == "RunActivity:record_event"
+                        and any(a.name == "HandleUpdate:vote" for a in _ancestors(s, by_id))
+                    ]
 
-            found = await eventually(recorded)
+                found = await eventually(recorded)
         finally:
-            for child in (api, worker):
-                child.proc.send_signal(signal.SIGTERM)
-                await child.stopped(within=30)
             handle = dev_env.client.get_workflow_handle(f"expansion-{eid}")
             await handle.terminate("test over")
         # Tracing adds headers, never a command: the traced run replays without it.
