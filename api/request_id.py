@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from api.deps import CONSOLE_TOKEN
 from api.limits import ASGIApp, Message, Receive, Scope, Send
 from kwanus import logs
 
@@ -33,7 +34,13 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         # The console calls this app in process for its page's request: one request, one id.
-        outer = logs.current().get("request_id")
+        # Only that call (its scope names the console's token: no HTTP request can set it)
+        # takes the id already in the log context. A request otherwise opens its own scope
+        # whatever context it was started in: uvicorn starts a kept-alive connection's next
+        # request in the context its reader was last registered in, which may be an earlier
+        # request's (one whose body paused and resumed the reading).
+        nested = isinstance(scope.get(CONSOLE_TOKEN), str)
+        outer = logs.current().get("request_id") if nested else None
         request_id = outer or given(scope) or uuid.uuid4().hex
 
         async def send_with_id(message: Message) -> None:

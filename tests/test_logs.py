@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from temporalio import activity, workflow
 from temporalio.testing import WorkflowEnvironment
 
+from api.deps import CONSOLE_TOKEN
 from api.request_id import RequestId
 from app.dev import child_env
 from kwanus import contract, logs
@@ -246,7 +247,13 @@ async def _seen_by_the_app(
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    transport = httpx.ASGITransport(app=RequestId(app))
+    guarded = RequestId(app)
+
+    async def as_console(scope: Any, receive: Any, send: Any) -> None:
+        # As api.console.gateway calls the app: the scope names the session's token.
+        await guarded({**scope, CONSOLE_TOKEN: "tok"}, receive, send)
+
+    transport = httpx.ASGITransport(app=as_console if nested else guarded)
     async with httpx.AsyncClient(transport=transport, base_url="http://kwanus") as http:
         if nested:  # the console's in-process call, inside its page's request
             with logs.scope(request_id="page-request"):
