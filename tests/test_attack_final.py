@@ -5,16 +5,18 @@ should hold; it fails while the hole is open."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from policy.deprecation import migration_id
 from store import repo
 from store.db import Database
 from store.schemas import TokenCreate
 from testdata.factories import partner_body
-from tests.apistack import unique
+from tests.apistack import Api, eventually, unique
 from tests.test_attack23 import _env, kwanus_api
 
 
@@ -72,3 +74,48 @@ async def test_a_request_on_a_kept_alive_connection_has_its_own_request_id_and_p
     assert anon and all("partner_id" not in x for x in anon), anon
     of_b = [x for x in access if f"/v1/partners/{b}" in x["message"]]
     assert of_b and all(x.get("request_id") == "req-of-b" for x in of_b), of_b
+
+
+# --- 2. The fan-out's page is one transaction: one id too long for the store stops them all ----
+
+
+async def test_one_long_id_on_a_fanout_page_does_not_stop_the_other_partners_migrations(
+    api: Api,
+) -> None:
+    """HIGH (a required migration never starts, for every partner on the page; PostgreSQL, the
+    production store). A deprecation's migration is `<notice id>.<partner id>` — up to 64 + 1 +
+    63 characters, each part allowed by the API — but the store's `process_id` holds 100 and
+    `workflow_id` 128 (`migration-` + the id). A fan-out page now records its notices in one
+    transaction (`ProcessStarter._notices`): one partner whose migration id is too long makes
+    the page's whole transaction fail, the activity retries it for ever, and no partner on the
+    page — nor on any later page — gets its migration, its notice or its read-only fallback.
+    Before, that one migration failed alone (each recorded its own notice)."""
+    version = f"4.{uuid.uuid4().int % 10**6}"
+    short = f"fo-s{uuid.uuid4().hex[:6]}"
+    long_ = f"fo-l{uuid.uuid4().hex[:6]}-" + "x" * 52  # 63 characters: the longest id allowed
+    assert len(long_) == 63
+    for pid in (short, long_):
+        resp = await api.http.post(
+            "/v1/partners", json=partner_body(pid, os_version=version), headers=api.admin
+        )
+        assert resp.status_code == 201, resp.text
+    notice_id = f"atkfinal-{uuid.uuid4().hex[:8]}-" + "n" * 46  # 64 characters
+    assert len(notice_id) == 64
+    resp = await api.http.post(
+        "/v1/deprecations",
+        json={"id": notice_id, "kind": "os", "version": version, "replacement": "5.0"},
+        headers=api.token("TSC"),
+    )
+    assert resp.status_code == 202, resp.text
+    as_short = api.token("partner", short)
+
+    async def started() -> bool:
+        got = await api.http.get(
+            f"/v1/migrations/{migration_id(notice_id, short)}", headers=as_short
+        )
+        return got.status_code == 200 and got.json()["stage"] == "Plan"
+
+    assert await eventually(started, within=30), "the short-id partner's migration never started"
+    access = await api.http.get(f"/v1/partners/{short}/access", headers=as_short)
+    assert access.status_code == 200, access.text
+    assert migration_id(notice_id, short) in json.dumps(access.json()), access.json()
