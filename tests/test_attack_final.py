@@ -119,3 +119,34 @@ async def test_one_long_id_on_a_fanout_page_does_not_stop_the_other_partners_mig
     access = await api.http.get(f"/v1/partners/{short}/access", headers=as_short)
     assert access.status_code == 200, access.text
     assert migration_id(notice_id, short) in json.dumps(access.json()), access.json()
+
+
+async def test_a_partner_with_a_long_id_gets_its_required_migration_too(api: Api) -> None:
+    """MEDIUM, from before this change (open: the fix is the store's, a schema migration). The
+    same ids as above: the long-id partner's own migration, noticed by its run, fails its notice
+    activity for ever on PostgreSQL (`process_id` holds 100, `workflow_id` 128) — so it has no
+    record, no plan window and no fallback: the partner is never held to the deprecation it is
+    affected by. Every id the API allows a deprecation's migration must fit the store
+    (`contract.PROCESS_ID` already allows 160)."""
+    version = f"4.{uuid.uuid4().int % 10**6}"
+    long_ = f"fo-l{uuid.uuid4().hex[:6]}-" + "x" * 52
+    resp = await api.http.post(
+        "/v1/partners", json=partner_body(long_, os_version=version), headers=api.admin
+    )
+    assert resp.status_code == 201, resp.text
+    notice_id = f"atkfinal-{uuid.uuid4().hex[:8]}-" + "n" * 46
+    resp = await api.http.post(
+        "/v1/deprecations",
+        json={"id": notice_id, "kind": "os", "version": version, "replacement": "5.0"},
+        headers=api.token("TSC"),
+    )
+    assert resp.status_code == 202, resp.text
+    as_long = api.token("partner", long_)
+
+    async def started() -> bool:
+        got = await api.http.get(
+            f"/v1/migrations/{migration_id(notice_id, long_)}", headers=as_long
+        )
+        return got.status_code == 200 and got.json()["stage"] == "Plan"
+
+    assert await eventually(started, within=20), "the long-id partner's migration never started"
