@@ -17,7 +17,7 @@ from store.db import Database
 from store.schemas import TokenCreate
 from testdata.factories import partner_body
 from tests.apistack import Api, eventually, unique
-from tests.test_attack23 import _env, kwanus_api
+from tests.processes import kwanus_api, product_env
 
 
 def _token(db: Database, role: str, partner_id: str | None = None) -> dict[str, str]:
@@ -46,7 +46,7 @@ async def test_a_request_on_a_kept_alive_connection_has_its_own_request_id_and_p
     log = tmp_path / "api.log"
     admin = _token(db, "admin")
     a, b = unique("pa"), unique("pb")
-    async with kwanus_api(_env(dev_env, db, tmp_path), log) as http:
+    async with kwanus_api(product_env(dev_env, db.url, tmp_path), log) as http:
         for pid in (a, b):
             resp = await http.post("/v1/partners", json=partner_body(pid), headers=admin)
             assert resp.status_code == 201, resp.text
@@ -122,7 +122,7 @@ async def test_one_long_id_on_a_fanout_page_does_not_stop_the_other_partners_mig
 
 
 async def test_a_partner_with_a_long_id_gets_its_required_migration_too(api: Api) -> None:
-    """MEDIUM, from before this change (open: the fix is the store's, a schema migration). The
+    """MEDIUM, from before this change (fixed in the store: migration 0018 widens its ids). The
     same ids as above: the long-id partner's own migration, noticed by its run, fails its notice
     activity for ever on PostgreSQL (`process_id` holds 100, `workflow_id` 128) — so it has no
     record, no plan window and no fallback: the partner is never held to the deprecation it is
@@ -150,3 +150,12 @@ async def test_a_partner_with_a_long_id_gets_its_required_migration_too(api: Api
         return got.status_code == 200 and got.json()["stage"] == "Plan"
 
     assert await eventually(started, within=20), "the long-id partner's migration never started"
+    # Its workflow id (139 characters) is a cursor and a filter the API takes too.
+    workflow_id = f"migration-{migration_id(notice_id, long_)}"
+    assert len(workflow_id) > 128
+    page = await api.http.get("/v1/migrations", params={"after": workflow_id}, headers=as_long)
+    assert page.status_code == 200, page.text
+    ops = api.token("ops")
+    audit = await api.http.get("/v1/audit", params={"workflow_id": workflow_id}, headers=ops)
+    assert audit.status_code == 200, audit.text
+    assert audit.json() and {row["workflow_id"] for row in audit.json()} == {workflow_id}
