@@ -23,7 +23,7 @@ from policy.document import PolicyDocument
 from policy.vocabulary import Role
 from store import repo
 from store.db import Database
-from store.tables import utcnow
+from store.tables import WORKFLOW_ID_LENGTH, utcnow
 
 
 def get_settings(request: Request) -> Settings:
@@ -59,7 +59,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MAX_PAGE = 500
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")]
 After = Annotated[
-    str | None, Query(max_length=128, description="The last workflow_id of the previous page.")
+    str | None,
+    Query(max_length=WORKFLOW_ID_LENGTH, description="The last workflow_id of the previous page."),
 ]
 # `order=deadline`: soonest next deadline first — overdue first — and the page after the last
 # row's (`after_deadline`, `after` = its next_deadline and workflow_id).

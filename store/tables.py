@@ -23,6 +23,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# How long the ids the store keeps may be: every process id the contract allows
+# (contract.PROCESS_ID, 160: a fan-out's `<notice>.<partner>` is up to 64 + 1 + 63), its
+# workflow id (`<kind>-<id>`, and a remediation's `-v<n>`), the audit keys made of a workflow
+# id and a step, and the notification keys made of an audit key and a receiver.
+PROCESS_ID_LENGTH = 160
+WORKFLOW_ID_LENGTH = 200
+AUDIT_KEY_LENGTH = 300
+NOTIFICATION_KEY_LENGTH = 400
+
+
 def _ts(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None,
@@ -98,9 +108,9 @@ class Process(SQLModel, table=True):
         Index("ix_process_kind_status_wf", "kind", "status", "workflow_id"),
     )
 
-    workflow_id: str = Field(primary_key=True, max_length=128)
+    workflow_id: str = Field(primary_key=True, max_length=WORKFLOW_ID_LENGTH)
     kind: str = Field(max_length=16)
-    process_id: str = Field(max_length=100)
+    process_id: str = Field(max_length=PROCESS_ID_LENGTH)
     partner_id: str = Field(max_length=64, index=True)
     stage: str = Field(max_length=32)
     status: str = Field(max_length=16)
@@ -133,9 +143,9 @@ class PendingAction(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    workflow_id: str = Field(max_length=128, index=True)
+    workflow_id: str = Field(max_length=WORKFLOW_ID_LENGTH, index=True)
     kind: str = Field(max_length=16)
-    process_id: str = Field(max_length=100)
+    process_id: str = Field(max_length=PROCESS_ID_LENGTH)
     partner_id: str = Field(max_length=64)
     stage: str = Field(max_length=32)
     actor: str = Field(max_length=80)
@@ -156,12 +166,12 @@ class AuditEvent(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    key: str = Field(max_length=200, unique=True)
+    key: str = Field(max_length=AUDIT_KEY_LENGTH, unique=True)
     at: datetime = _ts()
     recorded_at: datetime = _ts()
-    workflow_id: str = Field(max_length=128, index=True)
+    workflow_id: str = Field(max_length=WORKFLOW_ID_LENGTH, index=True)
     process: str = Field(max_length=16)
-    process_id: str = Field(max_length=100)
+    process_id: str = Field(max_length=PROCESS_ID_LENGTH)
     partner_id: str = Field(max_length=64, index=True)
     event: str = Field(max_length=64)
     actor: str = Field(max_length=64)
@@ -265,9 +275,13 @@ class CompatChange(SQLModel, table=True):
     status: str = Field(max_length=16)
     previous: str | None = Field(default=None, max_length=16)
     at: datetime = _ts()
-    source: str = Field(max_length=128, description="The process (workflow id) or the API.")
+    source: str = Field(
+        max_length=WORKFLOW_ID_LENGTH, description="The process (workflow id) or the API."
+    )
     actor: str = Field(max_length=64)
-    audit_key: str = Field(max_length=200, description="The audit event that carried it.")
+    audit_key: str = Field(
+        max_length=AUDIT_KEY_LENGTH, description="The audit event that carried it."
+    )
 
 
 class PartnerCompat(SQLModel, table=True):
@@ -284,13 +298,17 @@ class PartnerCompat(SQLModel, table=True):
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
     partner_id: str = Field(max_length=64, foreign_key="partner.id", index=True)
-    source: str = Field(max_length=128, description="The release's or rollout's workflow id.")
+    source: str = Field(
+        max_length=WORKFLOW_ID_LENGTH, description="The release's or rollout's workflow id."
+    )
     release: str = Field(max_length=64, description="The version released or rolled out.")
     kind: str = Field(max_length=16)
     name: str = Field(max_length=100)
     version: str = Field(max_length=32)
     declared_at: datetime = _ts()
-    audit_key: str = Field(max_length=200, description="The audit event that carried it.")
+    audit_key: str = Field(
+        max_length=AUDIT_KEY_LENGTH, description="The audit event that carried it."
+    )
 
 
 class PartnerManifest(SQLModel, table=True):
@@ -304,7 +322,7 @@ class PartnerManifest(SQLModel, table=True):
     version: int = Field(primary_key=True)
     manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     source: str = Field(
-        max_length=128,
+        max_length=WORKFLOW_ID_LENGTH,
         description="`registration`, or the workflow id of the migration that registered it.",
     )
     registered_at: datetime = _ts()
@@ -316,7 +334,7 @@ class PartnerManifest(SQLModel, table=True):
     )
     audit_key: str | None = Field(
         default=None,
-        max_length=200,
+        max_length=AUDIT_KEY_LENGTH,
         unique=True,
         description="The audit event that registered it (none at registration): once per event.",
     )
@@ -334,12 +352,12 @@ class NotificationRow(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    key: str = Field(max_length=300, unique=True)
+    key: str = Field(max_length=NOTIFICATION_KEY_LENGTH, unique=True)
     type: str = Field(max_length=32)
     receiver: str = Field(max_length=80, description="`partner:<id>` or a body.")
     partner_id: str = Field(max_length=64, index=True)
-    process_id: str = Field(max_length=128)
-    workflow_id: str = Field(max_length=128)
+    process_id: str = Field(max_length=PROCESS_ID_LENGTH)
+    workflow_id: str = Field(max_length=WORKFLOW_ID_LENGTH)
     link: str = Field(max_length=300)
     message: str = Field(max_length=2000)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -429,7 +447,7 @@ class StewardshipReport(SQLModel, table=True):
     __tablename__ = "stewardship_report"
 
     id: str = Field(primary_key=True, max_length=100)
-    workflow_id: str = Field(max_length=128)
+    workflow_id: str = Field(max_length=WORKFLOW_ID_LENGTH)
     period_start: datetime = _ts()
     period_end: datetime = _ts()
     figures: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -12,6 +12,7 @@ from api.deps import CurrentPrincipal, Limit, SessionDep
 from api.problems import Problem
 from policy.vocabulary import Role
 from store import repo
+from store.tables import WORKFLOW_ID_LENGTH
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 READERS = (Role.OPS, Role.TSC, Role.SCO, Role.ERC, Role.CGB, Role.PARTNER)
@@ -37,7 +38,7 @@ def read_audit(
     principal: CurrentPrincipal,
     session: SessionDep,
     partner_id: Annotated[str | None, Query(max_length=64)] = None,
-    workflow_id: Annotated[str | None, Query(max_length=128)] = None,
+    workflow_id: Annotated[str | None, Query(max_length=WORKFLOW_ID_LENGTH)] = None,
     after: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="The last seq of the previous page.")
     ] = None,
